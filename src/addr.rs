@@ -1,0 +1,182 @@
+//! Address and frame newtypes.
+//!
+//! A Xen dump mixes four kinds of numbers that are all `u64` to the machine: machine
+//! addresses, virtual addresses, machine frame numbers and guest frame numbers. Mixing
+//! them up is the most common reason a hand-rolled walk "hits zeros" (reference
+//! `xen-x86-64.md` §9, pitfall 3), so each kind is its own `Copy` type and conversions
+//! are named methods; there is deliberately no `From` between kinds.
+
+use std::fmt;
+
+/// Size of a base page on x86-64.
+pub const PAGE_SIZE: u64 = 4096;
+/// log2 of [`PAGE_SIZE`].
+pub const PAGE_SHIFT: u32 = 12;
+
+macro_rules! hex_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[repr(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            /// The raw value.
+            #[inline]
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:#x}", self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:#x})"), self.0)
+            }
+        }
+
+        impl fmt::LowerHex for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::LowerHex::fmt(&self.0, f)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                // 64-bit values do not survive JSON numbers in most consumers.
+                s.collect_str(self)
+            }
+        }
+    };
+}
+
+hex_newtype!(
+    /// A machine (host-physical) address: what the dump is indexed by.
+    Maddr
+);
+hex_newtype!(
+    /// A virtual address in some address space (the root decides which).
+    Vaddr
+);
+hex_newtype!(
+    /// A machine frame number: `Maddr >> 12`.
+    Mfn
+);
+hex_newtype!(
+    /// A PV guest's pseudo-physical frame number. Never an index into the dump.
+    Pfn
+);
+hex_newtype!(
+    /// An HVM/PVH guest-physical frame number. Never an index into the dump.
+    Gfn
+);
+
+impl Maddr {
+    /// The frame containing this address.
+    #[inline]
+    pub const fn mfn(self) -> Mfn {
+        Mfn(self.0 >> PAGE_SHIFT)
+    }
+    /// Offset inside its 4 KiB page.
+    #[inline]
+    pub const fn page_offset(self) -> u64 {
+        self.0 & (PAGE_SIZE - 1)
+    }
+    /// This address plus `n` bytes, or `None` on overflow.
+    #[inline]
+    pub const fn checked_add(self, n: u64) -> Option<Maddr> {
+        match self.0.checked_add(n) {
+            Some(v) => Some(Maddr(v)),
+            None => None,
+        }
+    }
+    /// This address plus `n` bytes, wrapping (for arithmetic on values already bounded).
+    #[inline]
+    pub const fn wrapping_add(self, n: u64) -> Maddr {
+        Maddr(self.0.wrapping_add(n))
+    }
+}
+
+impl Mfn {
+    /// First machine address of the frame.
+    #[inline]
+    pub const fn maddr(self) -> Maddr {
+        Maddr(self.0 << PAGE_SHIFT)
+    }
+}
+
+impl Vaddr {
+    /// Whether the address is canonical for 4-level paging: bits 63:47 all equal
+    /// (SDM Vol. 3A §4.5; reference §1.1).
+    #[inline]
+    pub const fn is_canonical(self) -> bool {
+        let top = self.0 >> 47;
+        top == 0 || top == 0x1ffff
+    }
+    /// Sign-extend bit 47, the way hardware forms the upper half.
+    #[inline]
+    pub const fn canonicalize(raw: u64) -> Vaddr {
+        Vaddr((((raw << 16) as i64) >> 16) as u64)
+    }
+    /// The 9-bit table index this address uses at a level whose index starts at bit
+    /// `shift` (39 for L4, 30 for L3, 21 for L2, 12 for L1).
+    #[inline]
+    pub const fn index_at(self, shift: u32) -> usize {
+        ((self.0 >> shift) & 0x1ff) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_boundaries() {
+        assert!(Vaddr(0).is_canonical());
+        assert!(Vaddr(0x0000_7fff_ffff_ffff).is_canonical());
+        assert!(!Vaddr(0x0000_8000_0000_0000).is_canonical());
+        assert!(!Vaddr(0xffff_7fff_ffff_ffff).is_canonical());
+        assert!(Vaddr(0xffff_8000_0000_0000).is_canonical());
+        assert!(!Vaddr(0xffff_0000_0000_1000).is_canonical());
+        assert_eq!(
+            Vaddr::canonicalize(0x0000_8000_0000_0000),
+            Vaddr(0xffff_8000_0000_0000)
+        );
+        assert_eq!(
+            Vaddr::canonicalize(0x0000_7000_0000_0000),
+            Vaddr(0x0000_7000_0000_0000)
+        );
+    }
+
+    #[test]
+    fn worked_example_indices() {
+        // reference §3.7: idle_pg_table 0xffff82d04046e000 splits into 261/321/2/110.
+        let va = Vaddr(0xffff_82d0_4046_e000);
+        assert_eq!(
+            [
+                va.index_at(39),
+                va.index_at(30),
+                va.index_at(21),
+                va.index_at(12)
+            ],
+            [261, 321, 2, 110]
+        );
+    }
+
+    #[test]
+    fn frame_conversions() {
+        assert_eq!(Maddr(0x3fc6_e123).mfn(), Mfn(0x3fc6e));
+        assert_eq!(Mfn(0x3fc6e).maddr(), Maddr(0x3fc6_e000));
+        assert_eq!(Maddr(0x3fc6_e123).page_offset(), 0x123);
+        assert_eq!(format!("{}", Maddr(0x10)), "0x10");
+        assert_eq!(
+            serde_json::to_string(&Vaddr(u64::MAX)).unwrap(),
+            "\"0xffffffffffffffff\""
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Opening a dump: format detection by magic (never by file name), read-only memory
+//! map, and the notes every format can carry.
+
+use crate::mem::{self, PhysMem};
+use crate::notes::Notes;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// How to interpret the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatHint {
+    /// Detect by magic; a file with no known magic and a size that is a whole number
+    /// of pages is taken as a raw image.
+    #[default]
+    Auto,
+    /// A flat physical memory image.
+    Raw,
+    /// An ELF core.
+    Elf,
+}
+
+/// Options for [`Dump::open`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    pub format: FormatHint,
+    /// Machine address of the first byte of a raw image.
+    pub base: u64,
+}
+
+/// What kind of file a dump is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    Raw { base: u64 },
+    Elf(mem::elf::ElfSummary),
+}
+
+impl Format {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Raw { .. } => "raw",
+            Format::Elf(_) => "elf",
+        }
+    }
+}
+
+/// Why a dump cannot be opened. The CLI prefixes the file name.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("is a directory, not a dump file")]
+    Directory,
+    #[error("empty file (0 bytes): not a dump")]
+    Empty,
+    #[error("compressed with {0}: decompress it first (for example `{1}`)")]
+    Compressed(&'static str, &'static str),
+    #[error("at offset 0x0: {0} is not supported yet")]
+    Unsupported(&'static str),
+    #[error(
+        "at offset 0x0: unknown format (first bytes {magic}) and its size ({size} bytes) is not a \
+         whole number of 4 KiB pages, so it is not a raw memory image either; if it is raw, pass \
+         --format raw"
+    )]
+    Unknown { magic: String, size: u64 },
+    #[error("{0}")]
+    Elf(#[from] mem::elf::ElfError),
+    #[error("{0}")]
+    Raw(#[from] mem::raw::RawError),
+}
+
+/// An opened dump: its memory and what its headers and notes say.
+pub struct Dump {
+    pub path: PathBuf,
+    pub file_size: u64,
+    pub format: Format,
+    pub mem: Box<dyn PhysMem>,
+    pub notes: Notes,
+    /// Problems that did not stop the dump from being used.
+    pub warnings: Vec<String>,
+}
+
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+
+/// Known magics of things people mistake for dumps, or formats not read yet.
+fn recognise(head: &[u8]) -> Option<OpenError> {
+    let starts = |m: &[u8]| head.starts_with(m);
+    if starts(b"\xfd7zXZ\0") {
+        Some(OpenError::Compressed("xz", "xz -dk FILE"))
+    } else if starts(b"\x1f\x8b") {
+        Some(OpenError::Compressed("gzip", "gzip -dk FILE"))
+    } else if starts(b"\x28\xb5\x2f\xfd") {
+        Some(OpenError::Compressed("zstd", "zstd -d FILE"))
+    } else if starts(b"BZh") && head.get(3).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+        Some(OpenError::Compressed("bzip2", "bzip2 -dk FILE"))
+    } else if starts(b"\x04\x22\x4d\x18") {
+        Some(OpenError::Compressed("lz4", "lz4 -d FILE"))
+    } else if starts(b"KDUMP   ") || starts(b"DISKDUMP") {
+        Some(OpenError::Unsupported(
+            "a kdump-compressed dump (makedumpfile / QEMU -z/-l/-s)",
+        ))
+    } else if starts(b"makedumpfile\0") {
+        Some(OpenError::Unsupported(
+            "makedumpfile's flattened format (convert it with `makedumpfile -R OUT < FILE`, then pass OUT)",
+        ))
+    } else if starts(b"EMiL") {
+        Some(OpenError::Unsupported("a LiME memory image"))
+    } else {
+        None
+    }
+}
+
+impl Dump {
+    /// Open `path` read-only. Opening maps the file and reads headers and notes only.
+    pub fn open(path: &Path, opts: OpenOptions) -> Result<Dump, OpenError> {
+        let meta = std::fs::metadata(path)?;
+        if meta.is_dir() {
+            return Err(OpenError::Directory);
+        }
+        let file = File::open(path)?;
+        let file_size = file.metadata()?.len();
+        if file_size == 0 {
+            return Err(OpenError::Empty);
+        }
+        // SAFETY: the map is read-only and private to this process. If another process
+        // truncates the file while it is mapped, reads past the new end fault (SIGBUS);
+        // dumps are not modified while being analysed, and xenwalk never writes.
+        let map = unsafe { Mmap::map(&file)? };
+        let head = map.get(..16).unwrap_or(&map[..]);
+        let is_elf = head.starts_with(ELF_MAGIC);
+        let format = match opts.format {
+            FormatHint::Elf => FormatHint::Elf,
+            FormatHint::Raw => FormatHint::Raw,
+            FormatHint::Auto if is_elf => FormatHint::Elf,
+            FormatHint::Auto => {
+                if let Some(e) = recognise(head) {
+                    return Err(e);
+                }
+                if file_size % crate::addr::PAGE_SIZE != 0 {
+                    let magic = head
+                        .iter()
+                        .take(8)
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    return Err(OpenError::Unknown {
+                        magic,
+                        size: file_size,
+                    });
+                }
+                FormatHint::Raw
+            }
+        };
+        match format {
+            FormatHint::Elf => {
+                if !is_elf {
+                    return Err(mem::elf::ElfError {
+                        offset: 0,
+                        what: "no ELF magic (7f 45 4c 46)".into(),
+                    }
+                    .into());
+                }
+                let core = mem::elf::parse(map)?;
+                let notes = Notes::decode(&core.notes);
+                let mut warnings = core.warnings;
+                warnings.extend(notes.problems.iter().cloned());
+                Ok(Dump {
+                    path: path.to_owned(),
+                    file_size,
+                    format: Format::Elf(core.summary),
+                    mem: Box::new(core.image),
+                    notes,
+                    warnings,
+                })
+            }
+            _ => {
+                let image = mem::raw::open(map, opts.base)?;
+                Ok(Dump {
+                    path: path.to_owned(),
+                    file_size,
+                    format: Format::Raw { base: opts.base },
+                    mem: Box::new(image),
+                    notes: Notes::default(),
+                    warnings: Vec::new(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! xenwalk: walk and explain x86-64 page tables in Xen crash dumps and machine
+//! memory images.
+//!
+//! Layers, bottom up:
+//! * [`addr`]: `Maddr`, `Vaddr`, `Mfn`, `Pfn`, `Gfn` newtypes;
+//! * [`mem`]: physical-memory sources behind one trait, [`mem::PhysMem`] (raw, ELF);
+//! * [`dump`]: opening a file (format by magic) and its [`notes`];
+//! * [`paging`]: x86-64 entries, the walker, the root (CR3), enumeration;
+//! * [`diagnose`]: why a walk stopped, with stable reason codes;
+//! * [`render`]: human and JSON output; [`cli`]: the command line.
+//!
+//! [`fixture`] builds realistic page tables and images for tests and benchmarks.
+
+pub mod addr;
+pub mod cli;
+pub mod diagnose;
+pub mod dump;
+pub mod fixture;
+pub mod mem;
+pub mod notes;
+pub mod paging;
+pub mod parse;
+pub mod render;
+
+pub use addr::{Gfn, Maddr, Mfn, Pfn, Vaddr};

@@ -1,0 +1,316 @@
+//! ELF cores (`ET_CORE`): the Xen kexec vmcore and QEMU's `dump-guest-memory` output.
+//!
+//! Facts used (reference `xen-x86-64.md` §7a, §7d):
+//! * `PT_LOAD` `p_paddr` is the machine address; `p_vaddr` is a guess by kexec-tools
+//!   (or 0 from QEMU) and is ignored. object's own `data_range` keys on `p_vaddr`, so
+//!   the program headers are indexed here.
+//! * Program headers are found through `e_phoff`: QEMU 10 writes section headers at
+//!   0x40 and program headers at 0xc0. With 0xffff or more segments `e_phnum` is
+//!   `PN_XNUM` and the count is in section 0's `sh_info` (object handles this).
+//! * `p_filesz < p_memsz` means the tail of the segment is not in the file: absent,
+//!   never zero.
+
+use super::mapped::{MappedImage, Segment};
+use memmap2::Mmap;
+use object::LittleEndian as LE;
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+
+/// A malformed or unsupported ELF file: what was wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at offset {offset:#x}: {what}")]
+pub struct ElfError {
+    /// File offset of the offending structure.
+    pub offset: u64,
+    pub what: String,
+}
+
+fn err(offset: u64, what: impl Into<String>) -> ElfError {
+    ElfError {
+        offset,
+        what: what.into(),
+    }
+}
+
+/// One ELF note, copied out of the file (notes are small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawNote {
+    /// Note name without the trailing NUL.
+    pub name: String,
+    pub n_type: u32,
+    pub desc: Vec<u8>,
+    /// File offset of the note header.
+    pub offset: u64,
+}
+
+/// What the ELF headers say, for `xenwalk info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfSummary {
+    pub phoff: u64,
+    pub phnum: usize,
+    pub loads: usize,
+    pub note_segments: usize,
+}
+
+/// A parsed ELF core: its memory, its notes, and problems that did not stop parsing.
+pub struct ElfCore {
+    pub image: MappedImage,
+    pub notes: Vec<RawNote>,
+    pub summary: ElfSummary,
+    /// Non-fatal problems (a corrupt note segment does not make memory unreadable).
+    pub warnings: Vec<String>,
+}
+
+/// Upper bound on a single note's descriptor; real ones are at most a few KiB
+/// (VMCOREINFO_XEN is 4068 bytes). Bigger claims are corruption.
+const MAX_NOTE_DESC: usize = 1 << 20;
+
+/// Parse `map` as a little-endian x86-64 ELF64 core.
+pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
+    let data: &[u8] = &map;
+    let ident = data
+        .get(..16)
+        .ok_or_else(|| err(0, "file too short for an ELF header"))?;
+    match ident.get(4) {
+        Some(2) => {}
+        Some(1) => return Err(err(4, "ELF32 file: only ELF64 cores are supported")),
+        _ => return Err(err(4, "invalid ELF class byte")),
+    }
+    if ident.get(5) != Some(&1) {
+        return Err(err(
+            5,
+            "big-endian or invalid ELF data encoding: x86-64 cores are little-endian",
+        ));
+    }
+    let hdr =
+        elf::FileHeader64::<LE>::parse(data).map_err(|e| err(0, format!("bad ELF header: {e}")))?;
+    let e_type = hdr.e_type(LE);
+    if e_type != elf::ET_CORE {
+        let hint = if e_type == elf::ET_EXEC {
+            " (an executable: if this is xen-syms, it is a symbol file, not a dump)"
+        } else {
+            ""
+        };
+        return Err(err(
+            16,
+            format!("ELF type {e_type} is not a core file (ET_CORE){hint}"),
+        ));
+    }
+    let machine = hdr.e_machine(LE);
+    if machine != elf::EM_X86_64 {
+        return Err(err(
+            18,
+            format!("ELF machine {machine} is not x86-64 (EM_X86_64 = 62)"),
+        ));
+    }
+    let phoff = hdr.e_phoff(LE);
+    let phdrs = hdr
+        .program_headers(LE, data)
+        .map_err(|e| err(phoff, format!("program headers (e_phoff {phoff:#x}): {e}")))?;
+    let file_len = data.len() as u64;
+    let phsize = std::mem::size_of::<elf::ProgramHeader64<LE>>() as u64;
+
+    let mut segs = Vec::new();
+    let mut note_ranges = Vec::new();
+    for (i, ph) in phdrs.iter().enumerate() {
+        let at = phoff + i as u64 * phsize;
+        let (off, filesz, memsz) = (ph.p_offset(LE), ph.p_filesz(LE), ph.p_memsz(LE));
+        match ph.p_type(LE) {
+            elf::PT_LOAD => {
+                let paddr = ph.p_paddr(LE);
+                if filesz > memsz {
+                    return Err(err(
+                        at,
+                        format!(
+                            "program header {i}: PT_LOAD p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"
+                        ),
+                    ));
+                }
+                let fend = off.checked_add(filesz).filter(|&e| e <= file_len).ok_or_else(|| {
+                    err(at, format!(
+                        "program header {i}: PT_LOAD file range {off:#x}+{filesz:#x} runs past the \
+                         end of the file ({file_len:#x} bytes): the dump is truncated"
+                    ))
+                })?;
+                let _ = fend;
+                if paddr.checked_add(memsz).is_none() {
+                    return Err(err(
+                        at,
+                        format!(
+                            "program header {i}: PT_LOAD {paddr:#x}+{memsz:#x} overflows the address space"
+                        ),
+                    ));
+                }
+                if memsz > 0 {
+                    segs.push(Segment {
+                        paddr,
+                        memsz,
+                        offset: off,
+                        filesz,
+                        index: i,
+                    });
+                }
+            }
+            elf::PT_NOTE => {
+                let ok = off.checked_add(filesz).is_some_and(|e| e <= file_len);
+                if !ok {
+                    return Err(err(
+                        at,
+                        format!(
+                            "program header {i}: PT_NOTE range {off:#x}+{filesz:#x} runs past the end \
+                         of the file ({file_len:#x} bytes)"
+                        ),
+                    ));
+                }
+                note_ranges.push((i, off, filesz, ph.p_align(LE)));
+            }
+            _ => {}
+        }
+    }
+    if segs.is_empty() {
+        let why = if phdrs.is_empty() {
+            "no program headers: this ELF core describes no memory (an `xl dump-core` guest \
+             core keeps its pages in sections; that format is not supported yet)"
+        } else {
+            "no PT_LOAD segment: this ELF core describes no memory"
+        };
+        return Err(err(phoff, why));
+    }
+    segs.sort_by_key(|s| s.paddr);
+    for w in segs.windows(2) {
+        if let [a, b] = w {
+            if a.end() > b.paddr {
+                return Err(err(
+                    phoff + b.index as u64 * phsize,
+                    format!(
+                        "program headers {} and {} overlap: PT_LOAD {:#x}-{:#x} and {:#x}-{:#x}",
+                        a.index,
+                        b.index,
+                        a.paddr,
+                        a.end() - 1,
+                        b.paddr,
+                        b.end() - 1
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
+    for &(i, off, filesz, align) in &note_ranges {
+        let (Ok(start), Ok(len)) = (usize::try_from(off), usize::try_from(filesz)) else {
+            continue;
+        };
+        let Some(bytes) = data.get(start..start + len) else {
+            continue;
+        };
+        // QEMU writes p_align 0; the ELF64 note convention is 4-byte alignment anyway.
+        let align = if align == 8 { 8 } else { 4 };
+        if let Err(w) = parse_notes(bytes, off, align, &mut notes) {
+            warnings.push(format!(
+                "PT_NOTE segment {i}: {w}; later notes in it are ignored"
+            ));
+        }
+    }
+
+    let summary = ElfSummary {
+        phoff,
+        phnum: phdrs.len(),
+        loads: segs.len(),
+        note_segments: note_ranges.len(),
+    };
+    Ok(ElfCore {
+        image: MappedImage::new(map, segs),
+        notes,
+        summary,
+        warnings,
+    })
+}
+
+/// Read the notes in one note segment. Written by hand rather than with object's
+/// iterator so that each note keeps its file offset for messages.
+fn parse_notes(
+    mut b: &[u8],
+    mut off: u64,
+    align: usize,
+    out: &mut Vec<RawNote>,
+) -> Result<(), ElfError> {
+    let pad = |n: usize| n.checked_add(align - 1).map(|v| v & !(align - 1));
+    while b.len() >= 12 {
+        let word = |i: usize| -> u32 {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&b[i..i + 4]);
+            u32::from_le_bytes(w)
+        };
+        let (namesz, descsz, n_type) = (word(0) as usize, word(4) as usize, word(8));
+        if namesz == 0 && descsz == 0 && n_type == 0 {
+            break; // zero padding at the end of a note buffer
+        }
+        let name_end = pad(namesz).and_then(|n| n.checked_add(12));
+        let desc_end = name_end
+            .zip(pad(descsz))
+            .and_then(|(a, d)| a.checked_add(d));
+        let (Some(name_end), Some(desc_end)) = (name_end, desc_end) else {
+            return Err(err(off, "note sizes overflow"));
+        };
+        if descsz > MAX_NOTE_DESC || desc_end > b.len() {
+            return Err(err(
+                off,
+                format!(
+                    "note claims {namesz} name bytes and {descsz} descriptor bytes, past the end of its segment"
+                ),
+            ));
+        }
+        let raw_name = &b[12..12 + namesz];
+        let name_len = raw_name.iter().position(|&c| c == 0).unwrap_or(namesz);
+        let name = String::from_utf8_lossy(&raw_name[..name_len]).into_owned();
+        let desc = b[name_end..name_end + descsz].to_vec();
+        out.push(RawNote {
+            name,
+            n_type,
+            desc,
+            offset: off,
+        });
+        b = &b[desc_end..];
+        off += desc_end as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_keep_offsets_and_stop_on_garbage() {
+        let mut buf = Vec::new();
+        for (name, ty, desc) in [
+            ("CORE", 1u32, vec![1u8; 8]),
+            ("Xen", 0x100_0002, vec![2u8; 32]),
+        ] {
+            let n = name.len() + 1;
+            buf.extend_from_slice(&(n as u32).to_le_bytes());
+            buf.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&ty.to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(0);
+            while buf.len() % 4 != 0 {
+                buf.push(0);
+            }
+            buf.extend_from_slice(&desc);
+        }
+        let mut out = Vec::new();
+        parse_notes(&buf, 0x100, 4, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].name, "Xen");
+        assert_eq!(out[1].offset, 0x100 + 12 + 8 + 8);
+        // A note that claims more than is there is an error with its offset.
+        let mut bad = buf.clone();
+        bad.extend_from_slice(&[5, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+        let mut out = Vec::new();
+        let e = parse_notes(&bad, 0, 4, &mut out).unwrap_err();
+        assert_eq!(e.offset, buf.len() as u64);
+        assert_eq!(out.len(), 2);
+    }
+}

@@ -1,0 +1,171 @@
+//! Physical-memory sources: one trait, one file per dump format.
+//!
+//! Every format answers the same question: "what are the bytes at this machine
+//! address?" The answer has three outcomes, and they must never be confused:
+//!
+//! * the bytes (borrowed from the memory map when the format allows it);
+//! * [`Absent`]: the dump does not hold them, with the precise reason (outside the
+//!   image, a hole between segments, a page the dump did not capture). Absent is not
+//!   zero: a tool that reads absent pages as zeros is how a walk "hits zeros at L3";
+//! * malformed data (a corrupt compressed page, in formats that have them).
+
+pub mod elf;
+pub mod mapped;
+pub mod raw;
+
+use crate::addr::{Maddr, Mfn, PAGE_SIZE};
+use std::fmt;
+use std::ops::Deref;
+
+pub use mapped::{MappedImage, Segment};
+
+/// Why a dump cannot supply the bytes at an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Absent {
+    /// Below the lowest or above the highest address the image describes at all.
+    /// `start..end` is the span the image covers.
+    OutsideImage { start: Maddr, end: Maddr },
+    /// Between two segments: no segment describes this address (a hole in the
+    /// machine's memory map, MMIO, or memory the dump writer skipped).
+    Hole { prev_end: Maddr, next_start: Maddr },
+    /// Inside a segment's memory range but not in the file: the ELF program header
+    /// has `p_filesz < p_memsz` (the page exists but was not captured or was filtered).
+    NotCaptured { segment: usize },
+}
+
+impl Absent {
+    /// Stable snake_case name, used in JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Absent::OutsideImage { .. } => "outside_image",
+            Absent::Hole { .. } => "hole",
+            Absent::NotCaptured { .. } => "not_captured",
+        }
+    }
+
+    /// Whether the address is one the machine probably had as RAM but the dump does
+    /// not hold (as opposed to an address the dump never described).
+    pub fn is_uncaptured(&self) -> bool {
+        matches!(self, Absent::NotCaptured { .. })
+    }
+}
+
+impl fmt::Display for Absent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Absent::OutsideImage { start, end } => {
+                write!(
+                    f,
+                    "outside the image (it covers {start}-{:#x})",
+                    end.0.saturating_sub(1)
+                )
+            }
+            Absent::Hole {
+                prev_end,
+                next_start,
+            } => write!(
+                f,
+                "in a hole between segments ({prev_end}-{:#x} is described by no segment)",
+                next_start.0.saturating_sub(1)
+            ),
+            Absent::NotCaptured { segment } => write!(
+                f,
+                "not captured: inside segment {segment}'s memory range but past its file data \
+                 (p_filesz < p_memsz)"
+            ),
+        }
+    }
+}
+
+/// A failed read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The dump does not hold the byte at `addr`.
+    #[error("{addr} is {why}")]
+    Absent { addr: Maddr, why: Absent },
+    /// The dump claims to hold the data but it cannot be decoded.
+    #[error("{addr}: malformed data at file offset {offset:#x}: {what}")]
+    Malformed {
+        addr: Maddr,
+        offset: u64,
+        what: &'static str,
+    },
+}
+
+impl ReadError {
+    /// The absence reason, if this is an absence.
+    pub fn absent(&self) -> Option<Absent> {
+        match self {
+            ReadError::Absent { why, .. } => Some(*why),
+            ReadError::Malformed { .. } => None,
+        }
+    }
+}
+
+/// One 4 KiB page of machine memory: borrowed from the memory map when the format
+/// stores it contiguously, owned when it had to be assembled or decompressed.
+pub enum Page<'a> {
+    Borrowed(&'a [u8; PAGE_SIZE as usize]),
+    Owned(Box<[u8; PAGE_SIZE as usize]>),
+}
+
+impl Deref for Page<'_> {
+    type Target = [u8; PAGE_SIZE as usize];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Page::Borrowed(p) => p,
+            Page::Owned(p) => p,
+        }
+    }
+}
+
+impl Page<'_> {
+    /// The little-endian u64 at entry `index` (0..512) of this page seen as a table.
+    #[inline]
+    pub fn entry(&self, index: usize) -> u64 {
+        let p: &[u8; PAGE_SIZE as usize] = self;
+        let i = (index & 0x1ff) * 8;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&p[i..i + 8]);
+        u64::from_le_bytes(b)
+    }
+
+    /// Whether every byte of the page is zero.
+    pub fn is_zero(&self) -> bool {
+        let p: &[u8; PAGE_SIZE as usize] = self;
+        p.iter().all(|&b| b == 0)
+    }
+}
+
+/// What part of the machine-address space a source describes, for `info` and for
+/// diagnosis ("the image covers ...").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub start: Maddr,
+    pub len: u64,
+    /// True when the bytes are in the file; false for described-but-absent memory.
+    pub present: bool,
+}
+
+/// A source of machine memory. Implementations are cheap to share between threads.
+pub trait PhysMem: Send + Sync {
+    /// The 4 KiB page of `mfn`. Fails with [`ReadError::Absent`] if any byte of the
+    /// page is absent (callers needing partial pages use [`PhysMem::read`]).
+    fn page(&self, mfn: Mfn) -> Result<Page<'_>, ReadError>;
+
+    /// Fill `buf` with the bytes at `addr`.
+    fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError>;
+
+    /// Read one little-endian u64 (a page-table entry) at `addr`.
+    fn read_u64(&self, addr: Maddr) -> Result<u64, ReadError> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Where the bytes at `addr` would come from, or why they cannot.
+    fn locate(&self, addr: Maddr) -> Result<(), Absent>;
+
+    /// The described ranges, in address order.
+    fn extents(&self) -> Vec<Extent>;
+}

@@ -1,0 +1,307 @@
+//! Decoding the ELF notes that dump writers leave: per-CPU registers (where CR3 comes
+//! from when the user gives none) and Xen's crash information.
+//!
+//! Layouts (reference `xen-x86-64.md` §7a, §7d):
+//! * `CORE`/NT_PRSTATUS (type 1), 336 bytes: `pr_pid` @32, `pr_reg` @112 = 27 u64 in
+//!   the order r15 … rip (index 16) … rsp (index 19) (`X:…/asm/x86_64/elf.h@4.17.0`).
+//! * Xen `CRASH_REGS` (0x1000002), 32 bytes: cr0, cr2, cr3, cr4, one per CPU right
+//!   after that CPU's CORE note (`X:xen/common/kexec.c@4.17.0`).
+//! * Xen `CRASH_INFO` (0x1000001), 80 bytes of u64: version, string maddrs, tainted
+//!   @56, `xen_phys_start` @64, `dom0_pfn_to_mfn_frame_list_list` @72 (8- and 9-word
+//!   versions exist; makedumpfile accepts them).
+//! * `VMCOREINFO_XEN` (type 0): `KEY=VALUE` text, NUL-padded.
+//! * QEMU's `QEMU` note (type 0): `QEMUCPUState`, version @0, size @4, cr0..cr4 @392..
+//!   (cr3 @416, cr4 @424), one per CPU in CPU order; its NT_PRSTATUS has `pr_pid` =
+//!   CPU index + 1 (QEMU `target/i386/arch_dump.c`).
+
+use crate::mem::elf::RawNote;
+use serde::Serialize;
+
+/// Note type of NT_PRSTATUS.
+pub const NT_PRSTATUS: u32 = 1;
+/// Xen's crash-information note (`XEN_ELFNOTE_CRASH_INFO`).
+pub const XEN_ELFNOTE_CRASH_INFO: u32 = 0x100_0001;
+/// Xen's per-CPU control registers note (`XEN_ELFNOTE_CRASH_REGS`).
+pub const XEN_ELFNOTE_CRASH_REGS: u32 = 0x100_0002;
+
+/// Where a CPU's control registers came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegsSource {
+    /// QEMU's `QEMU` note (`dump-guest-memory`).
+    QemuNote,
+    /// Xen's `CRASH_REGS` note (kexec crash dump).
+    XenCrashRegs,
+}
+
+impl RegsSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RegsSource::QemuNote => "QEMU note",
+            RegsSource::XenCrashRegs => "Xen CRASH_REGS note",
+        }
+    }
+}
+
+/// What the notes say about one CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CpuState {
+    /// CPU index, from note order (Xen leaves `pr_pid` 0; QEMU's pr_pid agrees).
+    pub cpu: usize,
+    #[serde(serialize_with = "hex_opt")]
+    pub rip: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub rsp: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub cr0: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub cr3: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub cr4: Option<u64>,
+    pub regs_source: Option<RegsSource>,
+}
+
+fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(&format_args!("{v:#x}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// Xen's `crash_xen_info_t`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct XenCrashInfo {
+    pub major: u64,
+    pub minor: u64,
+    #[serde(serialize_with = "hex_opt")]
+    pub xen_phys_start: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub dom0_pfn_to_mfn_frame_list_list: Option<u64>,
+}
+
+/// How many notes of one name and type a dump has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NoteCount {
+    pub name: String,
+    pub n_type: u32,
+    pub count: usize,
+}
+
+/// Everything decoded from a dump's notes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Notes {
+    pub cpus: Vec<CpuState>,
+    pub xen_crash_info: Option<XenCrashInfo>,
+    /// VMCOREINFO_XEN text, up to its first NUL.
+    pub vmcoreinfo_xen: Option<String>,
+    /// How many notes of each name and type were seen, in first-seen order.
+    pub counts: Vec<NoteCount>,
+    /// Notes that were recognised but could not be decoded.
+    pub problems: Vec<String>,
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    let s = b.get(off..off.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    let s = b.get(off..off.checked_add(4)?)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(s);
+    Some(u32::from_le_bytes(a))
+}
+
+impl Notes {
+    /// Decode `raw` notes, in file order.
+    pub fn decode(raw: &[RawNote]) -> Notes {
+        let mut n = Notes::default();
+        let mut core_seen = 0usize;
+        let mut qemu_seen = 0usize;
+        let mut last_core_cpu: Option<usize> = None;
+        for note in raw {
+            match n
+                .counts
+                .iter_mut()
+                .find(|c| c.name == note.name && c.n_type == note.n_type)
+            {
+                Some(c) => c.count += 1,
+                None => n.counts.push(NoteCount {
+                    name: note.name.clone(),
+                    n_type: note.n_type,
+                    count: 1,
+                }),
+            }
+            let d = &note.desc;
+            match (note.name.as_str(), note.n_type) {
+                ("CORE", NT_PRSTATUS) => {
+                    let cpu = core_seen;
+                    core_seen += 1;
+                    last_core_cpu = Some(cpu);
+                    if d.len() < 112 + 27 * 8 {
+                        n.problems.push(format!(
+                            "NT_PRSTATUS at offset {:#x}: {} bytes, too short for x86-64 registers",
+                            note.offset,
+                            d.len()
+                        ));
+                        continue;
+                    }
+                    let c = n.cpu_mut(cpu);
+                    c.rip = u64_at(d, 112 + 16 * 8);
+                    c.rsp = u64_at(d, 112 + 19 * 8);
+                }
+                ("Xen", XEN_ELFNOTE_CRASH_REGS) => {
+                    let Some(cpu) = last_core_cpu else {
+                        n.problems.push(format!(
+                            "Xen CRASH_REGS at offset {:#x} precedes every NT_PRSTATUS: no CPU to attach it to",
+                            note.offset
+                        ));
+                        continue;
+                    };
+                    if d.len() < 32 {
+                        n.problems.push(format!(
+                            "Xen CRASH_REGS at offset {:#x}: {} bytes, expected 32",
+                            note.offset,
+                            d.len()
+                        ));
+                        continue;
+                    }
+                    let c = n.cpu_mut(cpu);
+                    c.cr0 = u64_at(d, 0);
+                    c.cr3 = u64_at(d, 16);
+                    c.cr4 = u64_at(d, 24);
+                    c.regs_source = Some(RegsSource::XenCrashRegs);
+                }
+                ("Xen", XEN_ELFNOTE_CRASH_INFO) => {
+                    if d.len() < 64 {
+                        n.problems.push(format!(
+                            "Xen CRASH_INFO at offset {:#x}: {} bytes, expected 64-80",
+                            note.offset,
+                            d.len()
+                        ));
+                        continue;
+                    }
+                    n.xen_crash_info = Some(XenCrashInfo {
+                        major: u64_at(d, 0).unwrap_or(0),
+                        minor: u64_at(d, 8).unwrap_or(0),
+                        xen_phys_start: u64_at(d, 64),
+                        dom0_pfn_to_mfn_frame_list_list: u64_at(d, 72),
+                    });
+                }
+                ("VMCOREINFO_XEN", _) => {
+                    let end = d.iter().position(|&b| b == 0).unwrap_or(d.len());
+                    n.vmcoreinfo_xen = Some(String::from_utf8_lossy(&d[..end]).into_owned());
+                }
+                ("QEMU", 0) => {
+                    let cpu = qemu_seen;
+                    qemu_seen += 1;
+                    let size = u32_at(d, 4).unwrap_or(0) as usize;
+                    if d.len() < 432 || size < 432 {
+                        n.problems.push(format!(
+                            "QEMU note at offset {:#x}: {} bytes (size field {size}), too short for control registers",
+                            note.offset,
+                            d.len()
+                        ));
+                        continue;
+                    }
+                    let c = n.cpu_mut(cpu);
+                    c.cr0 = u64_at(d, 392);
+                    c.cr3 = u64_at(d, 416);
+                    c.cr4 = u64_at(d, 424);
+                    c.regs_source = Some(RegsSource::QemuNote);
+                    if c.rip.is_none() {
+                        c.rip = u64_at(d, 136);
+                    }
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+
+    fn cpu_mut(&mut self, cpu: usize) -> &mut CpuState {
+        let pos = match self.cpus.iter().position(|c| c.cpu == cpu) {
+            Some(p) => p,
+            None => {
+                self.cpus.push(CpuState {
+                    cpu,
+                    ..CpuState::default()
+                });
+                self.cpus.len() - 1
+            }
+        };
+        &mut self.cpus[pos]
+    }
+
+    /// The state of CPU `cpu`, if any note mentioned it.
+    pub fn cpu(&self, cpu: usize) -> Option<&CpuState> {
+        self.cpus.iter().find(|c| c.cpu == cpu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(name: &str, n_type: u32, desc: Vec<u8>) -> RawNote {
+        RawNote {
+            name: name.into(),
+            n_type,
+            desc,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn xen_kexec_order_attaches_regs_to_the_preceding_core_note() {
+        let mut pr = vec![0u8; 336];
+        pr[240..248].copy_from_slice(&0xffff_82d0_4020_0000u64.to_le_bytes());
+        let regs = |cr3: u64| {
+            let mut v = vec![0u8; 32];
+            v[16..24].copy_from_slice(&cr3.to_le_bytes());
+            v[24..32].copy_from_slice(&0x350660u64.to_le_bytes());
+            v
+        };
+        let mut info = vec![0u8; 80];
+        info[0] = 4;
+        info[8] = 0x11;
+        info[64..72].copy_from_slice(&0x3f80_0000u64.to_le_bytes());
+        let raw = vec![
+            note("CORE", 1, pr.clone()),
+            note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x1111_000)),
+            note("Xen", XEN_ELFNOTE_CRASH_INFO, info),
+            note("CORE", 1, pr),
+            note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x2222_000)),
+            note(
+                "VMCOREINFO_XEN",
+                0,
+                b"PAGESIZE=4096\nSYMBOL(max_page)=ffff82d0405932f0\n\0\0\0".to_vec(),
+            ),
+        ];
+        let n = Notes::decode(&raw);
+        assert_eq!(n.cpus.len(), 2);
+        assert_eq!(n.cpu(0).unwrap().cr3, Some(0x1111_000));
+        assert_eq!(n.cpu(1).unwrap().cr3, Some(0x2222_000));
+        assert_eq!(n.cpu(1).unwrap().rip, Some(0xffff_82d0_4020_0000));
+        assert_eq!(
+            n.xen_crash_info.as_ref().unwrap().xen_phys_start,
+            Some(0x3f80_0000)
+        );
+        assert!(
+            n.vmcoreinfo_xen
+                .as_ref()
+                .unwrap()
+                .ends_with("ffff82d0405932f0\n")
+        );
+        assert!(n.problems.is_empty());
+    }
+
+    #[test]
+    fn short_notes_are_reported_not_trusted() {
+        let n = Notes::decode(&[note("QEMU", 0, vec![1, 0, 0, 0, 0xb8, 1, 0, 0])]);
+        assert!(n.cpus.is_empty());
+        assert_eq!(n.problems.len(), 1);
+    }
+}

@@ -1,0 +1,12 @@
+//! x86-64 4-level paging: entry decoding, the walker, the root (CR3) and whole-space
+//! enumeration. Nothing here knows about Xen; it is what the MMU does.
+
+pub mod entry;
+pub mod enumerate;
+pub mod root;
+pub mod walk;
+
+pub use entry::{Entry, Level, Rights};
+pub use enumerate::{Coalescer, Event, Leaf, Range, Summary, enumerate};
+pub use root::{Root, RootInput, RootProblem, resolve};
+pub use walk::{Mapping, Outcome, Step, Stop, StopKind, Walk, WalkOptions, walk};

@@ -1,0 +1,235 @@
+//! The four-level walk of one virtual address, recorded step by step.
+//!
+//! The walker does what the MMU does and nothing more: it reads the entry at each
+//! level, stops where the hardware would fault (not present, reserved bits) or where
+//! the dump cannot answer (the table is absent), and otherwise returns the frame and
+//! page size with the rights accumulated over all levels. Explaining *why* a walk
+//! stopped is [`crate::diagnose`]'s job; the walker only records the facts.
+
+use super::entry::{DEFAULT_MAXPHYADDR, Entry, Level, Rights};
+use crate::addr::{Maddr, Mfn, Vaddr};
+use crate::mem::{PhysMem, ReadError};
+
+/// Settings that change what a walk means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkOptions {
+    /// Physical-address width M: bits 51:M of entries are reserved.
+    pub maxphyaddr: u8,
+    /// EFER.NXE: when clear, bit 63 is reserved instead of meaning no-execute.
+    pub nxe: bool,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            maxphyaddr: DEFAULT_MAXPHYADDR,
+            nxe: true,
+        }
+    }
+}
+
+/// One level of a walk: the entry read and what it led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub level: Level,
+    pub index: u16,
+    /// Machine address of the table this entry was read from.
+    pub table: Maddr,
+    /// Machine address of the entry (`table + 8 * index`).
+    pub entry_maddr: Maddr,
+    pub entry: Entry,
+    /// Rights accumulated through this entry (meaningful when it is present).
+    pub rights: Rights,
+    /// Reserved bits that are set (0 if none).
+    pub reserved: u64,
+}
+
+impl Step {
+    /// Whether this step maps the page (a present leaf without reserved bits).
+    pub fn is_leaf(&self) -> bool {
+        self.entry.present() && self.entry.is_leaf(self.level)
+    }
+}
+
+/// A successful translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// The translated machine address.
+    pub maddr: Maddr,
+    /// First machine address of the page.
+    pub page: Maddr,
+    pub page_size: u64,
+    /// The level whose entry mapped the page.
+    pub level: Level,
+    pub rights: Rights,
+}
+
+/// Why the walk could not continue, as a fact (see `diagnose` for the explanation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// The address is not canonical: the CPU raises #GP without walking.
+    NonCanonical,
+    /// The table of this level could not be read from the dump.
+    Unreadable(ReadError),
+    /// The entry has P = 0.
+    NotPresent,
+    /// The entry has reserved bits set (the CPU raises #PF with PFEC.RSVD).
+    Reserved(u64),
+}
+
+/// Where and why a walk stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stop {
+    pub level: Level,
+    /// Table of that level (for L4: the root).
+    pub table: Maddr,
+    /// The entry the walk needed.
+    pub entry_maddr: Maddr,
+    pub kind: StopKind,
+}
+
+/// How a walk ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Mapped(Mapping),
+    Stopped(Stop),
+}
+
+/// The record of one walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Walk {
+    pub va: Vaddr,
+    pub root: Maddr,
+    steps: [Option<Step>; 4],
+    pub outcome: Outcome,
+}
+
+impl Walk {
+    /// The levels read, top down (no allocation: at most four).
+    pub fn steps(&self) -> impl Iterator<Item = &Step> + '_ {
+        self.steps.iter().map_while(|s| s.as_ref())
+    }
+    /// The step at `level`, if the walk got there.
+    pub fn step(&self, level: Level) -> Option<&Step> {
+        self.steps().find(|s| s.level == level)
+    }
+    /// The translation, if any.
+    pub fn mapping(&self) -> Option<&Mapping> {
+        match &self.outcome {
+            Outcome::Mapped(m) => Some(m),
+            Outcome::Stopped(_) => None,
+        }
+    }
+    /// The stop, if any.
+    pub fn stop(&self) -> Option<&Stop> {
+        match &self.outcome {
+            Outcome::Stopped(s) => Some(s),
+            Outcome::Mapped(_) => None,
+        }
+    }
+}
+
+/// Walk `va` from the L4 table at `root`.
+pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Walk {
+    let mut steps = [None; 4];
+    let root = Maddr(root.0 & !0xfff);
+    if !va.is_canonical() {
+        let outcome = Outcome::Stopped(Stop {
+            level: Level::L4,
+            table: root,
+            entry_maddr: root,
+            kind: StopKind::NonCanonical,
+        });
+        return Walk {
+            va,
+            root,
+            steps,
+            outcome,
+        };
+    }
+    let mut table = root;
+    let mut rights = Rights::ALL;
+    let mut level = Level::L4;
+    let mut i = 0;
+    loop {
+        let index = va.index_at(level.shift());
+        let entry_maddr = table.wrapping_add(index as u64 * 8);
+        let stop = |kind| Stop {
+            level,
+            table,
+            entry_maddr,
+            kind,
+        };
+        let entry = match mem.read_u64(entry_maddr) {
+            Ok(v) => Entry(v),
+            Err(e) => {
+                return Walk {
+                    va,
+                    root,
+                    steps,
+                    outcome: Outcome::Stopped(stop(StopKind::Unreadable(e))),
+                };
+            }
+        };
+        let reserved = if entry.present() {
+            entry.reserved_bits(level, opts.maxphyaddr, opts.nxe)
+        } else {
+            0
+        };
+        if entry.present() {
+            rights = rights.through(entry, opts.nxe);
+        }
+        if let Some(slot) = steps.get_mut(i) {
+            *slot = Some(Step {
+                level,
+                index: index as u16,
+                table,
+                entry_maddr,
+                entry,
+                rights,
+                reserved,
+            });
+        }
+        i += 1;
+        if !entry.present() {
+            return Walk {
+                va,
+                root,
+                steps,
+                outcome: Outcome::Stopped(stop(StopKind::NotPresent)),
+            };
+        }
+        if reserved != 0 {
+            return Walk {
+                va,
+                root,
+                steps,
+                outcome: Outcome::Stopped(stop(StopKind::Reserved(reserved))),
+            };
+        }
+        let next = entry.addr(level, opts.maxphyaddr);
+        // An L1 entry is always a leaf, so `below()` is taken only above L1.
+        match level.below() {
+            Some(below) if !entry.is_leaf(level) => {
+                table = Mfn(next >> 12).maddr();
+                level = below;
+            }
+            _ => {
+                let size = level.page_size();
+                let mapping = Mapping {
+                    maddr: Maddr(next | (va.0 & (size - 1))),
+                    page: Maddr(next),
+                    page_size: size,
+                    level,
+                    rights,
+                };
+                return Walk {
+                    va,
+                    root,
+                    steps,
+                    outcome: Outcome::Mapped(mapping),
+                };
+            }
+        }
+    }
+}

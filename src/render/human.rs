@@ -1,0 +1,361 @@
+//! Output for people: the vocabulary of Xen's `show_page_walk` (L4..L1, entry
+//! values, flags, mfns) and crash's `vtop`, tables that fit the terminal, and a
+//! `--long` form that says what each bit means.
+
+use super::{page_label, size_name};
+use crate::diagnose::Translation;
+use crate::dump::{Dump, Format};
+use crate::paging::Level;
+use crate::paging::enumerate::{Event, Range, Summary};
+use crate::paging::root::{Root, RootInput};
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+use std::io::{self, Write};
+
+/// Describe the root once, before walks or a listing.
+pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
+    let input = match root.input {
+        RootInput::Cr3(v) => format!("CR3 {v:#x}"),
+        RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
+    };
+    writeln!(
+        out,
+        "root: L4 table at {} ({input}, from {})",
+        root.maddr, root.source
+    )?;
+    for s in &root.stripped {
+        writeln!(
+            out,
+            "  note: stripped {:#x} from CR3: {}",
+            s.bits, s.explanation
+        )?;
+    }
+    if let Some(c) = root.check {
+        if long || !c.plausible() {
+            write!(out, "  L4 page: {} present entries", c.present)?;
+            if c.not_present_nonzero > 0 {
+                write!(out, ", {} non-zero not-present", c.not_present_nonzero)?;
+            }
+            if let Some(s) = c.self_map {
+                write!(
+                    out,
+                    "; slot {s} maps the table onto itself (a Xen-built L4: linear page-table slot)"
+                )?;
+            }
+            writeln!(out)?;
+        }
+        if !c.plausible() {
+            writeln!(
+                out,
+                "  warning: this page does not look like an L4 table: {}",
+                c.why_not()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+/// One walk: the levels as a table, then the result or the diagnosis.
+pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) -> io::Result<()> {
+    let va = t.va;
+    let idx: Vec<String> = Level::WALK
+        .iter()
+        .map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift())))
+        .collect();
+    writeln!(
+        out,
+        "VA {va}  ({}, offset {:#x})",
+        idx.join(", "),
+        va.0 & 0xfff
+    )?;
+    if let Some(w) = &t.walk {
+        if w.steps().next().is_some() {
+            let mut tab = table();
+            let mut header = vec![
+                "level",
+                "index",
+                "entry at",
+                "entry",
+                "flags",
+                "points to",
+                "rights so far",
+            ];
+            if long {
+                header.insert(1, "name");
+            }
+            tab.set_header(header);
+            for s in w.steps() {
+                let present = s.entry.present();
+                let next = if !present {
+                    "-".to_string()
+                } else if s.reserved != 0 {
+                    format!("reserved bits {:#x}", s.reserved)
+                } else if s.entry.is_leaf(s.level) {
+                    format!(
+                        "{} page {:#x}",
+                        page_label(s.level.page_size()),
+                        s.entry.addr(s.level, maxphyaddr)
+                    )
+                } else {
+                    format!(
+                        "{} {:#x}",
+                        s.level.below().map(|l| l.name()).unwrap_or("?"),
+                        s.entry.addr(s.level, maxphyaddr)
+                    )
+                };
+                let mut row = vec![
+                    Cell::new(s.level.name()),
+                    Cell::new(if long {
+                        format!("{:#x} ({})", s.index, s.index)
+                    } else {
+                        format!("{:#x}", s.index)
+                    })
+                    .set_alignment(CellAlignment::Right),
+                    Cell::new(s.entry_maddr.to_string()),
+                    Cell::new(format!("{:016x}", s.entry.0)),
+                    Cell::new(if present {
+                        s.entry.flag_names(s.level).join(" ")
+                    } else if s.entry.0 == 0 {
+                        "(zero)".into()
+                    } else {
+                        "(not present)".into()
+                    }),
+                    Cell::new(next),
+                    Cell::new(if present {
+                        s.rights.short()
+                    } else {
+                        "-".into()
+                    }),
+                ];
+                if long {
+                    row.insert(1, Cell::new(s.level.intel_name()));
+                }
+                tab.add_row(row);
+            }
+            writeln!(out, "{}", tab.trim_fmt())?;
+            if long {
+                for s in w.steps() {
+                    writeln!(
+                        out,
+                        "  {} ({}) {:#018x}:",
+                        s.level,
+                        s.level.intel_name(),
+                        s.entry.0
+                    )?;
+                    for line in s.entry.explain_bits(s.level) {
+                        writeln!(out, "      {line}")?;
+                    }
+                }
+            }
+        }
+        if let Some(m) = w.mapping() {
+            writeln!(
+                out,
+                "=> maddr {}  ({} page at {}, mfn {:#x}; {})",
+                m.maddr,
+                size_name(m.page_size),
+                m.page,
+                m.maddr.mfn().0,
+                m.rights.words()
+            )?;
+        }
+    }
+    if let Some(d) = &t.diagnosis {
+        writeln!(out, "=> stopped at {}: {}", d.level, d.reason.code())?;
+        writeln!(out, "   why: {}", d.explanation)?;
+        if let Some(s) = &d.suggestion {
+            writeln!(out, "   try: {s}")?;
+        }
+    }
+    let show_pitfalls = long || t.diagnosis.is_some();
+    if show_pitfalls {
+        for p in &t.pitfalls {
+            writeln!(out, "   note: {p}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Column header of a listing.
+pub fn ranges_header(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<37}  {:<31}  {:>9}  {:>4}  {:<9}  flags",
+        "virtual range", "machine range", "size", "page", "rights"
+    )
+}
+
+/// One coalesced range (or one leaf with `--leaves`).
+pub fn range(out: &mut dyn Write, r: &Range) -> io::Result<()> {
+    let maddr = format!("{:#x}-{:#x}", r.maddr.0, r.maddr_last().0);
+    writeln!(
+        out,
+        "{:#018x}-{:#018x}  {:<31}  {:>9}  {:>4}  {:<9}  {}",
+        r.va.0,
+        r.va_last().0,
+        maddr,
+        size_name(r.size),
+        page_label(r.page_size),
+        r.rights.short(),
+        r.attrs.flag_names(r.level).join(" ")
+    )
+}
+
+/// A non-leaf event of a listing.
+pub fn event(out: &mut dyn Write, ev: &Event<'_>) -> io::Result<()> {
+    match ev {
+        Event::Leaf(_) => Ok(()),
+        Event::Unreadable {
+            level,
+            table,
+            va,
+            error,
+            partial,
+        } => writeln!(
+            out,
+            "!! {level} table at {table} (under VA {va}) {}: {error}",
+            if *partial {
+                "is partly absent"
+            } else {
+                "is not readable"
+            }
+        ),
+        Event::Reserved {
+            level,
+            va,
+            entry_maddr,
+            entry,
+            bits,
+        } => writeln!(
+            out,
+            "!! {level} entry at {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
+            entry.0
+        ),
+    }
+}
+
+/// The end-of-listing summary.
+pub fn summary(out: &mut dyn Write, s: &Summary, ranges: u64) -> io::Result<()> {
+    writeln!(
+        out,
+        "summary: {} ranges; {} leaves: {} x 1 GiB (L3), {} x 2 MiB (L2), {} x 4 KiB (L1); {} mapped",
+        ranges,
+        s.leaves.total(),
+        s.leaves.l3,
+        s.leaves.l2,
+        s.leaves.l1,
+        size_name(s.mapped_bytes)
+    )?;
+    writeln!(
+        out,
+        "tables read: L4 {}, L3 {}, L2 {}, L1 {} ({} distinct pages)",
+        s.tables.l4, s.tables.l3, s.tables.l2, s.tables.l1, s.distinct_tables
+    )?;
+    writeln!(
+        out,
+        "not present but non-zero entries: {}; entries with reserved bits: {}; tables absent from the dump: {}",
+        s.not_present_nonzero, s.reserved_entries, s.unreadable_tables
+    )
+}
+
+/// `xenwalk info`.
+pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
+    writeln!(
+        out,
+        "file:    {} ({} bytes, {})",
+        d.path.display(),
+        d.file_size,
+        size_name(d.file_size)
+    )?;
+    match &d.format {
+        Format::Raw { base } => writeln!(
+            out,
+            "format:  raw physical memory image, file offset 0 = maddr {base:#x}"
+        )?,
+        Format::Elf(s) => writeln!(
+            out,
+            "format:  ELF64 core, {} program headers at offset {:#x} ({} PT_LOAD with memory, {} PT_NOTE)",
+            s.phnum, s.phoff, s.loads, s.note_segments
+        )?,
+    }
+    let ext = d.mem.extents();
+    let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();
+    let absent: u64 = ext.iter().filter(|e| !e.present).map(|e| e.len).sum();
+    writeln!(
+        out,
+        "memory:  {} in the dump, {} described but absent",
+        size_name(present),
+        size_name(absent)
+    )?;
+    const SHOW: usize = 16;
+    for e in ext.iter().take(SHOW) {
+        writeln!(
+            out,
+            "  {:#014x}-{:#014x}  {:>9}  {}",
+            e.start.0,
+            e.start.0 + e.len - 1,
+            size_name(e.len),
+            if e.present {
+                "present"
+            } else {
+                "absent (p_filesz < p_memsz)"
+            }
+        )?;
+    }
+    if ext.len() > SHOW {
+        writeln!(
+            out,
+            "  ... {} more ranges (--json lists all)",
+            ext.len() - SHOW
+        )?;
+    }
+    if !d.notes.counts.is_empty() {
+        let names: Vec<String> = d
+            .notes
+            .counts
+            .iter()
+            .map(|c| format!("{} x {} type {:#x}", c.count, c.name, c.n_type))
+            .collect();
+        writeln!(out, "notes:   {}", names.join(", "))?;
+    }
+    for c in &d.notes.cpus {
+        let h = |v: Option<u64>| v.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into());
+        writeln!(
+            out,
+            "CPU {}:   CR3 {}  CR4 {}  CR0 {}  RIP {}  RSP {}  ({})",
+            c.cpu,
+            h(c.cr3),
+            h(c.cr4),
+            h(c.cr0),
+            h(c.rip),
+            h(c.rsp),
+            c.regs_source
+                .map(|s| s.describe())
+                .unwrap_or("NT_PRSTATUS only")
+        )?;
+    }
+    if let Some(x) = &d.notes.xen_crash_info {
+        writeln!(
+            out,
+            "Xen:     {}.{} crash info; xen_phys_start {}",
+            x.major,
+            x.minor,
+            x.xen_phys_start
+                .map(|v| format!("{v:#x}"))
+                .unwrap_or_else(|| "?".into())
+        )?;
+    }
+    if let Some(v) = &d.notes.vmcoreinfo_xen {
+        writeln!(out, "VMCOREINFO_XEN: {} lines", v.lines().count())?;
+    }
+    for w in &d.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}

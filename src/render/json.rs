@@ -1,0 +1,308 @@
+//! The JSON Lines output contract (`--json`). The schema is documented in README.md
+//! ("JSON output"); tests deserialize output into an independent copy of it with
+//! unknown fields denied, so a change here that is not made there fails.
+//!
+//! Rules: one object per line; every object has a `type`; keys are snake_case;
+//! addresses and raw 64-bit values are `"0x…"` strings (64-bit numbers do not survive
+//! most JSON consumers); sizes and counts are integers; absent values are `null`.
+
+use crate::addr::{Maddr, Vaddr};
+use crate::diagnose::{self, Translation};
+use crate::dump::{Dump, Format};
+use crate::paging::enumerate::{Event, Range, Summary};
+use crate::paging::root::{L4Check, Root, RootInput, Stripped};
+use crate::paging::{Rights, Step};
+use serde::Serialize;
+
+/// Serialize a u64 as a `"0x…"` string.
+pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:#x}"))
+}
+
+#[derive(Serialize)]
+pub struct RootLine<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub source: &'a str,
+    /// `cr3` or `mfn`: how `input` is to be read.
+    pub input_kind: &'static str,
+    #[serde(serialize_with = "hex")]
+    pub input: u64,
+    /// Machine address of the L4 table.
+    pub l4: Maddr,
+    pub stripped: &'a [Stripped],
+    pub check: Option<L4Check>,
+}
+
+impl<'a> RootLine<'a> {
+    pub fn new(root: &'a Root) -> Self {
+        let (input_kind, input) = match root.input {
+            RootInput::Cr3(v) => ("cr3", v),
+            RootInput::Mfn(v) => ("mfn", v),
+        };
+        RootLine {
+            kind: "root",
+            source: &root.source,
+            input_kind,
+            input,
+            l4: root.maddr,
+            stripped: &root.stripped,
+            check: root.check,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct LevelJson {
+    pub level: u8,
+    pub name: &'static str,
+    pub index: u16,
+    pub table: Maddr,
+    pub entry_maddr: Maddr,
+    #[serde(serialize_with = "hex")]
+    pub entry: u64,
+    pub flags: Vec<String>,
+    pub present: bool,
+    pub leaf: bool,
+    /// Next table (non-leaf) or page (leaf) address, when present.
+    pub next: Option<Maddr>,
+    /// Rights accumulated through this level, when present.
+    pub rights: Option<Rights>,
+    #[serde(serialize_with = "hex")]
+    pub reserved: u64,
+}
+
+impl LevelJson {
+    pub fn new(s: &Step, maxphyaddr: u8) -> Self {
+        let present = s.entry.present();
+        LevelJson {
+            level: s.level.number(),
+            name: s.level.name(),
+            index: s.index,
+            table: s.table,
+            entry_maddr: s.entry_maddr,
+            entry: s.entry.0,
+            flags: s.entry.flag_names(s.level),
+            present,
+            leaf: present && s.entry.is_leaf(s.level),
+            next: present.then(|| Maddr(s.entry.addr(s.level, maxphyaddr))),
+            rights: present.then_some(s.rights),
+            reserved: s.reserved,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct StopJson {
+    pub level: u8,
+    pub reason: &'static str,
+    pub explanation: String,
+    pub suggestion: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct WalkLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub va: Vaddr,
+    pub root: Maddr,
+    pub maddr: Option<Maddr>,
+    pub page_size: Option<u64>,
+    pub rights: Option<Rights>,
+    pub levels: Vec<LevelJson>,
+    pub stop: Option<StopJson>,
+    pub notes: Vec<String>,
+}
+
+impl WalkLine {
+    pub fn new(t: &Translation, root: &Root, maxphyaddr: u8) -> Self {
+        let m = t.walk.as_ref().and_then(|w| w.mapping().copied());
+        WalkLine {
+            kind: "walk",
+            va: t.va,
+            root: root.maddr,
+            maddr: m.map(|m| m.maddr),
+            page_size: m.map(|m| m.page_size),
+            rights: m.map(|m| m.rights),
+            levels: t
+                .walk
+                .iter()
+                .flat_map(|w| w.steps())
+                .map(|s| LevelJson::new(s, maxphyaddr))
+                .collect(),
+            stop: t.diagnosis.as_ref().map(|d| StopJson {
+                level: d.level.number(),
+                reason: d.reason.code(),
+                explanation: d.explanation.clone(),
+                suggestion: d.suggestion.clone(),
+            }),
+            notes: t.pitfalls.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MappingLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub va: Vaddr,
+    /// Last VA of the range (inclusive).
+    pub va_last: Vaddr,
+    pub maddr: Maddr,
+    pub size: u64,
+    pub page_size: u64,
+    pub pages: u64,
+    pub flags: Vec<String>,
+    pub rights: Rights,
+}
+
+impl MappingLine {
+    pub fn new(r: &Range) -> Self {
+        MappingLine {
+            kind: "mapping",
+            va: r.va,
+            va_last: r.va_last(),
+            maddr: r.maddr,
+            size: r.size,
+            page_size: r.page_size,
+            pages: r.leaves,
+            flags: r.attrs.flag_names(r.level),
+            rights: r.rights,
+        }
+    }
+}
+
+/// Events other than leaves, during an enumeration.
+#[derive(Serialize)]
+pub struct EventLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub level: u8,
+    pub va: Vaddr,
+    /// The table (unreadable_table) or entry (reserved_entry) address.
+    pub maddr: Maddr,
+    pub reason: &'static str,
+    #[serde(serialize_with = "hex")]
+    pub entry: u64,
+    pub partial: bool,
+}
+
+impl EventLine {
+    pub fn new(ev: &Event<'_>) -> Option<Self> {
+        match *ev {
+            Event::Leaf(_) => None,
+            Event::Unreadable {
+                level,
+                table,
+                va,
+                error,
+                partial,
+            } => Some(EventLine {
+                kind: "unreadable_table",
+                level: level.number(),
+                va,
+                maddr: table,
+                reason: diagnose::read_error_code(&error),
+                entry: 0,
+                partial,
+            }),
+            Event::Reserved {
+                level,
+                va,
+                entry_maddr,
+                entry,
+                ..
+            } => Some(EventLine {
+                kind: "reserved_entry",
+                level: level.number(),
+                va,
+                maddr: entry_maddr,
+                reason: "reserved_bits",
+                entry: entry.0,
+                partial: false,
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SummaryLine<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub root: Maddr,
+    pub ranges: u64,
+    #[serde(flatten)]
+    pub summary: &'a Summary,
+}
+
+#[derive(Serialize)]
+pub struct SegmentJson {
+    pub maddr: Maddr,
+    pub size: u64,
+    pub present: bool,
+}
+
+#[derive(Serialize)]
+pub struct InfoLine<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub file: String,
+    pub file_size: u64,
+    pub format: &'static str,
+    #[serde(serialize_with = "hex_opt")]
+    pub base: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub phoff: Option<u64>,
+    pub program_headers: Option<usize>,
+    pub extents: Vec<SegmentJson>,
+    pub bytes_present: u64,
+    pub bytes_absent: u64,
+    pub notes: &'a crate::notes::Notes,
+    pub warnings: &'a [String],
+}
+
+fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => hex(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+impl<'a> InfoLine<'a> {
+    pub fn new(d: &'a Dump) -> Self {
+        let ext = d.mem.extents();
+        let (mut present, mut absent) = (0u64, 0u64);
+        for e in &ext {
+            if e.present {
+                present += e.len;
+            } else {
+                absent += e.len;
+            }
+        }
+        let (base, phoff, phnum) = match &d.format {
+            Format::Raw { base } => (Some(*base), None, None),
+            Format::Elf(s) => (None, Some(s.phoff), Some(s.phnum)),
+        };
+        InfoLine {
+            kind: "info",
+            file: d.path.display().to_string(),
+            file_size: d.file_size,
+            format: d.format.name(),
+            base,
+            phoff,
+            program_headers: phnum,
+            extents: ext
+                .iter()
+                .map(|e| SegmentJson {
+                    maddr: e.start,
+                    size: e.len,
+                    present: e.present,
+                })
+                .collect(),
+            bytes_present: present,
+            bytes_absent: absent,
+            notes: &d.notes,
+            warnings: &d.warnings,
+        }
+    }
+}
