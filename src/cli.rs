@@ -247,6 +247,19 @@ fn walk(a: WalkArgs) -> Result<ExitCode> {
         ..WalkOptions::default()
     };
     let root = choose_root(&a, &dump, opts)?;
+    // Open the VA list before printing anything: a missing list is bad input.
+    let va_list: Option<(String, Box<dyn BufRead>)> = match &a.va_file {
+        None => None,
+        Some(file) if file.as_os_str() == "-" => {
+            Some(("<stdin>".into(), Box::new(io::stdin().lock())))
+        }
+        Some(file) => {
+            let name = file.display().to_string();
+            let f = std::fs::File::open(file)
+                .with_context(|| format!("{name}: cannot open VA list"))?;
+            Some((name, Box::new(io::BufReader::new(f))))
+        }
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if a.json {
@@ -256,7 +269,7 @@ fn walk(a: WalkArgs) -> Result<ExitCode> {
         human::root(&mut out, &root, a.long)?;
     }
 
-    if a.va.is_empty() && a.va_file.is_none() {
+    if a.va.is_empty() && va_list.is_none() {
         let code = list(&mut out, &dump, &root, opts, &a)?;
         out.flush()?;
         return Ok(code);
@@ -272,15 +285,7 @@ fn walk(a: WalkArgs) -> Result<ExitCode> {
     for &va in &a.va {
         one(&mut out, va)?;
     }
-    if let Some(file) = &a.va_file {
-        let name = file.display().to_string();
-        let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
-            Box::new(io::stdin().lock())
-        } else {
-            let f = std::fs::File::open(file)
-                .with_context(|| format!("{name}: cannot open VA list"))?;
-            Box::new(io::BufReader::new(f))
-        };
+    if let Some((name, reader)) = va_list {
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("{name}: line {}: cannot read", n + 1))?;
             match parse::va_line(&line) {

@@ -85,6 +85,8 @@ impl Reason {
     ];
 }
 
+const CHECK_CR3: &str = "check where the CR3 value came from; `xenwalk info DUMP` lists the CR3 of every CPU the dump's notes record";
+
 /// Why a walk stopped, explained.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnosis {
@@ -192,12 +194,18 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
         ),
         RootProblem::Absent(why) => d(
             Reason::Cr3Absent,
-            format!("the L4 table at {} (CR3 from {}) is not in the dump: {why}", root.maddr, root.source),
+            format!(
+                "the L4 table at {} (CR3 from {}) is not in the dump: {why}",
+                root.maddr, root.source
+            ),
             Some(absent_hint(why)),
         ),
         RootProblem::Unreadable(e) => d(
             Reason::Cr3Absent,
-            format!("the L4 table at {} (CR3 from {}) cannot be read: {e}", root.maddr, root.source),
+            format!(
+                "the L4 table at {} (CR3 from {}) cannot be read: {e}",
+                root.maddr, root.source
+            ),
             None,
         ),
         RootProblem::Implausible(c) => d(
@@ -208,7 +216,7 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
                 root.source,
                 c.why_not()
             ),
-            Some("check where the CR3 value came from; `xenwalk info DUMP` lists the CR3 of every CPU the dump's notes record".into()),
+            Some(CHECK_CR3.into()),
         ),
     }
 }
@@ -272,6 +280,26 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
     };
     let level = stop.level;
     let va = w.va;
+    // A walk from a page that does not look like an L4 at all: the root is the
+    // problem, wherever the walk then stopped.
+    if stop.kind != StopKind::NonCanonical {
+        if let Some(c) = root.check.filter(|c| !c.plausible()) {
+            let l4 = w.step(Level::L4).map(|s| s.entry.0).unwrap_or(0);
+            return Diagnosis {
+                level: Level::L4,
+                reason: Reason::Cr3Implausible,
+                explanation: format!(
+                    "the page at CR3 {} ({}) does not look like an L4 table: {}. Its entry {:#x} reads \
+                     {l4:#018x}, and the walk stopped at {level}",
+                    root.maddr,
+                    root.source,
+                    c.why_not(),
+                    va.index_at(Level::L4.shift())
+                ),
+                suggestion: Some(CHECK_CR3.into()),
+            };
+        }
+    }
     let d = |reason, explanation: String, suggestion: Option<String>| Diagnosis {
         level,
         reason,
@@ -348,21 +376,13 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
             if rsvd & bits::NX != 0 {
                 parts.push("NX (bit 63) is reserved because EFER.NXE is off".to_string());
             }
-            let mut explanation = format!(
+            let explanation = format!(
                 "the {level} entry {:#x} = {:#018x} has reserved bits set ({}): the CPU raises #PF \
                  with PFEC.RSVD here",
                 va.index_at(level.shift()),
                 e.0,
                 parts.join("; ")
             );
-            let root_bad = level == Level::L4 && root.check.is_some_and(|c| !c.plausible());
-            if root_bad {
-                explanation.push_str(&format!(
-                    ". The whole page at CR3 looks wrong: {}",
-                    root.check.map(|c| c.why_not()).unwrap_or_default()
-                ));
-                return d(Reason::Cr3Implausible, explanation, Some("check where the CR3 value came from (`xenwalk info DUMP` lists every CPU's CR3)".into()));
-            }
             d(
                 Reason::ReservedBits,
                 explanation,
@@ -399,17 +419,6 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 Err(_) => (false, 0),
             };
             if zero_page {
-                if level == Level::L4 {
-                    return d(
-                        Reason::Cr3Implausible,
-                        format!(
-                            "the page at CR3 {} ({}) is all zeros: not an L4 table, or a page the dump \
-                             writer zero-filled",
-                            stop.table, root.source
-                        ),
-                        Some("check where the CR3 value came from (`xenwalk info DUMP` lists every CPU's CR3)".into()),
-                    );
-                }
                 return d(
                     Reason::TableZero,
                     format!(

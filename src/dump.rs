@@ -47,7 +47,7 @@ impl Format {
 /// Why a dump cannot be opened. The CLI prefixes the file name.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open: {0}")]
+    #[error("cannot open")]
     Io(#[from] std::io::Error),
     #[error("is a directory, not a dump file")]
     Directory,
@@ -63,9 +63,9 @@ pub enum OpenError {
          --format raw"
     )]
     Unknown { magic: String, size: u64 },
-    #[error("{0}")]
+    #[error(transparent)]
     Elf(#[from] mem::elf::ElfError),
-    #[error("{0}")]
+    #[error(transparent)]
     Raw(#[from] mem::raw::RawError),
 }
 

@@ -270,10 +270,10 @@ mod tests {
         info[64..72].copy_from_slice(&0x3f80_0000u64.to_le_bytes());
         let raw = vec![
             note("CORE", 1, pr.clone()),
-            note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x1111_000)),
+            note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x0111_1000)),
             note("Xen", XEN_ELFNOTE_CRASH_INFO, info),
             note("CORE", 1, pr),
-            note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x2222_000)),
+            note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x0222_2000)),
             note(
                 "VMCOREINFO_XEN",
                 0,
@@ -282,8 +282,8 @@ mod tests {
         ];
         let n = Notes::decode(&raw);
         assert_eq!(n.cpus.len(), 2);
-        assert_eq!(n.cpu(0).unwrap().cr3, Some(0x1111_000));
-        assert_eq!(n.cpu(1).unwrap().cr3, Some(0x2222_000));
+        assert_eq!(n.cpu(0).unwrap().cr3, Some(0x0111_1000));
+        assert_eq!(n.cpu(1).unwrap().cr3, Some(0x0222_2000));
         assert_eq!(n.cpu(1).unwrap().rip, Some(0xffff_82d0_4020_0000));
         assert_eq!(
             n.xen_crash_info.as_ref().unwrap().xen_phys_start,

@@ -68,6 +68,15 @@ const MAX_NOTE_DESC: usize = 1 << 20;
 /// Parse `map` as a little-endian x86-64 ELF64 core.
 pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
     let data: &[u8] = &map;
+    let file_len = data.len() as u64;
+    if data.len() < 64 {
+        return Err(err(
+            0,
+            format!(
+                "the file is {file_len} bytes, too short for the 64-byte ELF64 header: truncated"
+            ),
+        ));
+    }
     let ident = data
         .get(..16)
         .ok_or_else(|| err(0, "file too short for an ELF header"))?;
@@ -104,10 +113,30 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         ));
     }
     let phoff = hdr.e_phoff(LE);
+    let phentsize = u64::from(hdr.e_phentsize(LE));
+    if phoff > file_len {
+        return Err(err(
+            0x20,
+            format!("e_phoff {phoff:#x} points past the end of the file ({file_len:#x} bytes)"),
+        ));
+    }
+    let e_phnum = hdr.e_phnum(LE);
+    if e_phnum != elf::PN_XNUM && phentsize == 56 {
+        let end = phoff + u64::from(e_phnum) * 56;
+        if end > file_len {
+            return Err(err(
+                phoff,
+                format!(
+                    "{e_phnum} program headers at {phoff:#x}-{:#x} run past the end of the file ({file_len:#x} \
+                 bytes): truncated",
+                    end - 1
+                ),
+            ));
+        }
+    }
     let phdrs = hdr
         .program_headers(LE, data)
         .map_err(|e| err(phoff, format!("program headers (e_phoff {phoff:#x}): {e}")))?;
-    let file_len = data.len() as u64;
     let phsize = std::mem::size_of::<elf::ProgramHeader64<LE>>() as u64;
 
     let mut segs = Vec::new();
@@ -126,13 +155,15 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
                         ),
                     ));
                 }
-                let fend = off.checked_add(filesz).filter(|&e| e <= file_len).ok_or_else(|| {
-                    err(at, format!(
-                        "program header {i}: PT_LOAD file range {off:#x}+{filesz:#x} runs past the \
+                if off.checked_add(filesz).is_none_or(|e| e > file_len) {
+                    return Err(err(
+                        at,
+                        format!(
+                            "program header {i}: PT_LOAD file range {off:#x}+{filesz:#x} runs past the \
                          end of the file ({file_len:#x} bytes): the dump is truncated"
-                    ))
-                })?;
-                let _ = fend;
+                        ),
+                    ));
+                }
                 if paddr.checked_add(memsz).is_none() {
                     return Err(err(
                         at,

@@ -1,0 +1,938 @@
+//! End to end: the `xenwalk` binary on bad input.
+//!
+//! The contract (from the project's issue): for a truncated file, an unknown or
+//! unsupported format, a malformed ELF core, an empty file, a directory, a CR3 outside
+//! the image, ... the tool prints ONE line on stderr that names the file and says what
+//! is wrong (for ELF problems also the file offset, as `offset 0x...`), prints nothing
+//! on stdout, exits with code 2, and never panics or hangs. Exit code 1 is reserved for
+//! "some VA did not translate" (a result, not an error).
+//!
+//! Every input is written by the test itself into a private temporary directory. ELF
+//! cores are built byte by byte from a small valid core (one PT_LOAD of three pages
+//! holding a four-level mapping of VA 0), which is first checked to work, and every
+//! bad variant is derived from it by changing one thing.
+//!
+//! Each test collects every violated case and fails once at the end with the full
+//! list, so one run shows all problems, not just the first.
+
+use std::cell::Cell;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A child that runs longer than this is taken as hung, killed, and reported.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------
+// Running the binary
+// ---------------------------------------------------------------------------------
+
+/// A private directory under the system temp dir, removed when dropped (also when the
+/// test fails). The name holds the process id and the test name, so parallel tests
+/// and concurrent `cargo test` runs never share files.
+struct Sandbox {
+    dir: PathBuf,
+    runs: Cell<u32>,
+}
+
+impl Sandbox {
+    fn new(test: &str) -> Sandbox {
+        let dir =
+            std::env::temp_dir().join(format!("xenwalk-bad-input-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create sandbox directory");
+        Sandbox {
+            dir,
+            runs: Cell::new(0),
+        }
+    }
+
+    /// Write `bytes` to a file called `name` in the sandbox and return its path.
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::write(&p, bytes).expect("write test input");
+        p
+    }
+
+    /// A path in the sandbox that does not exist.
+    fn missing(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Run `xenwalk ARGS` with a timeout. The child's stdout and stderr go to files,
+    /// not pipes, so a chatty child can never block on a full pipe while we poll.
+    fn run(&self, args: &[&str]) -> Run {
+        let n = self.runs.get();
+        self.runs.set(n + 1);
+        let out_path = self.dir.join(format!("run{n}.stdout"));
+        let err_path = self.dir.join(format!("run{n}.stderr"));
+        let out = fs::File::create(&out_path).expect("create stdout file");
+        let err = fs::File::create(&err_path).expect("create stderr file");
+        let cmd = format!("xenwalk {}", args.join(" "));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xenwalk"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn xenwalk");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for xenwalk") {
+                break s;
+            }
+            if start.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`{cmd}` did not finish within {TIMEOUT:?} (hang): killed");
+            }
+            sleep(Duration::from_millis(5));
+        };
+        Run {
+            cmd,
+            // None when the child was killed by a signal (abort, SIGSEGV, SIGBUS).
+            code: status.code(),
+            stdout: fs::read_to_string(&out_path).expect("read stdout file"),
+            stderr: fs::read_to_string(&err_path).expect("read stderr file"),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one run of the binary did.
+struct Run {
+    cmd: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "    command: {}", self.cmd)?;
+        writeln!(f, "    exit:    {:?}", self.code)?;
+        writeln!(f, "    stderr:  {:?}", self.stderr)?;
+        let so: String = self.stdout.chars().take(300).collect();
+        write!(f, "    stdout:  {so:?}")
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+/// Collects contract violations of many cases; `finish` fails the test with all of
+/// them.
+#[derive(Default)]
+struct Report {
+    failures: Vec<String>,
+}
+
+impl Report {
+    fn check(&mut self, case: &str, run: &Run, problems: Vec<String>) {
+        if !problems.is_empty() {
+            self.failures.push(format!(
+                "case `{case}`:\n    - {}\n{run}",
+                problems.join("\n    - ")
+            ));
+        }
+    }
+
+    fn finish(self) {
+        if !self.failures.is_empty() {
+            panic!(
+                "{} case(s) broke the bad-input contract:\n\n{}",
+                self.failures.len(),
+                self.failures.join("\n\n")
+            );
+        }
+    }
+}
+
+/// What a rejected input must look like. `what` lists words of which at least one
+/// must appear (case-insensitively) in the error line: it says what is wrong.
+struct Bad<'a> {
+    path: &'a Path,
+    what: &'a [&'a str],
+    /// ELF problems also give the file offset of the offending structure.
+    elf_offset: bool,
+}
+
+impl Bad<'_> {
+    fn problems(&self, r: &Run) -> Vec<String> {
+        let mut p = Vec::new();
+        if r.stderr.contains("panicked") {
+            p.push("panicked".into());
+        }
+        if r.code != Some(2) {
+            p.push(format!("exit code {:?}, expected 2 (bad input)", r.code));
+        }
+        if !r.stdout.is_empty() {
+            p.push("stdout is not empty".into());
+        }
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        if lines.len() != 1 {
+            p.push(format!(
+                "stderr has {} lines, expected exactly one",
+                lines.len()
+            ));
+        }
+        let path = self.path.display().to_string();
+        if !r.stderr.contains(&path) {
+            p.push(format!("error does not name the file {path}"));
+        }
+        let lower = r.stderr.to_lowercase();
+        if !self.what.iter().any(|w| lower.contains(&w.to_lowercase())) {
+            p.push(format!(
+                "error does not say what is wrong (none of {:?})",
+                self.what
+            ));
+        }
+        if self.elf_offset && !r.stderr.contains("offset 0x") {
+            p.push("ELF error without the file offset (`offset 0x...`)".into());
+        }
+        if let Some(rep) = repeated_tail(r.stderr.trim_end()) {
+            p.push(format!("error says the same thing twice: {rep:?}"));
+        }
+        p
+    }
+}
+
+/// The repeated part if `line` ends in `X: X` (whole `: `-separated parts). This is
+/// how an error chain prints a cause that the outer message already includes, which
+/// makes the one line twice as long and no clearer.
+fn repeated_tail(line: &str) -> Option<String> {
+    let parts: Vec<&str> = line.split(": ").collect();
+    let n = parts.len();
+    (1..=n / 2)
+        .find(|&k| parts[n - k..] == parts[n - 2 * k..n - k])
+        .map(|k| parts[n - k..].join(": "))
+}
+
+/// The problems of a run that must succeed with `code` (0 or 1) and a quiet stderr.
+fn ok_problems(r: &Run, code: i32) -> Vec<String> {
+    let mut p = Vec::new();
+    if r.stderr.contains("panicked") {
+        p.push("panicked".into());
+    }
+    if r.code != Some(code) {
+        p.push(format!("exit code {:?}, expected {code}", r.code));
+    }
+    if !r.stderr.is_empty() {
+        p.push("unexpected output on stderr".into());
+    }
+    if r.stdout.is_empty() {
+        p.push("stdout is empty".into());
+    }
+    p
+}
+
+/// The walk used on every file: translate VA 0 from the L4 at 0x1000.
+fn walk_args(p: &Path) -> Vec<&str> {
+    vec![path_str(p), "--cr3", "0x1000", "--va", "0"]
+}
+
+/// Check both `xenwalk FILE --cr3 .. --va 0` and `xenwalk info FILE` on a file that
+/// must be rejected when it is opened.
+fn check_rejected(report: &mut Report, sb: &Sandbox, case: &str, bad: Bad<'_>) {
+    let r = sb.run(&walk_args(bad.path));
+    report.check(case, &r, bad.problems(&r));
+    let r = sb.run(&["info", path_str(bad.path)]);
+    report.check(&format!("{case} (info)"), &r, bad.problems(&r));
+}
+
+// ---------------------------------------------------------------------------------
+// Building inputs
+// ---------------------------------------------------------------------------------
+
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+const ET_CORE: u16 = 4;
+const ET_EXEC: u16 = 2;
+const EM_X86_64: u16 = 62;
+const EM_386: u16 = 3;
+
+// Byte offsets of the ELF64 header fields the variants change.
+const EI_CLASS: usize = 4;
+const EI_DATA: usize = 5;
+const E_TYPE: usize = 16;
+const E_MACHINE: usize = 18;
+const E_PHOFF: usize = 32;
+const E_PHENTSIZE: usize = 54;
+const E_PHNUM: usize = 56;
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+// Byte offsets inside one program header.
+const P_TYPE: usize = 0;
+const P_OFFSET: usize = 8;
+const P_PADDR: usize = 24;
+const P_MEMSZ: usize = 40;
+
+/// File offset of program header `i` in files made by [`elf64_core`].
+const fn ph(i: usize) -> usize {
+    EHDR_SIZE + i * PHDR_SIZE
+}
+
+/// One ELF64 program header.
+#[derive(Clone, Copy)]
+struct Phdr {
+    p_type: u32,
+    p_flags: u32,
+    p_offset: u64,
+    p_vaddr: u64,
+    p_paddr: u64,
+    p_filesz: u64,
+    p_memsz: u64,
+    p_align: u64,
+}
+
+impl Phdr {
+    /// A PT_LOAD of `size` bytes of machine memory at `paddr`, all in the file at
+    /// `offset`. p_vaddr 0, as QEMU writes it.
+    fn load(offset: u64, paddr: u64, size: u64) -> Phdr {
+        Phdr {
+            p_type: PT_LOAD,
+            p_flags: 7, // RWX
+            p_offset: offset,
+            p_vaddr: 0,
+            p_paddr: paddr,
+            p_filesz: size,
+            p_memsz: size,
+            p_align: 0,
+        }
+    }
+
+    fn note(offset: u64, size: u64) -> Phdr {
+        Phdr {
+            p_type: PT_NOTE,
+            p_flags: 0,
+            p_offset: offset,
+            p_vaddr: 0,
+            p_paddr: 0,
+            p_filesz: size,
+            p_memsz: size,
+            p_align: 4,
+        }
+    }
+}
+
+/// A little-endian x86-64 ELF64 `ET_CORE` file: the 64-byte header, the program
+/// headers right after it (e_phoff 64), then each blob at its file offset (gaps are
+/// zero). No section headers.
+fn elf64_core(phdrs: &[Phdr], blobs: &[(usize, &[u8])]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF");
+    f.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT, SysV ABI
+    f.resize(16, 0); // rest of e_ident
+    f.extend_from_slice(&ET_CORE.to_le_bytes()); // e_type
+    f.extend_from_slice(&EM_X86_64.to_le_bytes()); // e_machine
+    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    f.extend_from_slice(&0u64.to_le_bytes()); // e_entry
+    f.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
+    f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    f.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes()); // e_ehsize
+    f.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes()); // e_phentsize
+    f.extend_from_slice(&(phdrs.len() as u16).to_le_bytes()); // e_phnum
+    f.extend_from_slice(&0u16.to_le_bytes()); // e_shentsize
+    f.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
+    f.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
+    assert_eq!(f.len(), EHDR_SIZE);
+    for p in phdrs {
+        f.extend_from_slice(&p.p_type.to_le_bytes());
+        f.extend_from_slice(&p.p_flags.to_le_bytes());
+        f.extend_from_slice(&p.p_offset.to_le_bytes());
+        f.extend_from_slice(&p.p_vaddr.to_le_bytes());
+        f.extend_from_slice(&p.p_paddr.to_le_bytes());
+        f.extend_from_slice(&p.p_filesz.to_le_bytes());
+        f.extend_from_slice(&p.p_memsz.to_le_bytes());
+        f.extend_from_slice(&p.p_align.to_le_bytes());
+    }
+    for &(off, bytes) in blobs {
+        assert!(off >= f.len(), "blob at {off:#x} overlaps the headers");
+        f.resize(off, 0);
+        f.extend_from_slice(bytes);
+    }
+    f
+}
+
+/// Three pages of machine memory, 0x1000-0x3fff: a four-level mapping of VA 0.
+/// L4 at 0x1000, entry 0 -> L3 at 0x2000, entry 0 -> L2 at 0x3000, entry 0 = a 2 MiB
+/// leaf (PS) at machine address 0.
+fn page_tables() -> Vec<u8> {
+    let mut m = vec![0u8; 0x3000];
+    let mut put = |maddr: usize, v: u64| {
+        let at = maddr - 0x1000;
+        m[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    };
+    put(0x1000, 0x2000 | 0x3); // L4[0]: present, writable -> L3
+    put(0x2000, 0x3000 | 0x3); // L3[0]: present, writable -> L2
+    put(0x3000, 0x83); // L2[0]: present, writable, PS: 2 MiB at 0
+    m
+}
+
+/// File offset of the memory in [`valid_core`]; also its machine address.
+const DATA_OFF: usize = 0x1000;
+/// Bytes of memory in [`valid_core`].
+const DATA_LEN: u64 = 0x3000;
+
+/// The valid small core every ELF variant derives from: one PT_LOAD, file offset
+/// 0x1000 = machine address 0x1000, three pages; 0x4000 bytes in all.
+fn valid_core() -> Vec<u8> {
+    elf64_core(
+        &[Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN)],
+        &[(DATA_OFF, &page_tables())],
+    )
+}
+
+/// The same memory as a raw image (file offset = machine address, base 0).
+fn valid_raw() -> Vec<u8> {
+    let mut r = vec![0u8; DATA_OFF];
+    r.extend_from_slice(&page_tables());
+    r
+}
+
+/// `v` with `bytes` written at `off`.
+fn patched(mut v: Vec<u8>, off: usize, bytes: &[u8]) -> Vec<u8> {
+    v[off..off + bytes.len()].copy_from_slice(bytes);
+    v
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift), whose first bytes are no magic
+/// the tool knows.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A file of `len` bytes starting with `magic` (the rest zero).
+fn with_magic(magic: &[u8], len: usize) -> Vec<u8> {
+    let mut v = magic.to_vec();
+    v.resize(len, 0);
+    v
+}
+
+// ---------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------
+
+/// The controls: the valid core and raw image work, so every failure below is caused
+/// by the one thing each variant changes, not by a broken base file.
+#[test]
+fn valid_inputs_work() {
+    let sb = Sandbox::new("valid_inputs_work");
+    let mut report = Report::default();
+    let core = sb.file("core.elf", &valid_core());
+    let raw = sb.file("mem.raw", &valid_raw());
+
+    let r = sb.run(&walk_args(&core));
+    report.check("valid core, --va 0 translates", &r, ok_problems(&r, 0));
+    let r = sb.run(&["info", path_str(&core)]);
+    report.check("valid core, info", &r, ok_problems(&r, 0));
+    // A VA that does not translate is a result (1), not bad input (2).
+    let r = sb.run(&[path_str(&core), "--cr3", "0x1000", "--va", "0x200000"]);
+    report.check("valid core, unmapped VA exits 1", &r, ok_problems(&r, 1));
+    // Unknown magic and a size that is a multiple of 4096: a raw image, by design.
+    let r = sb.run(&walk_args(&raw));
+    report.check("raw image, --va 0 translates", &r, ok_problems(&r, 0));
+    report.finish();
+}
+
+/// A dump cut short (interrupted copy, full disk) at several places: inside the ELF
+/// header, inside the program headers, inside the segment data. The last two are
+/// page multiples, so they also check that ELF magic wins over the raw-size rule.
+#[test]
+fn truncated_cores() {
+    let sb = Sandbox::new("truncated_cores");
+    let mut report = Report::default();
+    let core = valid_core();
+    let cases: &[(usize, &str, &[&str])] = &[
+        (4, "magic only", &["short", "truncated", "header"]),
+        (
+            40,
+            "inside the ELF header",
+            &["short", "truncated", "header"],
+        ),
+        (
+            EHDR_SIZE,
+            "header only, program headers missing",
+            &["program header", "truncated", "end of the file"],
+        ),
+        (
+            ph(0) + 20,
+            "inside the program header",
+            &["program header", "truncated", "end of the file"],
+        ),
+        (
+            0x1800,
+            "inside the segment data",
+            &["truncated", "past the end"],
+        ),
+        (
+            0x3000,
+            "segment data one page short",
+            &["truncated", "past the end"],
+        ),
+        (
+            0x3fff,
+            "segment data one byte short",
+            &["truncated", "past the end"],
+        ),
+    ];
+    for &(len, where_, what) in cases {
+        let p = sb.file(&format!("trunc-{len:#x}.elf"), &core[..len]);
+        let case = format!("truncated to {len:#x} bytes ({where_})");
+        check_rejected(
+            &mut report,
+            &sb,
+            &case,
+            Bad {
+                path: &p,
+                what,
+                elf_offset: true,
+            },
+        );
+    }
+    report.finish();
+}
+
+/// Program headers that lie: each must be refused with the offset of the bad header,
+/// never trusted (reading past the map would fault; overlapping segments make an
+/// address ambiguous; a huge count must not allocate or loop).
+#[test]
+fn malformed_program_headers() {
+    let sb = Sandbox::new("malformed_program_headers");
+    let mut report = Report::default();
+    let core = valid_core();
+    let u16le = |v: u16| v.to_le_bytes().to_vec();
+    let u32le = |v: u32| v.to_le_bytes().to_vec();
+    let u64le = |v: u64| v.to_le_bytes().to_vec();
+
+    // Two PT_LOADs both claiming machine page 0x2000 (the second from file offset
+    // 0x1000): the same address would read different bytes.
+    let overlapping = elf64_core(
+        &[
+            Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN),
+            Phdr::load(DATA_OFF as u64, 0x2000, 0x1000),
+        ],
+        &[(DATA_OFF, &page_tables())],
+    );
+    // A single PT_NOTE (of zero bytes, which is a valid empty note area): no memory.
+    let no_load = patched(core.clone(), ph(0) + P_TYPE, &u32le(PT_NOTE));
+
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            // Segment data at 0x2000+0x3000 runs 0x1000 past the end of the file.
+            "p_offset + p_filesz past EOF",
+            patched(core.clone(), ph(0) + P_OFFSET, &u64le(0x2000)),
+            &["past the end", "truncated"],
+        ),
+        (
+            // p_offset + p_filesz overflows u64: must not wrap around to "inside".
+            "p_offset + p_filesz overflows",
+            patched(core.clone(), ph(0) + P_OFFSET, &u64le(u64::MAX - 0xfff)),
+            &["past the end", "truncated", "overflow"],
+        ),
+        (
+            // The file holds more than the segment describes: contradictory.
+            "p_filesz > p_memsz",
+            patched(core.clone(), ph(0) + P_MEMSZ, &u64le(0x2000)),
+            &["p_memsz", "memsz"],
+        ),
+        (
+            // p_paddr + p_memsz past 2^64.
+            "p_paddr + p_memsz overflows",
+            patched(core.clone(), ph(0) + P_PADDR, &u64le(u64::MAX - 0xfff)),
+            &["overflow"],
+        ),
+        ("two overlapping PT_LOADs", overlapping, &["overlap"]),
+        (
+            // Program headers of another size cannot be read as ELF64 ones.
+            "e_phentsize 32",
+            patched(core.clone(), E_PHENTSIZE, &u16le(32)),
+            &["program header", "phentsize"],
+        ),
+        (
+            "e_phoff past EOF",
+            patched(core.clone(), E_PHOFF, &u64le(0x10_0000)),
+            &["program header", "e_phoff"],
+        ),
+        (
+            // 0xfffe * 56 bytes = 3.6 MB of headers claimed by a 16 KiB file.
+            "e_phnum 0xfffe in a short file",
+            patched(core.clone(), E_PHNUM, &u16le(0xfffe)),
+            &["program header", "e_phnum"],
+        ),
+        (
+            // PN_XNUM: the real count is in section header 0, and there is none.
+            "e_phnum 0xffff (PN_XNUM) without section headers",
+            patched(core.clone(), E_PHNUM, &u16le(0xffff)),
+            &["program header", "section", "e_phnum"],
+        ),
+        (
+            "e_phnum 0 (no program headers)",
+            patched(core.clone(), E_PHNUM, &u16le(0)),
+            &["no program headers", "no memory"],
+        ),
+        ("zero PT_LOAD (only a PT_NOTE)", no_load, &["PT_LOAD"]),
+    ];
+    for (i, (case, bytes, what)) in cases.iter().enumerate() {
+        let p = sb.file(&format!("phdr-{i}.elf"), bytes);
+        check_rejected(
+            &mut report,
+            &sb,
+            case,
+            Bad {
+                path: &p,
+                what,
+                elf_offset: true,
+            },
+        );
+    }
+    report.finish();
+}
+
+/// ELF files that are not x86-64 cores: refused early, with the reason.
+#[test]
+fn wrong_kind_of_elf() {
+    let sb = Sandbox::new("wrong_kind_of_elf");
+    let mut report = Report::default();
+    let core = valid_core();
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            // xen-syms is the usual mistake; the message must say it is not a dump.
+            "ET_EXEC (like xen-syms)",
+            patched(core.clone(), E_TYPE, &ET_EXEC.to_le_bytes()),
+            &["xen-syms"],
+        ),
+        (
+            "ELF32 class",
+            patched(core.clone(), EI_CLASS, &[1]),
+            &["ELF32", "ELF64"],
+        ),
+        (
+            "big-endian data byte",
+            patched(core.clone(), EI_DATA, &[2]),
+            &["endian"],
+        ),
+        (
+            "e_machine EM_386",
+            patched(core.clone(), E_MACHINE, &EM_386.to_le_bytes()),
+            &["x86-64", "machine"],
+        ),
+    ];
+    for (i, (case, bytes, what)) in cases.iter().enumerate() {
+        let p = sb.file(&format!("kind-{i}.elf"), bytes);
+        check_rejected(
+            &mut report,
+            &sb,
+            case,
+            Bad {
+                path: &p,
+                what,
+                elf_offset: true,
+            },
+        );
+    }
+    report.finish();
+}
+
+/// A corrupt note is not fatal: the memory is still readable, so the dump opens, a
+/// warning naming the file (and the note's offset) is printed, and walks work.
+#[test]
+fn huge_note_descsz_is_a_warning() {
+    let sb = Sandbox::new("huge_note_descsz_is_a_warning");
+    let mut report = Report::default();
+    // A CORE note whose n_descsz claims ~4 GiB, in a 36-byte PT_NOTE at 0x100.
+    let mut note = Vec::new();
+    note.extend_from_slice(&5u32.to_le_bytes()); // n_namesz ("CORE\0")
+    note.extend_from_slice(&0xffff_fff0u32.to_le_bytes()); // n_descsz
+    note.extend_from_slice(&1u32.to_le_bytes()); // NT_PRSTATUS
+    note.extend_from_slice(b"CORE\0\0\0\0"); // name, padded to 4
+    note.extend_from_slice(&[0xaa; 16]); // what little descriptor there is
+    let core = elf64_core(
+        &[
+            Phdr::note(0x100, note.len() as u64),
+            Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN),
+        ],
+        &[(0x100, &note), (DATA_OFF, &page_tables())],
+    );
+    let p = sb.file("bignote.elf", &core);
+    let path = p.display().to_string();
+    let warned = |r: &Run| -> Vec<String> {
+        let mut v = Vec::new();
+        if r.stderr.contains("panicked") {
+            v.push("panicked".into());
+        }
+        if r.code != Some(0) {
+            v.push(format!("exit code {:?}, expected 0", r.code));
+        }
+        let warning = r
+            .stderr
+            .lines()
+            .find(|l| l.contains("warning") && l.contains(&path));
+        match warning {
+            None => v.push("no warning line naming the file on stderr".into()),
+            Some(l) if !l.contains("offset 0x") => {
+                v.push("warning without the note's file offset".into())
+            }
+            Some(_) => {}
+        }
+        if r.stdout.is_empty() {
+            v.push("stdout is empty".into());
+        }
+        v
+    };
+    let r = sb.run(&walk_args(&p));
+    report.check("PT_NOTE with huge n_descsz, walk", &r, warned(&r));
+    let r = sb.run(&["info", path_str(&p)]);
+    report.check("PT_NOTE with huge n_descsz, info", &r, warned(&r));
+    report.finish();
+}
+
+/// Files that are not dumps at all, or dumps in formats not read (yet).
+#[test]
+fn not_a_dump() {
+    let sb = Sandbox::new("not_a_dump");
+    let mut report = Report::default();
+
+    let empty = sb.file("empty", b"");
+    check_rejected(
+        &mut report,
+        &sb,
+        "empty file",
+        Bad {
+            path: &empty,
+            what: &["empty", "0 bytes"],
+            elf_offset: false,
+        },
+    );
+
+    let dir = sb.dir.join("a-directory");
+    fs::create_dir(&dir).expect("create directory");
+    check_rejected(
+        &mut report,
+        &sb,
+        "a directory",
+        Bad {
+            path: &dir,
+            what: &["directory"],
+            elf_offset: false,
+        },
+    );
+
+    let missing = sb.missing("no-such-dump");
+    check_rejected(
+        &mut report,
+        &sb,
+        "nonexistent file",
+        Bad {
+            path: &missing,
+            what: &["no such file", "not found", "cannot open"],
+            elf_offset: false,
+        },
+    );
+
+    // Unknown magic and a size that is not a whole number of pages: not raw either.
+    let random = sb.file("random.bin", &noise(100));
+    check_rejected(
+        &mut report,
+        &sb,
+        "100-byte random file",
+        Bad {
+            path: &random,
+            what: &["unknown format", "not a raw", "raw"],
+            elf_offset: false,
+        },
+    );
+
+    // Compressed dumps: one page long, so the magic must win over the raw-size rule.
+    for (name, magic) in [
+        ("xz", &b"\xfd7zXZ\0"[..]),
+        ("gzip", &b"\x1f\x8b\x08\0"[..]),
+        ("zstd", &b"\x28\xb5\x2f\xfd"[..]),
+    ] {
+        let p = sb.file(&format!("dump.{name}"), &with_magic(magic, 4096));
+        let case = format!("4096-byte {name}-compressed file");
+        let bad = Bad {
+            path: &p,
+            what: &["decompress"],
+            elf_offset: false,
+        };
+        for args in [walk_args(&p), vec!["info", path_str(&p)]] {
+            let r = sb.run(&args);
+            let mut problems = bad.problems(&r);
+            if !r.stderr.contains(name) {
+                problems.push(format!("error does not say it is {name}"));
+            }
+            report.check(&case, &r, problems);
+        }
+    }
+
+    // Formats recognised but not read yet: a clear "not supported", not a raw image.
+    for (case, magic) in [
+        ("kdump-compressed (\"KDUMP   \")", &b"KDUMP   "[..]),
+        ("makedumpfile flattened", &b"makedumpfile\0"[..]),
+    ] {
+        let p = sb.file(
+            &format!("unsupported-{}.dump", magic[0]),
+            &with_magic(magic, 4096),
+        );
+        check_rejected(
+            &mut report,
+            &sb,
+            case,
+            Bad {
+                path: &p,
+                what: &["not supported"],
+                elf_offset: false,
+            },
+        );
+    }
+
+    // Forcing --format elf on a file without ELF magic.
+    let raw = sb.file("mem.raw", &valid_raw());
+    let r = sb.run(&[
+        path_str(&raw),
+        "--format",
+        "elf",
+        "--cr3",
+        "0x1000",
+        "--va",
+        "0",
+    ]);
+    let bad = Bad {
+        path: &raw,
+        what: &["ELF magic", "not an ELF"],
+        elf_offset: true,
+    };
+    report.check("--format elf on a raw image", &r, bad.problems(&r));
+
+    // A raw image whose --base puts its end past 2^64.
+    let r = sb.run(&[
+        path_str(&raw),
+        "--base",
+        "0xfffffffffffff000",
+        "--cr3",
+        "0x1000",
+        "--va",
+        "0",
+    ]);
+    let bad = Bad {
+        path: &raw,
+        what: &["overflow"],
+        elf_offset: false,
+    };
+    report.check("raw image, --base + size overflows", &r, bad.problems(&r));
+    report.finish();
+}
+
+/// The file opens but the root asked for cannot be used: bad input (2), not a
+/// per-address result (1).
+#[test]
+fn unusable_root() {
+    let sb = Sandbox::new("unusable_root");
+    let mut report = Report::default();
+    let core = sb.file("core.elf", &valid_core());
+    let raw = sb.file("mem.raw", &valid_raw());
+
+    for (case, p) in [("core", &core), ("raw image", &raw)] {
+        // 1 GiB: far above the 16 KiB the image covers.
+        let r = sb.run(&[path_str(p), "--cr3", "0x40000000", "--va", "0"]);
+        let bad = Bad {
+            path: p,
+            what: &["outside", "beyond", "not in the"],
+            elf_offset: false,
+        };
+        report.check(
+            &format!("--cr3 0x40000000 beyond the {case}"),
+            &r,
+            bad.problems(&r),
+        );
+    }
+
+    // A raw image has no notes, so there is no CPU 0 to take CR3 from.
+    let r = sb.run(&[path_str(&raw), "--cpu", "0", "--va", "0"]);
+    let bad = Bad {
+        path: &raw,
+        what: &["notes", "no cpu"],
+        elf_offset: false,
+    };
+    report.check("--cpu 0 on a raw image", &r, bad.problems(&r));
+    report.finish();
+}
+
+/// A VA list with one bad line: that line is reported as FILE:LINE on one line of
+/// stderr, the other lines still run (same stdout as without the bad line), and the
+/// exit code is 2.
+#[test]
+fn va_file_with_a_bad_line() {
+    let sb = Sandbox::new("va_file_with_a_bad_line");
+    let mut report = Report::default();
+    let core = sb.file("core.elf", &valid_core());
+    let good = sb.file("good.txt", b"0\n# comment\n0x1000\n");
+    let bad = sb.file("bad.txt", b"0\n# comment\nnot-a-va\n0x1000\n");
+    let walk = |list: &Path| {
+        sb.run(&[
+            path_str(&core),
+            "--cr3",
+            "0x1000",
+            "--va-file",
+            path_str(list),
+        ])
+    };
+
+    let reference = walk(&good);
+    report.check(
+        "VA list without bad lines",
+        &reference,
+        ok_problems(&reference, 0),
+    );
+
+    let r = walk(&bad);
+    let mut problems = Vec::new();
+    if r.stderr.contains("panicked") {
+        problems.push("panicked".into());
+    }
+    if r.code != Some(2) {
+        problems.push(format!("exit code {:?}, expected 2", r.code));
+    }
+    let where_ = format!("{}:3", bad.display());
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    if lines.len() != 1 || !lines[0].contains(&where_) {
+        problems.push(format!("stderr is not one line naming {where_}"));
+    }
+    if r.stdout != reference.stdout {
+        problems.push(
+            "the good lines did not all run (stdout differs from the list without the bad line)"
+                .into(),
+        );
+    }
+    report.check("VA list with one unparsable line", &r, problems);
+
+    // The VA list itself missing: bad input, and nothing half-printed on stdout.
+    let missing = sb.missing("no-such-list.txt");
+    let r = walk(&missing);
+    let bad_list = Bad {
+        path: &missing,
+        what: &["no such file", "cannot open"],
+        elf_offset: false,
+    };
+    report.check("nonexistent --va-file", &r, bad_list.problems(&r));
+    report.finish();
+}

@@ -1,0 +1,240 @@
+//! Helpers shared by the integration tests: running the binary, temporary
+//! directories, and the real machine images in `../shared`.
+#![allow(dead_code)]
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_xenwalk"))
+}
+
+/// What a run of the binary produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The stdout lines parsed as JSON.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+    /// JSON lines of one `type`.
+    pub fn json_of(&self, ty: &str) -> Vec<serde_json::Value> {
+        self.json()
+            .into_iter()
+            .filter(|v| v["type"] == ty)
+            .collect()
+    }
+}
+
+/// Run the binary with `args` (and `stdin`, if given), failing the test on a hang.
+pub fn run_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xenwalk");
+    if let Some(input) = stdin {
+        let mut si = child.stdin.take().expect("stdin");
+        si.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).map(|_| s)
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).map(|_| s)
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("xenwalk {args:?} hung for 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = t_out.join().expect("join").expect("read stdout");
+    let stderr = t_err.join().expect("join").expect("read stderr");
+    assert!(
+        !stderr.contains("panicked"),
+        "xenwalk {args:?} panicked:\n{stderr}"
+    );
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+pub fn run(args: &[&str]) -> Run {
+    run_with_stdin(args, None)
+}
+
+/// A fresh directory for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+/// `../shared` beside the project, where the real images live. On a user's clone
+/// it is absent: the test says plainly that it did not run (straight to stderr, so
+/// cargo's capture does not hide it). Under CI (`CI=true`) absence is a failure.
+pub fn shared(test: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared");
+    if dir.join("dumps").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test}: {} is missing, and CI=true requires it",
+            dir.display()
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOT RUN: {test}: needs the real machine images in {} (present beside the project on \
+         developer machines and in CI, not in a user's clone)",
+        dir.display()
+    );
+    None
+}
+
+/// Decompress an `.xz` file once into the test cache (sparse: zero pages become holes)
+/// and return the path of the result.
+pub fn unxz_cached(src: &Path, name: &str) -> PathBuf {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let dst = cache.join(name);
+    let src_len = std::fs::metadata(src).expect("source").len();
+    let stamp = cache.join(format!("{name}.from-{src_len}"));
+    if dst.exists() && stamp.exists() {
+        return dst;
+    }
+    // Several test binaries may race here: each writes its own temporary file and
+    // renames it into place (rename is atomic; the results are identical).
+    static UNIQUE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = UNIQUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache.join(format!("{name}.tmp-{}-{n}", std::process::id()));
+    let f = std::fs::File::open(src).expect("open xz");
+    let mut dec = xz2::read::XzDecoder::new(std::io::BufReader::new(f));
+    let mut out = std::fs::File::create(&tmp).expect("create cache file");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = dec.read(&mut buf[filled..]).expect("xz decode");
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        let chunk = &buf[..filled];
+        if chunk.iter().all(|&b| b == 0) {
+            out.seek(SeekFrom::Current(filled as i64)).expect("seek");
+        } else {
+            out.write_all(chunk).expect("write cache");
+        }
+        len += filled as u64;
+    }
+    out.set_len(len).expect("set_len");
+    drop(out);
+    std::fs::rename(&tmp, &dst).expect("rename cache file");
+    std::fs::write(&stamp, b"").expect("stamp");
+    dst
+}
+
+/// Read a text file, decompressing `.xz`.
+pub fn read_text(path: &Path) -> String {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut s = String::new();
+    if path.extension().is_some_and(|e| e == "xz") {
+        xz2::read::XzDecoder::new(f)
+            .read_to_string(&mut s)
+            .expect("xz text");
+    } else {
+        std::io::BufReader::new(f)
+            .read_to_string(&mut s)
+            .expect("text");
+    }
+    s
+}
+
+/// One leaf of QEMU's `info tlb`: VA, PA, and its flag string (X G P D A C T U W).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuLeaf {
+    pub va: u64,
+    pub pa: u64,
+    pub flags: String,
+}
+
+/// Parse QEMU's `info tlb` output (`VA: PA XGPDACTUW`).
+pub fn parse_qemu_tlb(text: &str) -> Vec<QemuLeaf> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (va, rest) = l
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("bad tlb line {l:?}"));
+            let mut it = rest.split_whitespace();
+            let pa = it.next().expect("pa");
+            let flags = it.next().expect("flags");
+            QemuLeaf {
+                va: u64::from_str_radix(va.trim(), 16).expect("va"),
+                pa: u64::from_str_radix(pa, 16).expect("pa"),
+                flags: flags.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Parse `qemu-gva2gpa.txt`: (cpu, va, label, Some(pa) | None for "Unmapped").
+pub fn parse_gva2gpa(text: &str) -> Vec<(usize, u64, String, Option<u64>)> {
+    text.lines()
+        .filter(|l| l.starts_with("cpu"))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let cpu: usize = it.next().expect("cpu")[3..].parse().expect("cpu number");
+            let va = u64::from_str_radix(it.next().expect("va").trim_start_matches("0x"), 16)
+                .expect("va");
+            let label = it.next().expect("label").to_string();
+            let rest: Vec<&str> = it.collect();
+            let pa = match rest.as_slice() {
+                ["Unmapped"] => None,
+                ["gpa:", pa] => {
+                    Some(u64::from_str_radix(pa.trim_start_matches("0x"), 16).expect("pa"))
+                }
+                other => panic!("bad gva2gpa line {l:?}: {other:?}"),
+            };
+            (cpu, va, label, pa)
+        })
+        .collect()
+}
