@@ -331,14 +331,14 @@ fn list(
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let d = diagnose::root_diagnosis(root, &p);
         if a.json {
-            let line = json::StopJson {
+            let line = json::StopLine {
+                kind: "stop",
                 level: d.level.number(),
                 reason: d.reason.code(),
                 explanation: d.explanation,
                 suggestion: d.suggestion,
             };
-            let v = serde_json::json!({"type": "stop", "stop": line});
-            serde_json::to_writer(&mut *out, &v)?;
+            serde_json::to_writer(&mut *out, &line)?;
             writeln!(out)?;
         } else {
             writeln!(out, "=> cannot walk this root: {}", d.reason.code())?;
@@ -381,12 +381,7 @@ fn list(
                 let closed = coalescer.finish().map(|r| emit(out, &r)).unwrap_or(Ok(()));
                 closed.and_then(|()| {
                     if a.json {
-                        match json::EventLine::new(other) {
-                            Some(l) => serde_json::to_writer(&mut *out, &l)
-                                .map_err(io::Error::from)
-                                .and_then(|()| writeln!(out)),
-                            None => Ok(()),
-                        }
+                        json::event_line(out, other)
                     } else {
                         human::event(out, other)
                     }

@@ -19,10 +19,16 @@ pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:#x}"))
 }
 
+/// Version of this JSON schema, in the first line of every JSON output (`root`,
+/// `info`). Bumped when a field changes meaning or disappears; new fields and new
+/// line types may be added without a bump.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Serialize)]
 pub struct RootLine<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: u32,
     pub source: &'a str,
     /// `cr3` or `mfn`: how `input` is to be read.
     pub input_kind: &'static str,
@@ -42,6 +48,7 @@ impl<'a> RootLine<'a> {
         };
         RootLine {
             kind: "root",
+            schema: SCHEMA_VERSION,
             source: &root.source,
             input_kind,
             input,
@@ -172,57 +179,87 @@ impl MappingLine {
     }
 }
 
-/// Events other than leaves, during an enumeration.
+/// A table the dump cannot supply, met during an enumeration.
 #[derive(Serialize)]
-pub struct EventLine {
+pub struct UnreadableTableLine {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub level: u8,
+    /// First VA under the table.
     pub va: Vaddr,
-    /// The table (unreadable_table) or entry (reserved_entry) address.
-    pub maddr: Maddr,
+    pub table: Maddr,
+    /// Why: `not_captured`, `outside_image`, `hole` or `malformed`.
     pub reason: &'static str,
-    #[serde(serialize_with = "hex")]
-    pub entry: u64,
+    /// Some entries of the table could still be read.
     pub partial: bool,
 }
 
-impl EventLine {
-    pub fn new(ev: &Event<'_>) -> Option<Self> {
-        match *ev {
-            Event::Leaf(_) => None,
-            Event::Unreadable {
-                level,
-                table,
-                va,
-                error,
-                partial,
-            } => Some(EventLine {
+/// A present entry with reserved bits, met during an enumeration.
+#[derive(Serialize)]
+pub struct ReservedEntryLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub level: u8,
+    /// First VA under the entry.
+    pub va: Vaddr,
+    pub entry_maddr: Maddr,
+    #[serde(serialize_with = "hex")]
+    pub entry: u64,
+    #[serde(serialize_with = "hex")]
+    pub reserved: u64,
+}
+
+/// Write the line for a non-leaf enumeration event.
+pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Result<()> {
+    match *ev {
+        Event::Leaf(_) => return Ok(()),
+        Event::Unreadable {
+            level,
+            table,
+            va,
+            error,
+            partial,
+        } => serde_json::to_writer(
+            &mut *out,
+            &UnreadableTableLine {
                 kind: "unreadable_table",
                 level: level.number(),
                 va,
-                maddr: table,
+                table,
                 reason: diagnose::read_error_code(&error),
-                entry: 0,
                 partial,
-            }),
-            Event::Reserved {
-                level,
-                va,
-                entry_maddr,
-                entry,
-                ..
-            } => Some(EventLine {
+            },
+        ),
+        Event::Reserved {
+            level,
+            va,
+            entry_maddr,
+            entry,
+            bits,
+        } => serde_json::to_writer(
+            &mut *out,
+            &ReservedEntryLine {
                 kind: "reserved_entry",
                 level: level.number(),
                 va,
-                maddr: entry_maddr,
-                reason: "reserved_bits",
+                entry_maddr,
                 entry: entry.0,
-                partial: false,
-            }),
-        }
-    }
+                reserved: bits,
+            },
+        ),
+    }?;
+    writeln!(out)
+}
+
+/// A root that cannot be walked, in place of a listing.
+#[derive(Serialize)]
+pub struct StopLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub level: u8,
+    pub reason: &'static str,
+    pub explanation: String,
+    pub suggestion: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -246,6 +283,7 @@ pub struct SegmentJson {
 pub struct InfoLine<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    pub schema: u32,
     pub file: String,
     pub file_size: u64,
     pub format: &'static str,
@@ -285,6 +323,7 @@ impl<'a> InfoLine<'a> {
         };
         InfoLine {
             kind: "info",
+            schema: SCHEMA_VERSION,
             file: d.path.display().to_string(),
             file_size: d.file_size,
             format: d.format.name(),

@@ -1,0 +1,357 @@
+//! The JSON Lines contract, checked against an independent copy of README.md's
+//! "JSON output" table: every line type the binary can write is deserialized into
+//! these structs with unknown fields denied, so a field added, renamed or retyped in
+//! the code without the README (and this file) fails here.
+
+mod common;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Error};
+use std::path::Path;
+use xenwalk::fixture::xen;
+use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes};
+
+/// An address or raw 64-bit value: a `"0x…"` string of lowercase hex digits.
+#[derive(Debug)]
+struct Hex(#[allow(dead_code)] u64);
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let digits = s
+            .strip_prefix("0x")
+            .ok_or_else(|| D::Error::custom(format!("{s:?} lacks 0x")))?;
+        if digits.is_empty()
+            || !digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(D::Error::custom(format!("{s:?} is not lowercase hex")));
+        }
+        u64::from_str_radix(digits, 16)
+            .map(Hex)
+            .map_err(D::Error::custom)
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Rights {
+    write: bool,
+    user: bool,
+    nx: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Stripped {
+    what: String,
+    bits: Hex,
+    explanation: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Check {
+    present: u16,
+    reserved: u16,
+    readable: u16,
+    not_present_nonzero: u16,
+    self_map: Option<u16>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RootLine {
+    schema: u32,
+    source: String,
+    input_kind: String,
+    input: Hex,
+    l4: Hex,
+    stripped: Vec<Stripped>,
+    check: Option<Check>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Level {
+    level: u8,
+    name: String,
+    index: u16,
+    table: Hex,
+    entry_maddr: Hex,
+    entry: Hex,
+    flags: Vec<String>,
+    present: bool,
+    leaf: bool,
+    next: Option<Hex>,
+    rights: Option<Rights>,
+    reserved: Hex,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Stop {
+    level: u8,
+    reason: String,
+    explanation: String,
+    suggestion: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct WalkLine {
+    va: Hex,
+    root: Hex,
+    maddr: Option<Hex>,
+    page_size: Option<u64>,
+    rights: Option<Rights>,
+    levels: Vec<Level>,
+    stop: Option<Stop>,
+    notes: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct MappingLine {
+    va: Hex,
+    va_last: Hex,
+    maddr: Hex,
+    size: u64,
+    page_size: u64,
+    pages: u64,
+    flags: Vec<String>,
+    rights: Rights,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct UnreadableTableLine {
+    level: u8,
+    va: Hex,
+    table: Hex,
+    reason: String,
+    partial: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ReservedEntryLine {
+    level: u8,
+    va: Hex,
+    entry_maddr: Hex,
+    entry: Hex,
+    reserved: Hex,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PerLevel {
+    l4: u64,
+    l3: u64,
+    l2: u64,
+    l1: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct SummaryLine {
+    root: Hex,
+    ranges: u64,
+    tables: PerLevel,
+    distinct_tables: u64,
+    leaves: PerLevel,
+    mapped_bytes: u64,
+    not_present_nonzero: u64,
+    reserved_entries: u64,
+    unreadable_tables: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Extent {
+    maddr: Hex,
+    size: u64,
+    present: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Cpu {
+    cpu: usize,
+    rip: Option<Hex>,
+    rsp: Option<Hex>,
+    cr0: Option<Hex>,
+    cr3: Option<Hex>,
+    cr4: Option<Hex>,
+    regs_source: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct CrashInfo {
+    major: u64,
+    minor: u64,
+    xen_phys_start: Option<Hex>,
+    dom0_pfn_to_mfn_frame_list_list: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct NoteCount {
+    name: String,
+    n_type: u32,
+    count: usize,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Notes {
+    cpus: Vec<Cpu>,
+    xen_crash_info: Option<CrashInfo>,
+    vmcoreinfo_xen: Option<String>,
+    counts: Vec<NoteCount>,
+    problems: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct InfoLine {
+    schema: u32,
+    file: String,
+    file_size: u64,
+    format: String,
+    base: Option<Hex>,
+    phoff: Option<Hex>,
+    program_headers: Option<usize>,
+    extents: Vec<Extent>,
+    bytes_present: u64,
+    bytes_absent: u64,
+    notes: Notes,
+    warnings: Vec<String>,
+}
+
+/// Deserialize one line by its `type`; returns the type.
+fn check_line(line: &str) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    let ty = v["type"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no type: {line}"))
+        .to_string();
+    v.as_object_mut().unwrap().remove("type");
+    let r = match ty.as_str() {
+        "root" => serde_json::from_value::<RootLine>(v).map(|r| assert_eq!(r.schema, 1)),
+        "walk" => serde_json::from_value::<WalkLine>(v).map(drop),
+        "mapping" => serde_json::from_value::<MappingLine>(v).map(drop),
+        "unreadable_table" => serde_json::from_value::<UnreadableTableLine>(v).map(drop),
+        "reserved_entry" => serde_json::from_value::<ReservedEntryLine>(v).map(drop),
+        "summary" => serde_json::from_value::<SummaryLine>(v).map(drop),
+        "stop" => serde_json::from_value::<Stop>(v).map(drop),
+        "info" => serde_json::from_value::<InfoLine>(v).map(|i| assert_eq!(i.schema, 1)),
+        other => panic!("undocumented line type {other:?}: {line}"),
+    };
+    r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
+    ty
+}
+
+#[test]
+fn every_line_type_matches_the_documented_schema() {
+    let fx = xen::build();
+    let dir = common::tempdir("json-schema");
+    let raw = dir.join("x.raw");
+    fx.machine.write_raw(&raw).unwrap();
+    let elf = dir.join("x.elf");
+    let cpus = [CpuRegs {
+        cr3: fx.pv.0 | 1,
+        cr4: 1 << 17,
+        ..Default::default()
+    }];
+    fx.machine
+        .write_elf(&elf, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10)
+        .unwrap();
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let pv = format!("{}", fx.pv);
+    let hex = |v: u64| format!("{v:#x}");
+    let mut vas = vec![
+        fx.va_uncaptured_table.0,
+        fx.va_zero_l3.0,
+        fx.va_swapped.0,
+        fx.va_past_ram.0,
+        fx.va_reserved.0,
+        fx.va_l4_ps.0,
+        0x0000_8000_0000_0000,
+    ];
+    vas.extend(fx.guest_mapped.iter().map(|g| g.0.0));
+    let mut walk_args = vec![p(&elf), "--cpu".into(), "0".into(), "--json".into()];
+    for v in &vas {
+        walk_args.push("--va".into());
+        walk_args.push(hex(*v));
+    }
+    let runs: Vec<Vec<String>> = vec![
+        walk_args,
+        vec![p(&elf), "--cr3".into(), pv.clone(), "--json".into()],
+        vec![
+            p(&raw),
+            "--cr3".into(),
+            pv.clone(),
+            "--json".into(),
+            "--leaves".into(),
+        ],
+        vec![
+            p(&raw),
+            "--cr3".into(),
+            hex(fx.idle.0 >> 12),
+            "--json".into(),
+        ],
+        vec![
+            p(&raw),
+            "--cr3".into(),
+            hex(fx.idle.0 >> 12),
+            "--json".into(),
+            "--va".into(),
+            "0".into(),
+        ],
+        vec!["info".into(), p(&elf), "--json".into()],
+        vec!["info".into(), p(&raw), "--json".into()],
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for args in &runs {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = common::run(&refs);
+        assert!(r.code <= 1, "{args:?}: {}", r.stderr);
+        for line in r.stdout.lines() {
+            seen.insert(check_line(line));
+        }
+    }
+    let all = [
+        "info",
+        "mapping",
+        "reserved_entry",
+        "root",
+        "stop",
+        "summary",
+        "unreadable_table",
+        "walk",
+    ];
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        all,
+        "every documented line type was produced"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stable reason codes: every one the library defines is documented in the README.
+#[test]
+fn every_reason_code_is_documented() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for r in xenwalk::diagnose::Reason::ALL {
+        assert!(
+            readme.contains(&format!("| `{}` |", r.code())),
+            "README lacks reason {}",
+            r.code()
+        );
+        assert_eq!(serde_json::to_value(r).unwrap(), r.code());
+    }
+}

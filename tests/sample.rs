@@ -1,0 +1,197 @@
+//! The bundled sample `fixtures/xen-4.17-idle.core`: that it is exactly the cut of
+//! the real image it claims to come from, that it walks like the real machine, and
+//! that the README's first command works on it in a user's clone (no `../shared`).
+
+mod common;
+
+use common::{parse_qemu_tlb, read_text, run, shared, unxz_cached};
+use std::path::{Path, PathBuf};
+use xenwalk::dump::{Dump, OpenOptions};
+use xenwalk::fixture::sample;
+use xenwalk::paging::{StopKind, WalkOptions, walk};
+use xenwalk::{Maddr, Vaddr};
+
+fn sample_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/xen-4.17-idle.core")
+}
+
+/// Re-cut the sample from the real image and compare it byte for byte with the
+/// committed file. `XENWALK_BLESS=1` rewrites the committed file instead.
+#[test]
+fn sample_is_the_cut_of_the_real_image() {
+    let Some(s) = shared("sample_is_the_cut_of_the_real_image") else {
+        return;
+    };
+    let elf = unxz_cached(
+        &s.join("dumps/xen-4.17-idle/memory.elf.xz"),
+        "xen-4.17-idle.elf",
+    );
+    let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&elf).unwrap()).unwrap() };
+    let core = xenwalk::mem::elf::parse(map).expect("parse the real ELF");
+    let cut = sample::cut(&core.image).expect("cut");
+    let dir = common::tempdir("sample-cut");
+    let fresh = dir.join("sample.core");
+    cut.write(&fresh, &core.notes).unwrap();
+    let fresh_bytes = std::fs::read(&fresh).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var("XENWALK_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(sample_path(), &fresh_bytes).unwrap();
+    }
+    let committed = std::fs::read(sample_path()).expect("fixtures/xen-4.17-idle.core");
+    assert!(
+        committed == fresh_bytes,
+        "fixtures/xen-4.17-idle.core differs from a fresh cut of the real image; regenerate it with \
+         XENWALK_BLESS=1 cargo test --test sample"
+    );
+    assert!(
+        committed.len() < 512 * 1024,
+        "the sample should stay small: {} bytes",
+        committed.len()
+    );
+}
+
+/// Every leaf QEMU found in the real machine either walks to the same frame in the
+/// sample, or stops because its path crosses the one table page the sample omits.
+#[test]
+fn sample_walks_agree_with_qemu() {
+    let Some(s) = shared("sample_walks_agree_with_qemu") else {
+        return;
+    };
+    let qemu = parse_qemu_tlb(&read_text(
+        &s.join("dumps/xen-4.17-idle/qemu-info-tlb-cpu0.txt"),
+    ));
+    let dump = Dump::open(&sample_path(), OpenOptions::default()).expect("open sample");
+    let raw = unxz_cached(
+        &s.join("dumps/xen-4.17-idle/memory.raw.xz"),
+        "xen-4.17-idle.raw",
+    );
+    let real = Dump::open(&raw, OpenOptions::default()).unwrap();
+    let omitted = sample::cut(real.mem.as_ref()).unwrap().omitted;
+    let (mut same, mut absent) = (0, 0);
+    for l in &qemu {
+        let w = walk(
+            dump.mem.as_ref(),
+            Maddr(sample::IDLE_CR3),
+            Vaddr(l.va),
+            WalkOptions::default(),
+        );
+        match (w.mapping(), w.stop()) {
+            (Some(m), _) => {
+                assert_eq!(m.page.0, l.pa, "{:#x}", l.va);
+                same += 1;
+            }
+            (None, Some(stop)) => {
+                assert!(
+                    matches!(stop.kind, StopKind::Unreadable(_)),
+                    "{:#x}: {stop:?}",
+                    l.va
+                );
+                assert_eq!(stop.table.mfn(), omitted, "{:#x}", l.va);
+                absent += 1;
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(same > 2900 && absent > 0, "same {same}, absent {absent}");
+}
+
+/// What a new user runs first (README), with no `../shared`: a walk that translates
+/// and a walk that stops on the page the sample does not contain.
+#[test]
+fn readme_command_runs_on_the_sample() {
+    let sample = sample_path();
+    let s = sample.to_str().unwrap();
+    // The image's own xen_phys_start variable, read through the sample's tables,
+    // says where _start must land: xen_phys_start + 2 MiB (reference §3.2).
+    let dump = Dump::open(&sample, OpenOptions::default()).expect("open sample");
+    let cr3 = dump
+        .notes
+        .cpu(0)
+        .and_then(|c| c.cr3)
+        .expect("CPU 0 CR3 in the QEMU note");
+    let xps_va = sample::KEPT_VAS[3].0;
+    let w = walk(
+        dump.mem.as_ref(),
+        Maddr(cr3),
+        Vaddr(xps_va),
+        WalkOptions::default(),
+    );
+    let xps = dump
+        .mem
+        .read_u64(w.mapping().expect("xen_phys_start is mapped").maddr)
+        .unwrap();
+    assert_eq!(xps % (2 << 20), 0, "xen_phys_start is 2 MiB aligned");
+
+    let r = run(&[
+        s,
+        "--va",
+        "ffff82d040200000",
+        "--va",
+        "ffff828000000000",
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "one of the two stops: exit 1\n{}", r.stderr);
+    let walks = r.json_of("walk");
+    assert_eq!(walks[0]["maddr"], format!("{:#x}", xps + 0x20_0000));
+    assert_eq!(walks[1]["stop"]["reason"], "table_absent");
+    assert_eq!(walks[1]["stop"]["level"], 2);
+    assert!(
+        r.stderr.contains("CPU 0"),
+        "the implicit root is announced: {}",
+        r.stderr
+    );
+
+    let r = run(&[s, "--va", "ffff82d040200000", "--va", "ffff828000000000"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("=> maddr"));
+    assert!(r.stdout.contains("=> stopped at L2: table_absent"));
+
+    let r = run(&["info", s]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("CPU 1:"));
+    let r = run(&[s, "--json"]);
+    assert_eq!(r.code, 0);
+    let summary = &r.json_of("summary")[0];
+    assert!(summary["unreadable_tables"].as_u64().unwrap() >= 1);
+}
+
+/// Every `$ xenwalk …` example in README.md shows the real output of that command on
+/// the bundled sample (no drift).
+#[test]
+fn readme_examples_show_real_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut checked = 0;
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(cmd) = line.strip_prefix("$ xenwalk ") else {
+            continue;
+        };
+        let mut shown = Vec::new();
+        for l in lines.by_ref() {
+            if l.starts_with("```") {
+                break;
+            }
+            shown.push(l.trim_end().to_string());
+        }
+        let args: Vec<String> = cmd
+            .split_whitespace()
+            .map(|a| {
+                if a.starts_with("fixtures/") {
+                    root.join(a).display().to_string()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run(&refs);
+        let got: Vec<String> = r.stdout.lines().map(|l| l.trim_end().to_string()).collect();
+        assert_eq!(
+            got, shown,
+            "README example `xenwalk {cmd}` drifted from the real output"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "README has no `$ xenwalk` example");
+}
