@@ -99,7 +99,7 @@ pub fn tempdir(name: &str) -> PathBuf {
     d
 }
 
-/// `../shared` beside the project, where the real images live. On a user's clone
+/// `../shared` beside the project (or `$XENWALK_SHARED`), where the real images live. On a user's clone
 /// it is absent: the test says plainly that it did not run (straight to stderr, so
 /// cargo's capture does not hide it). Under CI (`CI=true`) absence is a failure.
 pub fn shared(test: &str) -> Option<PathBuf> {
