@@ -86,6 +86,7 @@ struct Level {
     present: bool,
     leaf: bool,
     next: Option<Hex>,
+    next_mfn: Option<Hex>,
     rights: Option<Rights>,
     reserved: Hex,
 }

@@ -83,7 +83,7 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
                 "entry at",
                 "entry",
                 "flags",
-                "points to",
+                "next",
                 "rights so far",
             ];
             if long {
@@ -98,15 +98,15 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
                     format!("reserved bits {:#x}", s.reserved)
                 } else if s.entry.is_leaf(s.level) {
                     format!(
-                        "{} page {:#x}",
+                        "{} page, mfn {:#x}",
                         page_label(s.level.page_size()),
-                        s.entry.addr(s.level, maxphyaddr)
+                        s.entry.addr(s.level, maxphyaddr) >> 12
                     )
                 } else {
                     format!(
-                        "{} {:#x}",
+                        "{} table, mfn {:#x}",
                         s.level.below().map(|l| l.name()).unwrap_or("?"),
-                        s.entry.addr(s.level, maxphyaddr)
+                        s.entry.addr(s.level, maxphyaddr) >> 12
                     )
                 };
                 let mut row = vec![

@@ -73,6 +73,8 @@ pub struct LevelJson {
     pub leaf: bool,
     /// Next table (non-leaf) or page (leaf) address, when present.
     pub next: Option<Maddr>,
+    /// Its machine frame number.
+    pub next_mfn: Option<crate::addr::Mfn>,
     /// Rights accumulated through this level, when present.
     pub rights: Option<Rights>,
     #[serde(serialize_with = "hex")]
@@ -93,6 +95,7 @@ impl LevelJson {
             present,
             leaf: present && s.entry.is_leaf(s.level),
             next: present.then(|| Maddr(s.entry.addr(s.level, maxphyaddr))),
+            next_mfn: present.then(|| Maddr(s.entry.addr(s.level, maxphyaddr)).mfn()),
             rights: present.then_some(s.rights),
             reserved: s.reserved,
         }
