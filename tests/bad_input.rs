@@ -281,6 +281,29 @@ const fn ph(i: usize) -> usize {
     EHDR_SIZE + i * PHDR_SIZE
 }
 
+/// Write each malformed ELF `(case, bytes, words the message must contain)` to the
+/// sandbox and check that it is rejected with an ELF offset.
+fn reject_elf_cases(
+    report: &mut Report,
+    sb: &Sandbox,
+    prefix: &str,
+    cases: &[(&str, Vec<u8>, &[&str])],
+) {
+    for (i, (case, bytes, what)) in cases.iter().enumerate() {
+        let p = sb.file(&format!("{prefix}-{i}.elf"), bytes);
+        check_rejected(
+            report,
+            sb,
+            case,
+            Bad {
+                path: &p,
+                what,
+                elf_offset: true,
+            },
+        );
+    }
+}
+
 /// One ELF64 program header.
 #[derive(Clone, Copy)]
 struct Phdr {
@@ -591,19 +614,7 @@ fn malformed_program_headers() {
         ),
         ("zero PT_LOAD (only a PT_NOTE)", no_load, &["PT_LOAD"]),
     ];
-    for (i, (case, bytes, what)) in cases.iter().enumerate() {
-        let p = sb.file(&format!("phdr-{i}.elf"), bytes);
-        check_rejected(
-            &mut report,
-            &sb,
-            case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
-    }
+    reject_elf_cases(&mut report, &sb, "phdr", &cases);
     report.finish();
 }
 
@@ -636,19 +647,7 @@ fn wrong_kind_of_elf() {
             &["x86-64", "machine"],
         ),
     ];
-    for (i, (case, bytes, what)) in cases.iter().enumerate() {
-        let p = sb.file(&format!("kind-{i}.elf"), bytes);
-        check_rejected(
-            &mut report,
-            &sb,
-            case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
-    }
+    reject_elf_cases(&mut report, &sb, "kind", &cases);
     report.finish();
 }
 
