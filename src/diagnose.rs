@@ -519,3 +519,73 @@ pub fn read_error_code(e: &ReadError) -> &'static str {
         ReadError::Malformed { .. } => "malformed",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{Machine, PageTables, XEN_TABLE};
+    use crate::paging::root::resolve;
+
+    fn setup() -> (Machine, Root) {
+        let mut m = Machine::new(16 << 20);
+        let pt = PageTables::new(&mut m);
+        pt.map(
+            &mut m,
+            Vaddr(0x40_0000),
+            Maddr(0x1000),
+            Level::L1,
+            bits::P | bits::RW,
+            XEN_TABLE,
+        );
+        pt.map(
+            &mut m,
+            Vaddr(0x80_0000),
+            Maddr(0x2000),
+            Level::L1,
+            bits::P,
+            XEN_TABLE,
+        );
+        let root = resolve(
+            &m,
+            RootInput::Cr3(pt.root.0),
+            "test".into(),
+            None,
+            WalkOptions::default(),
+        );
+        (m, root)
+    }
+
+    fn reason(m: &Machine, root: &Root, va: u64) -> Option<Reason> {
+        translate(m, root, Vaddr(va), WalkOptions::default())
+            .diagnosis
+            .map(|d| d.reason)
+    }
+
+    #[test]
+    fn absent_and_malformed_tables_are_told_apart() {
+        let (mut m, root) = setup();
+        assert_eq!(reason(&m, &root, 0x40_0123), None);
+        let l1 = PageTables::at(root.maddr)
+            .table_of(&m, Vaddr(0x40_0000), Level::L1)
+            .unwrap();
+        m.uncaptured.insert(l1.mfn().0);
+        assert_eq!(reason(&m, &root, 0x40_0123), Some(Reason::TableAbsent));
+        m.uncaptured.clear();
+        m.malformed.insert(l1.mfn().0);
+        assert_eq!(reason(&m, &root, 0x40_0123), Some(Reason::TableUnreadable));
+    }
+
+    #[test]
+    fn zero_entry_versus_zero_table() {
+        let (mut m, root) = setup();
+        // Slot 1 of the L2 that maps 0x400000 and 0x800000 is empty: entry_zero.
+        assert_eq!(reason(&m, &root, 0x20_0000), Some(Reason::EntryZero));
+        // Point an L3 entry at a fresh zero page: table_zero below it.
+        let zero = m.alloc();
+        let l3 = PageTables::at(root.maddr)
+            .table_of(&m, Vaddr(0), Level::L3)
+            .unwrap();
+        m.write_u64(l3.wrapping_add(8), zero.0 | XEN_TABLE);
+        assert_eq!(reason(&m, &root, 0x4000_0000), Some(Reason::TableZero));
+    }
+}
