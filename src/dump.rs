@@ -96,9 +96,7 @@ fn recognise(head: &[u8]) -> Option<OpenError> {
     } else if starts(b"\x04\x22\x4d\x18") {
         Some(OpenError::Compressed("lz4", "lz4 -d FILE"))
     } else if starts(b"KDUMP   ") || starts(b"DISKDUMP") {
-        Some(OpenError::Unsupported(
-            "a kdump-compressed dump (makedumpfile / QEMU -z/-l/-s)",
-        ))
+        Some(OpenError::Unsupported("a kdump-compressed dump (makedumpfile / QEMU -z/-l/-s)"))
     } else if starts(b"makedumpfile\0") {
         Some(OpenError::Unsupported(
             "makedumpfile's flattened format (convert it with `makedumpfile -R OUT < FILE`, then pass OUT)",
@@ -137,16 +135,8 @@ impl Dump {
                     return Err(e);
                 }
                 if file_size % crate::addr::PAGE_SIZE != 0 {
-                    let magic = head
-                        .iter()
-                        .take(8)
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    return Err(OpenError::Unknown {
-                        magic,
-                        size: file_size,
-                    });
+                    let magic = head.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+                    return Err(OpenError::Unknown { magic, size: file_size });
                 }
                 FormatHint::Raw
             }
@@ -154,11 +144,7 @@ impl Dump {
         match format {
             FormatHint::Elf => {
                 if !is_elf {
-                    return Err(mem::elf::ElfError {
-                        offset: 0,
-                        what: "no ELF magic (7f 45 4c 46)".into(),
-                    }
-                    .into());
+                    return Err(mem::elf::ElfError { offset: 0, what: "no ELF magic (7f 45 4c 46)".into() }.into());
                 }
                 let core = mem::elf::parse(map)?;
                 let notes = Notes::decode(&core.notes);

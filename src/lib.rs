@@ -21,5 +21,6 @@ pub mod notes;
 pub mod paging;
 pub mod parse;
 pub mod render;
+pub mod xen;
 
 pub use addr::{Gfn, Maddr, Mfn, Pfn, Vaddr};

@@ -122,17 +122,9 @@ impl Notes {
         let mut qemu_seen = 0usize;
         let mut last_core_cpu: Option<usize> = None;
         for note in raw {
-            match n
-                .counts
-                .iter_mut()
-                .find(|c| c.name == note.name && c.n_type == note.n_type)
-            {
+            match n.counts.iter_mut().find(|c| c.name == note.name && c.n_type == note.n_type) {
                 Some(c) => c.count += 1,
-                None => n.counts.push(NoteCount {
-                    name: note.name.clone(),
-                    n_type: note.n_type,
-                    count: 1,
-                }),
+                None => n.counts.push(NoteCount { name: note.name.clone(), n_type: note.n_type, count: 1 }),
             }
             let d = &note.desc;
             match (note.name.as_str(), note.n_type) {
@@ -225,10 +217,7 @@ impl Notes {
         let pos = match self.cpus.iter().position(|c| c.cpu == cpu) {
             Some(p) => p,
             None => {
-                self.cpus.push(CpuState {
-                    cpu,
-                    ..CpuState::default()
-                });
+                self.cpus.push(CpuState { cpu, ..CpuState::default() });
                 self.cpus.len() - 1
             }
         };
@@ -246,12 +235,7 @@ mod tests {
     use super::*;
 
     fn note(name: &str, n_type: u32, desc: Vec<u8>) -> RawNote {
-        RawNote {
-            name: name.into(),
-            n_type,
-            desc,
-            offset: 0,
-        }
+        RawNote { name: name.into(), n_type, desc, offset: 0 }
     }
 
     #[test]
@@ -274,27 +258,15 @@ mod tests {
             note("Xen", XEN_ELFNOTE_CRASH_INFO, info),
             note("CORE", 1, pr),
             note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x0222_2000)),
-            note(
-                "VMCOREINFO_XEN",
-                0,
-                b"PAGESIZE=4096\nSYMBOL(max_page)=ffff82d0405932f0\n\0\0\0".to_vec(),
-            ),
+            note("VMCOREINFO_XEN", 0, b"PAGESIZE=4096\nSYMBOL(max_page)=ffff82d0405932f0\n\0\0\0".to_vec()),
         ];
         let n = Notes::decode(&raw);
         assert_eq!(n.cpus.len(), 2);
         assert_eq!(n.cpu(0).unwrap().cr3, Some(0x0111_1000));
         assert_eq!(n.cpu(1).unwrap().cr3, Some(0x0222_2000));
         assert_eq!(n.cpu(1).unwrap().rip, Some(0xffff_82d0_4020_0000));
-        assert_eq!(
-            n.xen_crash_info.as_ref().unwrap().xen_phys_start,
-            Some(0x3f80_0000)
-        );
-        assert!(
-            n.vmcoreinfo_xen
-                .as_ref()
-                .unwrap()
-                .ends_with("ffff82d0405932f0\n")
-        );
+        assert_eq!(n.xen_crash_info.as_ref().unwrap().xen_phys_start, Some(0x3f80_0000));
+        assert!(n.vmcoreinfo_xen.as_ref().unwrap().ends_with("ffff82d0405932f0\n"));
         assert!(n.problems.is_empty());
     }
 

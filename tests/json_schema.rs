@@ -19,19 +19,11 @@ struct Hex(u64);
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let digits = s
-            .strip_prefix("0x")
-            .ok_or_else(|| D::Error::custom(format!("{s:?} lacks 0x")))?;
-        if digits.is_empty()
-            || !digits
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
+        let digits = s.strip_prefix("0x").ok_or_else(|| D::Error::custom(format!("{s:?} lacks 0x")))?;
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
             return Err(D::Error::custom(format!("{s:?} is not lowercase hex")));
         }
-        u64::from_str_radix(digits, 16)
-            .map(Hex)
-            .map_err(D::Error::custom)
+        u64::from_str_radix(digits, 16).map(Hex).map_err(D::Error::custom)
     }
 }
 
@@ -89,6 +81,8 @@ struct Level {
     next_mfn: Option<Hex>,
     rights: Option<Rights>,
     reserved: Hex,
+    #[serde(default)]
+    table_name: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -111,6 +105,10 @@ struct WalkLine {
     levels: Vec<Level>,
     stop: Option<Stop>,
     notes: Vec<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    symbol: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -124,6 +122,8 @@ struct MappingLine {
     pages: u64,
     flags: Vec<String>,
     rights: Rights,
+    #[serde(default)]
+    region: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -231,16 +231,129 @@ struct InfoLine {
     bytes_absent: u64,
     notes: Notes,
     warnings: Vec<String>,
+    xen: Option<XenInfo>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Sourced<T> {
+    value: T,
+    source: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XenSymsInfo {
+    path: String,
+    build_id: Option<String>,
+    version: Option<String>,
+    symbols: usize,
+    dwarf: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct LayoutInfo {
+    version: String,
+    bigmem: bool,
+    source: String,
+    xen_virt_start: Hex,
+    directmap_start: Hex,
+    frametable_start: Hex,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Candidate {
+    base: Hex,
+    matched: u32,
+    probed: u32,
+    variable: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Discovery {
+    candidates: Vec<Candidate>,
+    chosen: Option<Hex>,
+    why: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ImageCheck {
+    matched: u32,
+    probed: u32,
+    dump_build_id: Option<String>,
+    syms_build_id: Option<String>,
+    ok: bool,
+    unverifiable: bool,
+    problems: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Pdx {
+    hole_shift: u64,
+    ma_va_bottom_mask: Hex,
+    ma_top_mask: Hex,
+    pfn_hole_mask: Hex,
+    pfn_top_mask: Hex,
+    pfn_pdx_bottom_mask: Hex,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XenInfo {
+    xen_syms: Option<XenSymsInfo>,
+    version: Option<Sourced<String>>,
+    layout: LayoutInfo,
+    xen_phys_start: Option<Sourced<Hex>>,
+    discovery: Option<Discovery>,
+    image_check: Option<ImageCheck>,
+    pdx: Sourced<Pdx>,
+    idle_pg_table: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TableLine {
+    name: String,
+    source: String,
+    cpu: Option<usize>,
+    l4: Option<Hex>,
+    check: Option<Check>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct V2mLine {
+    va: Hex,
+    symbol: Option<String>,
+    region: Option<String>,
+    maddr: Option<Hex>,
+    formula_error: Option<String>,
+    walk_maddr: Option<Hex>,
+    walk_error: Option<String>,
+    agree: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct M2vLine {
+    maddr: Hex,
+    directmap: Option<Hex>,
+    image: Option<Hex>,
+    symbol: Option<String>,
+    walk_agrees: Option<bool>,
+    walk_error: Option<String>,
 }
 
 /// Deserialize one line by its `type`; returns the type.
 fn check_line(line: &str) -> String {
-    let mut v: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-    let ty = v["type"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no type: {line}"))
-        .to_string();
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    let ty = v["type"].as_str().unwrap_or_else(|| panic!("no type: {line}")).to_string();
     v.as_object_mut().unwrap().remove("type");
     let r = match ty.as_str() {
         "root" => serde_json::from_value::<RootLine>(v).map(|r| assert_eq!(r.schema, 1)),
@@ -251,6 +364,9 @@ fn check_line(line: &str) -> String {
         "summary" => serde_json::from_value::<SummaryLine>(v).map(drop),
         "stop" => serde_json::from_value::<Stop>(v).map(drop),
         "info" => serde_json::from_value::<InfoLine>(v).map(|i| assert_eq!(i.schema, 1)),
+        "table" => serde_json::from_value::<TableLine>(v).map(drop),
+        "v2m" => serde_json::from_value::<V2mLine>(v).map(drop),
+        "m2v" => serde_json::from_value::<M2vLine>(v).map(drop),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -264,14 +380,8 @@ fn every_line_type_matches_the_documented_schema() {
     let raw = dir.join("x.raw");
     fx.machine.write_raw(&raw).unwrap();
     let elf = dir.join("x.elf");
-    let cpus = [CpuRegs {
-        cr3: fx.pv.0 | 1,
-        cr4: 1 << 17,
-        ..Default::default()
-    }];
-    fx.machine
-        .write_elf(&elf, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10)
-        .unwrap();
+    let cpus = [CpuRegs { cr3: fx.pv.0 | 1, cr4: 1 << 17, ..Default::default() }];
+    fx.machine.write_elf(&elf, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10).unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
     let pv = format!("{}", fx.pv);
     let hex = |v: u64| format!("{v:#x}");
@@ -293,29 +403,18 @@ fn every_line_type_matches_the_documented_schema() {
     let runs: Vec<Vec<String>> = vec![
         walk_args,
         vec![p(&elf), "--cr3".into(), pv.clone(), "--json".into()],
-        vec![
-            p(&raw),
-            "--cr3".into(),
-            pv.clone(),
-            "--json".into(),
-            "--leaves".into(),
-        ],
-        vec![
-            p(&raw),
-            "--cr3".into(),
-            hex(fx.idle.0 >> 12),
-            "--json".into(),
-        ],
-        vec![
-            p(&raw),
-            "--cr3".into(),
-            hex(fx.idle.0 >> 12),
-            "--json".into(),
-            "--va".into(),
-            "0".into(),
-        ],
+        vec![p(&raw), "--cr3".into(), pv.clone(), "--json".into(), "--leaves".into()],
+        vec![p(&raw), "--cr3".into(), hex(fx.idle.0 >> 12), "--json".into()],
+        vec![p(&raw), "--cr3".into(), hex(fx.idle.0 >> 12), "--json".into(), "--va".into(), "0".into()],
         vec!["info".into(), p(&elf), "--json".into()],
         vec!["info".into(), p(&raw), "--json".into()],
+        // With Xen context (the layout alone: region names, the direct map formula).
+        vec![p(&raw), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into()],
+        vec![p(&raw), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into(), "--va".into(), "ffff830000001000".into()],
+        vec!["info".into(), p(&raw), "--json".into(), "--xen-version".into(), "4.17".into()],
+        vec!["tables".into(), p(&elf), "--json".into(), "--xen-version".into(), "4.17".into()],
+        vec!["v2m".into(), p(&raw), "ffff830000001000".into(), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into()],
+        vec!["m2v".into(), p(&raw), "1000".into(), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into()],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {
@@ -326,35 +425,17 @@ fn every_line_type_matches_the_documented_schema() {
             seen.insert(check_line(line));
         }
     }
-    let all = [
-        "info",
-        "mapping",
-        "reserved_entry",
-        "root",
-        "stop",
-        "summary",
-        "unreadable_table",
-        "walk",
-    ];
-    assert_eq!(
-        seen.into_iter().collect::<Vec<_>>(),
-        all,
-        "every documented line type was produced"
-    );
+    let all = ["info", "m2v", "mapping", "reserved_entry", "root", "stop", "summary", "table", "unreadable_table", "v2m", "walk"];
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), all, "every documented line type was produced");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The stable reason codes: every one the library defines is documented in the README.
 #[test]
 fn every_reason_code_is_documented() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     for r in xenwalk::diagnose::Reason::ALL {
-        assert!(
-            readme.contains(&format!("| `{}` |", r.code())),
-            "README lacks reason {}",
-            r.code()
-        );
+        assert!(readme.contains(&format!("| `{}` |", r.code())), "README lacks reason {}", r.code());
         assert_eq!(serde_json::to_value(r).unwrap(), r.code());
     }
 }

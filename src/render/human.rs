@@ -8,26 +8,22 @@ use crate::dump::{Dump, Format};
 use crate::paging::Level;
 use crate::paging::enumerate::{Event, Range, Summary};
 use crate::paging::root::{Root, RootInput};
+use crate::xen::Xen;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use std::io::{self, Write};
 
 /// Describe the root once, before walks or a listing.
-pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
+pub fn root(out: &mut dyn Write, root: &Root, long: bool, xen: Option<&Xen>) -> io::Result<()> {
     let input = match root.input {
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
         RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
     };
-    writeln!(
-        out,
-        "root: L4 table at {} ({input}, from {})",
-        root.maddr, root.source
-    )?;
+    writeln!(out, "root: L4 table at {} ({input}, from {})", root.maddr, root.source)?;
+    if let Some(name) = xen.and_then(|x| x.describe_table(root.maddr)) {
+        writeln!(out, "  the L4 is {name}")?;
+    }
     for s in &root.stripped {
-        writeln!(
-            out,
-            "  note: stripped {:#x} from CR3: {}",
-            s.bits, s.explanation
-        )?;
+        writeln!(out, "  note: stripped {:#x} from CR3: {}", s.bits, s.explanation)?;
     }
     if let Some(c) = root.check {
         if long || !c.plausible() {
@@ -36,19 +32,12 @@ pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
                 write!(out, ", {} non-zero not-present", c.not_present_nonzero)?;
             }
             if let Some(s) = c.self_map {
-                write!(
-                    out,
-                    "; slot {s} maps the table onto itself (a Xen-built L4: linear page-table slot)"
-                )?;
+                write!(out, "; slot {s} maps the table onto itself (a Xen-built L4: linear page-table slot)")?;
             }
             writeln!(out)?;
         }
         if !c.plausible() {
-            writeln!(
-                out,
-                "  warning: this page does not look like an L4 table: {}",
-                c.why_not()
-            )?;
+            writeln!(out, "  warning: this page does not look like an L4 table: {}", c.why_not())?;
         }
     }
     Ok(())
@@ -56,38 +45,27 @@ pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
 
 fn table() -> Table {
     let mut t = Table::new();
-    t.load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
     t
 }
 
 /// One walk: the levels as a table, then the result or the diagnosis.
-pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) -> io::Result<()> {
+pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool, xen: Option<&Xen>) -> io::Result<()> {
     let va = t.va;
-    let idx: Vec<String> = Level::WALK
-        .iter()
-        .map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift())))
-        .collect();
-    writeln!(
-        out,
-        "VA {va}  ({}, offset {:#x})",
-        idx.join(", "),
-        va.0 & 0xfff
-    )?;
+    let idx: Vec<String> = Level::WALK.iter().map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift()))).collect();
+    writeln!(out, "VA {va}  ({}, offset {:#x})", idx.join(", "), va.0 & 0xfff)?;
+    if let Some(d) = xen.and_then(|x| x.describe_va(va)) {
+        writeln!(out, "   {d}")?;
+    }
     if let Some(w) = &t.walk {
         if w.steps().next().is_some() {
             let mut tab = table();
-            let mut header = vec![
-                "level",
-                "index",
-                "entry at",
-                "entry",
-                "flags",
-                "next",
-                "rights so far",
-            ];
+            let mut header = vec!["level", "index", "entry at", "entry", "flags", "next", "rights so far"];
             if long {
                 header.insert(1, "name");
+            }
+            if xen.is_some() {
+                header.push("table (as Xen sees it)");
             }
             tab.set_header(header);
             for s in w.steps() {
@@ -111,12 +89,8 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
                 };
                 let mut row = vec![
                     Cell::new(s.level.name()),
-                    Cell::new(if long {
-                        format!("{:#x} ({})", s.index, s.index)
-                    } else {
-                        format!("{:#x}", s.index)
-                    })
-                    .set_alignment(CellAlignment::Right),
+                    Cell::new(if long { format!("{:#x} ({})", s.index, s.index) } else { format!("{:#x}", s.index) })
+                        .set_alignment(CellAlignment::Right),
                     Cell::new(s.entry_maddr.to_string()),
                     Cell::new(format!("{:016x}", s.entry.0)),
                     Cell::new(if present {
@@ -127,27 +101,20 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
                         "(not present)".into()
                     }),
                     Cell::new(next),
-                    Cell::new(if present {
-                        s.rights.short()
-                    } else {
-                        "-".into()
-                    }),
+                    Cell::new(if present { s.rights.short() } else { "-".into() }),
                 ];
                 if long {
                     row.insert(1, Cell::new(s.level.intel_name()));
+                }
+                if let Some(x) = xen {
+                    row.push(Cell::new(x.describe_table(s.table).unwrap_or_else(|| "-".into())));
                 }
                 tab.add_row(row);
             }
             writeln!(out, "{}", tab.trim_fmt())?;
             if long {
                 for s in w.steps() {
-                    writeln!(
-                        out,
-                        "  {} ({}) {:#018x}:",
-                        s.level,
-                        s.level.intel_name(),
-                        s.entry.0
-                    )?;
+                    writeln!(out, "  {} ({}) {:#018x}:", s.level, s.level.intel_name(), s.entry.0)?;
                     for line in s.entry.explain_bits(s.level) {
                         writeln!(out, "      {line}")?;
                     }
@@ -183,18 +150,23 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
 }
 
 /// Column header of a listing.
-pub fn ranges_header(out: &mut dyn Write) -> io::Result<()> {
+pub fn ranges_header(out: &mut dyn Write, regions: bool) -> io::Result<()> {
     writeln!(
         out,
-        "{:<37}  {:<31}  {:>9}  {:>4}  {:<9}  flags",
-        "virtual range", "machine range", "size", "page", "rights"
+        "{:<37}  {:<31}  {:>9}  {:>4}  {:<9}  flags{}",
+        "virtual range",
+        "machine range",
+        "size",
+        "page",
+        "rights",
+        if regions { "  [region]" } else { "" }
     )
 }
 
 /// One coalesced range (or one leaf with `--leaves`).
-pub fn range(out: &mut dyn Write, r: &Range) -> io::Result<()> {
+pub fn range(out: &mut dyn Write, r: &Range, region: Option<&str>) -> io::Result<()> {
     let maddr = format!("{:#x}-{:#x}", r.maddr.0, r.maddr_last().0);
-    writeln!(
+    write!(
         out,
         "{:#018x}-{:#018x}  {:<31}  {:>9}  {:>4}  {:<9}  {}",
         r.va.0,
@@ -204,35 +176,23 @@ pub fn range(out: &mut dyn Write, r: &Range) -> io::Result<()> {
         page_label(r.page_size),
         r.rights.short(),
         r.attrs.flag_names(r.level).join(" ")
-    )
+    )?;
+    match region {
+        Some(name) => writeln!(out, "  [{name}]"),
+        None => writeln!(out),
+    }
 }
 
 /// A non-leaf event of a listing.
 pub fn event(out: &mut dyn Write, ev: &Event<'_>) -> io::Result<()> {
     match ev {
         Event::Leaf(_) => Ok(()),
-        Event::Unreadable {
-            level,
-            table,
-            va,
-            error,
-            partial,
-        } => writeln!(
+        Event::Unreadable { level, table, va, error, partial } => writeln!(
             out,
             "!! {level} table at {table} (under VA {va}) {}: {error}",
-            if *partial {
-                "is partly absent"
-            } else {
-                "is not readable"
-            }
+            if *partial { "is partly absent" } else { "is not readable" }
         ),
-        Event::Reserved {
-            level,
-            va,
-            entry_maddr,
-            entry,
-            bits,
-        } => writeln!(
+        Event::Reserved { level, va, entry_maddr, entry, bits } => writeln!(
             out,
             "!! {level} entry at {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
             entry.0
@@ -266,18 +226,9 @@ pub fn summary(out: &mut dyn Write, s: &Summary, ranges: u64) -> io::Result<()> 
 
 /// `xenwalk info`.
 pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
-    writeln!(
-        out,
-        "file:    {} ({} bytes, {})",
-        d.path.display(),
-        d.file_size,
-        size_name(d.file_size)
-    )?;
+    writeln!(out, "file:    {} ({} bytes, {})", d.path.display(), d.file_size, size_name(d.file_size))?;
     match &d.format {
-        Format::Raw { base } => writeln!(
-            out,
-            "format:  raw physical memory image, file offset 0 = maddr {base:#x}"
-        )?,
+        Format::Raw { base } => writeln!(out, "format:  raw physical memory image, file offset 0 = maddr {base:#x}")?,
         Format::Elf(s) => writeln!(
             out,
             "format:  ELF64 core, {} program headers at offset {:#x} ({} PT_LOAD with memory, {} PT_NOTE)",
@@ -287,12 +238,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     let ext = d.mem.extents();
     let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();
     let absent: u64 = ext.iter().filter(|e| !e.present).map(|e| e.len).sum();
-    writeln!(
-        out,
-        "memory:  {} in the dump, {} described but absent",
-        size_name(present),
-        size_name(absent)
-    )?;
+    writeln!(out, "memory:  {} in the dump, {} described but absent", size_name(present), size_name(absent))?;
     const SHOW: usize = 16;
     for e in ext.iter().take(SHOW) {
         writeln!(
@@ -301,27 +247,15 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             e.start.0,
             e.start.0 + e.len - 1,
             size_name(e.len),
-            if e.present {
-                "present"
-            } else {
-                "absent (p_filesz < p_memsz)"
-            }
+            if e.present { "present" } else { "absent (p_filesz < p_memsz)" }
         )?;
     }
     if ext.len() > SHOW {
-        writeln!(
-            out,
-            "  ... {} more ranges (--json lists all)",
-            ext.len() - SHOW
-        )?;
+        writeln!(out, "  ... {} more ranges (--json lists all)", ext.len() - SHOW)?;
     }
     if !d.notes.counts.is_empty() {
-        let names: Vec<String> = d
-            .notes
-            .counts
-            .iter()
-            .map(|c| format!("{} x {} type {:#x}", c.count, c.name, c.n_type))
-            .collect();
+        let names: Vec<String> =
+            d.notes.counts.iter().map(|c| format!("{} x {} type {:#x}", c.count, c.name, c.n_type)).collect();
         writeln!(out, "notes:   {}", names.join(", "))?;
     }
     for c in &d.notes.cpus {
@@ -335,9 +269,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             h(c.cr0),
             h(c.rip),
             h(c.rsp),
-            c.regs_source
-                .map(|s| s.describe())
-                .unwrap_or("NT_PRSTATUS only")
+            c.regs_source.map(|s| s.describe()).unwrap_or("NT_PRSTATUS only")
         )?;
     }
     if let Some(x) = &d.notes.xen_crash_info {
@@ -346,9 +278,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             "Xen:     {}.{} crash info; xen_phys_start {}",
             x.major,
             x.minor,
-            x.xen_phys_start
-                .map(|v| format!("{v:#x}"))
-                .unwrap_or_else(|| "?".into())
+            x.xen_phys_start.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into())
         )?;
     }
     if let Some(v) = &d.notes.vmcoreinfo_xen {
@@ -356,6 +286,95 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     }
     for w in &d.warnings {
         writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// The hypervisor part of `xenwalk info`.
+pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
+    let l = x.layout();
+    match &x.version {
+        Some(v) => writeln!(out, "Xen:     version {} ({})", v.value, v.source.describe())?,
+        None => writeln!(out, "Xen:     version unknown (pass --xen-syms or --xen-version)")?,
+    }
+    writeln!(
+        out,
+        "layout:  Xen {}.{}{} ({}): XEN_VIRT_START {:#x}, direct map {:#x}, frame table {:#x}",
+        l.major,
+        l.minor,
+        if l.bigmem { " with BIGMEM" } else { "" },
+        x.layout.source.describe(),
+        x.xen_virt_start(),
+        l.directmap_start,
+        l.frametable_start
+    )?;
+    if let Some(s) = &x.syms {
+        writeln!(
+            out,
+            "xen-syms: {} (build-id {}, version {}, {} symbols, {})",
+            s.path.display(),
+            s.build_id_hex().unwrap_or_else(|| "none".into()),
+            s.version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+            s.symbols().len(),
+            if s.has_dwarf { "with DWARF" } else { "no DWARF" }
+        )?;
+    }
+    match &x.xen_phys_start {
+        Some(v) => writeln!(out, "image:   xen_phys_start {:#x} ({})", v.value, v.source.describe())?,
+        None => writeln!(out, "image:   xen_phys_start unknown")?,
+    }
+    if let Some(d) = &x.discovery {
+        writeln!(out, "         discovery: {}", d.why)?;
+        for c in &d.candidates {
+            writeln!(
+                out,
+                "           copy at {:#x}: {} of {} .rodata pages match; its xen_phys_start reads {}",
+                c.base,
+                c.matched,
+                c.probed,
+                c.variable.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into())
+            )?;
+        }
+    }
+    if let Some(c) = &x.image_check {
+        if c.ok {
+            writeln!(
+                out,
+                "         xen-syms matches the image: {} of {} .rodata pages, build-id {}",
+                c.matched,
+                c.probed,
+                c.dump_build_id.as_deref().unwrap_or("not readable in the dump")
+            )?;
+        } else {
+            for p in &c.problems {
+                writeln!(out, "         MISMATCH: {p}")?;
+            }
+        }
+    }
+    let p = &x.pdx.value;
+    if p.hole_shift == 0 && p.ma_top_mask == 0 {
+        writeln!(out, "PDX:     no compression ({})", x.pdx.source.describe())?;
+    } else {
+        writeln!(
+            out,
+            "PDX:     hole shift {}, pfn_hole_mask {:#x}, ma_va_bottom_mask {:#x}, ma_top_mask {:#x} ({})",
+            p.hole_shift,
+            p.pfn_hole_mask,
+            p.ma_va_bottom_mask,
+            p.ma_top_mask,
+            x.pdx.source.describe()
+        )?;
+    }
+    if let Some(r) = x.idle_root() {
+        writeln!(out, "idle:    idle_pg_table at {r}")?;
+    }
+    if let Some(syms) = &x.syms {
+        for c in &d.notes.cpus {
+            let name = |v: Option<u64>| v.and_then(|v| syms.name_of(crate::addr::Vaddr(v)));
+            if let Some(rip) = name(c.rip) {
+                writeln!(out, "CPU {}:   RIP in {rip}", c.cpu)?;
+            }
+        }
     }
     Ok(())
 }

@@ -79,6 +79,9 @@ pub struct LevelJson {
     pub rights: Option<Rights>,
     #[serde(serialize_with = "hex")]
     pub reserved: u64,
+    /// What the table page is to Xen: a static table's symbol, or its direct-map VA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
 }
 
 impl LevelJson {
@@ -98,6 +101,7 @@ impl LevelJson {
             next_mfn: present.then(|| Maddr(s.entry.addr(s.level, maxphyaddr)).mfn()),
             rights: present.then_some(s.rights),
             reserved: s.reserved,
+            table_name: None,
         }
     }
 }
@@ -122,6 +126,12 @@ pub struct WalkLine {
     pub levels: Vec<LevelJson>,
     pub stop: Option<StopJson>,
     pub notes: Vec<String>,
+    /// Xen layout region of the VA (with Xen context).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'static str>,
+    /// `symbol+offset` of the VA (with --xen-syms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
 }
 
 impl WalkLine {
@@ -134,12 +144,7 @@ impl WalkLine {
             maddr: m.map(|m| m.maddr),
             page_size: m.map(|m| m.page_size),
             rights: m.map(|m| m.rights),
-            levels: t
-                .walk
-                .iter()
-                .flat_map(|w| w.steps())
-                .map(|s| LevelJson::new(s, maxphyaddr))
-                .collect(),
+            levels: t.walk.iter().flat_map(|w| w.steps()).map(|s| LevelJson::new(s, maxphyaddr)).collect(),
             stop: t.diagnosis.as_ref().map(|d| StopJson {
                 level: d.level.number(),
                 reason: d.reason.code(),
@@ -147,6 +152,8 @@ impl WalkLine {
                 suggestion: d.suggestion.clone(),
             }),
             notes: t.pitfalls.clone(),
+            region: None,
+            symbol: None,
         }
     }
 }
@@ -164,6 +171,9 @@ pub struct MappingLine {
     pub pages: u64,
     pub flags: Vec<String>,
     pub rights: Rights,
+    /// Xen layout region of the range's first VA (with Xen context).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'static str>,
 }
 
 impl MappingLine {
@@ -178,6 +188,7 @@ impl MappingLine {
             pages: r.leaves,
             flags: r.attrs.flag_names(r.level),
             rights: r.rights,
+            region: None,
         }
     }
 }
@@ -216,13 +227,7 @@ pub struct ReservedEntryLine {
 pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Result<()> {
     match *ev {
         Event::Leaf(_) => return Ok(()),
-        Event::Unreadable {
-            level,
-            table,
-            va,
-            error,
-            partial,
-        } => serde_json::to_writer(
+        Event::Unreadable { level, table, va, error, partial } => serde_json::to_writer(
             &mut *out,
             &UnreadableTableLine {
                 kind: "unreadable_table",
@@ -233,13 +238,7 @@ pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Resu
                 partial,
             },
         ),
-        Event::Reserved {
-            level,
-            va,
-            entry_maddr,
-            entry,
-            bits,
-        } => serde_json::to_writer(
+        Event::Reserved { level, va, entry_maddr, entry, bits } => serde_json::to_writer(
             &mut *out,
             &ReservedEntryLine {
                 kind: "reserved_entry",
@@ -300,9 +299,11 @@ pub struct InfoLine<'a> {
     pub bytes_absent: u64,
     pub notes: &'a crate::notes::Notes,
     pub warnings: &'a [String],
+    /// The hypervisor, when the dump is Xen's or --xen-syms was given.
+    pub xen: Option<XenInfo<'a>>,
 }
 
-fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => hex(v, s),
         None => s.serialize_none(),
@@ -333,18 +334,89 @@ impl<'a> InfoLine<'a> {
             base,
             phoff,
             program_headers: phnum,
-            extents: ext
-                .iter()
-                .map(|e| SegmentJson {
-                    maddr: e.start,
-                    size: e.len,
-                    present: e.present,
-                })
-                .collect(),
+            extents: ext.iter().map(|e| SegmentJson { maddr: e.start, size: e.len, present: e.present }).collect(),
             bytes_present: present,
             bytes_absent: absent,
             notes: &d.notes,
             warnings: &d.warnings,
+            xen: None,
+        }
+    }
+}
+
+/// The `xen` object of an `info` line.
+#[derive(Serialize)]
+pub struct XenInfo<'a> {
+    pub xen_syms: Option<XenSymsInfo>,
+    pub version: Option<SourcedString>,
+    pub layout: LayoutInfo,
+    pub xen_phys_start: Option<SourcedHex>,
+    pub discovery: Option<&'a crate::xen::image::Discovery>,
+    pub image_check: Option<&'a crate::xen::image::ImageCheck>,
+    pub pdx: &'a crate::xen::Sourced<crate::xen::Pdx>,
+    pub idle_pg_table: Option<Maddr>,
+}
+
+#[derive(Serialize)]
+pub struct XenSymsInfo {
+    pub path: String,
+    pub build_id: Option<String>,
+    pub version: Option<String>,
+    pub symbols: usize,
+    pub dwarf: bool,
+}
+
+#[derive(Serialize)]
+pub struct SourcedString {
+    pub value: String,
+    pub source: crate::xen::Source,
+}
+
+#[derive(Serialize)]
+pub struct SourcedHex {
+    #[serde(serialize_with = "hex")]
+    pub value: u64,
+    pub source: crate::xen::Source,
+}
+
+#[derive(Serialize)]
+pub struct LayoutInfo {
+    pub version: String,
+    pub bigmem: bool,
+    pub source: crate::xen::Source,
+    #[serde(serialize_with = "hex")]
+    pub xen_virt_start: u64,
+    #[serde(serialize_with = "hex")]
+    pub directmap_start: u64,
+    #[serde(serialize_with = "hex")]
+    pub frametable_start: u64,
+}
+
+impl<'a> XenInfo<'a> {
+    pub fn new(x: &'a crate::xen::Xen) -> Self {
+        let l = x.layout();
+        XenInfo {
+            xen_syms: x.syms.as_ref().map(|s| XenSymsInfo {
+                path: s.path.display().to_string(),
+                build_id: s.build_id_hex(),
+                version: s.version.as_ref().map(|v| v.to_string()),
+                symbols: s.symbols().len(),
+                dwarf: s.has_dwarf,
+            }),
+            version: x.version.as_ref().map(|v| SourcedString { value: v.value.to_string(), source: v.source.clone() }),
+            layout: LayoutInfo {
+                version: format!("{}.{}", l.major, l.minor),
+                bigmem: l.bigmem,
+                source: x.layout.source.clone(),
+                xen_virt_start: x.xen_virt_start(),
+                directmap_start: l.directmap_start,
+                frametable_start: l.frametable_start,
+            },
+            xen_phys_start: x.xen_phys_start.as_ref().map(|v| SourcedHex { value: v.value, source: v.source.clone() }),
+            discovery: x.discovery.as_ref(),
+            image_check: x.image_check.as_ref(),
+            pdx: &x.pdx,
+            idle_pg_table: x.idle_root(),
         }
     }
 }

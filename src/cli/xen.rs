@@ -1,0 +1,394 @@
+//! `xenwalk tables`, `v2m`, `m2v`: the hypervisor's roots and its own translations.
+
+use super::{OpenArgs, Session, XenArgs};
+use crate::addr::{Maddr, Vaddr};
+use crate::paging::WalkOptions;
+use crate::paging::root::{self, RootInput};
+use crate::parse::{self, Expr};
+use crate::xen::Xen;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct TablesArgs {
+    /// The dump.
+    pub dump: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    /// JSON Lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct V2mArgs {
+    /// The dump.
+    pub dump: PathBuf,
+    /// Hypervisor virtual addresses: hex, `symbol` or `symbol+0x10`.
+    #[arg(required = true, value_parser = Expr::parse)]
+    pub va: Vec<Expr>,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    /// Root to cross-check against (default: idle_pg_table).
+    #[arg(long, value_name = "CR3", value_parser = parse::hex_u64)]
+    pub cr3: Option<u64>,
+    /// JSON Lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct M2vArgs {
+    /// The dump.
+    pub dump: PathBuf,
+    /// Machine addresses (hex).
+    #[arg(required = true, value_parser = parse::hex_u64)]
+    pub maddr: Vec<u64>,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    /// Root to cross-check against (default: idle_pg_table).
+    #[arg(long, value_name = "CR3", value_parser = parse::hex_u64)]
+    pub cr3: Option<u64>,
+    /// JSON Lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn xen_of(s: &Session) -> Result<&Xen> {
+    s.xen.as_ref().context(format!(
+        "{}: no hypervisor information: pass --xen-syms (or --xen-version for the layout alone)",
+        s.dump.path.display()
+    ))
+}
+
+/// The root to cross-check with: --cr3, else the idle table.
+fn check_root(s: &Session, cr3: Option<u64>) -> Option<Maddr> {
+    cr3.map(|v| Maddr(v & 0x000f_ffff_ffff_f000)).or_else(|| s.xen.as_ref().and_then(|x| x.idle_root()))
+}
+
+/// One root `tables` can resolve.
+#[derive(Serialize)]
+struct TableLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: String,
+    source: String,
+    cpu: Option<usize>,
+    l4: Option<Maddr>,
+    check: Option<crate::paging::root::L4Check>,
+    note: Option<String>,
+}
+
+pub(super) fn tables(a: TablesArgs) -> Result<ExitCode> {
+    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let mem = s.dump.mem.as_ref();
+    let opts = WalkOptions::default();
+    let mut lines: Vec<TableLine> = Vec::new();
+    let check = |ma: Maddr| root::resolve(mem, RootInput::Cr3(ma.0), String::new(), None, opts).check;
+    let idle = s.xen.as_ref().and_then(|x| x.idle_root());
+    if let Some(x) = &s.xen {
+        match idle {
+            Some(r) => lines.push(TableLine {
+                kind: "table",
+                name: "idle_pg_table".into(),
+                source: format!(
+                    "symbol idle_pg_table + xen_phys_start ({})",
+                    x.xen_phys_start.as_ref().map(|v| v.source.describe()).unwrap_or("?")
+                ),
+                cpu: None,
+                l4: Some(r),
+                check: check(r),
+                note: None,
+            }),
+            None => lines.push(TableLine {
+                kind: "table",
+                name: "idle_pg_table".into(),
+                source: "xen-syms".into(),
+                cpu: None,
+                l4: None,
+                check: None,
+                note: Some(if x.syms.is_none() { "needs --xen-syms".into() } else { "xen_phys_start unknown".into() }),
+            }),
+        }
+        lines.extend(per_cpu_roots(&s, x));
+    }
+    for c in &s.dump.notes.cpus {
+        let Some(cr3) = c.cr3 else { continue };
+        let l4 = Maddr(cr3 & 0x000f_ffff_ffff_f000);
+        let mut note = Vec::new();
+        if Some(l4) == idle {
+            note.push("= idle_pg_table".to_string());
+        }
+        if cr3 & 0xfff != 0 {
+            note.push(format!("PCID/flags {:#x} in CR3", cr3 & 0xfff));
+        }
+        lines.push(TableLine {
+            kind: "table",
+            name: format!("CPU {} CR3", c.cpu),
+            source: c.regs_source.map(|r| r.describe()).unwrap_or("notes").to_string(),
+            cpu: Some(c.cpu),
+            l4: Some(l4),
+            check: check(l4),
+            note: (!note.is_empty()).then(|| note.join("; ")),
+        });
+    }
+    if let Some(text) = &s.dump.notes.vmcoreinfo_xen {
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix("SYMBOL(pgd_l4)=")) {
+            if let (Ok(va), Some(x)) = (parse::hex_u64(v), &s.xen) {
+                let l4 = x.virt_to_maddr(Vaddr(va)).ok();
+                lines.push(TableLine {
+                    kind: "table",
+                    name: "VMCOREINFO pgd_l4".into(),
+                    source: format!("VMCOREINFO_XEN SYMBOL(pgd_l4)={v}"),
+                    cpu: None,
+                    l4,
+                    check: l4.and_then(check),
+                    note: None,
+                });
+            }
+        }
+    }
+    if lines.is_empty() {
+        bail!("{}: no root can be resolved: the dump has no CPU notes; pass --xen-syms", s.dump.path.display());
+    }
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for l in &lines {
+        if a.json {
+            serde_json::to_writer(&mut out, l)?;
+            writeln!(out)?;
+        } else {
+            let l4 = l.l4.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+            let chk = match &l.check {
+                Some(c) => format!(
+                    "{} present{}{}",
+                    c.present,
+                    c.self_map.map(|s| format!(", self-map at {s}")).unwrap_or_default(),
+                    if c.plausible() { "" } else { ", NOT an L4?" }
+                ),
+                None if l.l4.is_some() => "not in the dump".into(),
+                None => String::new(),
+            };
+            writeln!(
+                out,
+                "{:<22} {:<14} {:<32} ({}){}",
+                l.name,
+                l4,
+                chk,
+                l.source,
+                l.note.as_ref().map(|n| format!(" {n}")).unwrap_or_default()
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `per_cpu(root_pgt, cpu)` for every CPU with a per-CPU area: the XPTI roots
+/// (reference §3.4). `per_cpu(x, cpu)` = `*(&per_cpu__x + __per_cpu_offset[cpu])`;
+/// unused slots hold `INVALID_PERCPU_AREA` = 0x8000000000000000 − `__per_cpu_start`
+/// (`X:xen/arch/x86/percpu.c@4.17.0`).
+fn per_cpu_roots(s: &Session, x: &Xen) -> Vec<TableLine> {
+    let mem = s.dump.mem.as_ref();
+    let opts = WalkOptions::default();
+    let mut v = Vec::new();
+    let Some(syms) = &x.syms else { return v };
+    let (Some(offs), Some(root_pgt)) = (syms.lookup("__per_cpu_offset"), syms.addr("per_cpu__root_pgt")) else {
+        return v;
+    };
+    let invalid = syms.addr("__per_cpu_start").map(|p| 0x8000_0000_0000_0000u64.wrapping_sub(p));
+    let n = (offs.size / 8).clamp(1, 4096);
+    let idle = x.idle_root();
+    for cpu in 0..n {
+        let Some(off) = x.image_maddr(offs.addr + cpu * 8).and_then(|ma| mem.read_u64(ma).ok()) else {
+            continue;
+        };
+        if Some(off) == invalid || (cpu > 0 && off == 0) {
+            continue;
+        }
+        let va = Vaddr(root_pgt.wrapping_add(off));
+        let ptr = match x.read_va_u64(mem, idle, va) {
+            Ok(p) => p,
+            Err(e) => {
+                v.push(TableLine {
+                    kind: "table",
+                    name: format!("CPU {cpu} root_pgt"),
+                    source: "per_cpu(root_pgt)".into(),
+                    cpu: Some(cpu as usize),
+                    l4: None,
+                    check: None,
+                    note: Some(format!("cannot read per_cpu(root_pgt) at {va}: {e}")),
+                });
+                continue;
+            }
+        };
+        let (l4, note) = if ptr == 0 {
+            (
+                None,
+                Some(
+                    "NULL: no XPTI root (XPTI is off: the default on CPUs not vulnerable to Meltdown, e.g. AMD)"
+                        .to_string(),
+                ),
+            )
+        } else {
+            match x.virt_to_maddr(Vaddr(ptr)) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        };
+        v.push(TableLine {
+            kind: "table",
+            name: format!("CPU {cpu} root_pgt"),
+            source: "per_cpu(root_pgt) (XPTI)".into(),
+            cpu: Some(cpu as usize),
+            l4,
+            check: l4.and_then(|m| root::resolve(mem, RootInput::Cr3(m.0), String::new(), None, opts).check),
+            note,
+        });
+    }
+    v
+}
+
+#[derive(Serialize)]
+struct V2mLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    va: Vaddr,
+    symbol: Option<String>,
+    region: Option<&'static str>,
+    /// By the hypervisor's formula.
+    maddr: Option<Maddr>,
+    formula_error: Option<String>,
+    /// By walking the check root.
+    walk_maddr: Option<Maddr>,
+    walk_error: Option<String>,
+    agree: Option<bool>,
+}
+
+pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
+    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let x = xen_of(&s)?;
+    let mem = s.dump.mem.as_ref();
+    let root = check_root(&s, a.cr3);
+    let mut vas = Vec::new();
+    for e in &a.va {
+        vas.push(s.resolve(e).map_err(|m| anyhow::anyhow!("{m}"))?);
+    }
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut all_ok = true;
+    for va in vas {
+        let va = Vaddr(va);
+        let f = x.virt_to_maddr(va);
+        let w = match root {
+            Some(r) => x.walk_maddr(mem, r, va),
+            None => Err("no root to walk (idle_pg_table unknown; pass --cr3)".into()),
+        };
+        let agree = match (&f, &w) {
+            (Ok(a), Ok(b)) => Some(a == b),
+            _ => None,
+        };
+        all_ok &= agree != Some(false) && (f.is_ok() || w.is_ok());
+        let line = V2mLine {
+            kind: "v2m",
+            va,
+            symbol: x.syms.as_ref().and_then(|sy| sy.name_of(va)),
+            region: x.region(va).map(|r| r.name),
+            maddr: f.as_ref().ok().copied(),
+            formula_error: f.as_ref().err().map(|e| e.to_string()),
+            walk_maddr: w.as_ref().ok().copied(),
+            walk_error: w.as_ref().err().cloned(),
+            agree,
+        };
+        if a.json {
+            serde_json::to_writer(&mut out, &line)?;
+            writeln!(out)?;
+        } else {
+            let what = x.describe_va(va).map(|d| format!(" ({d})")).unwrap_or_default();
+            write!(out, "{va}{what}: ")?;
+            match (&f, &w, agree) {
+                (Ok(m), Ok(_), Some(true)) => writeln!(out, "{m} (__virt_to_maddr; the walk agrees)")?,
+                (Ok(m), Ok(b), _) => writeln!(out, "{m} by __virt_to_maddr, but the walk gives {b}: DISAGREE")?,
+                (Ok(m), Err(e), _) => writeln!(out, "{m} (__virt_to_maddr; no walk check: {e})")?,
+                (Err(e), Ok(b), _) => writeln!(out, "{b} by walking ({e})")?,
+                (Err(e), Err(we), _) => writeln!(out, "no translation: {e}; {we}")?,
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Serialize)]
+struct M2vLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    maddr: Maddr,
+    /// `__maddr_to_virt`: the direct-map VA.
+    directmap: Option<Vaddr>,
+    /// The image VA, for machine addresses inside the hypervisor image.
+    image: Option<Vaddr>,
+    symbol: Option<String>,
+    /// Whether walking the check root at `directmap` gives `maddr` back.
+    walk_agrees: Option<bool>,
+    walk_error: Option<String>,
+}
+
+pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
+    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let x = xen_of(&s)?;
+    let mem = s.dump.mem.as_ref();
+    let root = check_root(&s, a.cr3);
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut all_ok = true;
+    for ma in a.maddr {
+        let ma = Maddr(ma);
+        let dm = x.maddr_to_virt(ma);
+        let image = x.image_va_of(ma);
+        let (walk_agrees, walk_error) = match (dm, root) {
+            (Some(v), Some(r)) => match x.walk_maddr(mem, r, v) {
+                Ok(m) => (Some(m == ma), None),
+                Err(e) => (None, Some(e)),
+            },
+            (None, _) => (None, Some("no direct-map address (PDX hole or above the direct map)".into())),
+            (_, None) => (None, Some("no root to walk".into())),
+        };
+        all_ok &= dm.is_some() && walk_agrees != Some(false);
+        let symbol = image.and_then(|v| x.syms.as_ref().and_then(|sy| sy.name_of(v)));
+        if a.json {
+            let line = M2vLine { kind: "m2v", maddr: ma, directmap: dm, image, symbol, walk_agrees, walk_error };
+            serde_json::to_writer(&mut out, &line)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{ma}: ")?;
+            match dm {
+                Some(v) => write!(out, "direct map {v}")?,
+                None => write!(out, "no direct-map address")?,
+            }
+            if let Some(v) = image {
+                write!(out, ", image {v}{}", symbol.map(|s| format!(" ({s})")).unwrap_or_default())?;
+            }
+            match (walk_agrees, walk_error) {
+                (Some(true), _) => writeln!(out, " (the walk agrees)")?,
+                (Some(false), _) => {
+                    writeln!(out, " (the walk of the direct-map address gives something else: DISAGREE)")?
+                }
+                (None, Some(e)) => writeln!(out, " (no walk check: {e})")?,
+                (None, None) => writeln!(out)?,
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -1,0 +1,450 @@
+//! Xen knowledge: the hypervisor's symbols, its virtual layout per version, where its
+//! image sits in machine memory (`xen_phys_start`), its own address translation
+//! (`__virt_to_maddr` with PDX compression), and the roots it keeps.
+//!
+//! Everything here works from symbols alone (no DWARF), because that is what people
+//! have: Debian's `xen-syms` has a symbol table and nothing more.
+
+pub mod image;
+pub mod layout;
+pub mod symbols;
+
+use crate::addr::{Maddr, Vaddr};
+use crate::dump::Dump;
+use crate::mem::{PhysMem, ReadError};
+use crate::paging::{WalkOptions, walk};
+use layout::{Layout, Region};
+use serde::Serialize;
+use symbols::{XenSyms, XenVersion};
+
+/// Where a value came from; `xenwalk info` shows it for every value used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A command-line option.
+    Option,
+    /// Xen's CRASH_INFO note.
+    CrashInfo,
+    /// Decoded from `xen-syms`.
+    XenSyms,
+    /// Found by matching `xen-syms`' bytes against the dump.
+    Discovered,
+    /// Read from the dump through the symbols.
+    Dump,
+    /// The dump's VMCOREINFO_XEN note.
+    Vmcoreinfo,
+    /// Nothing said otherwise.
+    Default,
+}
+
+impl Source {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Source::Option => "command line",
+            Source::CrashInfo => "Xen CRASH_INFO note",
+            Source::XenSyms => "xen-syms",
+            Source::Discovered => "discovered: xen-syms' .rodata matched in the dump",
+            Source::Dump => "read from the dump",
+            Source::Vmcoreinfo => "VMCOREINFO_XEN note",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// What the user told us about the hypervisor.
+#[derive(Clone, Debug, Default)]
+pub struct XenOptions {
+    /// `--xen-version MAJOR.MINOR`.
+    pub version: Option<(u32, u32)>,
+    /// `--xen-phys-start`.
+    pub xen_phys_start: Option<u64>,
+}
+
+/// PDX mask-compression variables (`X:xen/common/pdx.c@4.17.0`; reference §3.5),
+/// read from the dump through the symbols; the identity without them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Pdx {
+    pub hole_shift: u64,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub ma_va_bottom_mask: u64,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub ma_top_mask: u64,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub pfn_hole_mask: u64,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub pfn_top_mask: u64,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub pfn_pdx_bottom_mask: u64,
+}
+
+impl Pdx {
+    /// No compression: pdx = pfn.
+    pub const IDENTITY: Pdx = Pdx {
+        hole_shift: 0,
+        ma_va_bottom_mask: u64::MAX,
+        ma_top_mask: 0,
+        pfn_hole_mask: 0,
+        pfn_top_mask: 0,
+        pfn_pdx_bottom_mask: u64::MAX,
+    };
+
+    /// Direct-map offset of a machine address (`maddr_to_directmapoff`).
+    pub fn maddr_to_off(&self, ma: u64) -> u64 {
+        (ma & self.ma_va_bottom_mask) | ((ma & self.ma_top_mask) >> self.hole_shift)
+    }
+    /// Machine address of a direct-map offset (`directmapoff_to_maddr`).
+    pub fn off_to_maddr(&self, off: u64) -> u64 {
+        (off & self.ma_va_bottom_mask) | (off.wrapping_shl(self.hole_shift as u32) & self.ma_top_mask)
+    }
+    /// Whether a machine address falls in the compressed-out hole (no direct map).
+    pub fn in_hole(&self, ma: u64) -> bool {
+        (ma >> 12) & self.pfn_hole_mask != 0
+    }
+}
+
+/// Why a hypervisor VA has no machine address by formula.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum V2mError {
+    #[error("{va} is in {region}, which is not linearly mapped: only the direct map and the image are")]
+    NotLinear { va: Vaddr, region: &'static str },
+    #[error(
+        "{va} is in the image slot but outside the image itself (_start..__2M_rwdata_end): stubs, livepatch and the executable fixmap are not linear"
+    )]
+    OutsideImage { va: Vaddr },
+    #[error("xen_phys_start is unknown: pass --xen-syms (to discover it) or --xen-phys-start")]
+    NoPhysStart,
+    #[error("{va} is not a hypervisor address")]
+    NotXen { va: Vaddr },
+}
+
+/// The hypervisor as seen in one dump.
+pub struct Xen {
+    pub syms: Option<XenSyms>,
+    pub version: Option<Sourced<XenVersion>>,
+    pub layout: Sourced<Layout>,
+    pub xen_phys_start: Option<Sourced<u64>>,
+    /// How discovery went, when it ran.
+    pub discovery: Option<image::Discovery>,
+    pub pdx: Sourced<Pdx>,
+    /// Whether `xen-syms` matches the image in the dump, and why not.
+    pub image_check: Option<image::ImageCheck>,
+}
+
+impl Xen {
+    /// Whether the dump says it is Xen's (a Xen note) without any symbols.
+    pub fn dump_is_xen(dump: &Dump) -> bool {
+        dump.notes.xen_crash_info.is_some() || dump.notes.vmcoreinfo_xen.is_some()
+    }
+
+    /// Work out what can be known about the hypervisor in `dump`.
+    pub fn new(dump: &Dump, syms: Option<XenSyms>, opts: &XenOptions) -> Xen {
+        let crash_version = dump.notes.xen_crash_info.as_ref().map(|c| XenVersion {
+            major: c.major as u32,
+            minor: c.minor as u32,
+            extra: None,
+        });
+        let version = if let Some((major, minor)) = opts.version {
+            Some(Sourced { value: XenVersion { major, minor, extra: None }, source: Source::Option })
+        } else if let Some(v) = crash_version {
+            Some(Sourced { value: v, source: Source::CrashInfo })
+        } else {
+            syms.as_ref().and_then(|s| s.version.clone()).map(|v| Sourced { value: v, source: Source::XenSyms })
+        };
+
+        let mut xen = Xen {
+            syms,
+            version,
+            layout: Sourced { value: Layout::for_version(4, 17, false), source: Source::Default },
+            xen_phys_start: None,
+            discovery: None,
+            pdx: Sourced { value: Pdx::IDENTITY, source: Source::Default },
+            image_check: None,
+        };
+        if let Some(v) = &xen.version {
+            xen.layout =
+                Sourced { value: Layout::for_version(v.value.major, v.value.minor, false), source: v.source.clone() };
+        }
+        // The image's place: option, note, then discovery.
+        let from_note = dump.notes.xen_crash_info.as_ref().and_then(|c| c.xen_phys_start);
+        if let Some(x) = opts.xen_phys_start {
+            xen.xen_phys_start = Some(Sourced { value: x, source: Source::Option });
+        } else if let Some(x) = from_note {
+            xen.xen_phys_start = Some(Sourced { value: x, source: Source::CrashInfo });
+        } else if let Some(s) = &xen.syms {
+            let d = image::discover(dump.mem.as_ref(), s);
+            if let Some(x) = d.chosen {
+                xen.xen_phys_start = Some(Sourced { value: x, source: Source::Discovered });
+            }
+            xen.discovery = Some(d);
+        }
+        if let (Some(s), Some(x)) = (&xen.syms, &xen.xen_phys_start) {
+            xen.image_check = Some(image::check(dump.mem.as_ref(), s, x.value));
+        }
+        // BIGMEM: the frame table's base, read from `_frame_table.0`'s value (the
+        // variable VMCOREINFO_XEN calls `frame_table`).
+        if let Some(ft) = xen.read_sym_u64(dump.mem.as_ref(), "_frame_table.0") {
+            if ft == 0xffff_8300_0000_0000 {
+                let (ma, mi) = (xen.layout.value.major, xen.layout.value.minor);
+                xen.layout.value = Layout::for_version(ma, mi, true);
+            }
+        }
+        // PDX variables.
+        let names = [
+            "pfn_pdx_hole_shift",
+            "ma_va_bottom_mask",
+            "ma_top_mask",
+            "pfn_hole_mask",
+            "pfn_top_mask",
+            "pfn_pdx_bottom_mask",
+        ];
+        let vals: Vec<Option<u64>> = names.iter().map(|n| xen.read_sym_u64(dump.mem.as_ref(), n)).collect();
+        if let [Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)] = vals[..] {
+            xen.pdx = Sourced {
+                value: Pdx {
+                    hole_shift: a,
+                    ma_va_bottom_mask: b,
+                    ma_top_mask: c,
+                    pfn_hole_mask: d,
+                    pfn_top_mask: e,
+                    pfn_pdx_bottom_mask: f,
+                },
+                source: Source::Dump,
+            };
+        }
+        xen
+    }
+
+    /// The layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout.value
+    }
+
+    /// Machine address of an image VA by the image formula, if `xen_phys_start` is
+    /// known: PA = VA − XEN_VIRT_START + xen_phys_start (reference §3.2).
+    pub fn image_maddr(&self, va: u64) -> Option<Maddr> {
+        let xvs = self.xen_virt_start();
+        let x = self.xen_phys_start.as_ref()?.value;
+        (va >= xvs && va - xvs < (1 << 30)).then(|| Maddr(va - xvs + x))
+    }
+
+    /// `XEN_VIRT_START`: from the symbols when loaded, else the layout's.
+    pub fn xen_virt_start(&self) -> u64 {
+        self.syms.as_ref().and_then(|s| s.xen_virt_start()).unwrap_or(self.layout().xen_virt_start)
+    }
+
+    /// The image's linear part, `_start`..`__2M_rwdata_end` (or `_end`), if known.
+    fn image_span(&self) -> Option<(u64, u64)> {
+        let s = self.syms.as_ref()?;
+        let start = s.addr("_start")?;
+        let end = s.addr("__2M_rwdata_end").or_else(|| s.addr("_end"))?;
+        Some((start, end))
+    }
+
+    /// Read a u64 variable of the image through the image formula.
+    pub fn read_sym_u64(&self, mem: &dyn PhysMem, name: &str) -> Option<u64> {
+        let va = self.syms.as_ref()?.addr(name)?;
+        mem.read_u64(self.image_maddr(va)?).ok()
+    }
+
+    /// `__virt_to_maddr`: the hypervisor's own formula (direct map with PDX, or the
+    /// image), without walking (`X:xen/arch/x86/include/asm/x86_64/page.h@4.17.0`).
+    pub fn virt_to_maddr(&self, va: Vaddr) -> Result<Maddr, V2mError> {
+        let l = self.layout();
+        if va.0 >= l.directmap_start && va.0 < l.directmap_end {
+            return Ok(Maddr(self.pdx.value.off_to_maddr(va.0 - l.directmap_start)));
+        }
+        let xvs = self.xen_virt_start();
+        if va.0 >= xvs && va.0 - xvs < (1 << 30) {
+            if let Some((s, e)) = self.image_span() {
+                if va.0 < s || va.0 >= e {
+                    return Err(V2mError::OutsideImage { va });
+                }
+            }
+            return self.image_maddr(va.0).ok_or(V2mError::NoPhysStart);
+        }
+        match l.region(va) {
+            Some(r) => Err(V2mError::NotLinear { va, region: r.name }),
+            None => Err(V2mError::NotXen { va }),
+        }
+    }
+
+    /// `__maddr_to_virt`: the direct-map VA of a machine address.
+    pub fn maddr_to_virt(&self, ma: Maddr) -> Option<Vaddr> {
+        let l = self.layout();
+        if self.pdx.value.in_hole(ma.0) {
+            return None;
+        }
+        let va = l.directmap_start.checked_add(self.pdx.value.maddr_to_off(ma.0))?;
+        (va < l.directmap_end).then_some(Vaddr(va))
+    }
+
+    /// The image VA of a machine address inside the image, if any.
+    pub fn image_va_of(&self, ma: Maddr) -> Option<Vaddr> {
+        let x = self.xen_phys_start.as_ref()?.value;
+        let (s, e) = self.image_span()?;
+        let va = ma.0.checked_sub(x)?.checked_add(self.xen_virt_start())?;
+        (va >= s && va < e).then_some(Vaddr(va))
+    }
+
+    /// The region of `va`.
+    pub fn region(&self, va: Vaddr) -> Option<&Region> {
+        self.layout().region(va)
+    }
+
+    /// "region: symbol+off (section)" for a VA, as far as known.
+    pub fn describe_va(&self, va: Vaddr) -> Option<String> {
+        let region = self.region(va)?;
+        let mut s = region.name.to_string();
+        if let Some(syms) = &self.syms {
+            if let Some(name) = syms.name_of(va) {
+                s.push_str(": ");
+                s.push_str(&name);
+            }
+            if let Some(sec) = syms.section_of(va) {
+                s.push_str(&format!(" ({})", sec.name));
+            }
+        }
+        Some(s)
+    }
+
+    /// What a table page at `ma` is to the hypervisor: a static table of the image
+    /// (`idle_pg_table`, `l3_xenmap`, …) and/or its direct-map alias.
+    pub fn describe_table(&self, ma: Maddr) -> Option<String> {
+        let page = Maddr(ma.0 & !0xfff);
+        if let (Some(va), Some(syms)) = (self.image_va_of(page), &self.syms) {
+            if let Some(name) = syms.name_of(va) {
+                return Some(name);
+            }
+        }
+        self.maddr_to_virt(page).map(|va| format!("heap, Xen sees it at {va}"))
+    }
+
+    /// The idle root: `idle_pg_table` through the image formula.
+    pub fn idle_root(&self) -> Option<Maddr> {
+        let va = self.syms.as_ref()?.addr("idle_pg_table")?;
+        self.image_maddr(va)
+    }
+
+    /// Cross-check of the formula against a walk of `root`: the machine address a
+    /// walk gives for `va`, when it translates.
+    pub fn walk_maddr(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Result<Maddr, String> {
+        let w = walk(mem, root, va, WalkOptions::default());
+        match (w.mapping(), w.stop()) {
+            (Some(m), _) => Ok(m.maddr),
+            (None, Some(s)) => Err(format!("the walk stops at {}", s.level)),
+            _ => Err("no walk".into()),
+        }
+    }
+
+    /// Read 8 bytes at a hypervisor VA: by formula where Xen's own is linear, else by
+    /// walking `root`.
+    pub fn read_va_u64(&self, mem: &dyn PhysMem, root: Option<Maddr>, va: Vaddr) -> Result<u64, String> {
+        let ma = match self.virt_to_maddr(va) {
+            Ok(ma) => ma,
+            Err(_) => self.walk_maddr(mem, root.ok_or("no root to walk")?, va)?,
+        };
+        mem.read_u64(ma).map_err(|e: ReadError| e.to_string())
+    }
+}
+
+/// `INVALID_M2P_ENTRY` (`X:xen/arch/x86/include/asm/mm.h@4.17.0`).
+pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
+/// `SHARED_M2P_ENTRY`: a page owned by `dom_cow`.
+pub const SHARED_M2P_ENTRY: u64 = u64::MAX - 1;
+
+impl Xen {
+    /// `mfn_valid()` as far as the dump tells: below `max_page` and outside the PDX
+    /// hole (`X:xen/common/pdx.c@4.17.0`); `None` without `max_page`.
+    pub fn mfn_valid(&self, mem: &dyn PhysMem, mfn: u64) -> Option<bool> {
+        let max_page = self.read_sym_u64(mem, "max_page")?;
+        Some(mfn < max_page && mfn & self.pdx.value.pfn_hole_mask == 0)
+    }
+
+    /// `machine_to_phys_mapping[mfn]`, read through `root` (the read-write M2P at
+    /// `RDWR_MPT_VIRT_START` is mapped in every root Xen builds, reference §5.1).
+    pub fn m2p(&self, mem: &dyn PhysMem, root: Maddr, mfn: u64) -> Result<u64, String> {
+        let va = mfn.checked_mul(8).and_then(|o| o.checked_add(self.layout().rdwr_m2p_start)).ok_or("mfn too large")?;
+        let ma = self.walk_maddr(mem, root, Vaddr(va))?;
+        mem.read_u64(ma).map_err(|e| e.to_string())
+    }
+
+    /// Xen's `show_page_walk()` for `va` from `root`, line for line as the
+    /// hypervisor prints it on a crash (`X:xen/arch/x86/x86_64/traps.c@4.17.0`):
+    /// `" L4[0x%03lx] = %016lx %016lx"` with the M2P value of the entry's frame (or
+    /// `INVALID_M2P_ENTRY` when `!mfn_valid`), `" (PSE)"` on large pages, stopping at
+    /// a non-present entry, an invalid frame or a large page. Like Xen, frames are
+    /// taken as `entry & PADDR_MASK & PAGE_MASK` (a large page's PAT bit included).
+    /// Where the dump lacks a value Xen had, the line says so.
+    pub fn show_page_walk(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Vec<String> {
+        use crate::paging::Level;
+        let mut out = vec![format!("Pagetable walk from {:016x}:", va.0)];
+        if !va.is_canonical() {
+            return out;
+        }
+        let m2p_valid = self.read_sym_u64(mem, "machine_to_phys_mapping_valid").map(|v| v & 0xff != 0);
+        let mut table = root.0 & !0xfff;
+        for level in Level::WALK {
+            let idx = va.index_at(level.shift());
+            let e = match mem.read_u64(Maddr(table + idx as u64 * 8)) {
+                Ok(e) => e,
+                Err(err) => {
+                    out.push(format!(" {}[{idx:#05x}] = ???????????????? (not in the dump: {err})", level.name()));
+                    return out;
+                }
+            };
+            let mfn = (e & 0x000f_ffff_ffff_f000) >> 12;
+            let valid = self.mfn_valid(mem, mfn);
+            let pfn = match (valid, m2p_valid) {
+                (Some(true), Some(true) | None) => match self.m2p(mem, root, mfn) {
+                    Ok(p) => format!("{p:016x}"),
+                    Err(_) => "????????????????".to_string(),
+                },
+                (Some(false), _) | (_, Some(false)) => format!("{INVALID_M2P_ENTRY:016x}"),
+                (None, _) => "????????????????".to_string(),
+            };
+            let pse = level != Level::L4 && level != Level::L1 && e & crate::paging::entry::bits::PS != 0;
+            out.push(format!(" {}[{idx:#05x}] = {e:016x} {pfn}{}", level.name(), if pse { " (PSE)" } else { "" }));
+            if e & 1 == 0 || pse || valid == Some(false) {
+                return out;
+            }
+            table = mfn << 12;
+        }
+        out
+    }
+
+    /// For each table a walk read, what code *inside Xen* reads if it uses that
+    /// table's machine address as a pointer (the classic "zeros after the second
+    /// level", reference §9 pitfall 2): the VA equal to the maddr, walked from the
+    /// same root — instead of the direct-map alias it should have used.
+    pub fn pointer_pitfalls(&self, mem: &dyn PhysMem, root: Maddr, w: &crate::paging::Walk) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in w.steps().filter(|s| s.level != crate::paging::Level::L4) {
+            let t = s.table;
+            let Some(alias) = self.maddr_to_virt(t) else {
+                continue;
+            };
+            let wrong = walk(mem, root, Vaddr(t.0), WalkOptions::default());
+            let what = match (wrong.mapping(), wrong.stop()) {
+                (Some(m), _) => {
+                    format!("reads machine address {} instead (whatever this root maps at VA {})", m.maddr, Vaddr(t.0))
+                }
+                (None, Some(st)) => {
+                    format!("faults: VA {} is not mapped in this root (the walk stops at {})", Vaddr(t.0), st.level)
+                }
+                _ => continue,
+            };
+            out.push(format!(
+                "the {} table is at machine address {t}; Xen reaches it at {alias} (__maddr_to_virt). Code that uses {t} itself as a pointer {what}",
+                s.level
+            ));
+        }
+        out
+    }
+}
