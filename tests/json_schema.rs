@@ -313,6 +313,16 @@ struct XenInfo {
     image_check: Option<ImageCheck>,
     pdx: Sourced<Pdx>,
     idle_pg_table: Option<Hex>,
+    offsets: Vec<OffsetInfo>,
+    sizes: Vec<OffsetInfo>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct OffsetInfo {
+    key: String,
+    value: Option<u64>,
+    source: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -410,11 +420,38 @@ fn every_line_type_matches_the_documented_schema() {
         vec!["info".into(), p(&raw), "--json".into()],
         // With Xen context (the layout alone: region names, the direct map formula).
         vec![p(&raw), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into()],
-        vec![p(&raw), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into(), "--va".into(), "ffff830000001000".into()],
+        vec![
+            p(&raw),
+            "--cr3".into(),
+            pv.clone(),
+            "--json".into(),
+            "--xen-version".into(),
+            "4.17".into(),
+            "--va".into(),
+            "ffff830000001000".into(),
+        ],
         vec!["info".into(), p(&raw), "--json".into(), "--xen-version".into(), "4.17".into()],
         vec!["tables".into(), p(&elf), "--json".into(), "--xen-version".into(), "4.17".into()],
-        vec!["v2m".into(), p(&raw), "ffff830000001000".into(), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into()],
-        vec!["m2v".into(), p(&raw), "1000".into(), "--cr3".into(), pv.clone(), "--json".into(), "--xen-version".into(), "4.17".into()],
+        vec![
+            "v2m".into(),
+            p(&raw),
+            "ffff830000001000".into(),
+            "--cr3".into(),
+            pv.clone(),
+            "--json".into(),
+            "--xen-version".into(),
+            "4.17".into(),
+        ],
+        vec![
+            "m2v".into(),
+            p(&raw),
+            "1000".into(),
+            "--cr3".into(),
+            pv.clone(),
+            "--json".into(),
+            "--xen-version".into(),
+            "4.17".into(),
+        ],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {
@@ -425,7 +462,19 @@ fn every_line_type_matches_the_documented_schema() {
             seen.insert(check_line(line));
         }
     }
-    let all = ["info", "m2v", "mapping", "reserved_entry", "root", "stop", "summary", "table", "unreadable_table", "v2m", "walk"];
+    let all = [
+        "info",
+        "m2v",
+        "mapping",
+        "reserved_entry",
+        "root",
+        "stop",
+        "summary",
+        "table",
+        "unreadable_table",
+        "v2m",
+        "walk",
+    ];
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), all, "every documented line type was produced");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -370,3 +370,76 @@ fn synthetic_vmcores_every_xen_phys_start_source_and_pdx() {
     assert_eq!(out.json_of("m2v")[0]["directmap"], va.to_string());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Struct offsets from each source, labelled: DWARF (the 4.17.5 build), the dump's
+/// VMCOREINFO_XEN, and the built-in table for Debian's 4.17.7 build-id.
+#[test]
+fn struct_offsets_from_dwarf_vmcoreinfo_and_builtin() {
+    use xenwalk::xen::offsets::Offsets;
+    let Some(r) = real("struct_offsets_from_dwarf_vmcoreinfo_and_builtin") else { return };
+    let d = XenSyms::load(&r.dwarf_syms).unwrap();
+    let o = Offsets::new(Some(&d), None);
+    // The two layout differences between 4.17.5 and 4.17.7 that shared/xen-4.17/with-dwarf/README.md names.
+    assert_eq!(o.offset("domain.arch.p2m").unwrap(), xenwalk::xen::Sourced { value: 1192, source: Source::Dwarf });
+    assert_eq!(o.offset("vcpu.is_running").unwrap().value, 271);
+    assert_eq!(o.size("vcpu").unwrap().source, Source::Dwarf);
+    // reference §6: guest_cr[3] at 1048 (through an anonymous union: arch.hvm).
+    let idx = d.dwarf().unwrap();
+    assert_eq!(idx.member(&d, "vcpu", "arch.hvm.guest_cr[3]").unwrap().offset, 1048);
+    // Every key the built-in table has is a real C member path in a real build.
+    for k in Offsets::known_keys() {
+        assert!(o.offset(k).is_ok_and(|v| v.source == Source::Dwarf), "{k}: {:?}", o.offset(k));
+    }
+
+    let s = XenSyms::load(&r.syms).unwrap();
+    assert!(s.dwarf().is_err());
+    let o = Offsets::new(Some(&s), Some("OFFSET(domain.next_in_list)=999\nSIZE(domain)=2304\n"));
+    assert_eq!(
+        o.offset("domain.next_in_list").unwrap(),
+        xenwalk::xen::Sourced { value: 999, source: Source::Vmcoreinfo }
+    );
+    assert_eq!(o.offset("vcpu.arch.cr3").unwrap(), xenwalk::xen::Sourced { value: 2856, source: Source::Builtin });
+    assert_eq!(o.size("domain").unwrap().source, Source::Vmcoreinfo);
+    let none = Offsets::new(None, None);
+    assert!(none.offset("vcpu.arch.cr3").is_err());
+}
+
+/// Member paths through the hypervisor's own pointers, with Debian's DWARF-less
+/// xen-syms: domain_list leads to dom0, whose vCPUs' roots are the CPUs' CR3s.
+#[test]
+fn expressions_reach_vcpus_through_domain_list() {
+    use xenwalk::xen::expr::{Ctx, eval};
+    let Some(r) = real("expressions_reach_vcpus_through_domain_list") else { return };
+    let dom0_dir = shared("expressions_reach_vcpus_through_domain_list").unwrap().join("dumps/xen-4.17-dom0");
+    let dump = Dump::open(&r.dom0_raw, OpenOptions::default()).unwrap();
+    let x = Xen::new(&dump, Some(XenSyms::load(&r.syms).unwrap()), &XenOptions::default());
+    let ctx = Ctx { xen: &x, mem: dump.mem.as_ref(), root: x.idle_root() };
+    let ev = |s: &str| eval(s, &ctx, None).unwrap_or_else(|e| panic!("{s}: {e}"));
+    assert_eq!(ev("*domain_list->domain_id"), 0);
+    assert_eq!(ev("*domain_list->max_vcpus"), 2);
+    for cpu in 0..2u64 {
+        let regs = read_text(&dom0_dir.join(format!("qemu-info-registers-cpu{cpu}.txt")));
+        let cr3 =
+            u64::from_str_radix(regs.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).unwrap(), 16).unwrap();
+        assert_eq!(ev(&format!("*domain_list->vcpu[{cpu}]->arch.cr3")), cr3, "CPU {cpu}");
+        assert_eq!(ev(&format!("*domain_list->vcpu[{cpu}]->vcpu_id")), cpu);
+        // reference §4.1: idle_vcpu[n]->arch.cr3 = __pa(idle_pg_table)
+        assert_eq!(ev(&format!("*idle_vcpu[{cpu}]->arch.cr3")), x.idle_root().unwrap().0);
+    }
+    // An explicit cast works where a type is not known.
+    let v = ev("*domain_list->vcpu[1]");
+    assert_eq!(ev(&format!("*((struct vcpu *){v:#x})->processor")), ev("*domain_list->vcpu[1]->processor"));
+    // Through the CLI: a root from a member path.
+    let out = run(&[
+        p(&r.dom0_raw),
+        "--xen-syms",
+        p(&r.syms),
+        "--cr3",
+        "*domain_list->vcpu[1]->arch.cr3",
+        "--va",
+        "ffff888000000000",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json_of("root")[0]["l4"], "0x356d0000");
+}

@@ -27,7 +27,7 @@ pub(super) fn run(a: InfoArgs) -> Result<ExitCode> {
     let mut out = BufWriter::new(stdout.lock());
     if a.json {
         let mut line = json::InfoLine::new(&s.dump);
-        line.xen = s.xen.as_ref().map(json::XenInfo::new);
+        line.xen = s.xen.as_ref().map(|x| json::XenInfo::new(x, s.dump.notes.vmcoreinfo_xen.as_deref()));
         serde_json::to_writer(&mut out, &line)?;
         writeln!(out)?;
     } else {

@@ -150,14 +150,18 @@ impl Session {
         Ok(Session { dump, xen })
     }
 
-    /// Resolve an address expression: hex, or a symbol with --xen-syms.
+    /// Evaluate an address expression: hex, or (with --xen-syms) an expression over
+    /// the hypervisor's symbols and structures.
     pub fn resolve(&self, e: &parse::Expr) -> Result<u64, String> {
-        let syms = self.xen.as_ref().and_then(|x| x.syms.as_ref());
-        match (e, syms) {
-            (parse::Expr::Symbol { name, .. }, None) => {
-                Err(format!("'{name}' looks like a symbol: pass --xen-syms to use symbols"))
+        match e {
+            parse::Expr::Value(v) => Ok(*v),
+            parse::Expr::Symbolic(text) => {
+                let Some(xen) = self.xen.as_ref().filter(|x| x.syms.is_some()) else {
+                    return Err(format!("'{text}' looks like a symbol expression: pass --xen-syms to use symbols"));
+                };
+                let ctx = crate::xen::expr::Ctx { xen, mem: self.dump.mem.as_ref(), root: xen.idle_root() };
+                crate::xen::expr::eval(text, &ctx, self.dump.notes.vmcoreinfo_xen.as_deref())
             }
-            (e, s) => e.resolve(|n| s.and_then(|s| s.addr(n))),
         }
     }
 }

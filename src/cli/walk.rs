@@ -101,6 +101,9 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
     let root = if let Some(e) = &a.cr3 {
         let value = match e {
             Expr::Value(v) => *v,
+            // `*expr`: the value stored there is the CR3 (`*idle_vcpu[0]->arch.cr3`).
+            Expr::Symbolic(t) if t.starts_with('*') => s.resolve(e).map_err(|m| anyhow::anyhow!("--cr3: {m}"))?,
+            // Otherwise the object itself is the L4 (`idle_pg_table`).
             sym => {
                 let va = s.resolve(sym).map_err(|m| anyhow::anyhow!("--cr3: {m}"))?;
                 let x = s.xen.as_ref().context("--cr3 with a symbol needs --xen-syms")?;

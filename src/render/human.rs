@@ -368,6 +368,47 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
     if let Some(r) = x.idle_root() {
         writeln!(out, "idle:    idle_pg_table at {r}")?;
     }
+    let offs = crate::xen::offsets::Offsets::new(x.syms.as_ref(), d.notes.vmcoreinfo_xen.as_deref());
+    let keys = crate::xen::offsets::Offsets::known_keys();
+    let mut by_struct: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut missing = 0;
+    for k in &keys {
+        let (st, member) = k.split_once('.').unwrap_or((k, ""));
+        let item = match offs.offset(k) {
+            Ok(v) => format!("{member} {}{}", v.value, source_letter(&v.source)),
+            Err(_) => {
+                missing += 1;
+                continue;
+            }
+        };
+        match by_struct.iter_mut().find(|(s, _)| *s == st) {
+            Some((_, v)) => v.push(item),
+            None => by_struct.push((st, vec![item])),
+        }
+    }
+    if !by_struct.is_empty() {
+        writeln!(
+            out,
+            "structs: offsets [D] DWARF, [V] VMCOREINFO_XEN, [B] built-in table{}",
+            match offs.builtin() {
+                Some(b) => format!(" ({})", b.what),
+                None => String::new(),
+            }
+        )?;
+        for (st, items) in &by_struct {
+            let size = offs
+                .size(st)
+                .map(|v| format!("{} bytes{}", v.value, source_letter(&v.source)))
+                .unwrap_or_else(|_| "size ?".into());
+            writeln!(out, "  struct {st} ({size}): {}", items.join(", "))?;
+        }
+    }
+    if missing > 0 {
+        writeln!(
+            out,
+            "  {missing} members xenwalk uses have no known offset for this build (no DWARF, VMCOREINFO_XEN or built-in value)"
+        )?;
+    }
     if let Some(syms) = &x.syms {
         for c in &d.notes.cpus {
             let name = |v: Option<u64>| v.and_then(|v| syms.name_of(crate::addr::Vaddr(v)));
@@ -377,4 +418,13 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+fn source_letter(s: &crate::xen::Source) -> &'static str {
+    match s {
+        crate::xen::Source::Dwarf => " [D]",
+        crate::xen::Source::Vmcoreinfo => " [V]",
+        crate::xen::Source::Builtin => " [B]",
+        _ => "",
+    }
 }

@@ -355,6 +355,16 @@ pub struct XenInfo<'a> {
     pub image_check: Option<&'a crate::xen::image::ImageCheck>,
     pub pdx: &'a crate::xen::Sourced<crate::xen::Pdx>,
     pub idle_pg_table: Option<Maddr>,
+    /// Struct offsets and sizes xenwalk uses, each with its source.
+    pub offsets: Vec<OffsetInfo>,
+    pub sizes: Vec<OffsetInfo>,
+}
+
+#[derive(Serialize)]
+pub struct OffsetInfo {
+    pub key: String,
+    pub value: Option<u64>,
+    pub source: Option<crate::xen::Source>,
 }
 
 #[derive(Serialize)]
@@ -393,8 +403,18 @@ pub struct LayoutInfo {
 }
 
 impl<'a> XenInfo<'a> {
-    pub fn new(x: &'a crate::xen::Xen) -> Self {
+    pub fn new(x: &'a crate::xen::Xen, vmcoreinfo: Option<&str>) -> Self {
         let l = x.layout();
+        let offs = crate::xen::offsets::Offsets::new(x.syms.as_ref(), vmcoreinfo);
+        let item = |key: &str, r: Result<crate::xen::Sourced<u64>, String>| match r {
+            Ok(v) => OffsetInfo { key: key.to_string(), value: Some(v.value), source: Some(v.source) },
+            Err(_) => OffsetInfo { key: key.to_string(), value: None, source: None },
+        };
+        let keys = crate::xen::offsets::Offsets::known_keys();
+        let offsets = keys.iter().map(|k| item(k, offs.offset(k))).collect();
+        let mut structs: Vec<&str> = keys.iter().filter_map(|k| k.split('.').next()).collect();
+        structs.dedup();
+        let sizes = structs.iter().map(|s| item(s, offs.size(s))).collect();
         XenInfo {
             xen_syms: x.syms.as_ref().map(|s| XenSymsInfo {
                 path: s.path.display().to_string(),
@@ -417,6 +437,8 @@ impl<'a> XenInfo<'a> {
             image_check: x.image_check.as_ref(),
             pdx: &x.pdx,
             idle_pg_table: x.idle_root(),
+            offsets,
+            sizes,
         }
     }
 }

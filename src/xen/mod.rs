@@ -5,8 +5,11 @@
 //! Everything here works from symbols alone (no DWARF), because that is what people
 //! have: Debian's `xen-syms` has a symbol table and nothing more.
 
+pub mod dwarf;
+pub mod expr;
 pub mod image;
 pub mod layout;
+pub mod offsets;
 pub mod symbols;
 
 use crate::addr::{Maddr, Vaddr};
@@ -33,6 +36,10 @@ pub enum Source {
     Dump,
     /// The dump's VMCOREINFO_XEN note.
     Vmcoreinfo,
+    /// DWARF in `xen-syms`.
+    Dwarf,
+    /// xenwalk's built-in table for this build-id.
+    Builtin,
     /// Nothing said otherwise.
     Default,
 }
@@ -46,6 +53,8 @@ impl Source {
             Source::Discovered => "discovered: xen-syms' .rodata matched in the dump",
             Source::Dump => "read from the dump",
             Source::Vmcoreinfo => "VMCOREINFO_XEN note",
+            Source::Dwarf => "DWARF",
+            Source::Builtin => "built-in table for this build-id",
             Source::Default => "default",
         }
     }

@@ -85,6 +85,10 @@ pub struct XenSyms {
     pub version: Option<XenVersion>,
     /// Whether `.debug_info` is present.
     pub has_dwarf: bool,
+    /// Every section with file bytes, by name: (offset, size). DWARF lives here.
+    raw_sections: HashMap<String, (u64, u64)>,
+    /// The DWARF type index, built on first use (with its error, if any).
+    dwarf_index: std::sync::OnceLock<Result<super::dwarf::DwarfIndex, String>>,
 }
 
 impl XenSyms {
@@ -114,6 +118,7 @@ impl XenSyms {
         let shoff = hdr.e_shoff(LE);
         let sections_raw = hdr.sections(LE, data).map_err(|e| bad(shoff, format!("section headers: {e}")))?;
         let mut sections = Vec::new();
+        let mut raw_sections = HashMap::new();
         let mut build_id = None;
         let mut has_dwarf = false;
         for (i, s) in sections_raw.iter().enumerate() {
@@ -123,6 +128,12 @@ impl XenSyms {
                 .map_err(|e| bad(shoff + i as u64 * 64, format!("section {i} name: {e}")))?;
             if name == ".debug_info" {
                 has_dwarf = true;
+            }
+            if s.sh_type(LE) != elf::SHT_NOBITS {
+                let (off, size) = (s.sh_offset(LE), s.sh_size(LE));
+                if off.checked_add(size).is_some_and(|e| e <= data.len() as u64) {
+                    raw_sections.insert(name.clone(), (off, size));
+                }
             }
             if s.sh_type(LE) == elf::SHT_NOTE {
                 if let Ok(Some(mut notes)) = s.notes(LE, data) {
@@ -182,8 +193,18 @@ impl XenSyms {
         for (i, s) in symbols.iter().enumerate() {
             by_name.entry(s.name.clone()).or_default().push(i);
         }
-        let mut syms =
-            XenSyms { path: path.to_owned(), map, symbols, by_name, sections, build_id, version: None, has_dwarf };
+        let mut syms = XenSyms {
+            path: path.to_owned(),
+            map,
+            symbols,
+            by_name,
+            sections,
+            build_id,
+            version: None,
+            has_dwarf,
+            raw_sections,
+            dwarf_index: std::sync::OnceLock::new(),
+        };
         syms.version = syms.decode_version();
         Ok(syms)
     }
@@ -267,6 +288,21 @@ impl XenSyms {
     /// crash and makedumpfile do; reference §2.2).
     pub fn xen_virt_start(&self) -> Option<u64> {
         self.addr("__image_base__").or_else(|| self.addr("_start").map(|s| s & !((1 << 30) - 1)))
+    }
+
+    /// The bytes of any section with file data (including non-allocated ones such as
+    /// `.debug_info`).
+    pub fn section_data(&self, name: &str) -> Option<&[u8]> {
+        let &(off, size) = self.raw_sections.get(name)?;
+        self.map.get(usize::try_from(off).ok()?..usize::try_from(off + size).ok()?)
+    }
+
+    /// The DWARF type index (built once), or why there is none.
+    pub fn dwarf(&self) -> Result<&super::dwarf::DwarfIndex, String> {
+        if !self.has_dwarf {
+            return Err("xen-syms has no DWARF (.debug_info)".into());
+        }
+        self.dwarf_index.get_or_init(|| super::dwarf::DwarfIndex::build(self)).as_ref().map_err(Clone::clone)
     }
 
     /// The build-id as lowercase hex.

@@ -1,0 +1,306 @@
+//! Struct layouts and variable types from a `xen-syms` built with DWARF
+//! (`CONFIG_DEBUG_INFO=y`), through gimli.
+//!
+//! One pass over `.debug_info` indexes, by name, the first complete definition of
+//! every struct/union, every typedef and every global variable (a few MB of DIEs in,
+//! a few thousand names out). Member paths (`arch.hvm.monitor_table`,
+//! `arch.hvm.guest_cr[3]`) are then resolved on demand by reading only the DIEs they
+//! touch; members of anonymous unions and structs are found as C finds them.
+
+use super::symbols::XenSyms;
+use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, UnitOffset};
+use std::collections::HashMap;
+
+type R<'a> = EndianSlice<'a, LittleEndian>;
+
+/// A DIE anywhere in `.debug_info`: its unit's header offset and its offset in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DieRef {
+    unit: usize,
+    die: usize,
+}
+
+/// Names to DIEs.
+#[derive(Debug, Default)]
+pub struct DwarfIndex {
+    structs: HashMap<String, DieRef>,
+    typedefs: HashMap<String, DieRef>,
+    vars: HashMap<String, DieRef>,
+    pub units: usize,
+}
+
+/// A type, as far as member paths and the CLI's expressions need one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Type {
+    Struct {
+        name: Option<String>,
+        size: u64,
+        die: DieRef,
+    },
+    Pointer(Box<Type>),
+    Array {
+        elem: Box<Type>,
+        count: Option<u64>,
+    },
+    Base {
+        name: String,
+        size: u64,
+    },
+    /// Functions, enums and the like: only their size matters here.
+    Other {
+        size: Option<u64>,
+    },
+}
+
+impl Type {
+    /// Size in bytes, if known.
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Type::Struct { size, .. } => Some(*size),
+            Type::Pointer(_) => Some(8),
+            Type::Array { elem, count } => Some(elem.size()? * (*count)?),
+            Type::Base { size, .. } => Some(*size),
+            Type::Other { size } => *size,
+        }
+    }
+}
+
+/// A member found along a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub offset: u64,
+    pub ty: Type,
+}
+
+fn load(syms: &XenSyms) -> Result<gimli::Dwarf<R<'_>>, String> {
+    gimli::Dwarf::load(|id| -> Result<R<'_>, String> {
+        Ok(EndianSlice::new(syms.section_data(id.name()).unwrap_or(&[]), LittleEndian))
+    })
+}
+
+fn unit_at<'a>(dwarf: &gimli::Dwarf<R<'a>>, at: usize) -> Result<gimli::Unit<R<'a>>, String> {
+    let h =
+        dwarf.debug_info.header_from_offset(DebugInfoOffset(at)).map_err(|e| format!("DWARF unit at {at:#x}: {e}"))?;
+    dwarf.unit(h).map_err(|e| format!("DWARF unit at {at:#x}: {e}"))
+}
+
+fn name_of(
+    dwarf: &gimli::Dwarf<R<'_>>,
+    unit: &gimli::Unit<R<'_>>,
+    e: &gimli::DebuggingInformationEntry<R<'_>>,
+) -> Option<String> {
+    let v = e.attr_value(gimli::DW_AT_name)?;
+    dwarf.attr_string(unit, v).ok().map(|s| String::from_utf8_lossy(s.slice()).into_owned())
+}
+
+fn udata(e: &gimli::DebuggingInformationEntry<R<'_>>, at: gimli::DwAt) -> Option<u64> {
+    e.attr_value(at)?.udata_value()
+}
+
+impl DwarfIndex {
+    /// Index `syms`' DWARF.
+    pub fn build(syms: &XenSyms) -> Result<DwarfIndex, String> {
+        let dwarf = load(syms)?;
+        let mut idx = DwarfIndex::default();
+        let mut headers = dwarf.units();
+        while let Some(h) = headers.next().map_err(|e| format!("DWARF unit headers: {e}"))? {
+            let Some(uoff) = h.offset().to_debug_info_offset(&h) else { continue };
+            let unit = dwarf.unit(h).map_err(|e| format!("DWARF unit at {:#x}: {e}", uoff.0))?;
+            idx.units += 1;
+            let mut cur = unit.entries();
+            while let Some(e) = cur.next_dfs().map_err(|e| format!("DWARF unit at {:#x}: {e}", uoff.0))? {
+                let tag = e.tag();
+                let map = match tag {
+                    gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                        if e.attr_value(gimli::DW_AT_declaration).is_some()
+                            || e.attr_value(gimli::DW_AT_byte_size).is_none()
+                        {
+                            continue;
+                        }
+                        &mut idx.structs
+                    }
+                    gimli::DW_TAG_typedef => &mut idx.typedefs,
+                    gimli::DW_TAG_variable if e.attr_value(gimli::DW_AT_type).is_some() => &mut idx.vars,
+                    _ => continue,
+                };
+                let Some(name) = name_of(&dwarf, &unit, e) else { continue };
+                map.entry(name).or_insert(DieRef { unit: uoff.0, die: e.offset().0 });
+            }
+        }
+        Ok(idx)
+    }
+
+    /// `struct name` (or a typedef of one).
+    pub fn struct_type(&self, syms: &XenSyms, name: &str) -> Result<Type, String> {
+        let dwarf = load(syms)?;
+        if let Some(&d) = self.structs.get(name) {
+            return resolve(&dwarf, d);
+        }
+        if let Some(&d) = self.typedefs.get(name) {
+            return resolve(&dwarf, d);
+        }
+        Err(format!("no struct {name} in the DWARF"))
+    }
+
+    /// The type of global variable `name`.
+    pub fn var_type(&self, syms: &XenSyms, name: &str) -> Result<Type, String> {
+        let dwarf = load(syms)?;
+        let d = *self.vars.get(name).ok_or_else(|| format!("no variable {name} in the DWARF"))?;
+        let unit = unit_at(&dwarf, d.unit)?;
+        let e = unit.entry(UnitOffset(d.die)).map_err(|e| e.to_string())?;
+        let t = type_ref(&e, d.unit).ok_or_else(|| format!("variable {name} has no type"))?;
+        resolve(&dwarf, t)
+    }
+
+    /// The member at `path` (dot-separated, `[n]` for array elements) of `struct sname`.
+    pub fn member(&self, syms: &XenSyms, sname: &str, path: &str) -> Result<Member, String> {
+        let ty = self.struct_type(syms, sname)?;
+        member_of(syms, &ty, path).map_err(|e| format!("struct {sname}: {e}"))
+    }
+}
+
+/// Walk `path` from a struct type.
+pub fn member_of(syms: &XenSyms, ty: &Type, path: &str) -> Result<Member, String> {
+    let dwarf = load(syms)?;
+    let mut ty = ty.clone();
+    let mut offset = 0u64;
+    for comp in path.split('.').filter(|c| !c.is_empty()) {
+        let (name, indices) = split_indices(comp)?;
+        let Type::Struct { die, .. } = &ty else {
+            return Err(format!("'{comp}': not a struct member access"));
+        };
+        let m = find_member(&dwarf, *die, name)?.ok_or_else(|| format!("no member '{name}'"))?;
+        offset += m.offset;
+        ty = m.ty;
+        for i in indices {
+            let Type::Array { elem, .. } = &ty else { return Err(format!("'{name}' is not an array")) };
+            offset += i * elem.size().ok_or("array element of unknown size")?;
+            ty = (**elem).clone();
+        }
+    }
+    Ok(Member { offset, ty })
+}
+
+/// `name[1][2]` → ("name", [1, 2]).
+fn split_indices(comp: &str) -> Result<(&str, Vec<u64>), String> {
+    let Some(b) = comp.find('[') else { return Ok((comp, Vec::new())) };
+    let mut out = Vec::new();
+    for part in comp[b..].split('[').skip(1) {
+        let n = part.strip_suffix(']').ok_or_else(|| format!("'{comp}': bad index"))?;
+        out.push(n.parse().or_else(|_| crate::parse::hex_u64(n)).map_err(|_| format!("'{comp}': bad index"))?);
+    }
+    Ok((&comp[..b], out))
+}
+
+fn type_ref(e: &gimli::DebuggingInformationEntry<R<'_>>, unit: usize) -> Option<DieRef> {
+    match e.attr_value(gimli::DW_AT_type)? {
+        AttributeValue::UnitRef(o) => Some(DieRef { unit, die: o.0 }),
+        AttributeValue::DebugInfoRef(o) => Some(DieRef { unit: usize::MAX, die: o.0 }),
+        _ => None,
+    }
+}
+
+/// Read the DIE `d` as a type, following typedefs and qualifiers (depth-bounded).
+fn resolve(dwarf: &gimli::Dwarf<R<'_>>, mut d: DieRef) -> Result<Type, String> {
+    for _ in 0..32 {
+        if d.unit == usize::MAX {
+            d = global_to_unit(dwarf, d.die)?;
+        }
+        let unit = unit_at(dwarf, d.unit)?;
+        let e = unit.entry(UnitOffset(d.die)).map_err(|e| e.to_string())?;
+        match e.tag() {
+            gimli::DW_TAG_typedef
+            | gimli::DW_TAG_const_type
+            | gimli::DW_TAG_volatile_type
+            | gimli::DW_TAG_restrict_type => {
+                match type_ref(&e, d.unit) {
+                    Some(t) => d = t,
+                    None => return Ok(Type::Other { size: None }), // `const void`
+                }
+            }
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                return Ok(Type::Struct {
+                    name: name_of(dwarf, &unit, &e),
+                    size: udata(&e, gimli::DW_AT_byte_size).unwrap_or(0),
+                    die: d,
+                });
+            }
+            gimli::DW_TAG_pointer_type => {
+                let to = match type_ref(&e, d.unit) {
+                    // Pointee resolution is shallow for pointers to structs (their DIE is
+                    // enough); void pointers have no type.
+                    Some(t) => resolve(dwarf, t).unwrap_or(Type::Other { size: None }),
+                    None => Type::Other { size: None },
+                };
+                return Ok(Type::Pointer(Box::new(to)));
+            }
+            gimli::DW_TAG_array_type => {
+                let elem = match type_ref(&e, d.unit) {
+                    Some(t) => resolve(dwarf, t)?,
+                    None => Type::Other { size: None },
+                };
+                let mut count = None;
+                let mut tree = unit.entries_tree(Some(UnitOffset(d.die))).map_err(|e| e.to_string())?;
+                let root = tree.root().map_err(|e| e.to_string())?;
+                let mut kids = root.children();
+                if let Some(k) = kids.next().map_err(|e| e.to_string())? {
+                    let k = k.entry();
+                    count = udata(k, gimli::DW_AT_count).or_else(|| udata(k, gimli::DW_AT_upper_bound).map(|u| u + 1));
+                }
+                return Ok(Type::Array { elem: Box::new(elem), count });
+            }
+            gimli::DW_TAG_base_type => {
+                return Ok(Type::Base {
+                    name: name_of(dwarf, &unit, &e).unwrap_or_default(),
+                    size: udata(&e, gimli::DW_AT_byte_size).unwrap_or(0),
+                });
+            }
+            _ => return Ok(Type::Other { size: udata(&e, gimli::DW_AT_byte_size) }),
+        }
+    }
+    Err("type chain too long".into())
+}
+
+/// Turn a `.debug_info` offset into (unit, offset in unit).
+fn global_to_unit(dwarf: &gimli::Dwarf<R<'_>>, off: usize) -> Result<DieRef, String> {
+    let mut headers = dwarf.units();
+    while let Some(h) = headers.next().map_err(|e| e.to_string())? {
+        let Some(u) = h.offset().to_debug_info_offset(&h) else { continue };
+        if off >= u.0 && off < u.0 + h.length_including_self() {
+            return Ok(DieRef { unit: u.0, die: off - u.0 });
+        }
+    }
+    Err(format!("no DWARF unit holds offset {off:#x}"))
+}
+
+/// Find member `name` of the struct at `d`, looking inside anonymous members.
+fn find_member(dwarf: &gimli::Dwarf<R<'_>>, d: DieRef, name: &str) -> Result<Option<Member>, String> {
+    let unit = unit_at(dwarf, d.unit)?;
+    let mut tree = unit.entries_tree(Some(UnitOffset(d.die))).map_err(|e| e.to_string())?;
+    let root = tree.root().map_err(|e| e.to_string())?;
+    let mut kids = root.children();
+    let mut anonymous = Vec::new();
+    while let Some(k) = kids.next().map_err(|e| e.to_string())? {
+        let e = k.entry();
+        if e.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let offset = udata(e, gimli::DW_AT_data_member_location)
+            .or_else(|| udata(e, gimli::DW_AT_data_bit_offset).map(|b| b / 8))
+            .unwrap_or(0);
+        let Some(t) = type_ref(e, d.unit) else { continue };
+        match name_of(dwarf, &unit, e) {
+            Some(n) if n == name => return Ok(Some(Member { offset, ty: resolve(dwarf, t)? })),
+            Some(_) => {}
+            None => anonymous.push((offset, t)),
+        }
+    }
+    for (offset, t) in anonymous {
+        if let Type::Struct { die, .. } = resolve(dwarf, t)? {
+            if let Some(m) = find_member(dwarf, die, name)? {
+                return Ok(Some(Member { offset: offset + m.offset, ty: m.ty }));
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,183 @@
+//! Struct member offsets and sizes, from the best source available, each value
+//! labelled with its source: DWARF in `xen-syms`; the dump's VMCOREINFO_XEN
+//! (`SIZE(...)`/`OFFSET(...)` lines); a built-in table for known builds, keyed by
+//! build-id. Missing DWARF is the normal case (Debian builds Xen without it).
+//!
+//! Keys are `struct.member.path` as C spells them (`vcpu.arch.cr3`,
+//! `page_info.v.inuse._domain`); sizes are `sizeof(struct name)`.
+
+use super::symbols::XenSyms;
+use super::{Source, Sourced};
+use std::collections::HashMap;
+
+/// A built-in table for one build.
+pub struct Builtin {
+    pub build_id: &'static str,
+    pub what: &'static str,
+    pub sizes: &'static [(&'static str, u64)],
+    pub offsets: &'static [(&'static str, u64)],
+}
+
+/// Debian's Xen 4.17.7+13-g2445b30a44-0+deb12u1 (build-id 151b373f…), the build in
+/// `../shared/xen-4.17/`. Values from reference `xen-x86-64.md` §6: Xen RELEASE-4.17.7
+/// built with Debian's Kconfig and `offsetof` probes in `asm-offsets.c` [C], checked
+/// against the real dump's VMCOREINFO_XEN and read back from a live 4.17.7 image [R].
+pub const DEBIAN_4_17_7: Builtin = Builtin {
+    build_id: "151b373fd64b321593bf987fd923cd10dabadac4",
+    what: "Debian xen-hypervisor-4.17-amd64 4.17.7+13-g2445b30a44-0+deb12u1",
+    sizes: &[("domain", 2304), ("vcpu", 3136), ("page_info", 32), ("p2m_domain", 680), ("cpu_info", 264)],
+    offsets: &[
+        ("domain.domain_id", 0),
+        ("domain.max_vcpus", 4),
+        ("domain.vcpu", 8),
+        ("domain.shared_info", 16),
+        ("domain.page_list", 40),
+        ("domain.tot_pages", 88),
+        ("domain.xenheap_pages", 92),
+        ("domain.max_pages", 100),
+        ("domain.next_in_list", 136),
+        ("domain.options", 316),
+        ("domain.is_dying", 320),
+        ("domain.is_privileged", 465),
+        ("domain.vm_assist", 552),
+        ("domain.arch", 640),
+        ("domain.arch.perdomain_l3_pg", 640),
+        ("domain.arch.pv.is_32bit", 684),
+        ("domain.arch.pv.xpti", 685),
+        ("domain.arch.pv.pcid", 686),
+        ("domain.arch.paging.mode", 1088),
+        ("domain.arch.p2m", 1208),
+        ("domain.arch.nested_p2m", 1248),
+        ("domain.arch.altp2m_active", 1352),
+        ("domain.arch.altp2m_p2m", 1360),
+        ("domain.handle", 1928),
+        ("vcpu.vcpu_id", 0),
+        ("vcpu.processor", 4),
+        ("vcpu.vcpu_info", 8),
+        ("vcpu.domain", 16),
+        ("vcpu.next_in_list", 24),
+        ("vcpu.runstate", 216),
+        ("vcpu.runstate.state", 216),
+        ("vcpu.is_running", 275),
+        ("vcpu.dirty_cpu", 284),
+        ("vcpu.pause_flags", 296),
+        ("vcpu.arch", 640),
+        ("vcpu.arch.user_regs", 648),
+        ("vcpu.arch.flags", 896),
+        ("vcpu.arch.pv", 1024),
+        ("vcpu.arch.hvm", 1024),
+        ("vcpu.arch.hvm.guest_cr", 1024),
+        ("vcpu.arch.hvm.guest_efer", 1064),
+        ("vcpu.arch.hvm.hw_cr", 1072),
+        ("vcpu.arch.hvm.monitor_table", 1408),
+        ("vcpu.arch.guest_table_user", 2816),
+        ("vcpu.arch.guest_table", 2824),
+        ("vcpu.arch.cr3", 2856),
+        ("vcpu.arch.paging", 2992),
+        ("page_info.list", 0),
+        ("page_info.count_info", 8),
+        ("page_info.u.inuse.type_info", 16),
+        ("page_info.v.inuse._domain", 24),
+        ("p2m_domain.domain", 48),
+        ("p2m_domain.p2m_class", 56),
+        ("p2m_domain.default_access", 60),
+        ("p2m_domain.phys_table", 80),
+        ("p2m_domain.max_mapped_pfn", 216),
+        ("p2m_domain.ept", 632),
+        ("cpu_info.processor_id", 200),
+        ("cpu_info.current_vcpu", 208),
+        ("cpu_info.per_cpu_offset", 216),
+        ("cpu_info.cr4", 224),
+        ("cpu_info.xen_cr3", 232),
+        ("cpu_info.pv_cr3", 240),
+    ],
+};
+
+/// Every built-in table.
+pub const BUILTINS: &[&Builtin] = &[&DEBIAN_4_17_7];
+
+/// VMCOREINFO_XEN names some members by their short name (`page_info._domain`).
+const VMCOREINFO_ALIASES: &[(&str, &str)] = &[("page_info._domain", "page_info.v.inuse._domain")];
+
+/// Offsets and sizes for one hypervisor build.
+pub struct Offsets<'a> {
+    syms: Option<&'a XenSyms>,
+    vmcoreinfo_offsets: HashMap<String, u64>,
+    vmcoreinfo_sizes: HashMap<String, u64>,
+    builtin: Option<&'static Builtin>,
+}
+
+impl<'a> Offsets<'a> {
+    /// Gather the sources: `syms` (DWARF, build-id), the dump's VMCOREINFO_XEN text.
+    pub fn new(syms: Option<&'a XenSyms>, vmcoreinfo: Option<&str>) -> Offsets<'a> {
+        let mut vo = HashMap::new();
+        let mut vs = HashMap::new();
+        for line in vmcoreinfo.unwrap_or("").lines() {
+            let Some((k, v)) = line.split_once('=') else { continue };
+            let Ok(v) = v.trim().parse::<u64>() else { continue };
+            if let Some(key) = k.strip_prefix("OFFSET(").and_then(|k| k.strip_suffix(')')) {
+                let key = VMCOREINFO_ALIASES.iter().find(|(a, _)| *a == key).map_or(key, |(_, c)| c);
+                vo.insert(key.to_string(), v);
+            } else if let Some(key) = k.strip_prefix("SIZE(").and_then(|k| k.strip_suffix(')')) {
+                vs.insert(key.to_string(), v);
+            }
+        }
+        let id = syms.and_then(|s| s.build_id_hex());
+        let builtin = BUILTINS.iter().copied().find(|b| Some(b.build_id) == id.as_deref());
+        Offsets { syms, vmcoreinfo_offsets: vo, vmcoreinfo_sizes: vs, builtin }
+    }
+
+    /// The built-in table in use, if the build is a known one.
+    pub fn builtin(&self) -> Option<&'static Builtin> {
+        self.builtin
+    }
+
+    /// Offset of `key` (`struct.member.path`).
+    pub fn offset(&self, key: &str) -> Result<Sourced<u64>, String> {
+        let (sname, path) = key.split_once('.').ok_or_else(|| format!("'{key}': expected struct.member"))?;
+        let mut why = Vec::new();
+        if let Some(s) = self.syms {
+            match s.dwarf().and_then(|d| d.member(s, sname, path)) {
+                Ok(m) => return Ok(Sourced { value: m.offset, source: Source::Dwarf }),
+                Err(e) => why.push(e),
+            }
+        }
+        if let Some(&v) = self.vmcoreinfo_offsets.get(key) {
+            return Ok(Sourced { value: v, source: Source::Vmcoreinfo });
+        }
+        if let Some(&(_, v)) = self.builtin.and_then(|b| b.offsets.iter().find(|(k, _)| *k == key)) {
+            return Ok(Sourced { value: v, source: Source::Builtin });
+        }
+        why.push("not in VMCOREINFO_XEN".into());
+        why.push(match self.builtin {
+            Some(b) => format!("not in the built-in table for {}", b.what),
+            None => "no built-in table for this build-id".into(),
+        });
+        Err(format!("offset of {key} unknown: {}", why.join("; ")))
+    }
+
+    /// `sizeof(struct name)`.
+    pub fn size(&self, sname: &str) -> Result<Sourced<u64>, String> {
+        if let Some(s) = self.syms {
+            if let Ok(t) = s.dwarf().and_then(|d| d.struct_type(s, sname)) {
+                if let Some(v) = t.size() {
+                    return Ok(Sourced { value: v, source: Source::Dwarf });
+                }
+            }
+        }
+        if let Some(&v) = self.vmcoreinfo_sizes.get(sname) {
+            return Ok(Sourced { value: v, source: Source::Vmcoreinfo });
+        }
+        if let Some(&(_, v)) = self.builtin.and_then(|b| b.sizes.iter().find(|(k, _)| *k == sname)) {
+            return Ok(Sourced { value: v, source: Source::Builtin });
+        }
+        Err(format!("sizeof(struct {sname}) unknown: no DWARF, not in VMCOREINFO_XEN, no built-in table"))
+    }
+
+    /// The keys xenwalk uses, for `info`: every built-in key plus VMCOREINFO's.
+    pub fn known_keys() -> Vec<&'static str> {
+        let mut v: Vec<&str> = DEBIAN_4_17_7.offsets.iter().map(|(k, _)| *k).collect();
+        v.dedup();
+        v
+    }
+}
