@@ -447,7 +447,8 @@ pub fn mask_pitfalls(mem: &dyn PhysMem, w: &Walk, opts: WalkOptions) -> Vec<Stri
         }
         let sw = s.entry.0 & 0x7ff0_0000_0000_0000;
         if sw != 0 {
-            what.push(format!("bits {}", bit_list(sw)));
+            let n = sw.count_ones();
+            what.push(format!("{} {}", if n == 1 { "bit" } else { "bits" }, bit_list(sw)));
         }
         if leaf && s.level != Level::L1 && s.entry.has(bits::PAT_LARGE) {
             what.push("the large-page PAT bit (12)".to_string());

@@ -109,6 +109,8 @@ struct WalkLine {
     region: Option<String>,
     #[serde(default)]
     symbol: Option<String>,
+    #[serde(default)]
+    section: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -124,6 +126,10 @@ struct MappingLine {
     rights: Rights,
     #[serde(default)]
     region: Option<String>,
+    #[serde(default)]
+    symbol: Option<String>,
+    #[serde(default)]
+    section: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -442,4 +442,8 @@ fn expressions_reach_vcpus_through_domain_list() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json_of("root")[0]["l4"], "0x356d0000");
+    // Above slot 271 a PV root maps the guest (Linux's direct map), the idle root Xen's.
+    assert_eq!(out.json_of("walk")[0]["region"], "guest_pv");
+    let idle = run(&[p(&r.dom0_raw), "--xen-syms", p(&r.syms), "--va", "ffff888000000000", "--json"]);
+    assert_eq!(idle.json_of("walk")[0]["region"], "directmap_high");
 }

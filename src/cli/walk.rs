@@ -80,6 +80,12 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
     let cpu_root = |cpu: usize, implicit: bool| -> Result<Root> {
         let Some(c) = dump.notes.cpu(cpu) else {
             let have: Vec<String> = dump.notes.cpus.iter().map(|c| c.cpu.to_string()).collect();
+            if have.is_empty() && !dump.notes.problems.is_empty() {
+                bail!(
+                    "{path}: --cpu {cpu}: no usable per-CPU note ({}); pass --cr3 or --cr3-mfn",
+                    dump.notes.problems.join("; ")
+                );
+            }
             if have.is_empty() {
                 bail!("{path}: --cpu {cpu}: the dump has no per-CPU notes; pass --cr3 or --cr3-mfn");
             }
@@ -209,8 +215,9 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, s:
     if a.json {
         let mut line = json::WalkLine::new(t, root, a.maxphyaddr);
         if let Some(x) = &s.xen {
-            line.region = x.region(t.va).map(|r| r.name);
+            line.region = x.region_in(s.dump.mem.as_ref(), root.maddr, t.va).map(|r| r.name);
             line.symbol = x.syms.as_ref().and_then(|sy| sy.name_of(t.va));
+            line.section = x.syms.as_ref().and_then(|sy| sy.section_of(t.va)).map(|sec| sec.name.clone());
             for l in &mut line.levels {
                 l.table_name = x.describe_table(l.table);
             }
@@ -227,7 +234,7 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, s:
         }
     } else {
         writeln!(out)?;
-        human::walk(out, t, a.maxphyaddr, a.long, s.xen.as_ref())?;
+        human::walk(out, t, a.maxphyaddr, a.long, s.xen.as_ref(), s.dump.mem.as_ref())?;
     }
     Ok(())
 }
@@ -264,14 +271,29 @@ fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &Wa
     let mut io_err: Option<io::Error> = None;
     let mut emit = |out: &mut dyn Write, r: &Range| -> io::Result<()> {
         ranges += 1;
-        let region = xen.and_then(|x| x.region(r.va)).map(|r| r.name);
+        let region = xen.and_then(|x| x.region_in(s.dump.mem.as_ref(), root.maddr, r.va)).map(|r| r.name);
+        let syms = xen.and_then(|x| x.syms.as_ref()).filter(|_| region == Some("xen_image"));
+        let symbol = syms.and_then(|sy| sy.name_of(r.va));
+        let section = syms.and_then(|sy| sy.section_of(r.va)).map(|sec| sec.name.clone());
         if a.json {
             let mut line = json::MappingLine::new(r);
             line.region = region;
+            line.symbol = symbol;
+            line.section = section;
             serde_json::to_writer(&mut *out, &line)?;
             writeln!(out)
         } else {
-            human::range(out, r, region)
+            let label = region.map(|reg| {
+                let mut l = reg.to_string();
+                if let Some(sec) = &section {
+                    l.push_str(&format!(": {sec}"));
+                }
+                if let Some(sym) = &symbol {
+                    l.push_str(&format!(" {sym}"));
+                }
+                l
+            });
+            human::range(out, r, label.as_deref())
         }
     };
     let summary = enumerate::enumerate(s.dump.mem.as_ref(), root.maddr, opts, |ev| {

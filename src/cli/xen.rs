@@ -314,7 +314,7 @@ pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
         } else {
-            let what = x.describe_va(va).map(|d| format!(" ({d})")).unwrap_or_default();
+            let what = x.describe_va(va, None).map(|d| format!(" ({d})")).unwrap_or_default();
             write!(out, "{va}{what}: ")?;
             match (&f, &w, agree) {
                 (Ok(m), Ok(_), Some(true)) => writeln!(out, "{m} (__virt_to_maddr; the walk agrees)")?,

@@ -50,11 +50,19 @@ fn table() -> Table {
 }
 
 /// One walk: the levels as a table, then the result or the diagnosis.
-pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool, xen: Option<&Xen>) -> io::Result<()> {
+pub fn walk(
+    out: &mut dyn Write,
+    t: &Translation,
+    maxphyaddr: u8,
+    long: bool,
+    xen: Option<&Xen>,
+    mem: &dyn crate::mem::PhysMem,
+) -> io::Result<()> {
     let va = t.va;
     let idx: Vec<String> = Level::WALK.iter().map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift()))).collect();
     writeln!(out, "VA {va}  ({}, offset {:#x})", idx.join(", "), va.0 & 0xfff)?;
-    if let Some(d) = xen.and_then(|x| x.describe_va(va)) {
+    let root = t.walk.as_ref().map(|w| w.root);
+    if let Some(d) = xen.and_then(|x| x.describe_va(va, root.map(|r| (mem, r)))) {
         writeln!(out, "   {d}")?;
     }
     if let Some(w) = &t.walk {
@@ -113,6 +121,15 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool, xe
             }
             writeln!(out, "{}", tab.trim_fmt())?;
             if long {
+                if let Some(x) = xen {
+                    for s in w.steps() {
+                        let name = x.describe_table(s.table).unwrap_or_default();
+                        if let Some(role) = crate::xen::layout::static_table_role(name.split('+').next().unwrap_or(""))
+                        {
+                            writeln!(out, "  {} table {name}: {role}", s.level)?;
+                        }
+                    }
+                }
                 for s in w.steps() {
                     writeln!(out, "  {} ({}) {:#018x}:", s.level, s.level.intel_name(), s.entry.0)?;
                     for line in s.entry.explain_bits(s.level) {

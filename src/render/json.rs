@@ -132,6 +132,9 @@ pub struct WalkLine {
     /// `symbol+offset` of the VA (with --xen-syms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symbol: Option<String>,
+    /// The image section of the VA (with --xen-syms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
 }
 
 impl WalkLine {
@@ -154,6 +157,7 @@ impl WalkLine {
             notes: t.pitfalls.clone(),
             region: None,
             symbol: None,
+            section: None,
         }
     }
 }
@@ -174,6 +178,12 @@ pub struct MappingLine {
     /// Xen layout region of the range's first VA (with Xen context).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<&'static str>,
+    /// `symbol+offset` of the range's first VA, in the hypervisor image (with xen-syms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
+    /// The image section of the range's first VA (with xen-syms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
 }
 
 impl MappingLine {
@@ -189,6 +199,8 @@ impl MappingLine {
             flags: r.attrs.flag_names(r.level),
             rights: r.rights,
             region: None,
+            symbol: None,
+            section: None,
         }
     }
 }

@@ -307,9 +307,13 @@ impl Xen {
         self.layout().region(va)
     }
 
-    /// "region: symbol+off (section)" for a VA, as far as known.
-    pub fn describe_va(&self, va: Vaddr) -> Option<String> {
-        let region = self.region(va)?;
+    /// "region: symbol+off (section)" for a VA, as far as known; with a root, the
+    /// region as that root maps it (see [`Xen::region_in`]).
+    pub fn describe_va(&self, va: Vaddr, in_root: Option<(&dyn PhysMem, Maddr)>) -> Option<String> {
+        let region = match in_root {
+            Some((mem, root)) => self.region_in(mem, root, va)?,
+            None => self.region(va)?,
+        };
         let mut s = region.name.to_string();
         if let Some(syms) = &self.syms {
             if let Some(name) = syms.name_of(va) {
@@ -455,5 +459,31 @@ impl Xen {
             ));
         }
         out
+    }
+}
+
+/// Slots 272–511 of a 64-bit PV root: the guest's own (reference §2.1).
+pub const GUEST_PV_REGION: Region = Region {
+    name: "guest_pv",
+    start: 0xffff_8800_0000_0000,
+    end: u64::MAX,
+    what: "guest-owned in this root (a 64-bit PV guest's mappings; the direct map continues only in idle and HVM roots)",
+};
+
+impl Xen {
+    /// The region of `va` in the address space of `root`: above slot 271 the idle
+    /// and monitor tables map the direct map, PV roots map the guest's own memory.
+    pub fn region_in(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Option<&Region> {
+        let r = self.region(va)?;
+        if !matches!(r.name, "directmap_high" | "guest_top") {
+            return Some(r);
+        }
+        let slot = va.index_at(39) as u64 * 8;
+        let here = mem.read_u64(Maddr((root.0 & !0xfff) + slot)).ok();
+        let idle = self.idle_root().and_then(|i| mem.read_u64(i.wrapping_add(slot)).ok());
+        match (here, idle) {
+            (Some(h), Some(i)) if h != i && r.name == "directmap_high" => Some(&GUEST_PV_REGION),
+            _ => Some(r),
+        }
     }
 }
