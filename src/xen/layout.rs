@@ -188,6 +188,29 @@ impl Layout {
     }
 }
 
+/// What each static page table of the hypervisor image is for (reference §3.1,
+/// `X:xen/arch/x86/boot/x86_64.S@4.17.0`; names before 4.14 in parentheses where they
+/// differ: `l?_identmap` became `l?_directmap`).
+pub fn static_table_role(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "idle_pg_table" => {
+            "the idle L4: root of every idle vCPU and of Xen at boot; its slots 256-271 are copied into every PV L4"
+        }
+        "l3_xenmap" => "L3 of slot 261: RW M2P, vmap/fixmap, compat M2P, the image GiB, frame table",
+        "l2_xenmap" => "L2 of the image GiB (XEN_VIRT_START): the hypervisor image, stubs, executable fixmap",
+        "l2_fixmap" => "L2 of the fixmap (top of the vmap area)",
+        "l1_fixmap" => "L1 of the fixmap: FIXADDR_TOP - n*4K",
+        "l1_fixmap_x" => "L1 of the executable fixmap at the top of the image GiB",
+        "l3_directmap" | "l3_identmap" => "L3 of the boot direct map (low 4 GiB)",
+        "l2_directmap" | "l2_identmap" => "L2 of the boot direct map (4 pages, low 4 GiB)",
+        "l1_directmap" | "l1_identmap" => "L1 of the first 2 MiB of the direct map (VGA hole uncached)",
+        "l3_bootmap" | "l2_bootmap" | "l1_bootmap" => {
+            "boot 1:1 map in .init.data: freed and reused after boot, so stale entries are common"
+        }
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,27 +253,4 @@ mod tests {
             assert!(l.regions.windows(2).all(|w| w[0].end <= w[1].start), "4.{minor} regions overlap");
         }
     }
-}
-
-/// What each static page table of the hypervisor image is for (reference §3.1,
-/// `X:xen/arch/x86/boot/x86_64.S@4.17.0`; names before 4.14 in parentheses where they
-/// differ: `l?_identmap` became `l?_directmap`).
-pub fn static_table_role(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "idle_pg_table" => {
-            "the idle L4: root of every idle vCPU and of Xen at boot; its slots 256-271 are copied into every PV L4"
-        }
-        "l3_xenmap" => "L3 of slot 261: RW M2P, vmap/fixmap, compat M2P, the image GiB, frame table",
-        "l2_xenmap" => "L2 of the image GiB (XEN_VIRT_START): the hypervisor image, stubs, executable fixmap",
-        "l2_fixmap" => "L2 of the fixmap (top of the vmap area)",
-        "l1_fixmap" => "L1 of the fixmap: FIXADDR_TOP - n*4K",
-        "l1_fixmap_x" => "L1 of the executable fixmap at the top of the image GiB",
-        "l3_directmap" | "l3_identmap" => "L3 of the boot direct map (low 4 GiB)",
-        "l2_directmap" | "l2_identmap" => "L2 of the boot direct map (4 pages, low 4 GiB)",
-        "l1_directmap" | "l1_identmap" => "L1 of the first 2 MiB of the direct map (VGA hole uncached)",
-        "l3_bootmap" | "l2_bootmap" | "l1_bootmap" => {
-            "boot 1:1 map in .init.data: freed and reused after boot, so stale entries are common"
-        }
-        _ => return None,
-    })
 }
