@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory) or raw image.
+    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
+    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
     pub dump: PathBuf,
     #[command(flatten)]
     pub open: OpenArgs,

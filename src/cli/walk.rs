@@ -29,7 +29,8 @@ pub enum Style {
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu"]))]
 pub struct WalkArgs {
-    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory) or raw image.
+    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
+    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
     #[arg(required = true)]
     pub dump: Option<PathBuf>,
     #[command(flatten)]
