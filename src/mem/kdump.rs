@@ -1280,7 +1280,7 @@ mod tests {
             &miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6),
         );
         round_trip(Compression::Lzo, &lzokay_native::compress(&p[..]).unwrap());
-        round_trip(Compression::Lzo, &lzo::literal_stream(&p[..]));
+        round_trip(Compression::Lzo, &crate::fixture::kdump::lzo_compress(&p[..]));
         round_trip(
             Compression::Snappy,
             &snap::raw::Encoder::new().compress_vec(&p[..]).unwrap(),

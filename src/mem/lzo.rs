@@ -5,7 +5,8 @@
 //! Why not a crate: `lzo1x` is GPL-2.0 (xenwalk is MIT OR Apache-2.0), and
 //! `lzokay-native` 0.1.0 grows an unbounded `Vec` and underflows/indexes out of bounds
 //! (a panic) on crafted input. The tests compress with `lzokay-native`, an independent
-//! implementation, and check the round trip.
+//! implementation, and check the round trip (the fixture's own encoder,
+//! `fixture::kdump::lzo_compress`, is checked against `lzokay-native`'s decoder).
 //!
 //! The stream format is taken from Linux `Documentation/staging/lzo.rst` ("LZO stream
 //! format as understood by Linux's LZO decompressor"), version 0 (no LZO-RLE, which
@@ -168,29 +169,6 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize, LzoError> {
     Ok(out.pos)
 }
 
-/// An LZO1X stream that stores `data` as literals only (valid for any decompressor;
-/// used by the fixture writer, which has no LZO compressor).
-pub fn literal_stream(data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(data.len() + 32);
-    let n = data.len();
-    if (1..=238).contains(&n) {
-        v.push((n + 17) as u8);
-    } else if n > 238 {
-        // Instruction 0 with state 0: 3 + 15 + 255 × zeros + last byte literals.
-        v.push(0);
-        let mut rest = n - 18;
-        while rest > 255 {
-            v.push(0);
-            rest -= 255;
-        }
-        v.push(rest as u8); // 1..=255: n > 238 leaves at least 221 here
-
-    }
-    v.extend_from_slice(data);
-    v.extend_from_slice(&[0x11, 0, 0]);
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,16 +210,6 @@ mod tests {
     }
 
     #[test]
-    fn literal_streams_decode() {
-        for n in [1usize, 3, 4, 200, 238, 239, 255, 273, 4096] {
-            let data: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
-            let mut out = vec![0u8; n];
-            assert_eq!(decompress(&literal_stream(&data), &mut out), Ok(n), "n {n}");
-            assert_eq!(out, data);
-        }
-    }
-
-    #[test]
     fn hostile_input_is_an_error_not_a_panic() {
         let good = lzokay_native::compress(&page(3)).unwrap();
         let mut out = [0u8; 4096];
@@ -264,7 +232,7 @@ mod tests {
         let mut zeros = vec![0x20u8];
         zeros.extend(std::iter::repeat_n(0u8, 10_000));
         assert!(decompress(&zeros, &mut out).is_err());
-        let mut trailing = literal_stream(&[1, 2, 3]);
+        let mut trailing = crate::fixture::kdump::lzo_compress(&[1, 2, 3]);
         trailing.push(0);
         assert!(decompress(&trailing, &mut out).is_err());
         assert!(decompress(&[], &mut out).is_err());
