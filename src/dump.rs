@@ -32,7 +32,9 @@ pub struct OpenOptions {
 /// What kind of file a dump is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
-    Raw { base: u64 },
+    Raw {
+        base: u64,
+    },
     Elf(mem::elf::ElfSummary),
     /// makedumpfile's kdump-compressed format, plain or flattened.
     Kdump(Box<mem::kdump::KdumpSummary>),
@@ -138,7 +140,9 @@ impl Dump {
             FormatHint::Elf => FormatHint::Elf,
             FormatHint::Raw => FormatHint::Raw,
             FormatHint::Auto if is_elf => FormatHint::Elf,
-            FormatHint::Auto if mem::kdump::is_kdump(head) || mem::flattened::is_flattened(head) => {
+            FormatHint::Auto
+                if mem::kdump::is_kdump(head) || mem::flattened::is_flattened(head) =>
+            {
                 let flat = mem::flattened::is_flattened(head);
                 let k = if flat {
                     mem::kdump::open_flattened(map)?

@@ -76,10 +76,14 @@ pub fn parse_stream(
             return Err(err(off, "note sizes overflow".into()));
         };
         let raw_name = 12usize.checked_add(namesz).and_then(|e| b.get(12..e));
-        let desc = name_end.checked_add(descsz).and_then(|e| b.get(name_end..e));
-        let (Some(raw_name), Some(desc), true) =
-            (raw_name, desc, descsz <= MAX_NOTE_DESC && desc_end <= b.len())
-        else {
+        let desc = name_end
+            .checked_add(descsz)
+            .and_then(|e| b.get(name_end..e));
+        let (Some(raw_name), Some(desc), true) = (
+            raw_name,
+            desc,
+            descsz <= MAX_NOTE_DESC && desc_end <= b.len(),
+        ) else {
             return Err(err(
                 off,
                 format!(
@@ -88,7 +92,8 @@ pub fn parse_stream(
             ));
         };
         let name_len = raw_name.iter().position(|&c| c == 0).unwrap_or(namesz);
-        let name = String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or(raw_name)).into_owned();
+        let name =
+            String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or(raw_name)).into_owned();
         out.push(RawNote {
             name,
             n_type,

@@ -8,8 +8,8 @@ mod common;
 
 use common::{Run, run};
 use std::path::{Path, PathBuf};
-use xenwalk::fixture::xen::{self, XenLike};
 use xenwalk::fixture::kdump::KdumpOptions;
+use xenwalk::fixture::xen::{self, XenLike};
 use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes, xen_crash_notes};
 use xenwalk::mem::kdump::Compression;
 

@@ -24,6 +24,12 @@
 //! 24-byte range per record, at most twice that after overlaps are cut), the data is
 //! never copied; a read is a binary search over the ranges.
 
+// Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use memmap2::Mmap;
 use std::collections::BTreeMap;
 
@@ -139,10 +145,7 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
         ));
     }
     if !is_flattened(data) {
-        return Err(err(
-            0,
-            "no flattened-format signature (\"makedumpfile\")",
-        ));
+        return Err(err(0, "no flattened-format signature (\"makedumpfile\")"));
     }
     let ty = be_i64(data, 16).unwrap_or(0);
     if ty != TYPE_FLAT_HEADER {
@@ -270,7 +273,8 @@ impl FlatIndex {
             return None;
         }
         let at = usize::try_from(r.file + (off - r.start)).ok()?;
-        self.map.get(at..at.checked_add(usize::try_from(len).ok()?)?)
+        self.map
+            .get(at..at.checked_add(usize::try_from(len).ok()?)?)
     }
 
     /// Fill `buf` with the logical bytes at `off`; bytes no record covers read as

@@ -39,6 +39,12 @@
 //! [`CACHE_PAGES`] pages. Counting pages per compression kind reads every descriptor
 //! and is done only for `xenwalk info` ([`KdumpImage::census`]).
 
+// Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use super::flattened::{self, FlatError, FlatIndex, FlatSummary};
 use super::{Absent, Extent, Page, PhysMem, ReadError, lzo};
 use crate::addr::{Maddr, Mfn, PAGE_SIZE};
@@ -317,18 +323,31 @@ fn zstd_window(src: &[u8]) -> Result<u64, &'static str> {
         return Ok(base + (base / 8) * u64::from(wd & 7));
     }
     // Single segment: the window is the content size.
-    let dict = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let dict = match fhd & 3 {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
     let at = 5 + dict;
     let fcs = match fhd >> 6 {
         0 => u64::from(*src.get(at).ok_or(BAD)?),
         1 => {
             let b = src.get(at..at + 2).ok_or(BAD)?;
-            u64::from(u16::from_le_bytes([b[0], b[1]])) + 256
+            u64::from(u16::from_le_bytes(b.try_into().map_err(|_| BAD)?)) + 256
         }
         2 => u64::from(u32::from_le_bytes(
-            src.get(at..at + 4).ok_or(BAD)?.try_into().map_err(|_| BAD)?,
+            src.get(at..at + 4)
+                .ok_or(BAD)?
+                .try_into()
+                .map_err(|_| BAD)?,
         )),
-        _ => u64::from_le_bytes(src.get(at..at + 8).ok_or(BAD)?.try_into().map_err(|_| BAD)?),
+        _ => u64::from_le_bytes(
+            src.get(at..at + 8)
+                .ok_or(BAD)?
+                .try_into()
+                .map_err(|_| BAD)?,
+        ),
     };
     Ok(fcs)
 }
@@ -361,8 +380,7 @@ fn zstd_page(src: &[u8], out: &mut [u8; PAGE]) -> Result<(), &'static str> {
     if !input.is_empty() {
         return Err("zstd data continues after its frame");
     }
-    if let (Some(want), Some(got)) = (dec.get_checksum_from_data(), dec.get_calculated_checksum())
-    {
+    if let (Some(want), Some(got)) = (dec.get_checksum_from_data(), dec.get_calculated_checksum()) {
         if want != got {
             return Err("zstd content checksum does not match");
         }
@@ -569,9 +587,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     if block_size != PAGE as i32 {
         return Err(err(
             428,
-            format!(
-                "block size {block_size}: only 4096-byte pages (x86-64) are supported"
-            ),
+            format!("block size {block_size}: only 4096-byte pages (x86-64) are supported"),
         ));
     }
     let raw_sub = u32_at(h, 432) as i32;
@@ -797,9 +813,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     if let Some((o, s)) = notes_range {
         if let Some(b) = image.file.bytes(o, s) {
             if let Err(e) = notes::parse_stream(&b, o, 4, &mut raw_notes) {
-                warnings.push(format!(
-                    "copied ELF notes: {e}; later notes are ignored"
-                ));
+                warnings.push(format!("copied ELF notes: {e}; later notes are ignored"));
             }
         }
     }
@@ -1021,17 +1035,16 @@ impl KdumpImage {
 
     /// The descriptor of dumped `pfn`: (its file offset, data offset, size, flags).
     fn descriptor(&self, pfn: u64, addr: Maddr) -> Result<(u64, i64, u32, u32), ReadError> {
-        let malformed = |offset, what| ReadError::Malformed {
-            addr,
-            offset,
-            what,
-        };
+        let malformed = |offset, what| ReadError::Malformed { addr, offset, what };
         let at = self
             .rank2(pfn)
             .and_then(|r| r.checked_sub(self.rank_base))
             .and_then(|i| i.checked_mul(DESC_SIZE))
             .and_then(|o| o.checked_add(self.desc_off))
-            .ok_or(malformed(self.bitmap2, "cannot count the 2nd bitmap up to this page"))?;
+            .ok_or(malformed(
+                self.bitmap2,
+                "cannot count the 2nd bitmap up to this page",
+            ))?;
         let Some(d) = self.file.bytes(at, DESC_SIZE) else {
             return Err(malformed(
                 at,
@@ -1042,21 +1055,12 @@ impl KdumpImage {
                 },
             ));
         };
-        Ok((
-            at,
-            u64_at(&d, 0) as i64,
-            u32_at(&d, 8),
-            u32_at(&d, 12),
-        ))
+        Ok((at, u64_at(&d, 0) as i64, u32_at(&d, 8), u32_at(&d, 12)))
     }
 
     /// Read and decode the page of dumped `pfn`.
     fn decode(&self, pfn: u64, addr: Maddr) -> Result<Box<[u8; PAGE]>, ReadError> {
-        let malformed = |offset, what| ReadError::Malformed {
-            addr,
-            offset,
-            what,
-        };
+        let malformed = |offset, what| ReadError::Malformed { addr, offset, what };
         let (at, offset, size, flags) = self.descriptor(pfn, addr)?;
         if offset <= 0 {
             return Err(malformed(
@@ -1280,7 +1284,10 @@ mod tests {
             &miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6),
         );
         round_trip(Compression::Lzo, &lzokay_native::compress(&p[..]).unwrap());
-        round_trip(Compression::Lzo, &crate::fixture::kdump::lzo_compress(&p[..]));
+        round_trip(
+            Compression::Lzo,
+            &crate::fixture::kdump::lzo_compress(&p[..]),
+        );
         round_trip(
             Compression::Snappy,
             &snap::raw::Encoder::new().compress_vec(&p[..]).unwrap(),
@@ -1299,19 +1306,37 @@ mod tests {
         let mut out = [0u8; PAGE];
         let cases: Vec<(Compression, Vec<u8>)> = vec![
             (Compression::None, p[..100].to_vec()),
-            (Compression::Zlib, miniz_oxide::deflate::compress_to_vec_zlib(&big, 6)),
-            (Compression::Zlib, miniz_oxide::deflate::compress_to_vec_zlib(&small, 6)),
+            (
+                Compression::Zlib,
+                miniz_oxide::deflate::compress_to_vec_zlib(&big, 6),
+            ),
+            (
+                Compression::Zlib,
+                miniz_oxide::deflate::compress_to_vec_zlib(&small, 6),
+            ),
             (Compression::Zlib, vec![0x78, 0x9c, 0xff, 0xff]),
             (Compression::Lzo, lzokay_native::compress(&big).unwrap()),
-            (Compression::Snappy, snap::raw::Encoder::new().compress_vec(&big).unwrap()),
-            (Compression::Snappy, snap::raw::Encoder::new().compress_vec(&small).unwrap()),
             (
-                Compression::Zstd,
-                ruzstd::encoding::compress_to_vec(&big[..], ruzstd::encoding::CompressionLevel::Fastest),
+                Compression::Snappy,
+                snap::raw::Encoder::new().compress_vec(&big).unwrap(),
+            ),
+            (
+                Compression::Snappy,
+                snap::raw::Encoder::new().compress_vec(&small).unwrap(),
             ),
             (
                 Compression::Zstd,
-                ruzstd::encoding::compress_to_vec(&small[..], ruzstd::encoding::CompressionLevel::Fastest),
+                ruzstd::encoding::compress_to_vec(
+                    &big[..],
+                    ruzstd::encoding::CompressionLevel::Fastest,
+                ),
+            ),
+            (
+                Compression::Zstd,
+                ruzstd::encoding::compress_to_vec(
+                    &small[..],
+                    ruzstd::encoding::CompressionLevel::Fastest,
+                ),
             ),
             (Compression::Zstd, vec![0x28, 0xb5, 0x2f, 0xfd, 0x00]),
             (Compression::Zstd, vec![1, 2, 3]),
@@ -1325,16 +1350,28 @@ mod tests {
         }
         // Every truncation and many corruptions of each kind: errors, no panic.
         let good: Vec<(Compression, Vec<u8>)> = vec![
-            (Compression::Zlib, miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6)),
-            (Compression::Snappy, snap::raw::Encoder::new().compress_vec(&p[..]).unwrap()),
+            (
+                Compression::Zlib,
+                miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6),
+            ),
+            (
+                Compression::Snappy,
+                snap::raw::Encoder::new().compress_vec(&p[..]).unwrap(),
+            ),
             (
                 Compression::Zstd,
-                ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest),
+                ruzstd::encoding::compress_to_vec(
+                    &p[..],
+                    ruzstd::encoding::CompressionLevel::Fastest,
+                ),
             ),
         ];
         for (kind, data) in &good {
             for cut in 0..data.len() {
-                assert!(decompress(*kind, &data[..cut], &mut out).is_err(), "{kind:?} cut {cut}");
+                assert!(
+                    decompress(*kind, &data[..cut], &mut out).is_err(),
+                    "{kind:?} cut {cut}"
+                );
             }
             for i in 0..data.len() {
                 let mut bad = data.clone();
@@ -1353,7 +1390,8 @@ mod tests {
         assert!(decompress(Compression::Zstd, &frame, &mut out).is_err());
         // A real frame of one page asks for a small window.
         let p = page(7);
-        let c = ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let c =
+            ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest);
         assert!(zstd_window(&c).unwrap() <= ZSTD_MAX_WINDOW);
     }
 

@@ -15,6 +15,12 @@
 //! a first byte b > 17 copies b − 17 literals and sets state = b − 17 when that is
 //! below 4, else 4 — so 18..20 copy 1..3 literals, not "0..3" as the document says.
 
+// Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 /// Why a stream does not decompress.
 pub type LzoError = &'static str;
 
@@ -25,7 +31,10 @@ struct Input<'a> {
 
 impl Input<'_> {
     fn byte(&mut self) -> Result<usize, LzoError> {
-        let v = *self.b.get(self.pos).ok_or("LZO data ends in the middle of an instruction")?;
+        let v = *self
+            .b
+            .get(self.pos)
+            .ok_or("LZO data ends in the middle of an instruction")?;
         self.pos += 1;
         Ok(usize::from(v))
     }
@@ -85,7 +94,10 @@ impl Output<'_> {
             return Err("LZO match writes past the end of the page");
         }
         for _ in 0..len {
-            let v = *self.b.get(self.pos - dist).ok_or("LZO match out of range")?;
+            let v = *self
+                .b
+                .get(self.pos - dist)
+                .ok_or("LZO match out of range")?;
             *self.b.get_mut(self.pos).ok_or("LZO match out of range")? = v;
             self.pos += 1;
         }

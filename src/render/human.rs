@@ -267,19 +267,23 @@ pub fn summary(out: &mut dyn Write, s: &Summary, ranges: u64) -> io::Result<()> 
 
 /// `xenwalk info`.
 /// The kdump-compressed headers, bitmaps and page kinds.
-fn kdump_info(
-    out: &mut dyn Write,
-    k: &KdumpSummary,
-    census: Option<Census>,
-) -> io::Result<()> {
+fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> io::Result<()> {
     writeln!(
         out,
         "format:  kdump-compressed (\"{}\", header version {}), block size {}, {} of {} blocks, \
          descriptors at {:#x}",
-        if k.signature == "KDUMP" { "KDUMP   " } else { k.signature },
+        if k.signature == "KDUMP" {
+            "KDUMP   "
+        } else {
+            k.signature
+        },
         k.header_version,
         k.block_size,
-        if k.two_bitmaps { "2 bitmaps" } else { "1 bitmap" },
+        if k.two_bitmaps {
+            "2 bitmaps"
+        } else {
+            "1 bitmap"
+        },
         k.bitmap_blocks / if k.two_bitmaps { 2 } else { 1 },
         k.descriptors
     )?;
@@ -302,7 +306,8 @@ fn kdump_info(
         } else {
             format!(" ({})", status.join(", "))
         },
-        k.dump_level.map_or_else(|| "-".to_string(), |l| l.to_string()),
+        k.dump_level
+            .map_or_else(|| "-".to_string(), |l| l.to_string()),
         k.max_mapnr,
         size_name(k.max_mapnr.saturating_mul(crate::addr::PAGE_SIZE)),
         opt(k.phys_base),
@@ -318,7 +323,10 @@ fn kdump_info(
         )?;
     }
     let range = |r: Option<(u64, u64)>| {
-        r.map_or_else(|| "none".to_string(), |(o, s)| format!("{s} bytes at {o:#x}"))
+        r.map_or_else(
+            || "none".to_string(),
+            |(o, s)| format!("{s} bytes at {o:#x}"),
+        )
     };
     writeln!(
         out,

@@ -397,7 +397,9 @@ impl KdumpJson {
             dump_level: k.dump_level,
             max_mapnr: k.max_mapnr,
             phys_base: k.phys_base,
-            split: k.split.map(|(start_pfn, end_pfn)| SplitJson { start_pfn, end_pfn }),
+            split: k
+                .split
+                .map(|(start_pfn, end_pfn)| SplitJson { start_pfn, end_pfn }),
             nr_cpus: k.nr_cpus,
             current_cpu: k.current_cpu,
             machine: k.machine.clone(),
