@@ -61,7 +61,8 @@ pub struct OpenArgs {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory) or raw image.
+    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
+    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
     pub dump: PathBuf,
     #[command(flatten)]
     pub open: OpenArgs,
@@ -73,7 +74,8 @@ pub struct InfoArgs {
 #[derive(Args, Debug)]
 #[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu"]))]
 pub struct WalkArgs {
-    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory) or raw image.
+    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
+    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
     #[arg(required = true)]
     pub dump: Option<PathBuf>,
     #[command(flatten)]

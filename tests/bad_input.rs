@@ -995,11 +995,19 @@ fn malformed_kdump() {
     report.check("valid kdump, info", &r, ok_problems(&r, 0));
     let flat = sb.file("good.flat", &valid_kdump(true));
     let r = sb.run(&walk_args(&flat));
-    report.check("valid flattened kdump, --va 0 translates", &r, ok_problems(&r, 0));
+    report.check(
+        "valid flattened kdump, --va 0 translates",
+        &r,
+        ok_problems(&r, 0),
+    );
 
     let sub = 4096;
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        ("kdump cut inside its header", k[..300].to_vec(), &["truncated"]),
+        (
+            "kdump cut inside its header",
+            k[..300].to_vec(),
+            &["truncated"],
+        ),
         (
             "kdump cut inside its bitmaps",
             k[..0x2800].to_vec(),
@@ -1169,7 +1177,11 @@ fn malformed_kdump() {
         if r.code != Some(1) {
             problems.push(format!("exit code {:?}, expected 1 (a stop)", r.code));
         }
-        let want = if i == 0 { "cr3_absent" } else { "table_unreadable" };
+        let want = if i == 0 {
+            "cr3_absent"
+        } else {
+            "table_unreadable"
+        };
         if !r.stdout.contains(&format!("\"reason\":\"{want}\"")) {
             problems.push(format!("the walk does not stop with {want}"));
         }
