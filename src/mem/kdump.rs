@@ -29,7 +29,12 @@
 //! A pfn whose 2nd-bitmap bit is clear but 1st-bitmap bit set was *excluded* by the
 //! writer (dump level): [`Absent::Excluded`], never zeros. Zero pages kept under
 //! dump level bit 0 are not excluded: makedumpfile points their descriptors at one
-//! shared zero page (`write_kdump_pages_and_bitmap_cyclic`).
+//! shared zero page (`write_kdump_pages_and_bitmap_cyclic`). crash differs for old
+//! files: it zero-fills excluded pages of DISKDUMP and header-version-0 files (only
+//! its `ERROR_EXCLUDED`, set for KDUMP version ≥ 1, makes them errors in
+//! `read_diskdump`); xenwalk reports them as excluded in every version. crash also
+//! refuses a page missing from the 1st bitmap even if the 2nd lists it; xenwalk reads
+//! any page the 2nd bitmap lists (descriptors are counted over the 2nd bitmap only).
 //!
 //! Costs: opening reads the headers, the notes and both bitmaps once (bounded by the
 //! file size: every header field is checked against the file before anything is

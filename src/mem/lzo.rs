@@ -148,6 +148,11 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize, LzoError> {
             let d = inp.le16()?;
             let far = ((inst & 8) << 11) + (d >> 2);
             if far == 0 {
+                // The marker is 0x11 0x00 0x00: any other length is an error (Linux
+                // `eof_found`: `t != 3 ? LZO_E_ERROR`).
+                if len != 3 {
+                    return Err("LZO end-of-stream marker has the wrong length");
+                }
                 break;
             }
             dist = far + 16384;
@@ -244,6 +249,10 @@ mod tests {
         let mut zeros = vec![0x20u8];
         zeros.extend(std::iter::repeat_n(0u8, 10_000));
         assert!(decompress(&zeros, &mut out).is_err());
+        assert!(
+            decompress(&[0x12, 0, 0], &mut out).is_err(),
+            "end marker of length 4"
+        );
         let mut trailing = crate::fixture::kdump::lzo_compress(&[1, 2, 3]);
         trailing.push(0);
         assert!(decompress(&trailing, &mut out).is_err());
