@@ -29,14 +29,12 @@ pub struct OpenOptions {
     pub base: u64,
 }
 
-/// What kind of file a dump is.
+/// What kind of file a dump is: a raw image, an ELF core, or makedumpfile's
+/// kdump-compressed format (plain or flattened).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
-    Raw {
-        base: u64,
-    },
+    Raw { base: u64 },
     Elf(mem::elf::ElfSummary),
-    /// makedumpfile's kdump-compressed format, plain or flattened.
     Kdump(Box<mem::kdump::KdumpSummary>),
 }
 

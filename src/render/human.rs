@@ -265,7 +265,6 @@ pub fn summary(out: &mut dyn Write, s: &Summary, ranges: u64) -> io::Result<()> 
     )
 }
 
-/// `xenwalk info`.
 /// The kdump-compressed headers, bitmaps and page kinds.
 fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> io::Result<()> {
     writeln!(
@@ -361,6 +360,7 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
     writeln!(out)
 }
 
+/// `xenwalk info`.
 pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     writeln!(
         out,
