@@ -143,29 +143,15 @@ mod tests {
         assert!(!Vaddr(0xffff_7fff_ffff_ffff).is_canonical());
         assert!(Vaddr(0xffff_8000_0000_0000).is_canonical());
         assert!(!Vaddr(0xffff_0000_0000_1000).is_canonical());
-        assert_eq!(
-            Vaddr::canonicalize(0x0000_8000_0000_0000),
-            Vaddr(0xffff_8000_0000_0000)
-        );
-        assert_eq!(
-            Vaddr::canonicalize(0x0000_7000_0000_0000),
-            Vaddr(0x0000_7000_0000_0000)
-        );
+        assert_eq!(Vaddr::canonicalize(0x0000_8000_0000_0000), Vaddr(0xffff_8000_0000_0000));
+        assert_eq!(Vaddr::canonicalize(0x0000_7000_0000_0000), Vaddr(0x0000_7000_0000_0000));
     }
 
     #[test]
     fn worked_example_indices() {
         // reference §3.7: idle_pg_table 0xffff82d04046e000 splits into 261/321/2/110.
         let va = Vaddr(0xffff_82d0_4046_e000);
-        assert_eq!(
-            [
-                va.index_at(39),
-                va.index_at(30),
-                va.index_at(21),
-                va.index_at(12)
-            ],
-            [261, 321, 2, 110]
-        );
+        assert_eq!([va.index_at(39), va.index_at(30), va.index_at(21), va.index_at(12)], [261, 321, 2, 110]);
     }
 
     #[test]
@@ -174,9 +160,6 @@ mod tests {
         assert_eq!(Mfn(0x3fc6e).maddr(), Maddr(0x3fc6_e000));
         assert_eq!(Maddr(0x3fc6_e123).page_offset(), 0x123);
         assert_eq!(format!("{}", Maddr(0x10)), "0x10");
-        assert_eq!(
-            serde_json::to_string(&Vaddr(u64::MAX)).unwrap(),
-            "\"0xffffffffffffffff\""
-        );
+        assert_eq!(serde_json::to_string(&Vaddr(u64::MAX)).unwrap(), "\"0xffffffffffffffff\"");
     }
 }

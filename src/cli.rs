@@ -118,10 +118,8 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<io::Error>()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-            }) {
+            if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+            {
                 return ExitCode::SUCCESS;
             }
             eprintln!("xenwalk: error: {e:#}");
@@ -131,14 +129,8 @@ pub fn main() -> ExitCode {
 }
 
 fn open(path: &Path, o: &OpenArgs) -> Result<Dump> {
-    let dump = Dump::open(
-        path,
-        OpenOptions {
-            format: o.format,
-            base: o.base,
-        },
-    )
-    .with_context(|| path.display().to_string())?;
+    let dump =
+        Dump::open(path, OpenOptions { format: o.format, base: o.base }).with_context(|| path.display().to_string())?;
     for w in &dump.warnings {
         eprintln!("xenwalk: warning: {}: {w}", path.display());
     }
@@ -173,19 +165,12 @@ fn choose_root(a: &WalkArgs, dump: &Dump, opts: WalkOptions) -> Result<Root> {
         let Some(c) = dump.notes.cpu(cpu) else {
             let have: Vec<String> = dump.notes.cpus.iter().map(|c| c.cpu.to_string()).collect();
             if have.is_empty() {
-                bail!(
-                    "{path}: --cpu {cpu}: the dump has no per-CPU notes; pass --cr3 or --cr3-mfn"
-                );
+                bail!("{path}: --cpu {cpu}: the dump has no per-CPU notes; pass --cr3 or --cr3-mfn");
             }
-            bail!(
-                "{path}: --cpu {cpu}: the dump's notes describe CPUs {} only",
-                have.join(", ")
-            );
+            bail!("{path}: --cpu {cpu}: the dump's notes describe CPUs {} only", have.join(", "));
         };
         let (Some(cr3), Some(src)) = (c.cr3, c.regs_source) else {
-            bail!(
-                "{path}: CPU {cpu}: the dump's notes have no CR3 for it (NT_PRSTATUS only); pass --cr3"
-            );
+            bail!("{path}: CPU {cpu}: the dump's notes have no CR3 for it (NT_PRSTATUS only); pass --cr3");
         };
         let pcide = c.cr4.map(|cr4| cr4 & (1 << 17) != 0);
         let source = format!("CPU {cpu}, {}", src.describe());
@@ -195,70 +180,38 @@ fn choose_root(a: &WalkArgs, dump: &Dump, opts: WalkOptions) -> Result<Root> {
                 src.describe()
             );
         }
-        Ok(root::resolve(
-            dump.mem.as_ref(),
-            RootInput::Cr3(cr3),
-            source,
-            pcide,
-            opts,
-        ))
+        Ok(root::resolve(dump.mem.as_ref(), RootInput::Cr3(cr3), source, pcide, opts))
     };
     let root = if let Some(v) = a.cr3 {
-        root::resolve(
-            dump.mem.as_ref(),
-            RootInput::Cr3(v),
-            "--cr3".into(),
-            None,
-            opts,
-        )
+        root::resolve(dump.mem.as_ref(), RootInput::Cr3(v), "--cr3".into(), None, opts)
     } else if let Some(m) = a.cr3_mfn {
-        root::resolve(
-            dump.mem.as_ref(),
-            RootInput::Mfn(m),
-            "--cr3-mfn".into(),
-            None,
-            opts,
-        )
+        root::resolve(dump.mem.as_ref(), RootInput::Mfn(m), "--cr3-mfn".into(), None, opts)
     } else if let Some(cpu) = a.cpu {
         cpu_root(cpu, false)?
     } else if let Some(first) = dump.notes.cpus.iter().find(|c| c.cr3.is_some()) {
         cpu_root(first.cpu, true)?
     } else {
-        bail!(
-            "{path}: no root: pass --cr3 VALUE or --cr3-mfn FRAME (this dump has no CPU notes with CR3)"
-        );
+        bail!("{path}: no root: pass --cr3 VALUE or --cr3-mfn FRAME (this dump has no CPU notes with CR3)");
     };
     // A root outside the image is bad input, not a per-address result.
     if let Some(RootProblem::Absent(why @ Absent::OutsideImage { .. })) = root.problem {
-        bail!(
-            "{path}: root {} (from {}): the L4 table is {why}",
-            root.maddr,
-            root.source
-        );
+        bail!("{path}: root {} (from {}): the L4 table is {why}", root.maddr, root.source);
     }
     Ok(root)
 }
 
 fn walk(a: WalkArgs) -> Result<ExitCode> {
-    let Some(path) = a.dump.as_deref() else {
-        bail!("no dump file given (see --help)")
-    };
+    let Some(path) = a.dump.as_deref() else { bail!("no dump file given (see --help)") };
     let dump = open(path, &a.open)?;
-    let opts = WalkOptions {
-        maxphyaddr: a.maxphyaddr,
-        ..WalkOptions::default()
-    };
+    let opts = WalkOptions { maxphyaddr: a.maxphyaddr, ..WalkOptions::default() };
     let root = choose_root(&a, &dump, opts)?;
     // Open the VA list before printing anything: a missing list is bad input.
     let va_list: Option<(String, Box<dyn BufRead>)> = match &a.va_file {
         None => None,
-        Some(file) if file.as_os_str() == "-" => {
-            Some(("<stdin>".into(), Box::new(io::stdin().lock())))
-        }
+        Some(file) if file.as_os_str() == "-" => Some(("<stdin>".into(), Box::new(io::stdin().lock()))),
         Some(file) => {
             let name = file.display().to_string();
-            let f = std::fs::File::open(file)
-                .with_context(|| format!("{name}: cannot open VA list"))?;
+            let f = std::fs::File::open(file).with_context(|| format!("{name}: cannot open VA list"))?;
             Some((name, Box::new(io::BufReader::new(f))))
         }
     };
@@ -323,13 +276,7 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs) ->
 }
 
 /// The whole address space of `root`, streamed.
-fn list(
-    out: &mut dyn Write,
-    dump: &Dump,
-    root: &Root,
-    opts: WalkOptions,
-    a: &WalkArgs,
-) -> Result<ExitCode> {
+fn list(out: &mut dyn Write, dump: &Dump, root: &Root, opts: WalkOptions, a: &WalkArgs) -> Result<ExitCode> {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let d = diagnose::root_diagnosis(root, &p);
         if a.json {
@@ -381,13 +328,7 @@ fn list(
             other => {
                 // Keep the listing in VA order: close the open range first.
                 let closed = coalescer.finish().map(|r| emit(out, &r)).unwrap_or(Ok(()));
-                closed.and_then(|()| {
-                    if a.json {
-                        json::event_line(out, other)
-                    } else {
-                        human::event(out, other)
-                    }
-                })
+                closed.and_then(|()| if a.json { json::event_line(out, other) } else { human::event(out, other) })
             }
         };
         match res {
@@ -407,12 +348,7 @@ fn list(
     if a.json {
         serde_json::to_writer(
             &mut *out,
-            &json::SummaryLine {
-                kind: "summary",
-                root: root.maddr,
-                ranges,
-                summary: &summary,
-            },
+            &json::SummaryLine { kind: "summary", root: root.maddr, ranges, summary: &summary },
         )?;
         writeln!(out)?;
     } else {

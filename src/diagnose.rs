@@ -85,7 +85,8 @@ impl Reason {
     ];
 }
 
-const CHECK_CR3: &str = "check where the CR3 value came from; `xenwalk info DUMP` lists the CR3 of every CPU the dump's notes record";
+const CHECK_CR3: &str =
+    "check where the CR3 value came from; `xenwalk info DUMP` lists the CR3 of every CPU the dump's notes record";
 
 /// Why a walk stopped, explained.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,27 +118,13 @@ impl Translation {
 /// Walk `va` from `root` and explain the result.
 pub fn translate(mem: &dyn PhysMem, root: &Root, va: Vaddr, opts: WalkOptions) -> Translation {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
-        let diagnosis = if va.is_canonical() {
-            root_diagnosis(root, &p)
-        } else {
-            non_canonical(va)
-        };
-        return Translation {
-            va,
-            walk: None,
-            diagnosis: Some(diagnosis),
-            pitfalls: Vec::new(),
-        };
+        let diagnosis = if va.is_canonical() { root_diagnosis(root, &p) } else { non_canonical(va) };
+        return Translation { va, walk: None, diagnosis: Some(diagnosis), pitfalls: Vec::new() };
     }
     let w = walk::walk(mem, root.maddr, va, opts);
     let diagnosis = w.stop().map(|_| explain_stop(mem, root, &w, opts));
     let pitfalls = mask_pitfalls(mem, &w, opts);
-    Translation {
-        va,
-        walk: Some(w),
-        diagnosis,
-        pitfalls,
-    }
+    Translation { va, walk: Some(w), diagnosis, pitfalls }
 }
 
 /// Diagnosis for a root that cannot be walked at all (also used for enumeration).
@@ -194,18 +181,12 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
         ),
         RootProblem::Absent(why) => d(
             Reason::Cr3Absent,
-            format!(
-                "the L4 table at {} (CR3 from {}) is not in the dump: {why}",
-                root.maddr, root.source
-            ),
+            format!("the L4 table at {} (CR3 from {}) is not in the dump: {why}", root.maddr, root.source),
             Some(absent_hint(why)),
         ),
         RootProblem::Unreadable(e) => d(
             Reason::Cr3Absent,
-            format!(
-                "the L4 table at {} (CR3 from {}) cannot be read: {e}",
-                root.maddr, root.source
-            ),
+            format!("the L4 table at {} (CR3 from {}) cannot be read: {e}", root.maddr, root.source),
             None,
         ),
         RootProblem::Implausible(c) => d(
@@ -237,19 +218,11 @@ fn non_canonical(va: Vaddr) -> Diagnosis {
     } else {
         Some(format!("--va {fixed}   (bit 47 sign-extended)"))
     };
-    Diagnosis {
-        level: Level::L4,
-        reason: Reason::NonCanonical,
-        explanation,
-        suggestion,
-    }
+    Diagnosis { level: Level::L4, reason: Reason::NonCanonical, explanation, suggestion }
 }
 
 fn bit_list(mask: u64) -> String {
-    let v: Vec<String> = (0..64)
-        .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| b.to_string())
-        .collect();
+    let v: Vec<String> = (0..64).filter(|b| mask & (1u64 << b) != 0).map(|b| b.to_string()).collect();
     v.join(", ")
 }
 
@@ -260,11 +233,9 @@ fn absent_hint(why: Absent) -> String {
              page-table pages, e.g. makedumpfile without -X / with a lower dump level"
                 .into()
         }
-        Absent::Excluded { .. } => {
-            "the kdump writer filtered this page out: take the dump with a lower dump level \
+        Absent::Excluded { .. } => "the kdump writer filtered this page out: take the dump with a lower dump level \
              (makedumpfile -d 0 or 1; its Xen -X option drops domain pages) or as an ELF core"
-                .into()
-        }
+            .into(),
         Absent::OutsideImage { .. } | Absent::Hole { .. } => {
             "check that the address is RAM in this machine's memory map; if the image starts above \
              0 pass --base"
@@ -305,18 +276,11 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
             };
         }
     }
-    let d = |reason, explanation: String, suggestion: Option<String>| Diagnosis {
-        level,
-        reason,
-        explanation,
-        suggestion,
-    };
+    let d =
+        |reason, explanation: String, suggestion: Option<String>| Diagnosis { level, reason, explanation, suggestion };
     let above = w.steps().filter(|s| s.level > level).last().copied();
     let via = |a: Option<Step>| match a {
-        Some(s) => format!(
-            "the {} entry {:#x} = {:#018x} (at {})",
-            s.level, s.index, s.entry.0, s.entry_maddr
-        ),
+        Some(s) => format!("the {} entry {:#x} = {:#018x} (at {})", s.level, s.index, s.entry.0, s.entry_maddr),
         None => format!("CR3 ({})", root.source),
     };
     match stop.kind {
@@ -325,10 +289,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
             let Some(why) = err.absent() else {
                 return d(
                     Reason::TableUnreadable,
-                    format!(
-                        "the {level} table at {} cannot be decoded: {err}",
-                        stop.table
-                    ),
+                    format!("the {level} table at {} cannot be decoded: {err}", stop.table),
                     None,
                 );
             };
@@ -336,9 +297,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 return root_diagnosis(root, &RootProblem::Absent(why));
             }
             let (reason, what) = match why {
-                Absent::NotCaptured { .. } | Absent::Excluded { .. } => {
-                    (Reason::TableAbsent, "is not in the dump")
-                }
+                Absent::NotCaptured { .. } | Absent::Excluded { .. } => (Reason::TableAbsent, "is not in the dump"),
                 Absent::OutsideImage { .. } | Absent::Hole { .. } => {
                     (Reason::TableOutsideImage, "lies outside the image")
                 }
@@ -436,7 +395,9 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                         stop.table,
                         via(above)
                     ),
-                    Some("compare with another root or dump; check whether the writer zero-fills filtered pages".into()),
+                    Some(
+                        "compare with another root or dump; check whether the writer zero-fills filtered pages".into(),
+                    ),
                 );
             }
             d(
@@ -479,13 +440,7 @@ pub fn mask_pitfalls(mem: &dyn PhysMem, w: &Walk, opts: WalkOptions) -> Vec<Stri
         }
         let right = s.entry.addr(s.level, opts.maxphyaddr);
         let leaf = s.entry.is_leaf(s.level);
-        let naive = s.entry.0
-            & !0xfff
-            & if leaf {
-                !(s.level.page_size() - 1) | bits::PAT_LARGE
-            } else {
-                u64::MAX
-            };
+        let naive = s.entry.0 & !0xfff & if leaf { !(s.level.page_size() - 1) | bits::PAT_LARGE } else { u64::MAX };
         if naive == right {
             continue;
         }
@@ -536,45 +491,21 @@ mod tests {
     fn setup() -> (Machine, Root) {
         let mut m = Machine::new(16 << 20);
         let pt = PageTables::new(&mut m);
-        pt.map(
-            &mut m,
-            Vaddr(0x40_0000),
-            Maddr(0x1000),
-            Level::L1,
-            bits::P | bits::RW,
-            XEN_TABLE,
-        );
-        pt.map(
-            &mut m,
-            Vaddr(0x80_0000),
-            Maddr(0x2000),
-            Level::L1,
-            bits::P,
-            XEN_TABLE,
-        );
-        let root = resolve(
-            &m,
-            RootInput::Cr3(pt.root.0),
-            "test".into(),
-            None,
-            WalkOptions::default(),
-        );
+        pt.map(&mut m, Vaddr(0x40_0000), Maddr(0x1000), Level::L1, bits::P | bits::RW, XEN_TABLE);
+        pt.map(&mut m, Vaddr(0x80_0000), Maddr(0x2000), Level::L1, bits::P, XEN_TABLE);
+        let root = resolve(&m, RootInput::Cr3(pt.root.0), "test".into(), None, WalkOptions::default());
         (m, root)
     }
 
     fn reason(m: &Machine, root: &Root, va: u64) -> Option<Reason> {
-        translate(m, root, Vaddr(va), WalkOptions::default())
-            .diagnosis
-            .map(|d| d.reason)
+        translate(m, root, Vaddr(va), WalkOptions::default()).diagnosis.map(|d| d.reason)
     }
 
     #[test]
     fn absent_and_malformed_tables_are_told_apart() {
         let (mut m, root) = setup();
         assert_eq!(reason(&m, &root, 0x40_0123), None);
-        let l1 = PageTables::at(root.maddr)
-            .table_of(&m, Vaddr(0x40_0000), Level::L1)
-            .unwrap();
+        let l1 = PageTables::at(root.maddr).table_of(&m, Vaddr(0x40_0000), Level::L1).unwrap();
         m.uncaptured.insert(l1.mfn().0);
         assert_eq!(reason(&m, &root, 0x40_0123), Some(Reason::TableAbsent));
         m.uncaptured.clear();
@@ -589,9 +520,7 @@ mod tests {
         assert_eq!(reason(&m, &root, 0x20_0000), Some(Reason::EntryZero));
         // Point an L3 entry at a fresh zero page: table_zero below it.
         let zero = m.alloc();
-        let l3 = PageTables::at(root.maddr)
-            .table_of(&m, Vaddr(0), Level::L3)
-            .unwrap();
+        let l3 = PageTables::at(root.maddr).table_of(&m, Vaddr(0), Level::L3).unwrap();
         m.write_u64(l3.wrapping_add(8), zero.0 | XEN_TABLE);
         assert_eq!(reason(&m, &root, 0x4000_0000), Some(Reason::TableZero));
     }

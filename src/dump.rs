@@ -138,15 +138,9 @@ impl Dump {
             FormatHint::Elf => FormatHint::Elf,
             FormatHint::Raw => FormatHint::Raw,
             FormatHint::Auto if is_elf => FormatHint::Elf,
-            FormatHint::Auto
-                if mem::kdump::is_kdump(head) || mem::flattened::is_flattened(head) =>
-            {
+            FormatHint::Auto if mem::kdump::is_kdump(head) || mem::flattened::is_flattened(head) => {
                 let flat = mem::flattened::is_flattened(head);
-                let k = if flat {
-                    mem::kdump::open_flattened(map)?
-                } else {
-                    mem::kdump::open_plain(map)?
-                };
+                let k = if flat { mem::kdump::open_flattened(map)? } else { mem::kdump::open_plain(map)? };
                 let notes = Notes::decode(&k.notes);
                 let mut warnings = k.warnings;
                 warnings.extend(notes.problems.iter().cloned());
@@ -166,16 +160,8 @@ impl Dump {
                     return Err(e);
                 }
                 if file_size % crate::addr::PAGE_SIZE != 0 {
-                    let magic = head
-                        .iter()
-                        .take(8)
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    return Err(OpenError::Unknown {
-                        magic,
-                        size: file_size,
-                    });
+                    let magic = head.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+                    return Err(OpenError::Unknown { magic, size: file_size });
                 }
                 FormatHint::Raw
             }
@@ -183,11 +169,7 @@ impl Dump {
         match format {
             FormatHint::Elf => {
                 if !is_elf {
-                    return Err(mem::elf::ElfError {
-                        offset: 0,
-                        what: "no ELF magic (7f 45 4c 46)".into(),
-                    }
-                    .into());
+                    return Err(mem::elf::ElfError { offset: 0, what: "no ELF magic (7f 45 4c 46)".into() }.into());
                 }
                 let core = mem::elf::parse(map)?;
                 let notes = Notes::decode(&core.notes);

@@ -50,18 +50,12 @@ pub const MAX_NOTE_DESC: usize = 1 << 20;
 /// the end, at an all-zero header (padding at the end of a note buffer), or at the
 /// first note that does not fit (the error; notes before it are kept). Written by
 /// hand rather than with object's iterator so that each note keeps its file offset.
-pub fn parse_stream(
-    mut b: &[u8],
-    mut off: u64,
-    align: usize,
-    out: &mut Vec<RawNote>,
-) -> Result<(), NoteStreamError> {
+pub fn parse_stream(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawNote>) -> Result<(), NoteStreamError> {
     let err = |offset: u64, what: String| NoteStreamError { offset, what };
     let align = align.max(1);
     let pad = |n: usize| n.checked_next_multiple_of(align);
     while b.len() >= 12 {
-        let (Some(namesz), Some(descsz), Some(n_type)) = (u32_at(b, 0), u32_at(b, 4), u32_at(b, 8))
-        else {
+        let (Some(namesz), Some(descsz), Some(n_type)) = (u32_at(b, 0), u32_at(b, 4), u32_at(b, 8)) else {
             break;
         };
         if namesz == 0 && descsz == 0 && n_type == 0 {
@@ -69,37 +63,22 @@ pub fn parse_stream(
         }
         let (namesz, descsz) = (namesz as usize, descsz as usize);
         let name_end = pad(namesz).and_then(|n| n.checked_add(12));
-        let desc_end = name_end
-            .zip(pad(descsz))
-            .and_then(|(a, d)| a.checked_add(d));
+        let desc_end = name_end.zip(pad(descsz)).and_then(|(a, d)| a.checked_add(d));
         let (Some(name_end), Some(desc_end)) = (name_end, desc_end) else {
             return Err(err(off, "note sizes overflow".into()));
         };
         let raw_name = 12usize.checked_add(namesz).and_then(|e| b.get(12..e));
-        let desc = name_end
-            .checked_add(descsz)
-            .and_then(|e| b.get(name_end..e));
-        let (Some(raw_name), Some(desc), true) = (
-            raw_name,
-            desc,
-            descsz <= MAX_NOTE_DESC && desc_end <= b.len(),
-        ) else {
+        let desc = name_end.checked_add(descsz).and_then(|e| b.get(name_end..e));
+        let (Some(raw_name), Some(desc), true) = (raw_name, desc, descsz <= MAX_NOTE_DESC && desc_end <= b.len())
+        else {
             return Err(err(
                 off,
-                format!(
-                    "note claims {namesz} name bytes and {descsz} descriptor bytes, past the end of its segment"
-                ),
+                format!("note claims {namesz} name bytes and {descsz} descriptor bytes, past the end of its segment"),
             ));
         };
         let name_len = raw_name.iter().position(|&c| c == 0).unwrap_or(namesz);
-        let name =
-            String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or(raw_name)).into_owned();
-        out.push(RawNote {
-            name,
-            n_type,
-            desc: desc.to_vec(),
-            offset: off,
-        });
+        let name = String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or(raw_name)).into_owned();
+        out.push(RawNote { name, n_type, desc: desc.to_vec(), offset: off });
         b = b.get(desc_end..).unwrap_or(&[]);
         off = off.saturating_add(desc_end as u64);
     }
@@ -211,17 +190,9 @@ impl Notes {
         let mut qemu_seen = 0usize;
         let mut last_core_cpu: Option<usize> = None;
         for note in raw {
-            match n
-                .counts
-                .iter_mut()
-                .find(|c| c.name == note.name && c.n_type == note.n_type)
-            {
+            match n.counts.iter_mut().find(|c| c.name == note.name && c.n_type == note.n_type) {
                 Some(c) => c.count += 1,
-                None => n.counts.push(NoteCount {
-                    name: note.name.clone(),
-                    n_type: note.n_type,
-                    count: 1,
-                }),
+                None => n.counts.push(NoteCount { name: note.name.clone(), n_type: note.n_type, count: 1 }),
             }
             let d = &note.desc;
             match (note.name.as_str(), note.n_type) {
@@ -281,8 +252,7 @@ impl Notes {
                 }
                 ("VMCOREINFO_XEN", _) => {
                     let end = d.iter().position(|&b| b == 0).unwrap_or(d.len());
-                    n.vmcoreinfo_xen =
-                        Some(String::from_utf8_lossy(d.get(..end).unwrap_or(d)).into_owned());
+                    n.vmcoreinfo_xen = Some(String::from_utf8_lossy(d.get(..end).unwrap_or(d)).into_owned());
                 }
                 ("QEMU", 0) => {
                     let cpu = qemu_seen;
@@ -315,10 +285,7 @@ impl Notes {
         let pos = match self.cpus.iter().position(|c| c.cpu == cpu) {
             Some(p) => p,
             None => {
-                self.cpus.push(CpuState {
-                    cpu,
-                    ..CpuState::default()
-                });
+                self.cpus.push(CpuState { cpu, ..CpuState::default() });
                 self.cpus.len() - 1
             }
         };
@@ -336,12 +303,7 @@ mod tests {
     use super::*;
 
     fn note(name: &str, n_type: u32, desc: Vec<u8>) -> RawNote {
-        RawNote {
-            name: name.into(),
-            n_type,
-            desc,
-            offset: 0,
-        }
+        RawNote { name: name.into(), n_type, desc, offset: 0 }
     }
 
     #[test]
@@ -364,37 +326,22 @@ mod tests {
             note("Xen", XEN_ELFNOTE_CRASH_INFO, info),
             note("CORE", 1, pr),
             note("Xen", XEN_ELFNOTE_CRASH_REGS, regs(0x0222_2000)),
-            note(
-                "VMCOREINFO_XEN",
-                0,
-                b"PAGESIZE=4096\nSYMBOL(max_page)=ffff82d0405932f0\n\0\0\0".to_vec(),
-            ),
+            note("VMCOREINFO_XEN", 0, b"PAGESIZE=4096\nSYMBOL(max_page)=ffff82d0405932f0\n\0\0\0".to_vec()),
         ];
         let n = Notes::decode(&raw);
         assert_eq!(n.cpus.len(), 2);
         assert_eq!(n.cpu(0).unwrap().cr3, Some(0x0111_1000));
         assert_eq!(n.cpu(1).unwrap().cr3, Some(0x0222_2000));
         assert_eq!(n.cpu(1).unwrap().rip, Some(0xffff_82d0_4020_0000));
-        assert_eq!(
-            n.xen_crash_info.as_ref().unwrap().xen_phys_start,
-            Some(0x3f80_0000)
-        );
-        assert!(
-            n.vmcoreinfo_xen
-                .as_ref()
-                .unwrap()
-                .ends_with("ffff82d0405932f0\n")
-        );
+        assert_eq!(n.xen_crash_info.as_ref().unwrap().xen_phys_start, Some(0x3f80_0000));
+        assert!(n.vmcoreinfo_xen.as_ref().unwrap().ends_with("ffff82d0405932f0\n"));
         assert!(n.problems.is_empty());
     }
 
     #[test]
     fn note_stream_keeps_offsets_and_stops_on_garbage() {
         let mut buf = Vec::new();
-        for (name, ty, desc) in [
-            ("CORE", 1u32, vec![1u8; 8]),
-            ("Xen", 0x100_0002, vec![2u8; 32]),
-        ] {
+        for (name, ty, desc) in [("CORE", 1u32, vec![1u8; 8]), ("Xen", 0x100_0002, vec![2u8; 32])] {
             let n = name.len() + 1;
             buf.extend_from_slice(&(n as u32).to_le_bytes());
             buf.extend_from_slice(&(desc.len() as u32).to_le_bytes());

@@ -6,10 +6,7 @@
 /// and Xen's messages print them without `0x`), so a bare `100` is 0x100.
 pub fn hex_u64(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let body = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
+    let body = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
     let digits: String = body.chars().filter(|&c| c != '_' && c != '`').collect();
     if digits.is_empty() {
         return Err(format!("'{s}' is not a hexadecimal value"));
@@ -40,10 +37,7 @@ mod tests {
         assert_eq!(hex_u64("ffff82d0_40200000"), Ok(0xffff_82d0_4020_0000));
         assert_eq!(hex_u64("fffff800`00000000"), Ok(0xffff_f800_0000_0000));
         assert_eq!(hex_u64(" 100 "), Ok(0x100));
-        assert_eq!(
-            hex_u64("0x00000000ffff82d040200000"),
-            Ok(0xffff_82d0_4020_0000)
-        );
+        assert_eq!(hex_u64("0x00000000ffff82d040200000"), Ok(0xffff_82d0_4020_0000));
         assert!(hex_u64("0x1_0000_0000_0000_0000").is_err());
         assert!(hex_u64("0x").is_err());
         assert!(hex_u64("xyz").is_err());
@@ -52,10 +46,7 @@ mod tests {
 
     #[test]
     fn va_lines() {
-        assert_eq!(
-            va_line("ffff808000000000: 00000000b0000000 XGPDACT-W"),
-            Some(Ok(0xffff_8080_0000_0000))
-        );
+        assert_eq!(va_line("ffff808000000000: 00000000b0000000 XGPDACT-W"), Some(Ok(0xffff_8080_0000_0000)));
         assert_eq!(va_line("   # comment"), None);
         assert_eq!(va_line(""), None);
         assert_eq!(va_line("0x1000 # trailing"), Some(Ok(0x1000)));

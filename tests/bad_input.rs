@@ -43,14 +43,10 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(test: &str) -> Sandbox {
-        let dir =
-            std::env::temp_dir().join(format!("xenwalk-bad-input-{}-{test}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("xenwalk-bad-input-{}-{test}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create sandbox directory");
-        Sandbox {
-            dir,
-            runs: Cell::new(0),
-        }
+        Sandbox { dir, runs: Cell::new(0) }
     }
 
     /// Write `bytes` to a file called `name` in the sandbox and return its path.
@@ -142,20 +138,13 @@ struct Report {
 impl Report {
     fn check(&mut self, case: &str, run: &Run, problems: Vec<String>) {
         if !problems.is_empty() {
-            self.failures.push(format!(
-                "case `{case}`:\n    - {}\n{run}",
-                problems.join("\n    - ")
-            ));
+            self.failures.push(format!("case `{case}`:\n    - {}\n{run}", problems.join("\n    - ")));
         }
     }
 
     fn finish(self) {
         if !self.failures.is_empty() {
-            panic!(
-                "{} case(s) broke the bad-input contract:\n\n{}",
-                self.failures.len(),
-                self.failures.join("\n\n")
-            );
+            panic!("{} case(s) broke the bad-input contract:\n\n{}", self.failures.len(), self.failures.join("\n\n"));
         }
     }
 }
@@ -183,10 +172,7 @@ impl Bad<'_> {
         }
         let lines: Vec<&str> = r.stderr.lines().collect();
         if lines.len() != 1 {
-            p.push(format!(
-                "stderr has {} lines, expected exactly one",
-                lines.len()
-            ));
+            p.push(format!("stderr has {} lines, expected exactly one", lines.len()));
         }
         let path = self.path.display().to_string();
         if !r.stderr.contains(&path) {
@@ -194,10 +180,7 @@ impl Bad<'_> {
         }
         let lower = r.stderr.to_lowercase();
         if !self.what.iter().any(|w| lower.contains(&w.to_lowercase())) {
-            p.push(format!(
-                "error does not say what is wrong (none of {:?})",
-                self.what
-            ));
+            p.push(format!("error does not say what is wrong (none of {:?})", self.what));
         }
         if self.elf_offset && !r.stderr.contains("offset 0x") {
             p.push("ELF error without the file offset (`offset 0x...`)".into());
@@ -215,9 +198,7 @@ impl Bad<'_> {
 fn repeated_tail(line: &str) -> Option<String> {
     let parts: Vec<&str> = line.split(": ").collect();
     let n = parts.len();
-    (1..=n / 2)
-        .find(|&k| parts[n - k..] == parts[n - 2 * k..n - k])
-        .map(|k| parts[n - k..].join(": "))
+    (1..=n / 2).find(|&k| parts[n - k..] == parts[n - 2 * k..n - k]).map(|k| parts[n - k..].join(": "))
 }
 
 /// The problems of a run that must succeed with `code` (0 or 1) and a quiet stderr.
@@ -286,24 +267,10 @@ const fn ph(i: usize) -> usize {
 
 /// Write each malformed ELF `(case, bytes, words the message must contain)` to the
 /// sandbox and check that it is rejected with an ELF offset.
-fn reject_elf_cases(
-    report: &mut Report,
-    sb: &Sandbox,
-    prefix: &str,
-    cases: &[(&str, Vec<u8>, &[&str])],
-) {
+fn reject_elf_cases(report: &mut Report, sb: &Sandbox, prefix: &str, cases: &[(&str, Vec<u8>, &[&str])]) {
     for (i, (case, bytes, what)) in cases.iter().enumerate() {
         let p = sb.file(&format!("{prefix}-{i}.elf"), bytes);
-        check_rejected(
-            report,
-            sb,
-            case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
+        check_rejected(report, sb, case, Bad { path: &p, what, elf_offset: true });
     }
 }
 
@@ -413,10 +380,7 @@ const DATA_LEN: u64 = 0x3000;
 /// The valid small core every ELF variant derives from: one PT_LOAD, file offset
 /// 0x1000 = machine address 0x1000, three pages; 0x4000 bytes in all.
 fn valid_core() -> Vec<u8> {
-    elf64_core(
-        &[Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN)],
-        &[(DATA_OFF, &page_tables())],
-    )
+    elf64_core(&[Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN)], &[(DATA_OFF, &page_tables())])
 }
 
 /// The same memory as a raw image (file offset = machine address, base 0).
@@ -489,50 +453,17 @@ fn truncated_cores() {
     let core = valid_core();
     let cases: &[(usize, &str, &[&str])] = &[
         (4, "magic only", &["short", "truncated", "header"]),
-        (
-            40,
-            "inside the ELF header",
-            &["short", "truncated", "header"],
-        ),
-        (
-            EHDR_SIZE,
-            "header only, program headers missing",
-            &["program header", "truncated", "end of the file"],
-        ),
-        (
-            ph(0) + 20,
-            "inside the program header",
-            &["program header", "truncated", "end of the file"],
-        ),
-        (
-            0x1800,
-            "inside the segment data",
-            &["truncated", "past the end"],
-        ),
-        (
-            0x3000,
-            "segment data one page short",
-            &["truncated", "past the end"],
-        ),
-        (
-            0x3fff,
-            "segment data one byte short",
-            &["truncated", "past the end"],
-        ),
+        (40, "inside the ELF header", &["short", "truncated", "header"]),
+        (EHDR_SIZE, "header only, program headers missing", &["program header", "truncated", "end of the file"]),
+        (ph(0) + 20, "inside the program header", &["program header", "truncated", "end of the file"]),
+        (0x1800, "inside the segment data", &["truncated", "past the end"]),
+        (0x3000, "segment data one page short", &["truncated", "past the end"]),
+        (0x3fff, "segment data one byte short", &["truncated", "past the end"]),
     ];
     for &(len, where_, what) in cases {
         let p = sb.file(&format!("trunc-{len:#x}.elf"), &core[..len]);
         let case = format!("truncated to {len:#x} bytes ({where_})");
-        check_rejected(
-            &mut report,
-            &sb,
-            &case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
+        check_rejected(&mut report, &sb, &case, Bad { path: &p, what, elf_offset: true });
     }
     report.finish();
 }
@@ -552,10 +483,7 @@ fn malformed_program_headers() {
     // Two PT_LOADs both claiming machine page 0x2000 (the second from file offset
     // 0x1000): the same address would read different bytes.
     let overlapping = elf64_core(
-        &[
-            Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN),
-            Phdr::load(DATA_OFF as u64, 0x2000, 0x1000),
-        ],
+        &[Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN), Phdr::load(DATA_OFF as u64, 0x2000, 0x1000)],
         &[(DATA_OFF, &page_tables())],
     );
     // A single PT_NOTE (of zero bytes, which is a valid empty note area): no memory.
@@ -593,11 +521,7 @@ fn malformed_program_headers() {
             patched(core.clone(), E_PHENTSIZE, &u16le(32)),
             &["program header", "phentsize"],
         ),
-        (
-            "e_phoff past EOF",
-            patched(core.clone(), E_PHOFF, &u64le(0x10_0000)),
-            &["program header", "e_phoff"],
-        ),
+        ("e_phoff past EOF", patched(core.clone(), E_PHOFF, &u64le(0x10_0000)), &["program header", "e_phoff"]),
         (
             // 0xfffe * 56 bytes = 3.6 MB of headers claimed by a 16 KiB file.
             "e_phnum 0xfffe in a short file",
@@ -634,21 +558,9 @@ fn wrong_kind_of_elf() {
             patched(core.clone(), E_TYPE, &ET_EXEC.to_le_bytes()),
             &["xen-syms"],
         ),
-        (
-            "ELF32 class",
-            patched(core.clone(), EI_CLASS, &[1]),
-            &["ELF32", "ELF64"],
-        ),
-        (
-            "big-endian data byte",
-            patched(core.clone(), EI_DATA, &[2]),
-            &["endian"],
-        ),
-        (
-            "e_machine EM_386",
-            patched(core.clone(), E_MACHINE, &EM_386.to_le_bytes()),
-            &["x86-64", "machine"],
-        ),
+        ("ELF32 class", patched(core.clone(), EI_CLASS, &[1]), &["ELF32", "ELF64"]),
+        ("big-endian data byte", patched(core.clone(), EI_DATA, &[2]), &["endian"]),
+        ("e_machine EM_386", patched(core.clone(), E_MACHINE, &EM_386.to_le_bytes()), &["x86-64", "machine"]),
     ];
     reject_elf_cases(&mut report, &sb, "kind", &cases);
     report.finish();
@@ -668,10 +580,7 @@ fn huge_note_descsz_is_a_warning() {
     note.extend_from_slice(b"CORE\0\0\0\0"); // name, padded to 4
     note.extend_from_slice(&[0xaa; 16]); // what little descriptor there is
     let core = elf64_core(
-        &[
-            Phdr::note(0x100, note.len() as u64),
-            Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN),
-        ],
+        &[Phdr::note(0x100, note.len() as u64), Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN)],
         &[(0x100, &note), (DATA_OFF, &page_tables())],
     );
     let p = sb.file("bignote.elf", &core);
@@ -684,15 +593,10 @@ fn huge_note_descsz_is_a_warning() {
         if r.code != Some(0) {
             v.push(format!("exit code {:?}, expected 0", r.code));
         }
-        let warning = r
-            .stderr
-            .lines()
-            .find(|l| l.contains("warning") && l.contains(&path));
+        let warning = r.stderr.lines().find(|l| l.contains("warning") && l.contains(&path));
         match warning {
             None => v.push("no warning line naming the file on stderr".into()),
-            Some(l) if !l.contains("offset 0x") => {
-                v.push("warning without the note's file offset".into())
-            }
+            Some(l) if !l.contains("offset 0x") => v.push("warning without the note's file offset".into()),
             Some(_) => {}
         }
         if r.stdout.is_empty() {
@@ -718,36 +622,19 @@ fn not_a_dump() {
         &mut report,
         &sb,
         "empty file",
-        Bad {
-            path: &empty,
-            what: &["empty", "0 bytes"],
-            elf_offset: false,
-        },
+        Bad { path: &empty, what: &["empty", "0 bytes"], elf_offset: false },
     );
 
     let dir = sb.dir.join("a-directory");
     fs::create_dir(&dir).expect("create directory");
-    check_rejected(
-        &mut report,
-        &sb,
-        "a directory",
-        Bad {
-            path: &dir,
-            what: &["directory"],
-            elf_offset: false,
-        },
-    );
+    check_rejected(&mut report, &sb, "a directory", Bad { path: &dir, what: &["directory"], elf_offset: false });
 
     let missing = sb.missing("no-such-dump");
     check_rejected(
         &mut report,
         &sb,
         "nonexistent file",
-        Bad {
-            path: &missing,
-            what: &["no such file", "not found", "cannot open"],
-            elf_offset: false,
-        },
+        Bad { path: &missing, what: &["no such file", "not found", "cannot open"], elf_offset: false },
     );
 
     // Unknown magic and a size that is not a whole number of pages: not raw either.
@@ -756,26 +643,16 @@ fn not_a_dump() {
         &mut report,
         &sb,
         "100-byte random file",
-        Bad {
-            path: &random,
-            what: &["unknown format", "not a raw", "raw"],
-            elf_offset: false,
-        },
+        Bad { path: &random, what: &["unknown format", "not a raw", "raw"], elf_offset: false },
     );
 
     // Compressed dumps: one page long, so the magic must win over the raw-size rule.
-    for (name, magic) in [
-        ("xz", &b"\xfd7zXZ\0"[..]),
-        ("gzip", &b"\x1f\x8b\x08\0"[..]),
-        ("zstd", &b"\x28\xb5\x2f\xfd"[..]),
-    ] {
+    for (name, magic) in
+        [("xz", &b"\xfd7zXZ\0"[..]), ("gzip", &b"\x1f\x8b\x08\0"[..]), ("zstd", &b"\x28\xb5\x2f\xfd"[..])]
+    {
         let p = sb.file(&format!("dump.{name}"), &with_magic(magic, 4096));
         let case = format!("4096-byte {name}-compressed file");
-        let bad = Bad {
-            path: &p,
-            what: &["decompress"],
-            elf_offset: false,
-        };
+        let bad = Bad { path: &p, what: &["decompress"], elf_offset: false };
         for args in [walk_args(&p), vec!["info", path_str(&p)]] {
             let r = sb.run(&args);
             let mut problems = bad.problems(&r);
@@ -789,66 +666,22 @@ fn not_a_dump() {
     // A kdump or flattened signature followed by zeros: a kdump error with its offset,
     // not a raw image.
     for (case, magic, what) in [
-        (
-            "kdump-compressed (\"KDUMP   \") header of zeros",
-            &b"KDUMP   "[..],
-            &["block size"][..],
-        ),
-        (
-            "makedumpfile flattened header of zeros",
-            &b"makedumpfile\0"[..],
-            &["flattened header type"][..],
-        ),
+        ("kdump-compressed (\"KDUMP   \") header of zeros", &b"KDUMP   "[..], &["block size"][..]),
+        ("makedumpfile flattened header of zeros", &b"makedumpfile\0"[..], &["flattened header type"][..]),
     ] {
-        let p = sb.file(
-            &format!("zeros-{}.dump", magic[0]),
-            &with_magic(magic, 4096),
-        );
-        check_rejected(
-            &mut report,
-            &sb,
-            case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
+        let p = sb.file(&format!("zeros-{}.dump", magic[0]), &with_magic(magic, 4096));
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what, elf_offset: true });
     }
 
     // Forcing --format elf on a file without ELF magic.
     let raw = sb.file("mem.raw", &valid_raw());
-    let r = sb.run(&[
-        path_str(&raw),
-        "--format",
-        "elf",
-        "--cr3",
-        "0x1000",
-        "--va",
-        "0",
-    ]);
-    let bad = Bad {
-        path: &raw,
-        what: &["ELF magic", "not an ELF"],
-        elf_offset: true,
-    };
+    let r = sb.run(&[path_str(&raw), "--format", "elf", "--cr3", "0x1000", "--va", "0"]);
+    let bad = Bad { path: &raw, what: &["ELF magic", "not an ELF"], elf_offset: true };
     report.check("--format elf on a raw image", &r, bad.problems(&r));
 
     // A raw image whose --base puts its end past 2^64.
-    let r = sb.run(&[
-        path_str(&raw),
-        "--base",
-        "0xfffffffffffff000",
-        "--cr3",
-        "0x1000",
-        "--va",
-        "0",
-    ]);
-    let bad = Bad {
-        path: &raw,
-        what: &["overflow"],
-        elf_offset: false,
-    };
+    let r = sb.run(&[path_str(&raw), "--base", "0xfffffffffffff000", "--cr3", "0x1000", "--va", "0"]);
+    let bad = Bad { path: &raw, what: &["overflow"], elf_offset: false };
     report.check("raw image, --base + size overflows", &r, bad.problems(&r));
     report.finish();
 }
@@ -865,25 +698,13 @@ fn unusable_root() {
     for (case, p) in [("core", &core), ("raw image", &raw)] {
         // 1 GiB: far above the 16 KiB the image covers.
         let r = sb.run(&[path_str(p), "--cr3", "0x40000000", "--va", "0"]);
-        let bad = Bad {
-            path: p,
-            what: &["outside", "beyond", "not in the"],
-            elf_offset: false,
-        };
-        report.check(
-            &format!("--cr3 0x40000000 beyond the {case}"),
-            &r,
-            bad.problems(&r),
-        );
+        let bad = Bad { path: p, what: &["outside", "beyond", "not in the"], elf_offset: false };
+        report.check(&format!("--cr3 0x40000000 beyond the {case}"), &r, bad.problems(&r));
     }
 
     // A raw image has no notes, so there is no CPU 0 to take CR3 from.
     let r = sb.run(&[path_str(&raw), "--cpu", "0", "--va", "0"]);
-    let bad = Bad {
-        path: &raw,
-        what: &["notes", "no cpu"],
-        elf_offset: false,
-    };
+    let bad = Bad { path: &raw, what: &["notes", "no cpu"], elf_offset: false };
     report.check("--cpu 0 on a raw image", &r, bad.problems(&r));
     report.finish();
 }
@@ -898,22 +719,10 @@ fn va_file_with_a_bad_line() {
     let core = sb.file("core.elf", &valid_core());
     let good = sb.file("good.txt", b"0\n# comment\n0x1000\n");
     let bad = sb.file("bad.txt", b"0\n# comment\nnot-a-va\n0x1000\n");
-    let walk = |list: &Path| {
-        sb.run(&[
-            path_str(&core),
-            "--cr3",
-            "0x1000",
-            "--va-file",
-            path_str(list),
-        ])
-    };
+    let walk = |list: &Path| sb.run(&[path_str(&core), "--cr3", "0x1000", "--va-file", path_str(list)]);
 
     let reference = walk(&good);
-    report.check(
-        "VA list without bad lines",
-        &reference,
-        ok_problems(&reference, 0),
-    );
+    report.check("VA list without bad lines", &reference, ok_problems(&reference, 0));
 
     let r = walk(&bad);
     let mut problems = Vec::new();
@@ -929,21 +738,14 @@ fn va_file_with_a_bad_line() {
         problems.push(format!("stderr is not one line naming {where_}"));
     }
     if r.stdout != reference.stdout {
-        problems.push(
-            "the good lines did not all run (stdout differs from the list without the bad line)"
-                .into(),
-        );
+        problems.push("the good lines did not all run (stdout differs from the list without the bad line)".into());
     }
     report.check("VA list with one unparsable line", &r, problems);
 
     // The VA list itself missing: bad input, and nothing half-printed on stdout.
     let missing = sb.missing("no-such-list.txt");
     let r = walk(&missing);
-    let bad_list = Bad {
-        path: &missing,
-        what: &["no such file", "cannot open"],
-        elf_offset: false,
-    };
+    let bad_list = Bad { path: &missing, what: &["no such file", "cannot open"], elf_offset: false };
     report.check("nonexistent --va-file", &r, bad_list.problems(&r));
     report.finish();
 }
@@ -963,11 +765,9 @@ fn valid_kdump(flattened: bool) -> Vec<u8> {
     fs::create_dir_all(&dir).expect("temp dir");
     let p = dir.join(if flattened { "k.flat" } else { "k.kdump" });
     if flattened {
-        m.write_kdump_flattened(&p, &KdumpOptions::default(), 512)
-            .expect("write flattened kdump");
+        m.write_kdump_flattened(&p, &KdumpOptions::default(), 512).expect("write flattened kdump");
     } else {
-        m.write_kdump(&p, &KdumpOptions::default())
-            .expect("write kdump");
+        m.write_kdump(&p, &KdumpOptions::default()).expect("write kdump");
     }
     let v = fs::read(&p).expect("read kdump");
     let _ = fs::remove_dir_all(&dir);
@@ -995,44 +795,16 @@ fn malformed_kdump() {
     report.check("valid kdump, info", &r, ok_problems(&r, 0));
     let flat = sb.file("good.flat", &valid_kdump(true));
     let r = sb.run(&walk_args(&flat));
-    report.check(
-        "valid flattened kdump, --va 0 translates",
-        &r,
-        ok_problems(&r, 0),
-    );
+    report.check("valid flattened kdump, --va 0 translates", &r, ok_problems(&r, 0));
 
     let sub = 4096;
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        (
-            "kdump cut inside its header",
-            k[..300].to_vec(),
-            &["truncated"],
-        ),
-        (
-            "kdump cut inside its bitmaps",
-            k[..0x2800].to_vec(),
-            &["truncated", "past the end"],
-        ),
-        (
-            "kdump with a negative header_version",
-            patched(k.clone(), 8, &(-1i32).to_le_bytes()),
-            &["header_version"],
-        ),
-        (
-            "kdump with 8 KiB blocks",
-            patched(k.clone(), 428, &8192i32.to_le_bytes()),
-            &["block size"],
-        ),
-        (
-            "kdump with 2^31 bitmap blocks",
-            patched(k.clone(), 436, &0x8000_0000u32.to_le_bytes()),
-            &["past the end"],
-        ),
-        (
-            "kdump with a huge sub-header",
-            patched(k.clone(), 432, &0x7fff_ffffi32.to_le_bytes()),
-            &["past the end"],
-        ),
+        ("kdump cut inside its header", k[..300].to_vec(), &["truncated"]),
+        ("kdump cut inside its bitmaps", k[..0x2800].to_vec(), &["truncated", "past the end"]),
+        ("kdump with a negative header_version", patched(k.clone(), 8, &(-1i32).to_le_bytes()), &["header_version"]),
+        ("kdump with 8 KiB blocks", patched(k.clone(), 428, &8192i32.to_le_bytes()), &["block size"]),
+        ("kdump with 2^31 bitmap blocks", patched(k.clone(), 436, &0x8000_0000u32.to_le_bytes()), &["past the end"]),
+        ("kdump with a huge sub-header", patched(k.clone(), 432, &0x7fff_ffffi32.to_le_bytes()), &["past the end"]),
         (
             "kdump whose max_mapnr_64 needs a 128 GiB bitmap",
             patched(k.clone(), sub + 96, &(1u64 << 40).to_le_bytes()),
@@ -1040,44 +812,23 @@ fn malformed_kdump() {
         ),
         (
             "kdump with max_mapnr 0 (both fields)",
-            patched(
-                patched(k.clone(), sub + 96, &0u64.to_le_bytes()),
-                440,
-                &0u32.to_le_bytes(),
-            ),
+            patched(patched(k.clone(), sub + 96, &0u64.to_le_bytes()), 440, &0u32.to_le_bytes()),
             &["max_mapnr"],
         ),
         (
             "kdump whose notes lie past the end",
-            patched(
-                patched(k.clone(), sub + 48, &(1u64 << 50).to_le_bytes()),
-                sub + 56,
-                &64u64.to_le_bytes(),
-            ),
+            patched(patched(k.clone(), sub + 48, &(1u64 << 50).to_le_bytes()), sub + 56, &64u64.to_le_bytes()),
             &["notes"],
         ),
         (
             "kdump split part with end_pfn before start_pfn",
-            patched(
-                patched(k.clone(), sub + 12, &1u32.to_le_bytes()),
-                sub + 80,
-                &3u64.to_le_bytes(),
-            ),
+            patched(patched(k.clone(), sub + 12, &1u32.to_le_bytes()), sub + 80, &3u64.to_le_bytes()),
             &["split"],
         ),
     ];
     for (i, (case, bytes, what)) in cases.iter().enumerate() {
         let p = sb.file(&format!("bad-{i}.kdump"), bytes);
-        check_rejected(
-            &mut report,
-            &sb,
-            case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what, elf_offset: true });
     }
 
     // Flattened layer damage.
@@ -1099,29 +850,12 @@ fn malformed_kdump() {
     }
     huge.extend_from_slice(&[0xff; 16]);
     for (case, bytes, what) in [
-        (
-            "flattened record with a negative offset",
-            neg,
-            &["negative"][..],
-        ),
+        ("flattened record with a negative offset", neg, &["negative"][..]),
         ("flattened ELF core", elf, &["not supported"][..]),
-        (
-            "flattened kdump whose records claim a 1 TiB file",
-            huge,
-            &["past the end", "larger than the file"][..],
-        ),
+        ("flattened kdump whose records claim a 1 TiB file", huge, &["past the end", "larger than the file"][..]),
     ] {
         let p = sb.file(&format!("bad-{}.flat", case.len()), &bytes);
-        check_rejected(
-            &mut report,
-            &sb,
-            case,
-            Bad {
-                path: &p,
-                what,
-                elf_offset: true,
-            },
-        );
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what, elf_offset: true });
     }
 
     // One page damaged: the L2 table at 0x3000 (pfn 3). The walk of VA 0 stops there
@@ -1137,35 +871,14 @@ fn malformed_kdump() {
         // Everything from the 4th descriptor on is gone, page data included: the L4
         // page itself is unreadable.
         ("descriptors cut off", k[..d3 + 10].to_vec()),
-        (
-            "descriptor pointing past the end of the file",
-            patched(k.clone(), d3, &(1i64 << 40).to_le_bytes()),
-        ),
-        (
-            "descriptor with a negative offset",
-            patched(k.clone(), d3, &(-4096i64).to_le_bytes()),
-        ),
-        (
-            "descriptor size above a page",
-            patched(k.clone(), d3 + 8, &8192u32.to_le_bytes()),
-        ),
-        (
-            "descriptor with unknown compression flags",
-            patched(k.clone(), d3 + 12, &0x40u32.to_le_bytes()),
-        ),
+        ("descriptor pointing past the end of the file", patched(k.clone(), d3, &(1i64 << 40).to_le_bytes())),
+        ("descriptor with a negative offset", patched(k.clone(), d3, &(-4096i64).to_le_bytes())),
+        ("descriptor size above a page", patched(k.clone(), d3 + 8, &8192u32.to_le_bytes())),
+        ("descriptor with unknown compression flags", patched(k.clone(), d3 + 12, &0x40u32.to_le_bytes())),
         ("corrupt zlib data", corrupt),
-        (
-            "zlib data labelled snappy",
-            patched(k.clone(), d3 + 12, &4u32.to_le_bytes()),
-        ),
-        (
-            "zlib data labelled LZO",
-            patched(k.clone(), d3 + 12, &2u32.to_le_bytes()),
-        ),
-        (
-            "zlib data labelled zstd",
-            patched(k.clone(), d3 + 12, &0x20u32.to_le_bytes()),
-        ),
+        ("zlib data labelled snappy", patched(k.clone(), d3 + 12, &4u32.to_le_bytes())),
+        ("zlib data labelled LZO", patched(k.clone(), d3 + 12, &2u32.to_le_bytes())),
+        ("zlib data labelled zstd", patched(k.clone(), d3 + 12, &0x20u32.to_le_bytes())),
     ];
     for (i, (case, bytes)) in page_cases.iter().enumerate() {
         let p = sb.file(&format!("page-{i}.kdump"), bytes);
@@ -1177,22 +890,14 @@ fn malformed_kdump() {
         if r.code != Some(1) {
             problems.push(format!("exit code {:?}, expected 1 (a stop)", r.code));
         }
-        let want = if i == 0 {
-            "cr3_absent"
-        } else {
-            "table_unreadable"
-        };
+        let want = if i == 0 { "cr3_absent" } else { "table_unreadable" };
         if !r.stdout.contains(&format!("\"reason\":\"{want}\"")) {
             problems.push(format!("the walk does not stop with {want}"));
         }
         report.check(case, &r, problems);
         let r = sb.run(&["info", path_str(&p)]);
         if r.code != Some(0) || r.stderr.contains("panicked") {
-            report.check(
-                &format!("{case} (info)"),
-                &r,
-                vec!["info fails on a file with one damaged page".into()],
-            );
+            report.check(&format!("{case} (info)"), &r, vec!["info fails on a file with one damaged page".into()]);
         }
     }
     report.finish();

@@ -20,19 +20,11 @@ struct Hex(u64);
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let digits = s
-            .strip_prefix("0x")
-            .ok_or_else(|| D::Error::custom(format!("{s:?} lacks 0x")))?;
-        if digits.is_empty()
-            || !digits
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
+        let digits = s.strip_prefix("0x").ok_or_else(|| D::Error::custom(format!("{s:?} lacks 0x")))?;
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
             return Err(D::Error::custom(format!("{s:?} is not lowercase hex")));
         }
-        u64::from_str_radix(digits, 16)
-            .map(Hex)
-            .map_err(D::Error::custom)
+        u64::from_str_radix(digits, 16).map(Hex).map_err(D::Error::custom)
     }
 }
 
@@ -301,12 +293,8 @@ struct InfoLine {
 
 /// Deserialize one line by its `type`; returns the type.
 fn check_line(line: &str) -> String {
-    let mut v: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-    let ty = v["type"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no type: {line}"))
-        .to_string();
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    let ty = v["type"].as_str().unwrap_or_else(|| panic!("no type: {line}")).to_string();
     v.as_object_mut().unwrap().remove("type");
     let r = match ty.as_str() {
         "root" => serde_json::from_value::<RootLine>(v).map(|r| assert_eq!(r.schema, 1)),
@@ -330,14 +318,8 @@ fn every_line_type_matches_the_documented_schema() {
     let raw = dir.join("x.raw");
     fx.machine.write_raw(&raw).unwrap();
     let elf = dir.join("x.elf");
-    let cpus = [CpuRegs {
-        cr3: fx.pv.0 | 1,
-        cr4: 1 << 17,
-        ..Default::default()
-    }];
-    fx.machine
-        .write_elf(&elf, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10)
-        .unwrap();
+    let cpus = [CpuRegs { cr3: fx.pv.0 | 1, cr4: 1 << 17, ..Default::default() }];
+    fx.machine.write_elf(&elf, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10).unwrap();
     let kdump = dir.join("x.flat");
     fx.machine
         .write_kdump_flattened(
@@ -371,27 +353,9 @@ fn every_line_type_matches_the_documented_schema() {
     let runs: Vec<Vec<String>> = vec![
         walk_args,
         vec![p(&elf), "--cr3".into(), pv.clone(), "--json".into()],
-        vec![
-            p(&raw),
-            "--cr3".into(),
-            pv.clone(),
-            "--json".into(),
-            "--leaves".into(),
-        ],
-        vec![
-            p(&raw),
-            "--cr3".into(),
-            hex(fx.idle.0 >> 12),
-            "--json".into(),
-        ],
-        vec![
-            p(&raw),
-            "--cr3".into(),
-            hex(fx.idle.0 >> 12),
-            "--json".into(),
-            "--va".into(),
-            "0".into(),
-        ],
+        vec![p(&raw), "--cr3".into(), pv.clone(), "--json".into(), "--leaves".into()],
+        vec![p(&raw), "--cr3".into(), hex(fx.idle.0 >> 12), "--json".into()],
+        vec![p(&raw), "--cr3".into(), hex(fx.idle.0 >> 12), "--json".into(), "--va".into(), "0".into()],
         vec!["info".into(), p(&elf), "--json".into()],
         vec!["info".into(), p(&raw), "--json".into()],
         vec!["info".into(), p(&kdump), "--json".into()],
@@ -406,35 +370,17 @@ fn every_line_type_matches_the_documented_schema() {
             seen.insert(check_line(line));
         }
     }
-    let all = [
-        "info",
-        "mapping",
-        "reserved_entry",
-        "root",
-        "stop",
-        "summary",
-        "unreadable_table",
-        "walk",
-    ];
-    assert_eq!(
-        seen.into_iter().collect::<Vec<_>>(),
-        all,
-        "every documented line type was produced"
-    );
+    let all = ["info", "mapping", "reserved_entry", "root", "stop", "summary", "unreadable_table", "walk"];
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), all, "every documented line type was produced");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The stable reason codes: every one the library defines is documented in the README.
 #[test]
 fn every_reason_code_is_documented() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     for r in xenwalk::diagnose::Reason::ALL {
-        assert!(
-            readme.contains(&format!("| `{}` |", r.code())),
-            "README lacks reason {}",
-            r.code()
-        );
+        assert!(readme.contains(&format!("| `{}` |", r.code())), "README lacks reason {}", r.code());
         assert_eq!(serde_json::to_value(r).unwrap(), r.code());
     }
 }

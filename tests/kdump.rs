@@ -44,10 +44,7 @@ fn leaves(mem: &dyn PhysMem, cr3: u64) -> Vec<Leaf> {
 
 fn cr3_of(dir: &Path, cpu: usize) -> u64 {
     let text = read_text(&dir.join(format!("qemu-info-registers-cpu{cpu}.txt")));
-    let v = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("CR3="))
-        .expect("CR3=");
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).expect("CR3=");
     u64::from_str_radix(v, 16).expect("hex")
 }
 
@@ -108,24 +105,13 @@ fn real_kdump_pages_equal_the_raw_image() {
     let k = open(&r.kdump);
     eprintln!("kdump opened in {:?}", t.elapsed());
     assert!(k.warnings.is_empty(), "{:?}", k.warnings);
-    let Format::Kdump(s) = &k.format else {
-        panic!("not read as kdump: {:?}", k.format)
-    };
+    let Format::Kdump(s) = &k.format else { panic!("not read as kdump: {:?}", k.format) };
     assert_eq!((s.signature, s.header_version, s.status), ("KDUMP", 6, 1));
-    assert_eq!(
-        (s.max_mapnr, s.dump_level, s.two_bitmaps),
-        (0x10_0000, Some(1), true)
-    );
+    assert_eq!((s.max_mapnr, s.dump_level, s.two_bitmaps), (0x10_0000, Some(1), true));
     // 1 GiB of RAM and QEMU's 256 KiB BIOS ROM at 0xfffc0000, all dumped.
-    assert_eq!(
-        (s.pages_present, s.pages_dumped, s.pages_excluded),
-        (262_208, 262_208, 0)
-    );
+    assert_eq!((s.pages_present, s.pages_dumped, s.pages_excluded), (262_208, 262_208, 0));
     let c = k.kdump_census().unwrap();
-    assert_eq!(
-        (c.zlib, c.raw, c.unknown, c.unreadable),
-        (3036, 259_172, 0, 0)
-    );
+    assert_eq!((c.zlib, c.raw, c.unknown, c.unreadable), (3036, 259_172, 0, 0));
     for mfn in 0..(1u64 << 30) >> 12 {
         let a = raw.mem.page(Mfn(mfn)).unwrap();
         let b = k.mem.page(Mfn(mfn)).unwrap();
@@ -133,34 +119,19 @@ fn real_kdump_pages_equal_the_raw_image() {
     }
     // The ROM is in the kdump (and the ELF core), not in the raw RAM image; the MMIO
     // hole between is a hole, past the ROM is outside.
-    let elf = open(&unxz_cached(
-        &r.dir.join("memory.elf.xz"),
-        "xen-4.17-idle.elf",
-    ));
+    let elf = open(&unxz_cached(&r.dir.join("memory.elf.xz"), "xen-4.17-idle.elf"));
     for mfn in 0xfffc0..0x100000u64 {
         assert!(*elf.mem.page(Mfn(mfn)).unwrap() == *k.mem.page(Mfn(mfn)).unwrap());
     }
     assert!(matches!(
         k.mem.locate(Maddr(0x8000_0000)),
-        Err(Absent::Hole {
-            prev_end: Maddr(0x4000_0000),
-            next_start: Maddr(0xfffc_0000)
-        })
+        Err(Absent::Hole { prev_end: Maddr(0x4000_0000), next_start: Maddr(0xfffc_0000) })
     ));
-    assert!(matches!(
-        k.mem.page(Mfn(0x100000)),
-        Err(ReadError::Absent {
-            why: Absent::OutsideImage { .. },
-            ..
-        })
-    ));
+    assert!(matches!(k.mem.page(Mfn(0x100000)), Err(ReadError::Absent { why: Absent::OutsideImage { .. }, .. })));
     assert_eq!(raw.mem.extents().len(), 1);
     let ext = k.mem.extents();
     assert_eq!(ext.len(), 2);
-    assert_eq!(
-        (ext[1].start, ext[1].len, ext[1].present),
-        (Maddr(0xfffc_0000), 0x40000, true)
-    );
+    assert_eq!((ext[1].start, ext[1].len, ext[1].present), (Maddr(0xfffc_0000), 0x40000, true));
 }
 
 #[test]
@@ -173,9 +144,7 @@ fn real_kdump_listing_and_translations_equal_raw_and_qemu() {
     let flat_path = common::tempdir("kdump-real-flat").join("memory.flat");
     flatten(&r.kdump, &flat_path);
     let flat = open(&flat_path);
-    let Format::Kdump(fs) = &flat.format else {
-        panic!("flattened not read as kdump")
-    };
+    let Format::Kdump(fs) = &flat.format else { panic!("flattened not read as kdump") };
     assert!(fs.flattened.as_ref().is_some_and(|f| f.records > 8000));
     assert!(flat.warnings.is_empty(), "{:?}", flat.warnings);
 
@@ -190,14 +159,8 @@ fn real_kdump_listing_and_translations_equal_raw_and_qemu() {
     let from_flat = leaves(flat.mem.as_ref(), cr3);
     eprintln!("listing: raw {t_raw:?}, kdump {t_kdump:?}");
     assert_eq!(from_raw.len(), 3010);
-    assert_eq!(
-        from_kdump, from_raw,
-        "kdump listing differs from the raw image's"
-    );
-    assert_eq!(
-        from_flat, from_raw,
-        "flattened listing differs from the raw image's"
-    );
+    assert_eq!(from_kdump, from_raw, "kdump listing differs from the raw image's");
+    assert_eq!(from_flat, from_raw, "flattened listing differs from the raw image's");
     let qemu = parse_qemu_tlb(&read_text(&r.dir.join("qemu-info-tlb-cpu0.txt")));
     let ours: Vec<(u64, u64)> = from_kdump.iter().map(|l| (l.va.0, l.page.0)).collect();
     let theirs: Vec<(u64, u64)> = qemu.iter().map(|l| (l.va, l.pa)).collect();
@@ -207,17 +170,8 @@ fn real_kdump_listing_and_translations_equal_raw_and_qemu() {
     for (cpu, va, label, pa) in parse_gva2gpa(&read_text(&r.dir.join("qemu-gva2gpa.txt"))) {
         let cr3 = cr3_of(&r.dir, cpu);
         for d in [&raw, &k, &flat] {
-            let w = walk(
-                d.mem.as_ref(),
-                Maddr(cr3),
-                Vaddr(va),
-                WalkOptions::default(),
-            );
-            assert_eq!(
-                w.mapping().map(|m| m.maddr.0),
-                pa,
-                "cpu{cpu} {va:#x} ({label})"
-            );
+            let w = walk(d.mem.as_ref(), Maddr(cr3), Vaddr(va), WalkOptions::default());
+            assert_eq!(w.mapping().map(|m| m.maddr.0), pa, "cpu{cpu} {va:#x} ({label})");
         }
         n += 1;
     }
@@ -237,11 +191,7 @@ fn real_kdump_notes_give_each_cpus_cr3() {
     let k = open(&r.kdump);
     assert_eq!(k.notes.cpus.len(), 2);
     for cpu in 0..2 {
-        assert_eq!(
-            k.notes.cpu(cpu).and_then(|c| c.cr3),
-            Some(cr3_of(&r.dir, cpu)),
-            "CPU {cpu}"
-        );
+        assert_eq!(k.notes.cpu(cpu).and_then(|c| c.cr3), Some(cr3_of(&r.dir, cpu)), "CPU {cpu}");
     }
     let p = r.kdump.to_str().unwrap();
     let w = run(&[p, "--cpu", "1", "--va", "ffff82d040200000", "--json"]);
@@ -256,11 +206,7 @@ fn real_kdump_notes_give_each_cpus_cr3() {
     assert_eq!(i["kdump"]["status_flags"][0], "zlib");
     assert_eq!(i["notes"]["cpus"][1]["cr3"], "0x3fc6e000");
     let human = run(&["info", p]);
-    assert!(
-        human.stdout.contains("kdump-compressed"),
-        "{}",
-        human.stdout
-    );
+    assert!(human.stdout.contains("kdump-compressed"), "{}", human.stdout);
     assert!(human.stdout.contains("3036 zlib"), "{}", human.stdout);
 }
 
@@ -280,10 +226,7 @@ impl Drop for Synth {
 }
 
 fn synth(name: &str) -> Synth {
-    Synth {
-        fx: xen::build(),
-        dir: common::tempdir(name),
-    }
+    Synth { fx: xen::build(), dir: common::tempdir(name) }
 }
 
 /// Every frame of `fx` reads from `d` as the machine holds it, except the excluded
@@ -295,69 +238,33 @@ fn check_pages(d: &Dump, fx: &XenLike, o: &KdumpOptions, what: &str) {
         let got = d.mem.page(Mfn(mfn));
         if o.excluded.contains(&mfn) {
             match got {
-                Err(ReadError::Absent {
-                    why: Absent::Excluded { dump_level },
-                    ..
-                }) => {
-                    assert_eq!(
-                        dump_level,
-                        (o.header_version >= 1 && !o.diskdump).then_some(o.dump_level)
-                    );
+                Err(ReadError::Absent { why: Absent::Excluded { dump_level }, .. }) => {
+                    assert_eq!(dump_level, (o.header_version >= 1 && !o.diskdump).then_some(o.dump_level));
                 }
                 other => panic!("{what}: excluded frame {mfn:#x}: {:?}", other.map(|_| ())),
             }
         } else if o.holes.iter().any(|h| h.contains(&mfn)) {
             assert!(
-                matches!(
-                    got,
-                    Err(ReadError::Absent {
-                        why: Absent::Hole { .. },
-                        ..
-                    })
-                ),
+                matches!(got, Err(ReadError::Absent { why: Absent::Hole { .. }, .. })),
                 "{what}: hole frame {mfn:#x}: {:?}",
                 got.map(|_| ())
             );
         } else {
             let p = got.unwrap_or_else(|e| panic!("{what}: frame {mfn:#x}: {e}"));
-            assert!(
-                *p == *m.page(Mfn(mfn)).unwrap_or(&zero),
-                "{what}: frame {mfn:#x} differs"
-            );
+            assert!(*p == *m.page(Mfn(mfn)).unwrap_or(&zero), "{what}: frame {mfn:#x} differs");
         }
     }
-    assert!(matches!(
-        d.mem.page(Mfn(m.ram >> 12)),
-        Err(ReadError::Absent {
-            why: Absent::OutsideImage { .. },
-            ..
-        })
-    ));
+    assert!(matches!(d.mem.page(Mfn(m.ram >> 12)), Err(ReadError::Absent { why: Absent::OutsideImage { .. }, .. })));
     // Reads that cross pages.
     let mut b = [0u8; 16];
     let at = Maddr(fx.pv.0 - 8);
     d.mem.read(at, &mut b).unwrap();
-    assert_eq!(
-        u64::from_le_bytes(b[..8].try_into().unwrap()),
-        m.read_u64(at)
-    );
-    assert_eq!(
-        u64::from_le_bytes(b[8..].try_into().unwrap()),
-        m.read_u64(fx.pv)
-    );
+    assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), m.read_u64(at));
+    assert_eq!(u64::from_le_bytes(b[8..].try_into().unwrap()), m.read_u64(fx.pv));
 }
 
 fn options(fx: &XenLike, kinds: Vec<Compression>, version: u32) -> KdumpOptions {
-    let cpus = [
-        CpuRegs {
-            cr3: fx.idle.0,
-            ..Default::default()
-        },
-        CpuRegs {
-            cr3: fx.pv.0,
-            ..Default::default()
-        },
-    ];
+    let cpus = [CpuRegs { cr3: fx.idle.0, ..Default::default() }, CpuRegs { cr3: fx.pv.0, ..Default::default() }];
     KdumpOptions {
         kinds,
         excluded: fx.omitted.iter().map(|m| m.0).chain([5, 6, 7]).collect(),
@@ -372,13 +279,7 @@ fn options(fx: &XenLike, kinds: Vec<Compression>, version: u32) -> KdumpOptions 
 fn synthetic_kdump_every_compression_and_version_plain_and_flattened() {
     let s = synth("kdump-synth");
     let fx = &s.fx;
-    let all = vec![
-        Compression::Zlib,
-        Compression::Lzo,
-        Compression::Snappy,
-        Compression::Zstd,
-        Compression::None,
-    ];
+    let all = vec![Compression::Zlib, Compression::Lzo, Compression::Snappy, Compression::Zstd, Compression::None];
     let mut cases: Vec<(String, KdumpOptions)> = Vec::new();
     for k in &all {
         cases.push((format!("{k:?}"), options(fx, vec![*k], 6)));
@@ -398,16 +299,11 @@ fn synthetic_kdump_every_compression_and_version_plain_and_flattened() {
         fx.machine.write_kdump(&plain, o).unwrap();
         let flat = s.dir.join(format!("{name}.flat"));
         fx.machine.write_kdump_flattened(&flat, o, 777).unwrap();
-        for (p, what) in [
-            (&plain, format!("{name} plain")),
-            (&flat, format!("{name} flattened")),
-        ] {
+        for (p, what) in [(&plain, format!("{name} plain")), (&flat, format!("{name} flattened"))] {
             let d = open(p);
             assert!(d.warnings.is_empty(), "{what}: {:?}", d.warnings);
             check_pages(&d, fx, o, &what);
-            let Format::Kdump(sum) = &d.format else {
-                panic!()
-            };
+            let Format::Kdump(sum) = &d.format else { panic!() };
             assert_eq!(sum.pages_excluded, o.excluded.len() as u64, "{what}");
             if o.header_version >= 4 && !o.diskdump {
                 assert_eq!(d.notes.cpu(1).and_then(|c| c.cr3), Some(fx.pv.0), "{what}");
@@ -444,12 +340,7 @@ fn synthetic_kdump_walks_like_the_raw_image() {
     let flat = s.dir.join("x.flat");
     fx.machine.write_kdump_flattened(&flat, &o, 100).unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
-    let vas: Vec<u64> = fx
-        .xen_mapped
-        .iter()
-        .chain(&fx.guest_mapped)
-        .map(|(v, _, _)| v.0)
-        .collect();
+    let vas: Vec<u64> = fx.xen_mapped.iter().chain(&fx.guest_mapped).map(|(v, _, _)| v.0).collect();
     let walk_args = |d: &Path| {
         let mut a = vec![p(d), "--cr3".into(), fx.pv.to_string(), "--json".into()];
         for v in &vas {
@@ -469,35 +360,18 @@ fn synthetic_kdump_walks_like_the_raw_image() {
         assert_eq!(got.code, 0, "{}", got.stderr);
         assert_eq!(got.stdout, want.stdout, "{}", d.display());
         // The excluded L1 table: a stop, table_absent, said to be excluded.
-        let r = run(&[
-            &p(d),
-            "--cr3",
-            &fx.pv.to_string(),
-            "--va",
-            &format!("{:#x}", fx.va_uncaptured_table.0),
-            "--json",
-        ]);
+        let r =
+            run(&[&p(d), "--cr3", &fx.pv.to_string(), "--va", &format!("{:#x}", fx.va_uncaptured_table.0), "--json"]);
         assert_eq!(r.code, 1);
         let w = &r.json_of("walk")[0];
         assert_eq!(w["stop"]["reason"], "table_absent");
         let expl = w["stop"]["explanation"].as_str().unwrap();
-        assert!(
-            expl.contains("excluded from the dump (dump level 1)"),
-            "{expl}"
-        );
-        assert!(
-            w["stop"]["suggestion"]
-                .as_str()
-                .unwrap()
-                .contains("dump level")
-        );
+        assert!(expl.contains("excluded from the dump (dump level 1)"), "{expl}");
+        assert!(w["stop"]["suggestion"].as_str().unwrap().contains("dump level"));
         // The listing reports it as an unreadable table with reason `excluded`.
         let l = run(&[&p(d), "--cr3", &fx.pv.to_string(), "--json"]);
-        let reasons: BTreeSet<String> = l
-            .json_of("unreadable_table")
-            .iter()
-            .map(|u| u["reason"].as_str().unwrap().to_string())
-            .collect();
+        let reasons: BTreeSet<String> =
+            l.json_of("unreadable_table").iter().map(|u| u["reason"].as_str().unwrap().to_string()).collect();
         assert!(reasons.contains("excluded"), "{reasons:?}");
     }
 }
@@ -507,21 +381,11 @@ fn synthetic_kdump_qemu_notes_and_info() {
     let s = synth("kdump-info");
     let fx = &s.fx;
     let mut o = options(fx, vec![Compression::Snappy], 6);
-    o.notes = qemu_cpu_notes(&[CpuRegs {
-        cr3: fx.pv.0 | 1,
-        cr4: 1 << 17,
-        ..Default::default()
-    }]);
+    o.notes = qemu_cpu_notes(&[CpuRegs { cr3: fx.pv.0 | 1, cr4: 1 << 17, ..Default::default() }]);
     let p = s.dir.join("q.flat");
     fx.machine.write_kdump_flattened(&p, &o, 4096).unwrap();
     let ps = p.to_str().unwrap();
-    let r = run(&[
-        ps,
-        "--cpu",
-        "0",
-        "--va",
-        &format!("{:#x}", fx.guest_mapped[0].0.0),
-    ]);
+    let r = run(&[ps, "--cpu", "0", "--va", &format!("{:#x}", fx.guest_mapped[0].0.0)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let i = run(&["info", ps, "--json"]);
     assert_eq!(i.code, 0, "{}", i.stderr);
@@ -532,11 +396,7 @@ fn synthetic_kdump_qemu_notes_and_info() {
     assert_eq!(v["kdump"]["bitmaps"], 2);
     assert_eq!(v["bytes_absent"], 4096 * o.excluded.len() as u64);
     let h = run(&["info", ps]);
-    assert!(
-        h.stdout.contains("flattened (makedumpfile -F)"),
-        "{}",
-        h.stdout
-    );
+    assert!(h.stdout.contains("flattened (makedumpfile -F)"), "{}", h.stdout);
     assert!(h.stdout.contains("absent (excluded)"), "{}", h.stdout);
     assert!(h.stdout.contains("snappy"), "{}", h.stdout);
 }
@@ -559,14 +419,9 @@ fn synthetic_split_part() {
     b[sub + 80..sub + 88].copy_from_slice(&start.to_le_bytes());
     b[sub + 88..sub + 96].copy_from_slice(&end.to_le_bytes());
     let d = open(&p);
-    let Format::Kdump(sum) = &d.format else {
-        panic!()
-    };
+    let Format::Kdump(sum) = &d.format else { panic!() };
     let desc = sum.descriptors as usize;
-    let below = (0..start)
-        .filter(|m| !(0xa0..0x100).contains(m))
-        .filter(|m| !o.excluded.contains(m))
-        .count();
+    let below = (0..start).filter(|m| !(0xa0..0x100).contains(m)).filter(|m| !o.excluded.contains(m)).count();
     b.drain(desc..desc + 24 * below);
     // The data offsets in the descriptors moved down by as many bytes.
     let n = sum.pages_dumped as usize - below;
@@ -578,37 +433,17 @@ fn synthetic_split_part() {
     let part = s.dir.join("part.kdump");
     std::fs::write(&part, &b).unwrap();
     let d = open(&part);
-    let Format::Kdump(sum) = &d.format else {
-        panic!()
-    };
+    let Format::Kdump(sum) = &d.format else { panic!() };
     assert_eq!(sum.split, Some((start, end)));
     let zero = [0u8; 4096];
     for mfn in 0..fx.machine.ram >> 12 {
         let got = d.mem.page(Mfn(mfn));
         if !(start..end).contains(&mfn) {
-            assert!(
-                matches!(
-                    got,
-                    Err(ReadError::Absent {
-                        why: Absent::OutsideImage { .. },
-                        ..
-                    })
-                ),
-                "{mfn:#x}"
-            );
+            assert!(matches!(got, Err(ReadError::Absent { why: Absent::OutsideImage { .. }, .. })), "{mfn:#x}");
         } else if o.excluded.contains(&mfn) {
-            assert!(matches!(
-                got,
-                Err(ReadError::Absent {
-                    why: Absent::Excluded { .. },
-                    ..
-                })
-            ));
+            assert!(matches!(got, Err(ReadError::Absent { why: Absent::Excluded { .. }, .. })));
         } else {
-            assert!(
-                *got.unwrap() == *fx.machine.page(Mfn(mfn)).unwrap_or(&zero),
-                "{mfn:#x}"
-            );
+            assert!(*got.unwrap() == *fx.machine.page(Mfn(mfn)).unwrap_or(&zero), "{mfn:#x}");
         }
     }
 }

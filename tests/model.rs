@@ -73,10 +73,7 @@ impl Model {
             }
         }
         for level in Level::WALK {
-            if !self
-                .tables
-                .contains_key(&(level.number(), prefix(va, level)))
-            {
+            if !self.tables.contains_key(&(level.number(), prefix(va, level))) {
                 return Err(level);
             }
         }
@@ -109,11 +106,7 @@ fn random_leaf_flags(rng: &mut Rng, level: Level) -> u64 {
         f |= rng.below(16) << 59; // protection key
     }
     if rng.chance(10) {
-        f |= if level == Level::L1 {
-            bits::PS
-        } else {
-            bits::PAT_LARGE
-        };
+        f |= if level == Level::L1 { bits::PS } else { bits::PAT_LARGE };
     }
     if level != Level::L1 {
         f |= bits::PS;
@@ -154,8 +147,7 @@ fn generate(seed: u64, n: usize) -> (Machine, Maddr, Model, Vec<u64>) {
             _ => Level::L3,
         };
         let slot = slots[rng.below(slots.len() as u64) as usize];
-        let raw =
-            (slot << 39) | (rng.below(4) << 30) | (rng.below(8) << 21) | (rng.below(512) << 12);
+        let raw = (slot << 39) | (rng.below(4) << 30) | (rng.below(8) << 21) | (rng.below(512) << 12);
         let va = Vaddr::canonicalize(raw).0 & !(level.page_size() - 1);
         if model.overlaps(va, level.page_size()) {
             continue;
@@ -169,10 +161,7 @@ fn generate(seed: u64, n: usize) -> (Machine, Maddr, Model, Vec<u64>) {
             continue;
         }
         // A leaf cannot sit where a table already hangs.
-        if model
-            .tables
-            .contains_key(&(level.number(), prefix(va, level)))
-        {
+        if model.tables.contains_key(&(level.number(), prefix(va, level))) {
             continue;
         }
         let maddr = (rng.below(1 << 34) << 12) & !(level.page_size() - 1);
@@ -207,18 +196,8 @@ fn generate(seed: u64, n: usize) -> (Machine, Maddr, Model, Vec<u64>) {
         };
         let e = pt.entry_addr(&mut m, Vaddr(va), level, 0);
         m.write_u64(e, maddr | flags);
-        model.leaves.insert(
-            va,
-            ModelLeaf {
-                maddr,
-                level,
-                flags,
-                rights,
-            },
-        );
-        model
-            .tables
-            .insert((level.number(), prefix(va, level)), flags);
+        model.leaves.insert(va, ModelLeaf { maddr, level, flags, rights });
+        model.tables.insert((level.number(), prefix(va, level)), flags);
         probes.push(va + rng.below(level.page_size()));
         placed += 1;
         // Sometimes leave junk in a free neighbouring entry of the same table.
@@ -242,11 +221,7 @@ fn generate(seed: u64, n: usize) -> (Machine, Maddr, Model, Vec<u64>) {
         let slot = slots[rng.below(slots.len() as u64) as usize];
         probes.push(
             Vaddr::canonicalize(
-                (slot << 39)
-                    | (rng.below(8) << 30)
-                    | (rng.below(16) << 21)
-                    | (rng.below(512) << 12)
-                    | rng.below(4096),
+                (slot << 39) | (rng.below(8) << 30) | (rng.below(16) << 21) | (rng.below(512) << 12) | rng.below(4096),
             )
             .0,
         );
@@ -283,11 +258,7 @@ fn check(dump: &Dump, root: Maddr, model: &Model, probes: &[u64], what: &str) {
     ranges.extend(co.finish());
     let want: Vec<(u64, ModelLeaf)> = model.leaves.iter().map(|(&v, l)| (v, *l)).collect();
     assert_eq!(got, want, "{what}: listing differs from the model");
-    assert_eq!(
-        summary.not_present_nonzero,
-        model.junk.len() as u64,
-        "{what}: junk entries"
-    );
+    assert_eq!(summary.not_present_nonzero, model.junk.len() as u64, "{what}: junk entries");
     assert_eq!(summary.leaves.total(), model.leaves.len() as u64);
 
     // Coalescing, done independently over the model: join VA- and maddr-contiguous
@@ -303,23 +274,12 @@ fn check(dump: &Dump, root: Maddr, model: &Model, probes: &[u64], what: &str) {
         let size = l.level.page_size();
         let key = (l.flags & !(bits::A | bits::D), l.rights, size);
         match expect_ranges.last_mut() {
-            Some(r) if r.va + r.size == va && r.maddr + r.size == l.maddr && r.key == key => {
-                r.size += size
-            }
-            _ => expect_ranges.push(R {
-                va,
-                maddr: l.maddr,
-                size,
-                key,
-            }),
+            Some(r) if r.va + r.size == va && r.maddr + r.size == l.maddr && r.key == key => r.size += size,
+            _ => expect_ranges.push(R { va, maddr: l.maddr, size, key }),
         }
     }
-    let got_ranges: Vec<(u64, u64, u64)> =
-        ranges.iter().map(|r| (r.va.0, r.maddr.0, r.size)).collect();
-    let want_ranges: Vec<(u64, u64, u64)> = expect_ranges
-        .iter()
-        .map(|r| (r.va, r.maddr, r.size))
-        .collect();
+    let got_ranges: Vec<(u64, u64, u64)> = ranges.iter().map(|r| (r.va.0, r.maddr.0, r.size)).collect();
+    let want_ranges: Vec<(u64, u64, u64)> = expect_ranges.iter().map(|r| (r.va, r.maddr, r.size)).collect();
     assert_eq!(got_ranges, want_ranges, "{what}: coalesced ranges");
 
     // Walks.
@@ -327,26 +287,19 @@ fn check(dump: &Dump, root: Maddr, model: &Model, probes: &[u64], what: &str) {
         let w = walk(dump.mem.as_ref(), root, Vaddr(va), opts);
         match model.translate(va) {
             Ok((maddr, leaf)) => {
-                let m = w.mapping().unwrap_or_else(|| {
-                    panic!("{what}: {va:#x} should map to {maddr:#x}: {:?}", w.outcome)
-                });
+                let m =
+                    w.mapping().unwrap_or_else(|| panic!("{what}: {va:#x} should map to {maddr:#x}: {:?}", w.outcome));
                 assert_eq!(m.maddr.0, maddr, "{what}: {va:#x}");
                 assert_eq!(m.page_size, leaf.level.page_size(), "{what}: {va:#x}");
                 assert_eq!(m.rights, leaf.rights, "{what}: {va:#x} rights");
                 assert_eq!(w.steps().count(), 5 - leaf.level.number() as usize);
             }
             Err(level) => {
-                let s = w
-                    .stop()
-                    .unwrap_or_else(|| panic!("{what}: {va:#x} should not translate"));
+                let s = w.stop().unwrap_or_else(|| panic!("{what}: {va:#x} should not translate"));
                 assert_eq!(s.level, level, "{what}: {va:#x} stop level");
                 assert_eq!(s.kind, StopKind::NotPresent, "{what}: {va:#x}");
                 let e = w.step(level).expect("stop step").entry.0;
-                let junk = model
-                    .junk
-                    .get(&(level.number(), prefix(va, level)))
-                    .copied()
-                    .unwrap_or(0);
+                let junk = model.junk.get(&(level.number(), prefix(va, level))).copied().unwrap_or(0);
                 assert_eq!(e, junk, "{what}: {va:#x} entry value at the stop");
             }
         }
@@ -363,11 +316,7 @@ fn walks_and_listing_equal_the_model_raw_and_elf() {
         let dump = Dump::open(&raw, OpenOptions::default()).unwrap();
         check(&dump, root, &model, &probes, &format!("seed {seed} raw"));
         let elf = dir.join(format!("model-{seed}.elf"));
-        let layout = if seed % 2 == 0 {
-            ElfLayout::Qemu10
-        } else {
-            ElfLayout::Classic
-        };
+        let layout = if seed % 2 == 0 { ElfLayout::Qemu10 } else { ElfLayout::Classic };
         m.write_elf(&elf, &[], &[], layout).unwrap();
         let dump = Dump::open(&elf, OpenOptions::default()).unwrap();
         check(&dump, root, &model, &probes, &format!("seed {seed} elf"));
@@ -384,14 +333,7 @@ fn cli_json_equals_the_model() {
     m.write_raw(&raw).unwrap();
     let list: String = probes.iter().map(|p| format!("{p:#x}\n")).collect();
     let r = common::run_with_stdin(
-        &[
-            raw.to_str().unwrap(),
-            "--cr3",
-            &format!("{root}"),
-            "--va-file",
-            "-",
-            "--json",
-        ],
+        &[raw.to_str().unwrap(), "--cr3", &format!("{root}"), "--va-file", "-", "--json"],
         Some(&list),
     );
     assert_eq!(r.code, 1, "some probes are unmapped: exit 1\n{}", r.stderr);
@@ -408,28 +350,17 @@ fn cli_json_equals_the_model() {
             Err(level) => {
                 assert!(w["maddr"].is_null());
                 assert_eq!(w["stop"]["level"], level.number());
-                let junk = model
-                    .junk
-                    .contains_key(&(level.number(), prefix(va, level)));
+                let junk = model.junk.contains_key(&(level.number(), prefix(va, level)));
                 let reason = w["stop"]["reason"].as_str().unwrap();
                 if junk {
                     assert_eq!(reason, "not_present", "{va:#x}");
                 } else {
-                    assert!(
-                        reason == "entry_zero" || reason == "table_zero",
-                        "{va:#x}: {reason}"
-                    );
+                    assert!(reason == "entry_zero" || reason == "table_zero", "{va:#x}: {reason}");
                 }
             }
         }
     }
-    let r = common::run(&[
-        raw.to_str().unwrap(),
-        "--cr3",
-        &format!("{root}"),
-        "--json",
-        "--leaves",
-    ]);
+    let r = common::run(&[raw.to_str().unwrap(), "--cr3", &format!("{root}"), "--json", "--leaves"]);
     assert_eq!(r.code, 0);
     let got: Vec<(String, String, u64)> = r
         .json_of("mapping")
@@ -442,17 +373,8 @@ fn cli_json_equals_the_model() {
             )
         })
         .collect();
-    let want: Vec<(String, String, u64)> = model
-        .leaves
-        .iter()
-        .map(|(v, l)| {
-            (
-                format!("{v:#x}"),
-                format!("{:#x}", l.maddr),
-                l.level.page_size(),
-            )
-        })
-        .collect();
+    let want: Vec<(String, String, u64)> =
+        model.leaves.iter().map(|(v, l)| (format!("{v:#x}"), format!("{:#x}", l.maddr), l.level.page_size())).collect();
     assert_eq!(got, want);
     let _ = std::fs::remove_dir_all(&dir);
 }

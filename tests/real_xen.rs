@@ -17,11 +17,7 @@ use xenwalk::{Maddr, Vaddr};
 fn qemu_flags(l: &Leaf) -> String {
     let e = l.entry;
     let f = |bit: u64, c: char| if e.has(bit) { c } else { '-' };
-    let ps = if l.level == Level::L1 {
-        '-'
-    } else {
-        f(bits::PS, 'P')
-    };
+    let ps = if l.level == Level::L1 { '-' } else { f(bits::PS, 'P') };
     [
         f(bits::NX, 'X'),
         f(bits::G, 'G'),
@@ -40,25 +36,16 @@ fn qemu_flags(l: &Leaf) -> String {
 fn leaves_of(dump: &Dump, cr3: u64) -> (Vec<QemuLeaf>, Vec<Leaf>) {
     let mut q = Vec::new();
     let mut all = Vec::new();
-    let s = enumerate(
-        dump.mem.as_ref(),
-        Maddr(cr3),
-        WalkOptions::default(),
-        |ev| {
-            match ev {
-                Event::Leaf(l) => {
-                    q.push(QemuLeaf {
-                        va: l.va.0,
-                        pa: l.page.0,
-                        flags: qemu_flags(l),
-                    });
-                    all.push(*l);
-                }
-                other => panic!("unexpected event on a real root: {other:?}"),
+    let s = enumerate(dump.mem.as_ref(), Maddr(cr3), WalkOptions::default(), |ev| {
+        match ev {
+            Event::Leaf(l) => {
+                q.push(QemuLeaf { va: l.va.0, pa: l.page.0, flags: qemu_flags(l) });
+                all.push(*l);
             }
-            std::ops::ControlFlow::Continue(())
-        },
-    );
+            other => panic!("unexpected event on a real root: {other:?}"),
+        }
+        std::ops::ControlFlow::Continue(())
+    });
     assert_eq!(s.leaves.total() as usize, q.len());
     assert_eq!(s.unreadable_tables, 0);
     (q, all)
@@ -66,19 +53,12 @@ fn leaves_of(dump: &Dump, cr3: u64) -> (Vec<QemuLeaf>, Vec<Leaf>) {
 
 fn cr3_from_registers(path: &Path) -> u64 {
     let text = read_text(path);
-    let v = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("CR3="))
-        .expect("CR3= in registers file");
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).expect("CR3= in registers file");
     u64::from_str_radix(v, 16).expect("CR3 hex")
 }
 
 fn assert_same_leaves(ours: &[QemuLeaf], qemu: &[QemuLeaf], what: &str) {
-    assert_eq!(
-        ours.len(),
-        qemu.len(),
-        "{what}: leaf count differs from QEMU's"
-    );
+    assert_eq!(ours.len(), qemu.len(), "{what}: leaf count differs from QEMU's");
     for (i, (a, b)) in ours.iter().zip(qemu).enumerate() {
         assert_eq!(a, b, "{what}: leaf {i} differs from QEMU's");
     }
@@ -87,10 +67,7 @@ fn assert_same_leaves(ours: &[QemuLeaf], qemu: &[QemuLeaf], what: &str) {
 fn idle(test: &str) -> Option<(PathBuf, PathBuf)> {
     let s = shared(test)?;
     let d = s.join("dumps/xen-4.17-idle");
-    Some((
-        unxz_cached(&d.join("memory.raw.xz"), "xen-4.17-idle.raw"),
-        d,
-    ))
+    Some((unxz_cached(&d.join("memory.raw.xz"), "xen-4.17-idle.raw"), d))
 }
 
 #[test]
@@ -119,24 +96,13 @@ fn idle_cli_leaf_listing_equals_qemu() {
         return;
     };
     let qemu = parse_qemu_tlb(&read_text(&dir.join("qemu-info-tlb-cpu0.txt")));
-    let r = run(&[
-        raw.to_str().unwrap(),
-        "--cr3",
-        "0x3fc6e000",
-        "--leaves",
-        "--json",
-    ]);
+    let r = run(&[raw.to_str().unwrap(), "--cr3", "0x3fc6e000", "--leaves", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ours: Vec<QemuLeaf> = r
         .json_of("mapping")
         .iter()
         .map(|m| {
-            let flags: Vec<&str> = m["flags"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|f| f.as_str().unwrap())
-                .collect();
+            let flags: Vec<&str> = m["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
             let has = |f: &str| flags.contains(&f);
             let large = m["page_size"].as_u64().unwrap() > 4096;
             let c = |b: bool, ch: char| if b { ch } else { '-' };
@@ -153,14 +119,8 @@ fn idle_cli_leaf_listing_equals_qemu() {
             ]
             .iter()
             .collect();
-            let hex = |k: &str| {
-                u64::from_str_radix(m[k].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-            };
-            QemuLeaf {
-                va: hex("va"),
-                pa: hex("maddr"),
-                flags: s,
-            }
+            let hex = |k: &str| u64::from_str_radix(m[k].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+            QemuLeaf { va: hex("va"), pa: hex("maddr"), flags: s }
         })
         .collect();
     assert_same_leaves(&ours, &qemu, "idle via CLI --leaves --json");
@@ -180,25 +140,15 @@ fn idle_effective_rights_equal_qemu_info_mem() {
     let (_, leaves) = leaves_of(&dump, 0x3fc6e000);
     let mut runs: Vec<(u64, u64, String)> = Vec::new();
     for l in &leaves {
-        let prot = format!(
-            "{}r{}",
-            if l.rights.user { 'u' } else { '-' },
-            if l.rights.write { 'w' } else { '-' }
-        );
+        let prot = format!("{}r{}", if l.rights.user { 'u' } else { '-' }, if l.rights.write { 'w' } else { '-' });
         match runs.last_mut() {
             Some((_, end, p)) if *end == l.va.0 && *p == prot => *end += l.size(),
             _ => runs.push((l.va.0, l.va.0 + l.size(), prot)),
         }
     }
-    let ours: Vec<String> = runs
-        .iter()
-        .map(|(s, e, p)| format!("{s:016x}-{e:016x} {:016x} {p}", e - s))
-        .collect();
-    let qemu: Vec<String> = read_text(&dir.join("qemu-info-mem-cpu0.txt"))
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let ours: Vec<String> = runs.iter().map(|(s, e, p)| format!("{s:016x}-{e:016x} {:016x} {p}", e - s)).collect();
+    let qemu: Vec<String> =
+        read_text(&dir.join("qemu-info-mem-cpu0.txt")).lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
     assert_eq!(ours, qemu);
 }
 
@@ -207,17 +157,8 @@ fn check_gva2gpa(dump: &Dump, dir: &Path, cpus: usize) -> usize {
     for (cpu, va, label, pa) in parse_gva2gpa(&read_text(&dir.join("qemu-gva2gpa.txt"))) {
         assert!(cpu < cpus);
         let cr3 = cr3_from_registers(&dir.join(format!("qemu-info-registers-cpu{cpu}.txt")));
-        let w = walk(
-            dump.mem.as_ref(),
-            Maddr(cr3),
-            Vaddr(va),
-            WalkOptions::default(),
-        );
-        assert_eq!(
-            w.mapping().map(|m| m.maddr.0),
-            pa,
-            "cpu{cpu} {va:#x} ({label})"
-        );
+        let w = walk(dump.mem.as_ref(), Maddr(cr3), Vaddr(va), WalkOptions::default());
+        assert_eq!(w.mapping().map(|m| m.maddr.0), pa, "cpu{cpu} {va:#x} ({label})");
         n += 1;
     }
     n
@@ -243,21 +184,10 @@ fn idle_elf_notes_give_each_cpus_cr3() {
     assert_eq!(dump.notes.cpus.len(), 2);
     for cpu in 0..2 {
         let regs = cr3_from_registers(&dir.join(format!("qemu-info-registers-cpu{cpu}.txt")));
-        assert_eq!(
-            dump.notes.cpu(cpu).and_then(|c| c.cr3),
-            Some(regs),
-            "CPU {cpu}"
-        );
+        assert_eq!(dump.notes.cpu(cpu).and_then(|c| c.cr3), Some(regs), "CPU {cpu}");
     }
     // And the CLI picks them: --cpu 1 walks the same as --cr3.
-    let r = run(&[
-        elf.to_str().unwrap(),
-        "--cpu",
-        "1",
-        "--va",
-        "ffff82d040200000",
-        "--json",
-    ]);
+    let r = run(&[elf.to_str().unwrap(), "--cpu", "1", "--va", "ffff82d040200000", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json_of("walk")[0]["maddr"], "0x3fa00000");
     assert_eq!(r.json_of("root")[0]["source"], "CPU 1, QEMU note");
@@ -266,10 +196,7 @@ fn idle_elf_notes_give_each_cpus_cr3() {
 fn dom0(test: &str) -> Option<(PathBuf, PathBuf)> {
     let s = shared(test)?;
     let d = s.join("dumps/xen-4.17-dom0");
-    Some((
-        unxz_cached(&d.join("memory.raw.xz"), "xen-4.17-dom0.raw"),
-        d,
-    ))
+    Some((unxz_cached(&d.join("memory.raw.xz"), "xen-4.17-dom0.raw"), d))
 }
 
 #[test]
@@ -280,9 +207,7 @@ fn dom0_process_roots_equal_qemu_info_tlb_both_cpus() {
     let dump = Dump::open(&raw, OpenOptions::default()).expect("open raw");
     for cpu in 0..2 {
         let cr3 = cr3_from_registers(&dir.join(format!("qemu-info-registers-cpu{cpu}.txt")));
-        let qemu = parse_qemu_tlb(&read_text(
-            &dir.join(format!("qemu-info-tlb-cpu{cpu}.txt.xz")),
-        ));
+        let qemu = parse_qemu_tlb(&read_text(&dir.join(format!("qemu-info-tlb-cpu{cpu}.txt.xz"))));
         let (ours, _) = leaves_of(&dump, cr3);
         if cpu == 0 {
             assert_eq!(cr3, 0x363ba000);

@@ -22,10 +22,7 @@ fn sample_is_the_cut_of_the_real_image() {
     let Some(s) = shared("sample_is_the_cut_of_the_real_image") else {
         return;
     };
-    let elf = unxz_cached(
-        &s.join("dumps/xen-4.17-idle/memory.elf.xz"),
-        "xen-4.17-idle.elf",
-    );
+    let elf = unxz_cached(&s.join("dumps/xen-4.17-idle/memory.elf.xz"), "xen-4.17-idle.elf");
     let map = unsafe { memmap2::Mmap::map(&std::fs::File::open(&elf).unwrap()).unwrap() };
     let core = xenwalk::mem::elf::parse(map).expect("parse the real ELF");
     let cut = sample::cut(&core.image).expect("cut");
@@ -43,11 +40,7 @@ fn sample_is_the_cut_of_the_real_image() {
         "fixtures/xen-4.17-idle.core differs from a fresh cut of the real image; regenerate it with \
          XENWALK_BLESS=1 cargo test --test sample"
     );
-    assert!(
-        committed.len() < 512 * 1024,
-        "the sample should stay small: {} bytes",
-        committed.len()
-    );
+    assert!(committed.len() < 512 * 1024, "the sample should stay small: {} bytes", committed.len());
 }
 
 /// Every leaf QEMU found in the real machine either walks to the same frame in the
@@ -57,35 +50,21 @@ fn sample_walks_agree_with_qemu() {
     let Some(s) = shared("sample_walks_agree_with_qemu") else {
         return;
     };
-    let qemu = parse_qemu_tlb(&read_text(
-        &s.join("dumps/xen-4.17-idle/qemu-info-tlb-cpu0.txt"),
-    ));
+    let qemu = parse_qemu_tlb(&read_text(&s.join("dumps/xen-4.17-idle/qemu-info-tlb-cpu0.txt")));
     let dump = Dump::open(&sample_path(), OpenOptions::default()).expect("open sample");
-    let raw = unxz_cached(
-        &s.join("dumps/xen-4.17-idle/memory.raw.xz"),
-        "xen-4.17-idle.raw",
-    );
+    let raw = unxz_cached(&s.join("dumps/xen-4.17-idle/memory.raw.xz"), "xen-4.17-idle.raw");
     let real = Dump::open(&raw, OpenOptions::default()).unwrap();
     let omitted = sample::cut(real.mem.as_ref()).unwrap().omitted;
     let (mut same, mut absent) = (0, 0);
     for l in &qemu {
-        let w = walk(
-            dump.mem.as_ref(),
-            Maddr(sample::IDLE_CR3),
-            Vaddr(l.va),
-            WalkOptions::default(),
-        );
+        let w = walk(dump.mem.as_ref(), Maddr(sample::IDLE_CR3), Vaddr(l.va), WalkOptions::default());
         match (w.mapping(), w.stop()) {
             (Some(m), _) => {
                 assert_eq!(m.page.0, l.pa, "{:#x}", l.va);
                 same += 1;
             }
             (None, Some(stop)) => {
-                assert!(
-                    matches!(stop.kind, StopKind::Unreadable(_)),
-                    "{:#x}: {stop:?}",
-                    l.va
-                );
+                assert!(matches!(stop.kind, StopKind::Unreadable(_)), "{:#x}: {stop:?}", l.va);
                 assert_eq!(stop.table.mfn(), omitted, "{:#x}", l.va);
                 absent += 1;
             }
@@ -104,42 +83,19 @@ fn readme_command_runs_on_the_sample() {
     // The image's own xen_phys_start variable, read through the sample's tables,
     // says where _start must land: xen_phys_start + 2 MiB (reference §3.2).
     let dump = Dump::open(&sample, OpenOptions::default()).expect("open sample");
-    let cr3 = dump
-        .notes
-        .cpu(0)
-        .and_then(|c| c.cr3)
-        .expect("CPU 0 CR3 in the QEMU note");
+    let cr3 = dump.notes.cpu(0).and_then(|c| c.cr3).expect("CPU 0 CR3 in the QEMU note");
     let xps_va = sample::KEPT_VAS[3].0;
-    let w = walk(
-        dump.mem.as_ref(),
-        Maddr(cr3),
-        Vaddr(xps_va),
-        WalkOptions::default(),
-    );
-    let xps = dump
-        .mem
-        .read_u64(w.mapping().expect("xen_phys_start is mapped").maddr)
-        .unwrap();
+    let w = walk(dump.mem.as_ref(), Maddr(cr3), Vaddr(xps_va), WalkOptions::default());
+    let xps = dump.mem.read_u64(w.mapping().expect("xen_phys_start is mapped").maddr).unwrap();
     assert_eq!(xps % (2 << 20), 0, "xen_phys_start is 2 MiB aligned");
 
-    let r = run(&[
-        s,
-        "--va",
-        "ffff82d040200000",
-        "--va",
-        "ffff828000000000",
-        "--json",
-    ]);
+    let r = run(&[s, "--va", "ffff82d040200000", "--va", "ffff828000000000", "--json"]);
     assert_eq!(r.code, 1, "one of the two stops: exit 1\n{}", r.stderr);
     let walks = r.json_of("walk");
     assert_eq!(walks[0]["maddr"], format!("{:#x}", xps + 0x20_0000));
     assert_eq!(walks[1]["stop"]["reason"], "table_absent");
     assert_eq!(walks[1]["stop"]["level"], 2);
-    assert!(
-        r.stderr.contains("CPU 0"),
-        "the implicit root is announced: {}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("CPU 0"), "the implicit root is announced: {}", r.stderr);
 
     let r = run(&[s, "--va", "ffff82d040200000", "--va", "ffff828000000000"]);
     assert_eq!(r.code, 1);
@@ -176,21 +132,12 @@ fn readme_examples_show_real_output() {
         }
         let args: Vec<String> = cmd
             .split_whitespace()
-            .map(|a| {
-                if a.starts_with("fixtures/") {
-                    root.join(a).display().to_string()
-                } else {
-                    a.to_string()
-                }
-            })
+            .map(|a| if a.starts_with("fixtures/") { root.join(a).display().to_string() } else { a.to_string() })
             .collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = run(&refs);
         let got: Vec<String> = r.stdout.lines().map(|l| l.trim_end().to_string()).collect();
-        assert_eq!(
-            got, shown,
-            "README example `xenwalk {cmd}` drifted from the real output"
-        );
+        assert_eq!(got, shown, "README example `xenwalk {cmd}` drifted from the real output");
         checked += 1;
     }
     assert!(checked >= 1, "README has no `$ xenwalk` example");

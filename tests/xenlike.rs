@@ -36,37 +36,15 @@ fn files(name: &str) -> Files {
     fx.machine.write_raw(&raw).unwrap();
     // CPU 0 on the idle table; CPU 1 in the PV guest with PCID 1 in CR3 (PCIDE on).
     let cpus = [
-        CpuRegs {
-            cr0: 0x8005_003b,
-            cr3: fx.idle.0,
-            cr4: 0x3506e0,
-            ..Default::default()
-        },
-        CpuRegs {
-            cr0: 0x8005_003b,
-            cr3: fx.pv.0 | 1,
-            cr4: 0x3506e0 | PCIDE,
-            ..Default::default()
-        },
+        CpuRegs { cr0: 0x8005_003b, cr3: fx.idle.0, cr4: 0x3506e0, ..Default::default() },
+        CpuRegs { cr0: 0x8005_003b, cr3: fx.pv.0 | 1, cr4: 0x3506e0 | PCIDE, ..Default::default() },
     ];
     let qemu = dir.join("xenlike-qemu.elf");
-    fx.machine
-        .write_elf(
-            &qemu,
-            &fx.omitted,
-            &qemu_cpu_notes(&cpus),
-            ElfLayout::Qemu10,
-        )
-        .unwrap();
+    fx.machine.write_elf(&qemu, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10).unwrap();
     let kexec = dir.join("xenlike-kexec.elf");
     let vmcoreinfo = "PAGESIZE=4096\nSYMBOL(pgd_l4)=ffff82d04046e000\n";
     fx.machine
-        .write_elf(
-            &kexec,
-            &fx.omitted,
-            &xen_crash_notes(&cpus, fx.xen_phys_start, vmcoreinfo),
-            ElfLayout::Classic,
-        )
+        .write_elf(&kexec, &fx.omitted, &xen_crash_notes(&cpus, fx.xen_phys_start, vmcoreinfo), ElfLayout::Classic)
         .unwrap();
     let excluded = fx.omitted.iter().map(|m| m.0).collect();
     let kdump = dir.join("xenlike.kdump");
@@ -85,12 +63,7 @@ fn files(name: &str) -> Files {
         .write_kdump_flattened(
             &flat,
             &KdumpOptions {
-                kinds: vec![
-                    Compression::Lzo,
-                    Compression::Snappy,
-                    Compression::Zstd,
-                    Compression::Zlib,
-                ],
+                kinds: vec![Compression::Lzo, Compression::Snappy, Compression::Zstd, Compression::Zlib],
                 excluded,
                 notes: qemu_cpu_notes(&cpus),
                 ..KdumpOptions::default()
@@ -98,15 +71,7 @@ fn files(name: &str) -> Files {
             1000,
         )
         .unwrap();
-    Files {
-        fx,
-        raw,
-        qemu,
-        kexec,
-        kdump,
-        flat,
-        dir,
-    }
+    Files { fx, raw, qemu, kexec, kdump, flat, dir }
 }
 
 impl Drop for Files {
@@ -134,10 +99,7 @@ fn walk_json(dump: &Path, root: &[&str], vas: &[u64]) -> Run {
 fn stop_of(r: &Run, i: usize) -> (u64, String) {
     let w = &r.json_of("walk")[i];
     assert!(w["maddr"].is_null(), "expected a stop: {w}");
-    (
-        w["stop"]["level"].as_u64().unwrap(),
-        w["stop"]["reason"].as_str().unwrap().to_string(),
-    )
+    (w["stop"]["level"].as_u64().unwrap(), w["stop"]["reason"].as_str().unwrap().to_string())
 }
 
 #[test]
@@ -146,22 +108,14 @@ fn every_format_translates_the_same() {
     let idle = format!("{}", f.fx.idle);
     let pv = format!("{}", f.fx.pv);
     for dump in [&f.raw, &f.qemu, &f.kexec, &f.kdump, &f.flat] {
-        for (root, extra) in [
-            (&idle, &f.fx.xen_mapped[..0]),
-            (&pv, &f.fx.guest_mapped[..]),
-        ] {
+        for (root, extra) in [(&idle, &f.fx.xen_mapped[..0]), (&pv, &f.fx.guest_mapped[..])] {
             let all: Vec<_> = f.fx.xen_mapped.iter().chain(extra).collect();
             let vas: Vec<u64> = all.iter().map(|(v, _, _)| v.0).collect();
             let r = walk_json(dump, &["--cr3", root], &vas);
             assert_eq!(r.code, 0, "{}: {}", dump.display(), r.stderr);
             for (w, (va, maddr, size)) in r.json_of("walk").iter().zip(&all) {
                 assert_eq!(w["va"], va.to_string());
-                assert_eq!(
-                    w["maddr"],
-                    maddr.to_string(),
-                    "{} root {root} va {va}",
-                    dump.display()
-                );
+                assert_eq!(w["maddr"], maddr.to_string(), "{} root {root} va {va}", dump.display());
                 assert_eq!(w["page_size"], *size);
             }
         }
@@ -179,10 +133,7 @@ fn notes_of_both_dialects_give_the_roots() {
         assert_eq!(r.code, 0, "{}", r.stderr);
         let info = &r.json()[0];
         assert_eq!(info["notes"]["cpus"][0]["cr3"], f.fx.idle.to_string());
-        assert_eq!(
-            info["notes"]["cpus"][1]["cr3"],
-            format!("{:#x}", f.fx.pv.0 | 1)
-        );
+        assert_eq!(info["notes"]["cpus"][1]["cr3"], format!("{:#x}", f.fx.pv.0 | 1));
         // the omitted L1 page is described but absent
         assert_eq!(info["bytes_absent"], 4096);
         // CPU 1's CR3 carries PCID 1: stripped and reported, the walk works.
@@ -192,12 +143,7 @@ fn notes_of_both_dialects_give_the_roots() {
         let root = &r.json_of("root")[0];
         assert_eq!(root["l4"], f.fx.pv.to_string());
         assert_eq!(root["stripped"][0]["what"], "pcid");
-        assert!(
-            root["stripped"][0]["explanation"]
-                .as_str()
-                .unwrap()
-                .contains("PCIDE=1")
-        );
+        assert!(root["stripped"][0]["explanation"].as_str().unwrap().contains("PCIDE=1"));
         // No root flag: CPU 0's, said on stderr.
         let r = walk_json(dump, &[], &[f.fx.xen_mapped[0].0.0]);
         assert_eq!(r.code, 0);
@@ -206,16 +152,8 @@ fn notes_of_both_dialects_give_the_roots() {
     for dump in [&f.kexec, &f.kdump] {
         let r = run(&["info", p(dump), "--json"]);
         let info = &r.json()[0];
-        assert_eq!(
-            info["notes"]["xen_crash_info"]["xen_phys_start"],
-            format!("{:#x}", f.fx.xen_phys_start)
-        );
-        assert!(
-            info["notes"]["vmcoreinfo_xen"]
-                .as_str()
-                .unwrap()
-                .contains("SYMBOL(pgd_l4)")
-        );
+        assert_eq!(info["notes"]["xen_crash_info"]["xen_phys_start"], format!("{:#x}", f.fx.xen_phys_start));
+        assert!(info["notes"]["vmcoreinfo_xen"].as_str().unwrap().contains("SYMBOL(pgd_l4)"));
     }
 }
 
@@ -231,10 +169,7 @@ fn each_diagnosis_class() {
         let r = walk_json(dump, &["--cr3", &pv], &[fx.va_uncaptured_table.0]);
         assert_eq!(r.code, 1);
         assert_eq!(stop_of(&r, 0), (1, "table_absent".into()));
-        let expl = r.json_of("walk")[0]["stop"]["explanation"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let expl = r.json_of("walk")[0]["stop"]["explanation"].as_str().unwrap().to_string();
         assert!(expl.contains("not captured"), "{expl}");
         assert!(expl.contains("would show a zero L1 entry"), "{expl}");
     }
@@ -243,17 +178,11 @@ fn each_diagnosis_class() {
         let r = walk_json(dump, &["--cr3", &pv], &[fx.va_uncaptured_table.0]);
         assert_eq!(r.code, 1);
         assert_eq!(stop_of(&r, 0), (1, "table_absent".into()));
-        let expl = r.json_of("walk")[0]["stop"]["explanation"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let expl = r.json_of("walk")[0]["stop"]["explanation"].as_str().unwrap().to_string();
         assert!(expl.contains("excluded from the dump"), "{expl}");
     }
     let r = walk_json(&f.raw, &["--cr3", &pv], &[fx.va_uncaptured_table.0]);
-    assert_eq!(
-        r.json_of("walk")[0]["maddr"],
-        fx.maddr_uncaptured_table.to_string()
-    );
+    assert_eq!(r.json_of("walk")[0]["maddr"], fx.maddr_uncaptured_table.to_string());
 
     let cases: [(u64, u64, &str); 6] = [
         (fx.va_zero_l3.0, 3, "table_zero"),
@@ -271,24 +200,9 @@ fn each_diagnosis_class() {
             assert_eq!(stop_of(&r, i), (*level, reason.to_string()), "va {va:#x}");
         }
         let walks = r.json_of("walk");
-        assert!(
-            walks[1]["stop"]["explanation"]
-                .as_str()
-                .unwrap()
-                .contains("0x0000000012345600")
-        );
-        assert!(
-            walks[5]["stop"]["suggestion"]
-                .as_str()
-                .unwrap()
-                .contains("0xffff800000000000")
-        );
-        assert!(
-            walks[3]["stop"]["explanation"]
-                .as_str()
-                .unwrap()
-                .contains("bits 13")
-        );
+        assert!(walks[1]["stop"]["explanation"].as_str().unwrap().contains("0x0000000012345600"));
+        assert!(walks[5]["stop"]["suggestion"].as_str().unwrap().contains("0xffff800000000000"));
+        assert!(walks[3]["stop"]["explanation"].as_str().unwrap().contains("bits 13"));
     }
 
     // A genuinely empty slot in the idle root.
@@ -301,12 +215,7 @@ fn each_diagnosis_class() {
     let r = walk_json(&f.raw, &["--cr3", &mfn], &[va]);
     assert_eq!(r.code, 1);
     assert_eq!(stop_of(&r, 0), (4, "cr3_is_frame_number".into()));
-    assert!(
-        r.json_of("walk")[0]["stop"]["suggestion"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("--cr3-mfn {mfn}"))
-    );
+    assert!(r.json_of("walk")[0]["stop"]["suggestion"].as_str().unwrap().contains(&format!("--cr3-mfn {mfn}")));
     let r = walk_json(&f.raw, &["--cr3-mfn", &mfn], &[va]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
@@ -327,19 +236,10 @@ fn each_diagnosis_class() {
     let r = walk_json(&f.raw, &["--cr3", &entry], &[va]);
     assert_eq!(r.code, 1);
     assert_eq!(stop_of(&r, 0), (4, "unmasked_address".into()));
-    assert!(
-        r.json_of("walk")[0]["stop"]["suggestion"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("--cr3 {}", fx.idle))
-    );
+    assert!(r.json_of("walk")[0]["stop"]["suggestion"].as_str().unwrap().contains(&format!("--cr3 {}", fx.idle)));
 
     // Address bits above a narrower MAXPHYADDR.
-    let r = walk_json(
-        &f.raw,
-        &["--cr3", "0x10000001000", "--maxphyaddr", "40"],
-        &[va],
-    );
+    let r = walk_json(&f.raw, &["--cr3", "0x10000001000", "--maxphyaddr", "40"], &[va]);
     assert_eq!(stop_of(&r, 0), (4, "cr3_above_maxphyaddr".into()));
 
     // The L4 page itself not captured (ELF), and a page of noise as CR3.
@@ -347,11 +247,7 @@ fn each_diagnosis_class() {
     let r = walk_json(&f.qemu, &["--cr3", &omitted], &[va]);
     assert_eq!(r.code, 1);
     assert_eq!(stop_of(&r, 0), (4, "cr3_absent".into()));
-    let r = walk_json(
-        &f.raw,
-        &["--cr3", &format!("{}", fx.noise)],
-        &[va, 0x1000, 0xffff_ff80_0000_0000],
-    );
+    let r = walk_json(&f.raw, &["--cr3", &format!("{}", fx.noise)], &[va, 0x1000, 0xffff_ff80_0000_0000]);
     for i in 0..3 {
         assert_eq!(stop_of(&r, i), (4, "cr3_implausible".into()));
     }
@@ -370,24 +266,13 @@ fn exit_codes_and_human_output() {
     let bad = format!("{:#x}", fx.va_uncaptured_table.0);
     let r = run(&[p(&f.qemu), "--cr3", &pv, "--va", &ok, "--va", &bad]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stdout.contains("=> stopped at L1: table_absent"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("=> stopped at L1: table_absent"), "{}", r.stdout);
     assert!(r.stdout.contains("   why: "));
     assert!(r.stdout.contains("   try: "));
     // --long explains the bits with Intel's names, and the mis-masking pitfall of an
     // NX bit in the direct map's L4 entry.
     let dm = format!("{:#x}", fx.xen_mapped[2].0.0);
-    let r = run(&[
-        p(&f.raw),
-        "--cr3",
-        &format!("{}", fx.idle),
-        "--va",
-        &dm,
-        "--long",
-    ]);
+    let r = run(&[p(&f.raw), "--cr3", &format!("{}", fx.idle), "--va", &dm, "--long"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("PML4E"));
     assert!(r.stdout.contains("NX/XD no-execute"));
@@ -395,11 +280,7 @@ fn exit_codes_and_human_output() {
     // CR3 beyond the image is bad input.
     let r = run(&[p(&f.raw), "--cr3", "0x4000000000", "--va", &ok]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("xenlike.raw") && r.stderr.contains("outside the image"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("xenlike.raw") && r.stderr.contains("outside the image"), "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1);
 }
 
@@ -411,31 +292,15 @@ fn listing_reports_absent_tables_and_reserved_entries() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let unreadable = r.json_of("unreadable_table");
     assert_eq!(unreadable.len(), 2, "{unreadable:?}");
-    let reasons: Vec<&str> = unreadable
-        .iter()
-        .map(|u| u["reason"].as_str().unwrap())
-        .collect();
-    assert!(
-        reasons.contains(&"not_captured") && reasons.contains(&"outside_image"),
-        "{reasons:?}"
-    );
+    let reasons: Vec<&str> = unreadable.iter().map(|u| u["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"not_captured") && reasons.contains(&"outside_image"), "{reasons:?}");
     // The two planted entries, plus the L4 PS entry seen again through the linear
     // page-table slot 258, where it is an L3 entry: a 1 GiB leaf whose address has
     // bits in 29:13 — reserved there too, as the MMU would find.
-    let reserved: Vec<String> = r
-        .json_of("reserved_entry")
-        .iter()
-        .map(|e| e["va"].as_str().unwrap().to_string())
-        .collect();
+    let reserved: Vec<String> =
+        r.json_of("reserved_entry").iter().map(|e| e["va"].as_str().unwrap().to_string()).collect();
     let alias = xen::LINEAR_PT_VIRT_START + (5 << 30);
-    assert_eq!(
-        reserved,
-        [
-            f.fx.va_reserved.to_string(),
-            f.fx.va_l4_ps.to_string(),
-            format!("{alias:#x}")
-        ]
-    );
+    assert_eq!(reserved, [f.fx.va_reserved.to_string(), f.fx.va_l4_ps.to_string(), format!("{alias:#x}")]);
     let s = &r.json_of("summary")[0];
     assert_eq!(s["unreadable_tables"], 2);
     assert_eq!(s["reserved_entries"], 3);
@@ -445,31 +310,14 @@ fn listing_reports_absent_tables_and_reserved_entries() {
         .json()
         .iter()
         .filter(|v| v["type"] != "root" && v["type"] != "summary")
-        .map(|v| {
-            u64::from_str_radix(v["va"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-        })
+        .map(|v| u64::from_str_radix(v["va"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
         .collect();
-    assert!(
-        vas.windows(2).all(|w| w[0] < w[1]),
-        "listing not in VA order"
-    );
+    assert!(vas.windows(2).all(|w| w[0] < w[1]), "listing not in VA order");
     // The PV root shares Xen's slots: every idle leaf outside slots 258 and 260 appears.
-    let idle = run(&[
-        p(&f.raw),
-        "--cr3",
-        &format!("{}", f.fx.idle),
-        "--json",
-        "--leaves",
-    ]);
+    let idle = run(&[p(&f.raw), "--cr3", &format!("{}", f.fx.idle), "--json", "--leaves"]);
     let pvl = run(&[p(&f.raw), "--cr3", &pv, "--json", "--leaves"]);
-    let key = |v: &serde_json::Value| {
-        (
-            v["va"].as_str().unwrap().to_string(),
-            v["maddr"].as_str().unwrap().to_string(),
-        )
-    };
-    let slot =
-        |va: &str| (u64::from_str_radix(va.trim_start_matches("0x"), 16).unwrap() >> 39) & 0x1ff;
+    let key = |v: &serde_json::Value| (v["va"].as_str().unwrap().to_string(), v["maddr"].as_str().unwrap().to_string());
+    let slot = |va: &str| (u64::from_str_radix(va.trim_start_matches("0x"), 16).unwrap() >> 39) & 0x1ff;
     let pv_set: std::collections::HashSet<_> = pvl.json_of("mapping").iter().map(key).collect();
     let shared: Vec<_> = idle
         .json_of("mapping")
@@ -477,10 +325,6 @@ fn listing_reports_absent_tables_and_reserved_entries() {
         .map(key)
         .filter(|(va, _)| (256..272).contains(&slot(va)) && slot(va) != 258)
         .collect();
-    assert!(
-        shared.len() >= 512 + 31 + 3,
-        "the direct map alone has 546 leaves: {}",
-        shared.len()
-    );
+    assert!(shared.len() >= 512 + 31 + 3, "the direct map alone has 546 leaves: {}", shared.len());
     assert!(shared.iter().all(|k| pv_set.contains(k)));
 }

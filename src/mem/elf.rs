@@ -26,10 +26,7 @@ pub struct ElfError {
 }
 
 fn err(offset: u64, what: impl Into<String>) -> ElfError {
-    ElfError {
-        offset,
-        what: what.into(),
-    }
+    ElfError { offset, what: what.into() }
 }
 
 pub use crate::notes::RawNote;
@@ -57,29 +54,18 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
     let data: &[u8] = &map;
     let file_len = data.len() as u64;
     if data.len() < 64 {
-        return Err(err(
-            0,
-            format!(
-                "the file is {file_len} bytes, too short for the 64-byte ELF64 header: truncated"
-            ),
-        ));
+        return Err(err(0, format!("the file is {file_len} bytes, too short for the 64-byte ELF64 header: truncated")));
     }
-    let ident = data
-        .get(..16)
-        .ok_or_else(|| err(0, "file too short for an ELF header"))?;
+    let ident = data.get(..16).ok_or_else(|| err(0, "file too short for an ELF header"))?;
     match ident.get(4) {
         Some(2) => {}
         Some(1) => return Err(err(4, "ELF32 file: only ELF64 cores are supported")),
         _ => return Err(err(4, "invalid ELF class byte")),
     }
     if ident.get(5) != Some(&1) {
-        return Err(err(
-            5,
-            "big-endian or invalid ELF data encoding: x86-64 cores are little-endian",
-        ));
+        return Err(err(5, "big-endian or invalid ELF data encoding: x86-64 cores are little-endian"));
     }
-    let hdr =
-        elf::FileHeader64::<LE>::parse(data).map_err(|e| err(0, format!("bad ELF header: {e}")))?;
+    let hdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| err(0, format!("bad ELF header: {e}")))?;
     let e_type = hdr.e_type(LE);
     if e_type != elf::ET_CORE {
         let hint = if e_type == elf::ET_EXEC {
@@ -87,25 +73,16 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         } else {
             ""
         };
-        return Err(err(
-            16,
-            format!("ELF type {e_type} is not a core file (ET_CORE){hint}"),
-        ));
+        return Err(err(16, format!("ELF type {e_type} is not a core file (ET_CORE){hint}")));
     }
     let machine = hdr.e_machine(LE);
     if machine != elf::EM_X86_64 {
-        return Err(err(
-            18,
-            format!("ELF machine {machine} is not x86-64 (EM_X86_64 = 62)"),
-        ));
+        return Err(err(18, format!("ELF machine {machine} is not x86-64 (EM_X86_64 = 62)")));
     }
     let phoff = hdr.e_phoff(LE);
     let phentsize = u64::from(hdr.e_phentsize(LE));
     if phoff > file_len {
-        return Err(err(
-            0x20,
-            format!("e_phoff {phoff:#x} points past the end of the file ({file_len:#x} bytes)"),
-        ));
+        return Err(err(0x20, format!("e_phoff {phoff:#x} points past the end of the file ({file_len:#x} bytes)")));
     }
     let e_phnum = hdr.e_phnum(LE);
     if e_phnum != elf::PN_XNUM && phentsize == 56 {
@@ -121,9 +98,8 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
             ));
         }
     }
-    let phdrs = hdr
-        .program_headers(LE, data)
-        .map_err(|e| err(phoff, format!("program headers (e_phoff {phoff:#x}): {e}")))?;
+    let phdrs =
+        hdr.program_headers(LE, data).map_err(|e| err(phoff, format!("program headers (e_phoff {phoff:#x}): {e}")))?;
     let phsize = std::mem::size_of::<elf::ProgramHeader64<LE>>() as u64;
 
     let mut segs = Vec::new();
@@ -137,9 +113,7 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
                 if filesz > memsz {
                     return Err(err(
                         at,
-                        format!(
-                            "program header {i}: PT_LOAD p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"
-                        ),
+                        format!("program header {i}: PT_LOAD p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"),
                     ));
                 }
                 if off.checked_add(filesz).is_none_or(|e| e > file_len) {
@@ -154,19 +128,11 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
                 if paddr.checked_add(memsz).is_none() {
                     return Err(err(
                         at,
-                        format!(
-                            "program header {i}: PT_LOAD {paddr:#x}+{memsz:#x} overflows the address space"
-                        ),
+                        format!("program header {i}: PT_LOAD {paddr:#x}+{memsz:#x} overflows the address space"),
                     ));
                 }
                 if memsz > 0 {
-                    segs.push(Segment {
-                        paddr,
-                        memsz,
-                        offset: off,
-                        filesz,
-                        index: i,
-                    });
+                    segs.push(Segment { paddr, memsz, offset: off, filesz, index: i });
                 }
             }
             elf::PT_NOTE => {
@@ -226,22 +192,10 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         // QEMU writes p_align 0; the ELF64 note convention is 4-byte alignment anyway.
         let align = if align == 8 { 8 } else { 4 };
         if let Err(w) = crate::notes::parse_stream(bytes, off, align, &mut notes) {
-            warnings.push(format!(
-                "PT_NOTE segment {i}: {w}; later notes in it are ignored"
-            ));
+            warnings.push(format!("PT_NOTE segment {i}: {w}; later notes in it are ignored"));
         }
     }
 
-    let summary = ElfSummary {
-        phoff,
-        phnum: phdrs.len(),
-        loads: segs.len(),
-        note_segments: note_ranges.len(),
-    };
-    Ok(ElfCore {
-        image: MappedImage::new(map, segs),
-        notes,
-        summary,
-        warnings,
-    })
+    let summary = ElfSummary { phoff, phnum: phdrs.len(), loads: segs.len(), note_segments: note_ranges.len() };
+    Ok(ElfCore { image: MappedImage::new(map, segs), notes, summary, warnings })
 }

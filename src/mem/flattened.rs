@@ -25,10 +25,7 @@
 //! never copied; a read is a binary search over the ranges.
 
 // Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
 use memmap2::Mmap;
 use std::collections::BTreeMap;
@@ -56,10 +53,7 @@ pub struct FlatError {
 }
 
 fn err(offset: u64, what: impl Into<String>) -> FlatError {
-    FlatError {
-        offset,
-        what: what.into(),
-    }
+    FlatError { offset, what: what.into() }
 }
 
 /// A run of the logical file stored contiguously in the flattened file.
@@ -149,10 +143,7 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
     }
     let ty = be_i64(data, 16).unwrap_or(0);
     if ty != TYPE_FLAT_HEADER {
-        return Err(err(
-            16,
-            format!("flattened header type {ty}, expected {TYPE_FLAT_HEADER} (TYPE_FLAT_HEADER)"),
-        ));
+        return Err(err(16, format!("flattened header type {ty}, expected {TYPE_FLAT_HEADER} (TYPE_FLAT_HEADER)")));
     }
     let version = be_i64(data, 24).unwrap_or(0);
 
@@ -182,9 +173,7 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
         if offset == END_FLAG && len == END_FLAG {
             let rest = size - (pos + RECORD_HEADER).min(size);
             if rest > 0 {
-                warnings.push(format!(
-                    "flattened format: {rest} bytes after the end marker at {pos:#x} are ignored"
-                ));
+                warnings.push(format!("flattened format: {rest} bytes after the end marker at {pos:#x} are ignored"));
             }
             break;
         }
@@ -206,10 +195,7 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
             break;
         };
         let Some(end) = start.checked_add(len).filter(|&e| e <= i64::MAX as u64) else {
-            return Err(err(
-                pos,
-                format!("flattened record {records}: offset {start:#x} + size {len:#x} overflows"),
-            ));
+            return Err(err(pos, format!("flattened record {records}: offset {start:#x} + size {len:#x} overflows")));
         };
         if len > 0 {
             if start >= sorted_end {
@@ -223,19 +209,12 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
         records += 1;
         pos = next;
     }
-    let ranges: Vec<Range> = ranges
-        .into_iter()
-        .map(|(start, (len, file))| Range { start, len, file })
-        .collect();
+    let ranges: Vec<Range> = ranges.into_iter().map(|(start, (len, file))| Range { start, len, file }).collect();
     Ok(FlatIndex {
         map,
         ranges,
         logical_len,
-        summary: FlatSummary {
-            records,
-            version,
-            logical_size: logical_len,
-        },
+        summary: FlatSummary { records, version, logical_size: logical_len },
         warnings,
     })
 }
@@ -273,8 +252,7 @@ impl FlatIndex {
             return None;
         }
         let at = usize::try_from(r.file + (off - r.start)).ok()?;
-        self.map
-            .get(at..at.checked_add(usize::try_from(len).ok()?)?)
+        self.map.get(at..at.checked_add(usize::try_from(len).ok()?)?)
     }
 
     /// Fill `buf` with the logical bytes at `off`; bytes no record covers read as
@@ -300,9 +278,7 @@ impl FlatIndex {
                     let Some(at) = usize::try_from(r.file + (pos - r.start)).ok() else {
                         return false;
                     };
-                    let (Some(src), Some(dst)) =
-                        (self.map.get(at..at.saturating_add(n)), dst.get_mut(..n))
-                    else {
+                    let (Some(src), Some(dst)) = (self.map.get(at..at.saturating_add(n)), dst.get_mut(..n)) else {
                         return false;
                     };
                     dst.copy_from_slice(src);
@@ -428,9 +404,7 @@ mod tests {
     #[test]
     fn many_overlapping_records_stay_bounded() {
         // Every record rewrites the middle of the previous ones.
-        let recs: Vec<(u64, Vec<u8>)> = (0..2000u64)
-            .map(|i| ((i * 7) % 1000, vec![(i % 251) as u8; 50]))
-            .collect();
+        let recs: Vec<(u64, Vec<u8>)> = (0..2000u64).map(|i| ((i * 7) % 1000, vec![(i % 251) as u8; 50])).collect();
         let ix = parse(map_of(&flat_bytes(&recs, true))).unwrap();
         assert!(ix.ranges.len() <= 2 * recs.len());
         let mut want = vec![0u8; ix.len() as usize];

@@ -45,10 +45,7 @@
 //! and is done only for `xenwalk info` ([`KdumpImage::census`]).
 
 // Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
 use super::flattened::{self, FlatError, FlatIndex, FlatSummary};
 use super::{Absent, Extent, Page, PhysMem, ReadError, lzo};
@@ -115,18 +112,12 @@ pub struct KdumpError {
 }
 
 fn err(offset: u64, what: impl Into<String>) -> KdumpError {
-    KdumpError {
-        offset,
-        what: what.into(),
-    }
+    KdumpError { offset, what: what.into() }
 }
 
 impl From<FlatError> for KdumpError {
     fn from(e: FlatError) -> Self {
-        KdumpError {
-            offset: e.offset,
-            what: format!("flattened format: {}", e.what),
-        }
+        KdumpError { offset: e.offset, what: format!("flattened format: {}", e.what) }
     }
 }
 
@@ -186,15 +177,11 @@ impl KdumpFile {
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// A NUL-terminated string field of at most `len` bytes.
@@ -247,11 +234,8 @@ pub struct KdumpSummary {
 impl KdumpSummary {
     /// Names of the `status` bits that are set; unknown bits as hex.
     pub fn status_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = STATUS_NAMES
-            .iter()
-            .filter(|(b, _)| self.status & b != 0)
-            .map(|(_, n)| n.to_string())
-            .collect();
+        let mut v: Vec<String> =
+            STATUS_NAMES.iter().filter(|(b, _)| self.status & b != 0).map(|(_, n)| n.to_string()).collect();
         let known = STATUS_NAMES.iter().fold(0, |a, (b, _)| a | b);
         if self.status & !known != 0 {
             v.push(format!("{:#x}", self.status & !known));
@@ -341,18 +325,8 @@ fn zstd_window(src: &[u8]) -> Result<u64, &'static str> {
             let b = src.get(at..at + 2).ok_or(BAD)?;
             u64::from(u16::from_le_bytes(b.try_into().map_err(|_| BAD)?)) + 256
         }
-        2 => u64::from(u32::from_le_bytes(
-            src.get(at..at + 4)
-                .ok_or(BAD)?
-                .try_into()
-                .map_err(|_| BAD)?,
-        )),
-        _ => u64::from_le_bytes(
-            src.get(at..at + 8)
-                .ok_or(BAD)?
-                .try_into()
-                .map_err(|_| BAD)?,
-        ),
+        2 => u64::from(u32::from_le_bytes(src.get(at..at + 4).ok_or(BAD)?.try_into().map_err(|_| BAD)?)),
+        _ => u64::from_le_bytes(src.get(at..at + 8).ok_or(BAD)?.try_into().map_err(|_| BAD)?),
     };
     Ok(fcs)
 }
@@ -365,8 +339,7 @@ fn zstd_page(src: &[u8], out: &mut [u8; PAGE]) -> Result<(), &'static str> {
     }
     let mut input = src;
     let mut dec = FrameDecoder::new();
-    dec.init(&mut input)
-        .map_err(|_| "zstd frame header is invalid")?;
+    dec.init(&mut input).map_err(|_| "zstd frame header is invalid")?;
     let mut done = 0usize;
     loop {
         let finished = dec
@@ -401,20 +374,13 @@ fn zstd_page(src: &[u8], out: &mut [u8; PAGE]) -> Result<(), &'static str> {
 pub fn decompress(kind: Compression, src: &[u8], out: &mut [u8; PAGE]) -> Result<(), &'static str> {
     match kind {
         Compression::None => {
-            let p: &[u8; PAGE] = src
-                .try_into()
-                .map_err(|_| "uncompressed page data is not 4096 bytes")?;
+            let p: &[u8; PAGE] = src.try_into().map_err(|_| "uncompressed page data is not 4096 bytes")?;
             out.copy_from_slice(p);
             Ok(())
         }
         Compression::Zlib => {
             // makedumpfile `compress2`, crash `uncompress`: a zlib stream (RFC 1950).
-            match miniz_oxide::inflate::decompress_slice_iter_to_slice(
-                out,
-                std::iter::once(src),
-                true,
-                false,
-            ) {
+            match miniz_oxide::inflate::decompress_slice_iter_to_slice(out, std::iter::once(src), true, false) {
                 Ok(PAGE) => Ok(()),
                 Ok(_) => Err("zlib data does not inflate to exactly one 4 KiB page"),
                 Err(miniz_oxide::inflate::TINFLStatus::HasMoreOutput) => {
@@ -454,11 +420,7 @@ struct PageCache {
 
 impl PageCache {
     fn new() -> PageCache {
-        PageCache {
-            slots: Vec::new(),
-            index: HashMap::new(),
-            hand: 0,
-        }
+        PageCache { slots: Vec::new(), index: HashMap::new(), hand: 0 }
     }
 
     fn get(&self, pfn: u64) -> Option<&[u8; PAGE]> {
@@ -559,12 +521,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     };
     let len = file.len();
     let h = file.bytes(0, HEADER_SIZE).ok_or_else(|| {
-        err(
-            0,
-            format!(
-                "the file is {len} bytes, too short for the {HEADER_SIZE}-byte kdump header: truncated"
-            ),
-        )
+        err(0, format!("the file is {len} bytes, too short for the {HEADER_SIZE}-byte kdump header: truncated"))
     })?;
     let h: &[u8] = &h;
     let diskdump = h.starts_with(b"DISKDUMP");
@@ -582,28 +539,18 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
         ));
     }
     // The sub-header fields that exist in this version (KDUMP only).
-    let v = if diskdump {
-        0
-    } else {
-        header_version.min(NEWEST_HEADER_VERSION)
-    };
+    let v = if diskdump { 0 } else { header_version.min(NEWEST_HEADER_VERSION) };
     let status = u32_at(h, 424);
     let block_size = u32_at(h, 428) as i32;
     if block_size != PAGE as i32 {
-        return Err(err(
-            428,
-            format!("block size {block_size}: only 4096-byte pages (x86-64) are supported"),
-        ));
+        return Err(err(428, format!("block size {block_size}: only 4096-byte pages (x86-64) are supported")));
     }
     let raw_sub = u32_at(h, 432) as i32;
     let Ok(sub_hdr_size) = u32::try_from(raw_sub) else {
         return Err(err(432, format!("negative sub_hdr_size {raw_sub}")));
     };
     if !diskdump && sub_hdr_size == 0 {
-        return Err(err(
-            432,
-            "sub_hdr_size 0 leaves no block for the kdump sub-header",
-        ));
+        return Err(err(432, "sub_hdr_size 0 leaves no block for the kdump sub-header"));
     }
     let bitmap_blocks = u32_at(h, 436);
     if bitmap_blocks == 0 {
@@ -671,11 +618,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
         return Err(err(mapnr_at, "max_mapnr 0: the dump describes no memory"));
     }
     let split = if split_flag {
-        let (s, e, at) = if v >= 6 {
-            (field(80), field(88), block + 80)
-        } else {
-            (field(16), field(24), block + 16)
-        };
+        let (s, e, at) = if v >= 6 { (field(80), field(88), block + 80) } else { (field(16), field(24), block + 16) };
         if s >= e || e > max_mapnr {
             return Err(err(
                 at,
@@ -706,21 +649,14 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     if bitmap_len > file.stored() {
         return Err(err(
             436,
-            format!(
-                "the bitmaps ({bitmap_len} bytes) are larger than the file itself ({} bytes)",
-                file.stored()
-            ),
+            format!("the bitmaps ({bitmap_len} bytes) are larger than the file itself ({} bytes)", file.stored()),
         ));
     }
     let need_bytes = max_mapnr.div_ceil(8);
     let need_blocks = need_bytes.div_ceil(block);
     // crash `dump_is_partial`: two bitmaps when the area holds two of max_mapnr bits.
     let two_bitmaps = u64::from(bitmap_blocks) >= need_blocks.saturating_mul(2);
-    let bitmap2 = if two_bitmaps {
-        bitmap_off + bitmap_len / 2
-    } else {
-        bitmap_off
-    };
+    let bitmap2 = if two_bitmaps { bitmap_off + bitmap_len / 2 } else { bitmap_off };
     if !two_bitmaps && bitmap_len < need_bytes {
         return Err(err(
             mapnr_at,
@@ -741,9 +677,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
             if o.checked_add(s).is_none_or(|e| e > len) || s > file.stored() {
                 return Err(err(
                     at,
-                    format!(
-                        "the {what} ({s} bytes at {o:#x}) run past the end of the file ({len} bytes)"
-                    ),
+                    format!("the {what} ({s} bytes at {o:#x}) run past the end of the file ({len} bytes)"),
                 ));
             }
         }
@@ -798,19 +732,13 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     };
     image.index_bitmaps()?;
     let dumped = image.summary.pages_dumped;
-    let desc_end = dumped
-        .checked_mul(DESC_SIZE)
-        .and_then(|n| n.checked_add(desc_off));
+    let desc_end = dumped.checked_mul(DESC_SIZE).and_then(|n| n.checked_add(desc_off));
     if desc_end.is_none_or(|e| e > len) {
         let have = len.saturating_sub(desc_off) / DESC_SIZE;
         warnings.push(format!(
             "only {have} of the {dumped} page descriptors (24 bytes each from {desc_off:#x}) are in the \
              file ({len} bytes): the dump is {}; the pages of the others are unreadable",
-            if image.incomplete {
-                "incomplete (status flag 0x8)"
-            } else {
-                "truncated"
-            }
+            if image.incomplete { "incomplete (status flag 0x8)" } else { "truncated" }
         ));
     }
 
@@ -828,20 +756,11 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
         let inside = notes_range.is_some_and(|(no, ns)| o >= no && o + s <= no + ns);
         if !inside {
             if let Some(b) = image.file.bytes(o, s) {
-                raw_notes.push(RawNote {
-                    name: "VMCOREINFO".into(),
-                    n_type: 0,
-                    desc: b.into_owned(),
-                    offset: o,
-                });
+                raw_notes.push(RawNote { name: "VMCOREINFO".into(), n_type: 0, desc: b.into_owned(), offset: o });
             }
         }
     }
-    Ok(Kdump {
-        image,
-        notes: raw_notes,
-        warnings,
-    })
+    Ok(Kdump { image, notes: raw_notes, warnings })
 }
 
 /// Mask of the bits of bitmap byte `byte` that fall in `[lo, hi)` pfns.
@@ -862,15 +781,9 @@ fn byte_mask(byte: u64, lo: u64, hi: u64) -> u8 {
 
 fn popcount(b: &[u8]) -> u64 {
     let mut chunks = b.chunks_exact(8);
-    let mut n: u64 = chunks
-        .by_ref()
-        .map(|c| u64::from(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])).count_ones()))
-        .sum();
-    n += chunks
-        .remainder()
-        .iter()
-        .map(|x| u64::from(x.count_ones()))
-        .sum::<u64>();
+    let mut n: u64 =
+        chunks.by_ref().map(|c| u64::from(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])).count_ones())).sum();
+    n += chunks.remainder().iter().map(|x| u64::from(x.count_ones())).sum::<u64>();
     n
 }
 
@@ -897,10 +810,7 @@ impl KdumpImage {
             let b1 = self.file.bytes(self.bitmap1 + pos, n);
             let b2 = self.file.bytes(self.bitmap2 + pos, n);
             let (Some(b1), Some(b2)) = (b1, b2) else {
-                return Err(err(
-                    self.bitmap1 + pos,
-                    "the bitmaps run past the end of the file: truncated",
-                ));
+                return Err(err(self.bitmap1 + pos, "the bitmaps run past the end of the file: truncated"));
             };
             for (i, (&x1, &x2)) in b1.iter().zip(b2.iter()).enumerate() {
                 let byte = pos + i as u64;
@@ -942,10 +852,7 @@ impl KdumpImage {
     }
 
     fn bit(&self, bitmap: u64, pfn: u64) -> bool {
-        self.file
-            .bytes(bitmap + pfn / 8, 1)
-            .and_then(|b| b.first().copied())
-            .is_some_and(|b| b >> (pfn % 8) & 1 == 1)
+        self.file.bytes(bitmap + pfn / 8, 1).and_then(|b| b.first().copied()).is_some_and(|b| b >> (pfn % 8) & 1 == 1)
     }
 
     /// Set 2nd-bitmap bits below `pfn` (≤ max_mapnr).
@@ -967,10 +874,7 @@ impl KdumpImage {
     }
 
     fn outside(&self) -> Absent {
-        Absent::OutsideImage {
-            start: Mfn(self.lo).maddr(),
-            end: Mfn(self.hi).maddr(),
-        }
+        Absent::OutsideImage { start: Mfn(self.lo).maddr(), end: Mfn(self.hi).maddr() }
     }
 
     /// The nearest pfn at or beyond `from` (going up, or down from `from`) whose
@@ -998,9 +902,7 @@ impl KdumpImage {
             while end > lo {
                 let last_byte = (end - 1) / 8;
                 let first_byte = (lo / 8).max((last_byte + 1).saturating_sub(CHUNK));
-                let b = self
-                    .file
-                    .bytes(self.bitmap1 + first_byte, last_byte + 1 - first_byte)?;
+                let b = self.file.bytes(self.bitmap1 + first_byte, last_byte + 1 - first_byte)?;
                 for (i, &x) in b.iter().enumerate().rev() {
                     let byte = first_byte + i as u64;
                     let x = x & byte_mask(byte, lo, end);
@@ -1023,19 +925,14 @@ impl KdumpImage {
             return Ok(());
         }
         if self.bit(self.bitmap1, pfn) {
-            return Err(Absent::Excluded {
-                dump_level: self.dump_level,
-            });
+            return Err(Absent::Excluded { dump_level: self.dump_level });
         }
         if pfn < self.lo || pfn >= self.hi {
             return Err(self.outside());
         }
         let prev = self.scan1(pfn, false).map_or(self.lo, |p| p + 1);
         let next = self.scan1(pfn, true).unwrap_or(self.hi);
-        Err(Absent::Hole {
-            prev_end: Mfn(prev).maddr(),
-            next_start: Mfn(next).maddr(),
-        })
+        Err(Absent::Hole { prev_end: Mfn(prev).maddr(), next_start: Mfn(next).maddr() })
     }
 
     /// The descriptor of dumped `pfn`: (its file offset, data offset, size, flags).
@@ -1046,10 +943,7 @@ impl KdumpImage {
             .and_then(|r| r.checked_sub(self.rank_base))
             .and_then(|i| i.checked_mul(DESC_SIZE))
             .and_then(|o| o.checked_add(self.desc_off))
-            .ok_or(malformed(
-                self.bitmap2,
-                "cannot count the 2nd bitmap up to this page",
-            ))?;
+            .ok_or(malformed(self.bitmap2, "cannot count the 2nd bitmap up to this page"))?;
         let Some(d) = self.file.bytes(at, DESC_SIZE) else {
             return Err(malformed(
                 at,
@@ -1080,19 +974,14 @@ impl KdumpImage {
         }
         let offset = offset as u64;
         if size == 0 || size as usize > PAGE {
-            return Err(malformed(
-                at,
-                "page descriptor's data size is 0 or more than a page",
-            ));
+            return Err(malformed(at, "page descriptor's data size is 0 or more than a page"));
         }
-        let kind = Compression::from_flags(flags).ok_or(malformed(
-            at,
-            "page descriptor has unknown or several compression flags",
-        ))?;
-        let data = self.file.bytes(offset, u64::from(size)).ok_or(malformed(
-            offset,
-            "page data runs past the end of the file: the dump is truncated",
-        ))?;
+        let kind = Compression::from_flags(flags)
+            .ok_or(malformed(at, "page descriptor has unknown or several compression flags"))?;
+        let data = self
+            .file
+            .bytes(offset, u64::from(size))
+            .ok_or(malformed(offset, "page data runs past the end of the file: the dump is truncated"))?;
         let mut page = Box::new([0u8; PAGE]);
         decompress(kind, &data, &mut page).map_err(|what| malformed(offset, what))?;
         Ok(page)
@@ -1100,26 +989,17 @@ impl KdumpImage {
 
     /// Run `f` on the page of `pfn` (from the cache, or decoded into it). `addr` is
     /// the address reported in errors.
-    fn with_page<R>(
-        &self,
-        pfn: u64,
-        addr: Maddr,
-        f: impl FnOnce(&[u8; PAGE]) -> R,
-    ) -> Result<R, ReadError> {
+    fn with_page<R>(&self, pfn: u64, addr: Maddr, f: impl FnOnce(&[u8; PAGE]) -> R) -> Result<R, ReadError> {
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(p) = cache.get(pfn) {
                 return Ok(f(p));
             }
         }
-        self.classify(pfn)
-            .map_err(|why| ReadError::Absent { addr, why })?;
+        self.classify(pfn).map_err(|why| ReadError::Absent { addr, why })?;
         let page = self.decode(pfn, addr)?;
         let r = f(&page);
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(pfn, page);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(pfn, page);
         Ok(r)
     }
 
@@ -1174,10 +1054,7 @@ impl PhysMem for KdumpImage {
     fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let a = addr.checked_add(done as u64).ok_or(ReadError::Absent {
-                addr,
-                why: self.outside(),
-            })?;
+            let a = addr.checked_add(done as u64).ok_or(ReadError::Absent { addr, why: self.outside() })?;
             let off = (a.0 % PAGE_SIZE) as usize;
             let n = (PAGE - off).min(buf.len() - done);
             let dst = buf.get_mut(done..done + n).unwrap_or(&mut []);
@@ -1193,13 +1070,7 @@ impl PhysMem for KdumpImage {
 
     fn locate(&self, addr: Maddr) -> Result<(), Absent> {
         let pfn = addr.0 / PAGE_SIZE;
-        if self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(pfn)
-            .is_some()
-        {
+        if self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(pfn).is_some() {
             return Ok(());
         }
         self.classify(pfn)
@@ -1212,14 +1083,8 @@ impl PhysMem for KdumpImage {
         let mut push = |pfn: u64, present: bool| {
             let start = Mfn(pfn).maddr();
             match out.last_mut() {
-                Some(e) if e.present == present && e.start.0 + e.len == start.0 => {
-                    e.len += PAGE_SIZE
-                }
-                _ => out.push(Extent {
-                    start,
-                    len: PAGE_SIZE,
-                    present,
-                }),
+                Some(e) if e.present == present && e.start.0 + e.len == start.0 => e.len += PAGE_SIZE,
+                _ => out.push(Extent { start, len: PAGE_SIZE, present }),
             }
         };
         let (lo, hi) = (self.lo, self.hi);
@@ -1227,10 +1092,9 @@ impl PhysMem for KdumpImage {
         let end_byte = hi.div_ceil(8);
         while byte < end_byte {
             let n = CHUNK.min(end_byte - byte);
-            let (Some(b1), Some(b2)) = (
-                self.file.bytes(self.bitmap1 + byte, n),
-                self.file.bytes(self.bitmap2 + byte, n),
-            ) else {
+            let (Some(b1), Some(b2)) =
+                (self.file.bytes(self.bitmap1 + byte, n), self.file.bytes(self.bitmap2 + byte, n))
+            else {
                 break;
             };
             for (i, (&x1, &x2)) in b1.iter().zip(b2.iter()).enumerate() {
@@ -1284,19 +1148,10 @@ mod tests {
     fn every_compression_round_trips() {
         let p = page(7);
         round_trip(Compression::None, &p[..]);
-        round_trip(
-            Compression::Zlib,
-            &miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6),
-        );
+        round_trip(Compression::Zlib, &miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6));
         round_trip(Compression::Lzo, &lzokay_native::compress(&p[..]).unwrap());
-        round_trip(
-            Compression::Lzo,
-            &crate::fixture::kdump::lzo_compress(&p[..]),
-        );
-        round_trip(
-            Compression::Snappy,
-            &snap::raw::Encoder::new().compress_vec(&p[..]).unwrap(),
-        );
+        round_trip(Compression::Lzo, &crate::fixture::kdump::lzo_compress(&p[..]));
+        round_trip(Compression::Snappy, &snap::raw::Encoder::new().compress_vec(&p[..]).unwrap());
         round_trip(
             Compression::Zstd,
             &ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest),
@@ -1311,72 +1166,35 @@ mod tests {
         let mut out = [0u8; PAGE];
         let cases: Vec<(Compression, Vec<u8>)> = vec![
             (Compression::None, p[..100].to_vec()),
-            (
-                Compression::Zlib,
-                miniz_oxide::deflate::compress_to_vec_zlib(&big, 6),
-            ),
-            (
-                Compression::Zlib,
-                miniz_oxide::deflate::compress_to_vec_zlib(&small, 6),
-            ),
+            (Compression::Zlib, miniz_oxide::deflate::compress_to_vec_zlib(&big, 6)),
+            (Compression::Zlib, miniz_oxide::deflate::compress_to_vec_zlib(&small, 6)),
             (Compression::Zlib, vec![0x78, 0x9c, 0xff, 0xff]),
             (Compression::Lzo, lzokay_native::compress(&big).unwrap()),
+            (Compression::Snappy, snap::raw::Encoder::new().compress_vec(&big).unwrap()),
+            (Compression::Snappy, snap::raw::Encoder::new().compress_vec(&small).unwrap()),
             (
-                Compression::Snappy,
-                snap::raw::Encoder::new().compress_vec(&big).unwrap(),
-            ),
-            (
-                Compression::Snappy,
-                snap::raw::Encoder::new().compress_vec(&small).unwrap(),
+                Compression::Zstd,
+                ruzstd::encoding::compress_to_vec(&big[..], ruzstd::encoding::CompressionLevel::Fastest),
             ),
             (
                 Compression::Zstd,
-                ruzstd::encoding::compress_to_vec(
-                    &big[..],
-                    ruzstd::encoding::CompressionLevel::Fastest,
-                ),
-            ),
-            (
-                Compression::Zstd,
-                ruzstd::encoding::compress_to_vec(
-                    &small[..],
-                    ruzstd::encoding::CompressionLevel::Fastest,
-                ),
+                ruzstd::encoding::compress_to_vec(&small[..], ruzstd::encoding::CompressionLevel::Fastest),
             ),
             (Compression::Zstd, vec![0x28, 0xb5, 0x2f, 0xfd, 0x00]),
             (Compression::Zstd, vec![1, 2, 3]),
         ];
         for (kind, data) in &cases {
-            assert!(
-                decompress(*kind, data, &mut out).is_err(),
-                "{kind:?} of {} bytes was accepted",
-                data.len()
-            );
+            assert!(decompress(*kind, data, &mut out).is_err(), "{kind:?} of {} bytes was accepted", data.len());
         }
         // Every truncation and many corruptions of each kind: errors, no panic.
         let good: Vec<(Compression, Vec<u8>)> = vec![
-            (
-                Compression::Zlib,
-                miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6),
-            ),
-            (
-                Compression::Snappy,
-                snap::raw::Encoder::new().compress_vec(&p[..]).unwrap(),
-            ),
-            (
-                Compression::Zstd,
-                ruzstd::encoding::compress_to_vec(
-                    &p[..],
-                    ruzstd::encoding::CompressionLevel::Fastest,
-                ),
-            ),
+            (Compression::Zlib, miniz_oxide::deflate::compress_to_vec_zlib(&p[..], 6)),
+            (Compression::Snappy, snap::raw::Encoder::new().compress_vec(&p[..]).unwrap()),
+            (Compression::Zstd, ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest)),
         ];
         for (kind, data) in &good {
             for cut in 0..data.len() {
-                assert!(
-                    decompress(*kind, &data[..cut], &mut out).is_err(),
-                    "{kind:?} cut {cut}"
-                );
+                assert!(decompress(*kind, &data[..cut], &mut out).is_err(), "{kind:?} cut {cut}");
             }
             for i in 0..data.len() {
                 let mut bad = data.clone();
@@ -1395,8 +1213,7 @@ mod tests {
         assert!(decompress(Compression::Zstd, &frame, &mut out).is_err());
         // A real frame of one page asks for a small window.
         let p = page(7);
-        let c =
-            ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest);
+        let c = ruzstd::encoding::compress_to_vec(&p[..], ruzstd::encoding::CompressionLevel::Fastest);
         assert!(zstd_window(&c).unwrap() <= ZSTD_MAX_WINDOW);
     }
 

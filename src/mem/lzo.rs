@@ -16,10 +16,7 @@
 //! below 4, else 4 — so 18..20 copy 1..3 literals, not "0..3" as the document says.
 
 // Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
 /// Why a stream does not decompress.
 pub type LzoError = &'static str;
@@ -31,10 +28,7 @@ struct Input<'a> {
 
 impl Input<'_> {
     fn byte(&mut self) -> Result<usize, LzoError> {
-        let v = *self
-            .b
-            .get(self.pos)
-            .ok_or("LZO data ends in the middle of an instruction")?;
+        let v = *self.b.get(self.pos).ok_or("LZO data ends in the middle of an instruction")?;
         self.pos += 1;
         Ok(usize::from(v))
     }
@@ -94,10 +88,7 @@ impl Output<'_> {
             return Err("LZO match writes past the end of the page");
         }
         for _ in 0..len {
-            let v = *self
-                .b
-                .get(self.pos - dist)
-                .ok_or("LZO match out of range")?;
+            let v = *self.b.get(self.pos - dist).ok_or("LZO match out of range")?;
             *self.b.get_mut(self.pos).ok_or("LZO match out of range")? = v;
             self.pos += 1;
         }
@@ -127,11 +118,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize, LzoError> {
         if inst >= 64 {
             // 1 L L D D D S S: 5..8 bytes; 0 1 L D D D S S: 3..4 bytes; within 2 KiB.
             let h = inp.byte()?;
-            len = if inst >= 128 {
-                5 + (inst >> 5 & 3)
-            } else {
-                3 + (inst >> 5 & 1)
-            };
+            len = if inst >= 128 { 5 + (inst >> 5 & 3) } else { 3 + (inst >> 5 & 1) };
             dist = (h << 3) + (inst >> 2 & 7) + 1;
             next = inst & 3;
         } else if inst >= 32 {
@@ -169,11 +156,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize, LzoError> {
             // 3 bytes at 2..3 KiB after a longer run.
             let h = inp.byte()?;
             let base = (h << 2) + (inst >> 2 & 3);
-            (dist, len) = if state == 4 {
-                (base + 2049, 3)
-            } else {
-                (base + 1, 2)
-            };
+            (dist, len) = if state == 4 { (base + 2049, 3) } else { (base + 1, 2) };
             next = inst & 3;
         }
         out.back_copy(dist, len)?;
@@ -249,10 +232,7 @@ mod tests {
         let mut zeros = vec![0x20u8];
         zeros.extend(std::iter::repeat_n(0u8, 10_000));
         assert!(decompress(&zeros, &mut out).is_err());
-        assert!(
-            decompress(&[0x12, 0, 0], &mut out).is_err(),
-            "end marker of length 4"
-        );
+        assert!(decompress(&[0x12, 0, 0], &mut out).is_err(), "end marker of length 4");
         let mut trailing = crate::fixture::kdump::lzo_compress(&[1, 2, 3]);
         trailing.push(0);
         assert!(decompress(&trailing, &mut out).is_err());

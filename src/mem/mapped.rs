@@ -43,10 +43,7 @@ impl MappedImage {
     /// `memsz == 0` must have been dropped.
     pub(crate) fn new(map: Mmap, segs: Vec<Segment>) -> MappedImage {
         debug_assert!(segs.windows(2).all(|w| w[0].end() <= w[1].paddr));
-        debug_assert!(
-            segs.iter()
-                .all(|s| s.filesz <= s.memsz && s.offset + s.filesz <= map.len() as u64)
-        );
+        debug_assert!(segs.iter().all(|s| s.filesz <= s.memsz && s.offset + s.filesz <= map.len() as u64));
         MappedImage { map, segs }
     }
 
@@ -58,14 +55,8 @@ impl MappedImage {
     /// The span the image covers, as the absence reason for addresses outside it.
     fn bounds(&self) -> Absent {
         match (self.segs.first(), self.segs.last()) {
-            (Some(f), Some(l)) => Absent::OutsideImage {
-                start: Maddr(f.paddr),
-                end: Maddr(l.end()),
-            },
-            _ => Absent::OutsideImage {
-                start: Maddr(0),
-                end: Maddr(0),
-            },
+            (Some(f), Some(l)) => Absent::OutsideImage { start: Maddr(f.paddr), end: Maddr(l.end()) },
+            _ => Absent::OutsideImage { start: Maddr(0), end: Maddr(0) },
         }
     }
 
@@ -77,18 +68,11 @@ impl MappedImage {
             None => Err(outside),
             Some(s) if s.paddr <= addr => {
                 let off = addr - s.paddr;
-                if off < s.filesz {
-                    Ok((s, off))
-                } else {
-                    Err(Absent::NotCaptured { segment: s.index })
-                }
+                if off < s.filesz { Ok((s, off)) } else { Err(Absent::NotCaptured { segment: s.index }) }
             }
             Some(s) => match i.checked_sub(1).and_then(|p| self.segs.get(p)) {
                 None => Err(outside),
-                Some(prev) => Err(Absent::Hole {
-                    prev_end: Maddr(prev.end()),
-                    next_start: Maddr(s.paddr),
-                }),
+                Some(prev) => Err(Absent::Hole { prev_end: Maddr(prev.end()), next_start: Maddr(s.paddr) }),
             },
         }
     }
@@ -122,13 +106,8 @@ impl PhysMem for MappedImage {
     fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let a = addr.checked_add(done as u64).ok_or(ReadError::Absent {
-                addr,
-                why: self.bounds(),
-            })?;
-            let (s, off) = self
-                .find(a.0)
-                .map_err(|why| ReadError::Absent { addr: a, why })?;
+            let a = addr.checked_add(done as u64).ok_or(ReadError::Absent { addr, why: self.bounds() })?;
+            let (s, off) = self.find(a.0).map_err(|why| ReadError::Absent { addr: a, why })?;
             let avail = s.filesz - off;
             let want = (buf.len() - done) as u64;
             let n = avail.min(want) as usize;
@@ -163,18 +142,10 @@ impl PhysMem for MappedImage {
         let mut v = Vec::with_capacity(self.segs.len() + 1);
         for s in &self.segs {
             if s.filesz > 0 {
-                v.push(Extent {
-                    start: Maddr(s.paddr),
-                    len: s.filesz,
-                    present: true,
-                });
+                v.push(Extent { start: Maddr(s.paddr), len: s.filesz, present: true });
             }
             if s.memsz > s.filesz {
-                v.push(Extent {
-                    start: Maddr(s.paddr + s.filesz),
-                    len: s.memsz - s.filesz,
-                    present: false,
-                });
+                v.push(Extent { start: Maddr(s.paddr + s.filesz), len: s.memsz - s.filesz, present: false });
             }
         }
         v

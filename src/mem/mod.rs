@@ -61,16 +61,9 @@ impl fmt::Display for Absent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Absent::OutsideImage { start, end } => {
-                write!(
-                    f,
-                    "outside the image (it covers {start}-{:#x})",
-                    end.0.saturating_sub(1)
-                )
+                write!(f, "outside the image (it covers {start}-{:#x})", end.0.saturating_sub(1))
             }
-            Absent::Hole {
-                prev_end,
-                next_start,
-            } => write!(
+            Absent::Hole { prev_end, next_start } => write!(
                 f,
                 "in a hole between segments ({prev_end}-{:#x} is described by no segment)",
                 next_start.0.saturating_sub(1)
@@ -104,11 +97,7 @@ pub enum ReadError {
     Absent { addr: Maddr, why: Absent },
     /// The dump claims to hold the data but it cannot be decoded.
     #[error("{addr}: malformed data at file offset {offset:#x}: {what}")]
-    Malformed {
-        addr: Maddr,
-        offset: u64,
-        what: &'static str,
-    },
+    Malformed { addr: Maddr, offset: u64, what: &'static str },
 }
 
 impl ReadError {

@@ -18,12 +18,6 @@ pub fn open(map: Mmap, base: u64) -> Result<MappedImage, RawError> {
     if base.checked_add(size).is_none() {
         return Err(RawError::BaseOverflow { base, size });
     }
-    let seg = Segment {
-        paddr: base,
-        memsz: size,
-        offset: 0,
-        filesz: size,
-        index: 0,
-    };
+    let seg = Segment { paddr: base, memsz: size, offset: 0, filesz: size, index: 0 };
     Ok(MappedImage::new(map, vec![seg]))
 }

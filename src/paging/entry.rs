@@ -155,11 +155,7 @@ impl Entry {
     #[inline]
     pub fn frame_mask(self, level: Level, maxphyaddr: u8) -> u64 {
         let m = addr_mask(maxphyaddr);
-        if self.is_leaf(level) {
-            m & !(level.page_size() - 1)
-        } else {
-            m
-        }
+        if self.is_leaf(level) { m & !(level.page_size() - 1) } else { m }
     }
     /// Machine address of the next table, or of the page this leaf maps.
     #[inline]
@@ -291,12 +287,8 @@ impl Entry {
         if self.has(bits::D) {
             say(
                 6,
-                if leaf {
-                    "D dirty: the page was written"
-                } else {
-                    "D: ignored in an entry that points to a table"
-                }
-                .into(),
+                if leaf { "D dirty: the page was written" } else { "D: ignored in an entry that points to a table" }
+                    .into(),
             );
         }
         if self.has(bits::PS) {
@@ -332,18 +324,14 @@ impl Entry {
             }
         }
         if leaf && level != Level::L1 && self.has(bits::PAT_LARGE) {
-            say(
-                12,
-                "PAT (PAT index bit 2) of a large page; not an address bit".into(),
-            );
+            say(12, "PAT (PAT index bit 2) of a large page; not an address bit".into());
         }
         for b in 52..=58u32 {
             if self.0 & (1 << b) != 0 {
                 say(
                     b,
                     if b == 52 {
-                        "software-available (Xen: _PAGE_GUEST_KERNEL, a PV guest-kernel page)"
-                            .into()
+                        "software-available (Xen: _PAGE_GUEST_KERNEL, a PV guest-kernel page)".into()
                     } else {
                         "software-available".into()
                     },
@@ -351,13 +339,7 @@ impl Entry {
             }
         }
         if leaf && self.pkey() != 0 {
-            say(
-                59,
-                format!(
-                    "protection key {} (bits 62:59; used only with CR4.PKE/PKS)",
-                    self.pkey()
-                ),
-            );
+            say(59, format!("protection key {} (bits 62:59; used only with CR4.PKE/PKS)", self.pkey()));
         } else {
             for b in 59..=62u32 {
                 if self.0 & (1 << b) != 0 {
@@ -402,11 +384,7 @@ pub struct Rights {
 
 impl Rights {
     /// Before any level: everything allowed.
-    pub const ALL: Rights = Rights {
-        write: true,
-        user: true,
-        nx: false,
-    };
+    pub const ALL: Rights = Rights { write: true, user: true, nx: false };
 
     /// Fold one present entry in.
     #[inline]
@@ -433,11 +411,7 @@ impl Rights {
         format!(
             "{}, {}, {}",
             if self.write { "writable" } else { "read-only" },
-            if self.user {
-                "user and supervisor"
-            } else {
-                "supervisor only"
-            },
+            if self.user { "user and supervisor" } else { "supervisor only" },
             if self.nx { "no-execute" } else { "executable" }
         )
     }
@@ -457,10 +431,7 @@ mod tests {
         assert_eq!(t.frame_mask(Level::L2, 52), 0x000f_ffff_ffff_f000);
         assert_eq!(l2.frame_mask(Level::L2, 52), 0x000f_ffff_ffe0_0000);
         assert_eq!(l2.frame_mask(Level::L3, 52), 0x000f_ffff_c000_0000);
-        assert_eq!(
-            Entry(bits::P | bits::PS).frame_mask(Level::L1, 52),
-            0x000f_ffff_ffff_f000
-        );
+        assert_eq!(Entry(bits::P | bits::PS).frame_mask(Level::L1, 52), 0x000f_ffff_ffff_f000);
         assert_eq!(addr_mask(46), 0x0000_3fff_ffff_f000);
     }
 
@@ -475,58 +446,25 @@ mod tests {
 
     #[test]
     fn reserved_bits_per_level() {
-        assert_eq!(
-            Entry(bits::P | bits::PS).reserved_bits(Level::L4, 52, true),
-            bits::PS
-        );
-        assert_eq!(
-            Entry(bits::P | bits::PS | 0x2000).reserved_bits(Level::L2, 52, true),
-            0x2000
-        );
-        assert_eq!(
-            Entry(bits::P | bits::PS | 0x2000_0000).reserved_bits(Level::L3, 52, true),
-            0x2000_0000
-        );
-        assert_eq!(
-            Entry(bits::P | 0x2000_0000).reserved_bits(Level::L3, 52, true),
-            0
-        );
-        assert_eq!(
-            Entry(bits::P | (1 << 47)).reserved_bits(Level::L1, 46, true),
-            1 << 47
-        );
-        assert_eq!(
-            Entry(bits::P | (1 << 47)).reserved_bits(Level::L1, 52, true),
-            0
-        );
-        assert_eq!(
-            Entry(bits::P | bits::NX).reserved_bits(Level::L1, 52, false),
-            bits::NX
-        );
+        assert_eq!(Entry(bits::P | bits::PS).reserved_bits(Level::L4, 52, true), bits::PS);
+        assert_eq!(Entry(bits::P | bits::PS | 0x2000).reserved_bits(Level::L2, 52, true), 0x2000);
+        assert_eq!(Entry(bits::P | bits::PS | 0x2000_0000).reserved_bits(Level::L3, 52, true), 0x2000_0000);
+        assert_eq!(Entry(bits::P | 0x2000_0000).reserved_bits(Level::L3, 52, true), 0);
+        assert_eq!(Entry(bits::P | (1 << 47)).reserved_bits(Level::L1, 46, true), 1 << 47);
+        assert_eq!(Entry(bits::P | (1 << 47)).reserved_bits(Level::L1, 52, true), 0);
+        assert_eq!(Entry(bits::P | bits::NX).reserved_bits(Level::L1, 52, false), bits::NX);
         // software bits are never reserved
-        assert_eq!(
-            Entry(bits::P | bits::AVL_HIGH | bits::AVL_LOW).reserved_bits(Level::L1, 46, true),
-            0
-        );
+        assert_eq!(Entry(bits::P | bits::AVL_HIGH | bits::AVL_LOW).reserved_bits(Level::L1, 46, true), 0);
     }
 
     #[test]
     fn flag_names_use_show_page_walk_vocabulary() {
         let e = Entry(0x8010_0000_3fa0_0163 | (1 << 9));
-        assert_eq!(
-            e.flag_names(Level::L1),
-            ["P", "RW", "A", "D", "G", "AVL9", "AVL52", "NX"]
-        );
+        assert_eq!(e.flag_names(Level::L1), ["P", "RW", "A", "D", "G", "AVL9", "AVL52", "NX"]);
         assert_eq!(Entry(0x83).flag_names(Level::L1), ["P", "RW", "PAT"]);
         assert_eq!(Entry(0x83).flag_names(Level::L2), ["P", "RW", "PS"]);
-        assert_eq!(
-            Entry(0x1800_0000_0000_0001).flag_names(Level::L1),
-            ["P", "PKEY=3"]
-        );
-        assert_eq!(
-            Entry(0x1800_0000_0000_0001).flag_names(Level::L4),
-            ["P", "AVL59", "AVL60"]
-        );
+        assert_eq!(Entry(0x1800_0000_0000_0001).flag_names(Level::L1), ["P", "PKEY=3"]);
+        assert_eq!(Entry(0x1800_0000_0000_0001).flag_names(Level::L4), ["P", "AVL59", "AVL60"]);
     }
 
     #[test]
@@ -535,14 +473,7 @@ mod tests {
             .through(Entry(0x67), true)
             .through(Entry(0x8000_0000_0000_0063), true)
             .through(Entry(0x61), true);
-        assert_eq!(
-            r,
-            Rights {
-                write: false,
-                user: false,
-                nx: true
-            }
-        );
+        assert_eq!(r, Rights { write: false, user: false, nx: true });
         assert!(!Rights::ALL.through(Entry(0x8000_0000_0000_0007), false).nx);
     }
 }

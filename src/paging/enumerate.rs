@@ -111,13 +111,7 @@ pub fn enumerate<F>(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions, mut f: F)
 where
     F: FnMut(Event<'_>) -> ControlFlow<()>,
 {
-    let mut e = Enumerator {
-        mem,
-        opts,
-        summary: Summary::default(),
-        seen: HashSet::new(),
-        f: &mut f,
-    };
+    let mut e = Enumerator { mem, opts, summary: Summary::default(), seen: HashSet::new(), f: &mut f };
     let _ = e.table(Level::L4, Maddr(root.0 & !0xfff), 0, Rights::ALL);
     e.summary.distinct_tables = e.seen.len() as u64;
     e.summary
@@ -141,13 +135,7 @@ impl<F> Enumerator<'_, '_, F>
 where
     F: FnMut(Event<'_>) -> ControlFlow<()>,
 {
-    fn table(
-        &mut self,
-        level: Level,
-        table: Maddr,
-        va_base: u64,
-        rights: Rights,
-    ) -> ControlFlow<()> {
+    fn table(&mut self, level: Level, table: Maddr, va_base: u64, rights: Rights) -> ControlFlow<()> {
         self.summary.tables.bump(level);
         self.seen.insert(table.0);
         let mem = self.mem;
@@ -162,13 +150,7 @@ where
                 let any = part.iter().any(Option::is_some);
                 self.summary.unreadable_tables += 1;
                 let va = Vaddr::canonicalize(va_base);
-                (self.f)(Event::Unreadable {
-                    level,
-                    table,
-                    va,
-                    error,
-                    partial: any,
-                })?;
+                (self.f)(Event::Unreadable { level, table, va, error, partial: any })?;
                 if !any {
                     return ControlFlow::Continue(());
                 }
@@ -211,16 +193,9 @@ where
                     self.table(below, Maddr(next), va, r)?;
                 }
                 _ => {
-                    let leaf = Leaf {
-                        va: Vaddr::canonicalize(va),
-                        page: Maddr(next),
-                        level,
-                        entry: e,
-                        rights: r,
-                    };
+                    let leaf = Leaf { va: Vaddr::canonicalize(va), page: Maddr(next), level, entry: e, rights: r };
                     self.summary.leaves.bump(level);
-                    self.summary.mapped_bytes =
-                        self.summary.mapped_bytes.saturating_add(level.page_size());
+                    self.summary.mapped_bytes = self.summary.mapped_bytes.saturating_add(level.page_size());
                     (self.f)(Event::Leaf(&leaf))?;
                 }
             }

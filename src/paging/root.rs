@@ -61,10 +61,7 @@ impl L4Check {
         if self.present == 0 && self.not_present_nonzero == 0 {
             "all 512 entries are zero".into()
         } else if self.present == 0 {
-            format!(
-                "no entry is present ({} non-zero entries have P=0)",
-                self.not_present_nonzero
-            )
+            format!("no entry is present ({} non-zero entries have P=0)", self.not_present_nonzero)
         } else if u32::from(self.reserved) * 4 > u32::from(self.present) {
             format!(
                 "{} of its {} present entries have reserved bits set (PS, or address bits above \
@@ -72,10 +69,7 @@ impl L4Check {
                 self.reserved, self.present
             )
         } else {
-            format!(
-                "none of its {} present entries points to a page the dump holds",
-                self.present
-            )
+            format!("none of its {} present entries points to a page the dump holds", self.present)
         }
     }
 }
@@ -83,13 +77,7 @@ impl L4Check {
 /// Read the page at `table` as an L4 and summarise it.
 pub fn check_l4(mem: &dyn PhysMem, table: Maddr, opts: WalkOptions) -> Result<L4Check, ReadError> {
     let page = mem.page(table.mfn())?;
-    let mut c = L4Check {
-        present: 0,
-        reserved: 0,
-        readable: 0,
-        not_present_nonzero: 0,
-        self_map: None,
-    };
+    let mut c = L4Check { present: 0, reserved: 0, readable: 0, not_present_nonzero: 0, self_map: None };
     for i in 0..512 {
         let e = Entry(page.entry(i));
         if !e.present() {
@@ -161,16 +149,10 @@ fn strip(value: u64, pcide: Option<bool>) -> (u64, Vec<Stripped>) {
     if v & 0xfff != 0 {
         let explanation = match pcide {
             Some(true) => "PCID (bits 11:0, CR4.PCIDE=1): not part of the table address",
-            Some(false) => {
-                "PWT/PCD and ignored bits 11:0 (CR4.PCIDE=0): not part of the table address"
-            }
+            Some(false) => "PWT/PCD and ignored bits 11:0 (CR4.PCIDE=0): not part of the table address",
             None => "bits 11:0 (PCID, or PWT/PCD without CR4.PCIDE): not part of the table address",
         };
-        out.push(Stripped {
-            what: "pcid",
-            bits: v & 0xfff,
-            explanation,
-        });
+        out.push(Stripped { what: "pcid", bits: v & 0xfff, explanation });
         v &= !0xfff;
     }
     if v & (1 << 63) != 0 {
@@ -193,30 +175,13 @@ fn strip(value: u64, pcide: Option<bool>) -> (u64, Vec<Stripped>) {
 }
 
 /// Resolve `input` against `mem`. Never fails: problems are recorded in the result.
-pub fn resolve(
-    mem: &dyn PhysMem,
-    input: RootInput,
-    source: String,
-    pcide: Option<bool>,
-    opts: WalkOptions,
-) -> Root {
+pub fn resolve(mem: &dyn PhysMem, input: RootInput, source: String, pcide: Option<bool>, opts: WalkOptions) -> Root {
     let (value, stripped) = match input {
         RootInput::Cr3(v) => strip(v, pcide),
-        RootInput::Mfn(f) => (
-            f.checked_shl(12)
-                .filter(|_| f >> 52 == 0)
-                .unwrap_or(u64::MAX),
-            Vec::new(),
-        ),
+        RootInput::Mfn(f) => (f.checked_shl(12).filter(|_| f >> 52 == 0).unwrap_or(u64::MAX), Vec::new()),
     };
-    let mut root = Root {
-        input,
-        source,
-        maddr: Maddr(value & 0x000f_ffff_ffff_f000),
-        stripped,
-        check: None,
-        problem: None,
-    };
+    let mut root =
+        Root { input, source, maddr: Maddr(value & 0x000f_ffff_ffff_f000), stripped, check: None, problem: None };
     if let RootInput::Mfn(f) = input {
         if value == u64::MAX {
             root.maddr = Maddr(0);
@@ -226,10 +191,7 @@ pub fn resolve(
     }
     let unmasked = value & (0x1ff << 52);
     if unmasked != 0 {
-        root.problem = Some(RootProblem::UnmaskedBits {
-            bits: unmasked,
-            masked: root.maddr,
-        });
+        root.problem = Some(RootProblem::UnmaskedBits { bits: unmasked, masked: root.maddr });
         return root;
     }
     let above = value & !addr_mask(opts.maxphyaddr) & 0x000f_ffff_ffff_f000;
@@ -249,10 +211,7 @@ pub fn resolve(
                 let cand = Maddr(shifted);
                 if let Ok(c) = check_l4(mem, cand, opts) {
                     if c.plausible() {
-                        root.problem = Some(RootProblem::LooksLikeFrame {
-                            as_maddr: cand,
-                            check: c,
-                        });
+                        root.problem = Some(RootProblem::LooksLikeFrame { as_maddr: cand, check: c });
                         return root;
                     }
                 }

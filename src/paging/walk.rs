@@ -21,10 +21,7 @@ pub struct WalkOptions {
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions {
-            maxphyaddr: DEFAULT_MAXPHYADDR,
-            nxe: true,
-        }
+        WalkOptions { maxphyaddr: DEFAULT_MAXPHYADDR, nxe: true }
     }
 }
 
@@ -134,18 +131,9 @@ pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Wal
     let mut steps = [None; 4];
     let root = Maddr(root.0 & !0xfff);
     if !va.is_canonical() {
-        let outcome = Outcome::Stopped(Stop {
-            level: Level::L4,
-            table: root,
-            entry_maddr: root,
-            kind: StopKind::NonCanonical,
-        });
-        return Walk {
-            va,
-            root,
-            steps,
-            outcome,
-        };
+        let outcome =
+            Outcome::Stopped(Stop { level: Level::L4, table: root, entry_maddr: root, kind: StopKind::NonCanonical });
+        return Walk { va, root, steps, outcome };
     }
     let mut table = root;
     let mut rights = Rights::ALL;
@@ -154,58 +142,26 @@ pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Wal
     loop {
         let index = va.index_at(level.shift());
         let entry_maddr = table.wrapping_add(index as u64 * 8);
-        let stop = |kind| Stop {
-            level,
-            table,
-            entry_maddr,
-            kind,
-        };
+        let stop = |kind| Stop { level, table, entry_maddr, kind };
         let entry = match mem.read_u64(entry_maddr) {
             Ok(v) => Entry(v),
             Err(e) => {
-                return Walk {
-                    va,
-                    root,
-                    steps,
-                    outcome: Outcome::Stopped(stop(StopKind::Unreadable(e))),
-                };
+                return Walk { va, root, steps, outcome: Outcome::Stopped(stop(StopKind::Unreadable(e))) };
             }
         };
-        let reserved = if entry.present() {
-            entry.reserved_bits(level, opts.maxphyaddr, opts.nxe)
-        } else {
-            0
-        };
+        let reserved = if entry.present() { entry.reserved_bits(level, opts.maxphyaddr, opts.nxe) } else { 0 };
         if entry.present() {
             rights = rights.through(entry, opts.nxe);
         }
         if let Some(slot) = steps.get_mut(i) {
-            *slot = Some(Step {
-                level,
-                index: index as u16,
-                table,
-                entry_maddr,
-                entry,
-                rights,
-                reserved,
-            });
+            *slot = Some(Step { level, index: index as u16, table, entry_maddr, entry, rights, reserved });
         }
         i += 1;
         if !entry.present() {
-            return Walk {
-                va,
-                root,
-                steps,
-                outcome: Outcome::Stopped(stop(StopKind::NotPresent)),
-            };
+            return Walk { va, root, steps, outcome: Outcome::Stopped(stop(StopKind::NotPresent)) };
         }
         if reserved != 0 {
-            return Walk {
-                va,
-                root,
-                steps,
-                outcome: Outcome::Stopped(stop(StopKind::Reserved(reserved))),
-            };
+            return Walk { va, root, steps, outcome: Outcome::Stopped(stop(StopKind::Reserved(reserved))) };
         }
         let next = entry.addr(level, opts.maxphyaddr);
         // An L1 entry is always a leaf, so `below()` is taken only above L1.
@@ -223,12 +179,7 @@ pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Wal
                     level,
                     rights,
                 };
-                return Walk {
-                    va,
-                    root,
-                    steps,
-                    outcome: Outcome::Mapped(mapping),
-                };
+                return Walk { va, root, steps, outcome: Outcome::Mapped(mapping) };
             }
         }
     }

@@ -18,17 +18,9 @@ pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
         RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
     };
-    writeln!(
-        out,
-        "root: L4 table at {} ({input}, from {})",
-        root.maddr, root.source
-    )?;
+    writeln!(out, "root: L4 table at {} ({input}, from {})", root.maddr, root.source)?;
     for s in &root.stripped {
-        writeln!(
-            out,
-            "  note: stripped {:#x} from CR3: {}",
-            s.bits, s.explanation
-        )?;
+        writeln!(out, "  note: stripped {:#x} from CR3: {}", s.bits, s.explanation)?;
     }
     if let Some(c) = root.check {
         if long || !c.plausible() {
@@ -37,19 +29,12 @@ pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
                 write!(out, ", {} non-zero not-present", c.not_present_nonzero)?;
             }
             if let Some(s) = c.self_map {
-                write!(
-                    out,
-                    "; slot {s} maps the table onto itself (a Xen-built L4: linear page-table slot)"
-                )?;
+                write!(out, "; slot {s} maps the table onto itself (a Xen-built L4: linear page-table slot)")?;
             }
             writeln!(out)?;
         }
         if !c.plausible() {
-            writeln!(
-                out,
-                "  warning: this page does not look like an L4 table: {}",
-                c.why_not()
-            )?;
+            writeln!(out, "  warning: this page does not look like an L4 table: {}", c.why_not())?;
         }
     }
     Ok(())
@@ -57,36 +42,19 @@ pub fn root(out: &mut dyn Write, root: &Root, long: bool) -> io::Result<()> {
 
 fn table() -> Table {
     let mut t = Table::new();
-    t.load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Dynamic);
     t
 }
 
 /// One walk: the levels as a table, then the result or the diagnosis.
 pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) -> io::Result<()> {
     let va = t.va;
-    let idx: Vec<String> = Level::WALK
-        .iter()
-        .map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift())))
-        .collect();
-    writeln!(
-        out,
-        "VA {va}  ({}, offset {:#x})",
-        idx.join(", "),
-        va.0 & 0xfff
-    )?;
+    let idx: Vec<String> = Level::WALK.iter().map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift()))).collect();
+    writeln!(out, "VA {va}  ({}, offset {:#x})", idx.join(", "), va.0 & 0xfff)?;
     if let Some(w) = &t.walk {
         if w.steps().next().is_some() {
             let mut tab = table();
-            let mut header = vec![
-                "level",
-                "index",
-                "entry at",
-                "entry",
-                "flags",
-                "next",
-                "rights so far",
-            ];
+            let mut header = vec!["level", "index", "entry at", "entry", "flags", "next", "rights so far"];
             if long {
                 header.insert(1, "name");
             }
@@ -112,12 +80,8 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
                 };
                 let mut row = vec![
                     Cell::new(s.level.name()),
-                    Cell::new(if long {
-                        format!("{:#x} ({})", s.index, s.index)
-                    } else {
-                        format!("{:#x}", s.index)
-                    })
-                    .set_alignment(CellAlignment::Right),
+                    Cell::new(if long { format!("{:#x} ({})", s.index, s.index) } else { format!("{:#x}", s.index) })
+                        .set_alignment(CellAlignment::Right),
                     Cell::new(s.entry_maddr.to_string()),
                     Cell::new(format!("{:016x}", s.entry.0)),
                     Cell::new(if present {
@@ -128,11 +92,7 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
                         "(not present)".into()
                     }),
                     Cell::new(next),
-                    Cell::new(if present {
-                        s.rights.short()
-                    } else {
-                        "-".into()
-                    }),
+                    Cell::new(if present { s.rights.short() } else { "-".into() }),
                 ];
                 if long {
                     row.insert(1, Cell::new(s.level.intel_name()));
@@ -142,13 +102,7 @@ pub fn walk(out: &mut dyn Write, t: &Translation, maxphyaddr: u8, long: bool) ->
             writeln!(out, "{}", tab.trim_fmt())?;
             if long {
                 for s in w.steps() {
-                    writeln!(
-                        out,
-                        "  {} ({}) {:#018x}:",
-                        s.level,
-                        s.level.intel_name(),
-                        s.entry.0
-                    )?;
+                    writeln!(out, "  {} ({}) {:#018x}:", s.level, s.level.intel_name(), s.entry.0)?;
                     for line in s.entry.explain_bits(s.level) {
                         writeln!(out, "      {line}")?;
                     }
@@ -212,28 +166,12 @@ pub fn range(out: &mut dyn Write, r: &Range) -> io::Result<()> {
 pub fn event(out: &mut dyn Write, ev: &Event<'_>) -> io::Result<()> {
     match ev {
         Event::Leaf(_) => Ok(()),
-        Event::Unreadable {
-            level,
-            table,
-            va,
-            error,
-            partial,
-        } => writeln!(
+        Event::Unreadable { level, table, va, error, partial } => writeln!(
             out,
             "!! {level} table at {table} (under VA {va}) {}: {error}",
-            if *partial {
-                "is partly absent"
-            } else {
-                "is not readable"
-            }
+            if *partial { "is partly absent" } else { "is not readable" }
         ),
-        Event::Reserved {
-            level,
-            va,
-            entry_maddr,
-            entry,
-            bits,
-        } => writeln!(
+        Event::Reserved { level, va, entry_maddr, entry, bits } => writeln!(
             out,
             "!! {level} entry at {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
             entry.0
@@ -271,18 +209,10 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
         out,
         "format:  kdump-compressed (\"{}\", header version {}), block size {}, {} of {} blocks, \
          descriptors at {:#x}",
-        if k.signature == "KDUMP" {
-            "KDUMP   "
-        } else {
-            k.signature
-        },
+        if k.signature == "KDUMP" { "KDUMP   " } else { k.signature },
         k.header_version,
         k.block_size,
-        if k.two_bitmaps {
-            "2 bitmaps"
-        } else {
-            "1 bitmap"
-        },
+        if k.two_bitmaps { "2 bitmaps" } else { "1 bitmap" },
         k.bitmap_blocks / if k.two_bitmaps { 2 } else { 1 },
         k.descriptors
     )?;
@@ -300,13 +230,8 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
         "kdump:   status {:#x}{}, dump level {}, max_mapnr {:#x} ({}), phys_base {}, {} CPUs \
          (current {}), machine {:?}",
         k.status,
-        if status.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", status.join(", "))
-        },
-        k.dump_level
-            .map_or_else(|| "-".to_string(), |l| l.to_string()),
+        if status.is_empty() { String::new() } else { format!(" ({})", status.join(", ")) },
+        k.dump_level.map_or_else(|| "-".to_string(), |l| l.to_string()),
         k.max_mapnr,
         size_name(k.max_mapnr.saturating_mul(crate::addr::PAGE_SIZE)),
         opt(k.phys_base),
@@ -321,12 +246,7 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
             e - 1
         )?;
     }
-    let range = |r: Option<(u64, u64)>| {
-        r.map_or_else(
-            || "none".to_string(),
-            |(o, s)| format!("{s} bytes at {o:#x}"),
-        )
-    };
+    let range = |r: Option<(u64, u64)>| r.map_or_else(|| "none".to_string(), |(o, s)| format!("{s} bytes at {o:#x}"));
     writeln!(
         out,
         "         notes {}, VMCOREINFO {}, erase info {}",
@@ -362,18 +282,9 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
 
 /// `xenwalk info`.
 pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
-    writeln!(
-        out,
-        "file:    {} ({} bytes, {})",
-        d.path.display(),
-        d.file_size,
-        size_name(d.file_size)
-    )?;
+    writeln!(out, "file:    {} ({} bytes, {})", d.path.display(), d.file_size, size_name(d.file_size))?;
     match &d.format {
-        Format::Raw { base } => writeln!(
-            out,
-            "format:  raw physical memory image, file offset 0 = maddr {base:#x}"
-        )?,
+        Format::Raw { base } => writeln!(out, "format:  raw physical memory image, file offset 0 = maddr {base:#x}")?,
         Format::Elf(s) => writeln!(
             out,
             "format:  ELF64 core, {} program headers at offset {:#x} ({} PT_LOAD with memory, {} PT_NOTE)",
@@ -384,12 +295,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     let ext = d.mem.extents();
     let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();
     let absent: u64 = ext.iter().filter(|e| !e.present).map(|e| e.len).sum();
-    writeln!(
-        out,
-        "memory:  {} in the dump, {} described but absent",
-        size_name(present),
-        size_name(absent)
-    )?;
+    writeln!(out, "memory:  {} in the dump, {} described but absent", size_name(present), size_name(absent))?;
     const SHOW: usize = 16;
     for e in ext.iter().take(SHOW) {
         writeln!(
@@ -408,19 +314,11 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
         )?;
     }
     if ext.len() > SHOW {
-        writeln!(
-            out,
-            "  ... {} more ranges (--json lists all)",
-            ext.len() - SHOW
-        )?;
+        writeln!(out, "  ... {} more ranges (--json lists all)", ext.len() - SHOW)?;
     }
     if !d.notes.counts.is_empty() {
-        let names: Vec<String> = d
-            .notes
-            .counts
-            .iter()
-            .map(|c| format!("{} x {} type {:#x}", c.count, c.name, c.n_type))
-            .collect();
+        let names: Vec<String> =
+            d.notes.counts.iter().map(|c| format!("{} x {} type {:#x}", c.count, c.name, c.n_type)).collect();
         writeln!(out, "notes:   {}", names.join(", "))?;
     }
     for c in &d.notes.cpus {
@@ -434,9 +332,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             h(c.cr0),
             h(c.rip),
             h(c.rsp),
-            c.regs_source
-                .map(|s| s.describe())
-                .unwrap_or("NT_PRSTATUS only")
+            c.regs_source.map(|s| s.describe()).unwrap_or("NT_PRSTATUS only")
         )?;
     }
     if let Some(x) = &d.notes.xen_crash_info {
@@ -445,9 +341,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             "Xen:     {}.{} crash info; xen_phys_start {}",
             x.major,
             x.minor,
-            x.xen_phys_start
-                .map(|v| format!("{v:#x}"))
-                .unwrap_or_else(|| "?".into())
+            x.xen_phys_start.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into())
         )?;
     }
     if let Some(v) = &d.notes.vmcoreinfo_xen {

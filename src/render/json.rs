@@ -134,12 +134,7 @@ impl WalkLine {
             maddr: m.map(|m| m.maddr),
             page_size: m.map(|m| m.page_size),
             rights: m.map(|m| m.rights),
-            levels: t
-                .walk
-                .iter()
-                .flat_map(|w| w.steps())
-                .map(|s| LevelJson::new(s, maxphyaddr))
-                .collect(),
+            levels: t.walk.iter().flat_map(|w| w.steps()).map(|s| LevelJson::new(s, maxphyaddr)).collect(),
             stop: t.diagnosis.as_ref().map(|d| StopJson {
                 level: d.level.number(),
                 reason: d.reason.code(),
@@ -216,13 +211,7 @@ pub struct ReservedEntryLine {
 pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Result<()> {
     match *ev {
         Event::Leaf(_) => return Ok(()),
-        Event::Unreadable {
-            level,
-            table,
-            va,
-            error,
-            partial,
-        } => serde_json::to_writer(
+        Event::Unreadable { level, table, va, error, partial } => serde_json::to_writer(
             &mut *out,
             &UnreadableTableLine {
                 kind: "unreadable_table",
@@ -233,13 +222,7 @@ pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Resu
                 partial,
             },
         ),
-        Event::Reserved {
-            level,
-            va,
-            entry_maddr,
-            entry,
-            bits,
-        } => serde_json::to_writer(
+        Event::Reserved { level, va, entry_maddr, entry, bits } => serde_json::to_writer(
             &mut *out,
             &ReservedEntryLine {
                 kind: "reserved_entry",
@@ -397,9 +380,7 @@ impl KdumpJson {
             dump_level: k.dump_level,
             max_mapnr: k.max_mapnr,
             phys_base: k.phys_base,
-            split: k
-                .split
-                .map(|(start_pfn, end_pfn)| SplitJson { start_pfn, end_pfn }),
+            split: k.split.map(|(start_pfn, end_pfn)| SplitJson { start_pfn, end_pfn }),
             nr_cpus: k.nr_cpus,
             current_cpu: k.current_cpu,
             machine: k.machine.clone(),
@@ -460,14 +441,7 @@ impl<'a> InfoLine<'a> {
             base,
             phoff,
             program_headers: phnum,
-            extents: ext
-                .iter()
-                .map(|e| SegmentJson {
-                    maddr: e.start,
-                    size: e.len,
-                    present: e.present,
-                })
-                .collect(),
+            extents: ext.iter().map(|e| SegmentJson { maddr: e.start, size: e.len, present: e.present }).collect(),
             bytes_present: present,
             bytes_absent: absent,
             kdump,

@@ -6,13 +6,8 @@ pub mod json;
 
 /// "4 KiB", "2 MiB", "1 GiB", "1.5 GiB", "12 KiB"... for sizes and page sizes.
 pub fn size_name(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 5] = [
-        ("PiB", 1 << 50),
-        ("TiB", 1 << 40),
-        ("GiB", 1 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-    ];
+    const UNITS: [(&str, u64); 5] =
+        [("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (name, unit) in UNITS {
         if bytes >= unit {
             return if bytes % unit == 0 {

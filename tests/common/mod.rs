@@ -29,10 +29,7 @@ impl Run {
     }
     /// JSON lines of one `type`.
     pub fn json_of(&self, ty: &str) -> Vec<serde_json::Value> {
-        self.json()
-            .into_iter()
-            .filter(|v| v["type"] == ty)
-            .collect()
+        self.json().into_iter().filter(|v| v["type"] == ty).collect()
     }
 }
 
@@ -40,11 +37,7 @@ impl Run {
 pub fn run_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
     let mut child = Command::new(bin())
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,15 +69,8 @@ pub fn run_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
     };
     let stdout = t_out.join().expect("join").expect("read stdout");
     let stderr = t_err.join().expect("join").expect("read stderr");
-    assert!(
-        !stderr.contains("panicked"),
-        "xenwalk {args:?} panicked:\n{stderr}"
-    );
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
+    assert!(!stderr.contains("panicked"), "xenwalk {args:?} panicked:\n{stderr}");
+    Run { code: status.code().unwrap_or(-1), stdout, stderr }
 }
 
 pub fn run(args: &[&str]) -> Run {
@@ -103,17 +89,12 @@ pub fn tempdir(name: &str) -> PathBuf {
 /// it is absent: the test says plainly that it did not run (straight to stderr, so
 /// cargo's capture does not hide it). Under CI (`CI=true`) absence is a failure.
 pub fn shared(test: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared");
     if dir.join("dumps").is_dir() {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test}: {} is missing, and CI=true requires it",
-            dir.display()
-        );
+        panic!("{test}: {} is missing, and CI=true requires it", dir.display());
     }
     let _ = writeln!(
         std::io::stderr(),
@@ -177,13 +158,9 @@ pub fn read_text(path: &Path) -> String {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut s = String::new();
     if path.extension().is_some_and(|e| e == "xz") {
-        xz2::read::XzDecoder::new(f)
-            .read_to_string(&mut s)
-            .expect("xz text");
+        xz2::read::XzDecoder::new(f).read_to_string(&mut s).expect("xz text");
     } else {
-        std::io::BufReader::new(f)
-            .read_to_string(&mut s)
-            .expect("text");
+        std::io::BufReader::new(f).read_to_string(&mut s).expect("text");
     }
     s
 }
@@ -201,9 +178,7 @@ pub fn parse_qemu_tlb(text: &str) -> Vec<QemuLeaf> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let (va, rest) = l
-                .split_once(": ")
-                .unwrap_or_else(|| panic!("bad tlb line {l:?}"));
+            let (va, rest) = l.split_once(": ").unwrap_or_else(|| panic!("bad tlb line {l:?}"));
             let mut it = rest.split_whitespace();
             let pa = it.next().expect("pa");
             let flags = it.next().expect("flags");
@@ -223,15 +198,12 @@ pub fn parse_gva2gpa(text: &str) -> Vec<(usize, u64, String, Option<u64>)> {
         .map(|l| {
             let mut it = l.split_whitespace();
             let cpu: usize = it.next().expect("cpu")[3..].parse().expect("cpu number");
-            let va = u64::from_str_radix(it.next().expect("va").trim_start_matches("0x"), 16)
-                .expect("va");
+            let va = u64::from_str_radix(it.next().expect("va").trim_start_matches("0x"), 16).expect("va");
             let label = it.next().expect("label").to_string();
             let rest: Vec<&str> = it.collect();
             let pa = match rest.as_slice() {
                 ["Unmapped"] => None,
-                ["gpa:", pa] => {
-                    Some(u64::from_str_radix(pa.trim_start_matches("0x"), 16).expect("pa"))
-                }
+                ["gpa:", pa] => Some(u64::from_str_radix(pa.trim_start_matches("0x"), 16).expect("pa")),
                 other => panic!("bad gva2gpa line {l:?}: {other:?}"),
             };
             (cpu, va, label, pa)
