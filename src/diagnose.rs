@@ -233,6 +233,9 @@ fn absent_hint(why: Absent) -> String {
              page-table pages, e.g. makedumpfile without -X / with a lower dump level"
                 .into()
         }
+        Absent::Excluded { .. } => "the kdump writer filtered this page out: take the dump with a lower dump level \
+             (makedumpfile -d 0 or 1; its Xen -X option drops domain pages) or as an ELF core"
+            .into(),
         Absent::OutsideImage { .. } | Absent::Hole { .. } => {
             "check that the address is RAM in this machine's memory map; if the image starts above \
              0 pass --base"
@@ -294,7 +297,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 return root_diagnosis(root, &RootProblem::Absent(why));
             }
             let (reason, what) = match why {
-                Absent::NotCaptured { .. } => (Reason::TableAbsent, "is not in the dump"),
+                Absent::NotCaptured { .. } | Absent::Excluded { .. } => (Reason::TableAbsent, "is not in the dump"),
                 Absent::OutsideImage { .. } | Absent::Hole { .. } => {
                     (Reason::TableOutsideImage, "lies outside the image")
                 }

@@ -6,6 +6,7 @@ use crate::notes::Notes;
 use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to interpret the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,11 +29,13 @@ pub struct OpenOptions {
     pub base: u64,
 }
 
-/// What kind of file a dump is.
+/// What kind of file a dump is: a raw image, an ELF core, or makedumpfile's
+/// kdump-compressed format (plain or flattened).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
     Raw { base: u64 },
     Elf(mem::elf::ElfSummary),
+    Kdump(Box<mem::kdump::KdumpSummary>),
 }
 
 impl Format {
@@ -40,6 +43,7 @@ impl Format {
         match self {
             Format::Raw { .. } => "raw",
             Format::Elf(_) => "elf",
+            Format::Kdump(_) => "kdump",
         }
     }
 }
@@ -67,6 +71,8 @@ pub enum OpenError {
     Elf(#[from] mem::elf::ElfError),
     #[error(transparent)]
     Raw(#[from] mem::raw::RawError),
+    #[error(transparent)]
+    Kdump(#[from] mem::kdump::KdumpError),
 }
 
 /// An opened dump: its memory and what its headers and notes say.
@@ -78,6 +84,8 @@ pub struct Dump {
     pub notes: Notes,
     /// Problems that did not stop the dump from being used.
     pub warnings: Vec<String>,
+    /// The kdump image behind `mem`, for what only `info` asks of it.
+    kdump: Option<Arc<mem::kdump::KdumpImage>>,
 }
 
 const ELF_MAGIC: &[u8] = b"\x7fELF";
@@ -95,12 +103,6 @@ fn recognise(head: &[u8]) -> Option<OpenError> {
         Some(OpenError::Compressed("bzip2", "bzip2 -dk FILE"))
     } else if starts(b"\x04\x22\x4d\x18") {
         Some(OpenError::Compressed("lz4", "lz4 -d FILE"))
-    } else if starts(b"KDUMP   ") || starts(b"DISKDUMP") {
-        Some(OpenError::Unsupported("a kdump-compressed dump (makedumpfile / QEMU -z/-l/-s)"))
-    } else if starts(b"makedumpfile\0") {
-        Some(OpenError::Unsupported(
-            "makedumpfile's flattened format (convert it with `makedumpfile -R OUT < FILE`, then pass OUT)",
-        ))
     } else if starts(b"EMiL") {
         Some(OpenError::Unsupported("a LiME memory image"))
     } else {
@@ -109,6 +111,12 @@ fn recognise(head: &[u8]) -> Option<OpenError> {
 }
 
 impl Dump {
+    /// Dumped pages per compression kind of a kdump file (reads every page
+    /// descriptor: O(pages), for `info`); `None` for other formats.
+    pub fn kdump_census(&self) -> Option<mem::kdump::Census> {
+        self.kdump.as_ref().map(|k| k.census())
+    }
+
     /// Open `path` read-only. Opening maps the file and reads headers and notes only.
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Dump, OpenError> {
         let meta = std::fs::metadata(path)?;
@@ -130,6 +138,23 @@ impl Dump {
             FormatHint::Elf => FormatHint::Elf,
             FormatHint::Raw => FormatHint::Raw,
             FormatHint::Auto if is_elf => FormatHint::Elf,
+            FormatHint::Auto if mem::kdump::is_kdump(head) || mem::flattened::is_flattened(head) => {
+                let flat = mem::flattened::is_flattened(head);
+                let k = if flat { mem::kdump::open_flattened(map)? } else { mem::kdump::open_plain(map)? };
+                let notes = Notes::decode(&k.notes);
+                let mut warnings = k.warnings;
+                warnings.extend(notes.problems.iter().cloned());
+                let image = Arc::new(k.image);
+                return Ok(Dump {
+                    path: path.to_owned(),
+                    file_size,
+                    format: Format::Kdump(Box::new(image.summary().clone())),
+                    mem: Box::new(Arc::clone(&image)),
+                    notes,
+                    warnings,
+                    kdump: Some(image),
+                });
+            }
             FormatHint::Auto => {
                 if let Some(e) = recognise(head) {
                     return Err(e);
@@ -157,6 +182,7 @@ impl Dump {
                     mem: Box::new(core.image),
                     notes,
                     warnings,
+                    kdump: None,
                 })
             }
             _ => {
@@ -168,6 +194,7 @@ impl Dump {
                     mem: Box::new(image),
                     notes: Notes::default(),
                     warnings: Vec::new(),
+                    kdump: None,
                 })
             }
         }

@@ -13,9 +13,77 @@
 //! * QEMU's `QEMU` note (type 0): `QEMUCPUState`, version @0, size @4, cr0..cr4 @392..
 //!   (cr3 @416, cr4 @424), one per CPU in CPU order; its NT_PRSTATUS has `pr_pid` =
 //!   CPU index + 1 (QEMU `target/i386/arch_dump.c`).
+//!
+//! The note stream itself (`Elf64_Nhdr` = namesz, descsz, type, then the name and the
+//! descriptor, each padded to the alignment) is parsed by [`parse_stream`], shared by
+//! ELF cores (a `PT_NOTE` segment) and kdump-compressed files (the source vmcore's notes
+//! copied verbatim at `offset_note`, reference §7b).
 
-use crate::mem::elf::RawNote;
 use serde::Serialize;
+
+/// One ELF note, copied out of the file (notes are small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawNote {
+    /// Note name without the trailing NUL.
+    pub name: String,
+    pub n_type: u32,
+    pub desc: Vec<u8>,
+    /// File offset of the note header.
+    pub offset: u64,
+}
+
+/// A note stream that cannot be read past `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at offset {offset:#x}: {what}")]
+pub struct NoteStreamError {
+    /// File offset of the offending note header.
+    pub offset: u64,
+    pub what: String,
+}
+
+/// Upper bound on a single note's descriptor; real ones are at most a few KiB
+/// (VMCOREINFO_XEN is 4068 bytes). Bigger claims are corruption.
+pub const MAX_NOTE_DESC: usize = 1 << 20;
+
+/// Read the notes in `b`, a note stream that starts at file offset `off`, with names
+/// and descriptors padded to `align` (4 or 8), appending them to `out`. Stops at
+/// the end, at an all-zero header (padding at the end of a note buffer), or at the
+/// first note that does not fit (the error; notes before it are kept). Written by
+/// hand rather than with object's iterator so that each note keeps its file offset.
+pub fn parse_stream(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawNote>) -> Result<(), NoteStreamError> {
+    let err = |offset: u64, what: String| NoteStreamError { offset, what };
+    let align = align.max(1);
+    let pad = |n: usize| n.checked_next_multiple_of(align);
+    while b.len() >= 12 {
+        let (Some(namesz), Some(descsz), Some(n_type)) = (u32_at(b, 0), u32_at(b, 4), u32_at(b, 8)) else {
+            break;
+        };
+        if namesz == 0 && descsz == 0 && n_type == 0 {
+            break; // zero padding at the end of a note buffer
+        }
+        let (namesz, descsz) = (namesz as usize, descsz as usize);
+        let name_end = pad(namesz).and_then(|n| n.checked_add(12));
+        let desc_end = name_end.zip(pad(descsz)).and_then(|(a, d)| a.checked_add(d));
+        let (Some(name_end), Some(desc_end)) = (name_end, desc_end) else {
+            return Err(err(off, "note sizes overflow".into()));
+        };
+        let raw_name = 12usize.checked_add(namesz).and_then(|e| b.get(12..e));
+        let desc = name_end.checked_add(descsz).and_then(|e| b.get(name_end..e));
+        let (Some(raw_name), Some(desc), true) = (raw_name, desc, descsz <= MAX_NOTE_DESC && desc_end <= b.len())
+        else {
+            return Err(err(
+                off,
+                format!("note claims {namesz} name bytes and {descsz} descriptor bytes, past the end of its segment"),
+            ));
+        };
+        let name_len = raw_name.iter().position(|&c| c == 0).unwrap_or(namesz);
+        let name = String::from_utf8_lossy(raw_name.get(..name_len).unwrap_or(raw_name)).into_owned();
+        out.push(RawNote { name, n_type, desc: desc.to_vec(), offset: off });
+        b = b.get(desc_end..).unwrap_or(&[]);
+        off = off.saturating_add(desc_end as u64);
+    }
+    Ok(())
+}
 
 /// Note type of NT_PRSTATUS.
 pub const NT_PRSTATUS: u32 = 1;
@@ -184,7 +252,7 @@ impl Notes {
                 }
                 ("VMCOREINFO_XEN", _) => {
                     let end = d.iter().position(|&b| b == 0).unwrap_or(d.len());
-                    n.vmcoreinfo_xen = Some(String::from_utf8_lossy(&d[..end]).into_owned());
+                    n.vmcoreinfo_xen = Some(String::from_utf8_lossy(d.get(..end).unwrap_or(d)).into_owned());
                 }
                 ("QEMU", 0) => {
                     let cpu = qemu_seen;
@@ -268,6 +336,38 @@ mod tests {
         assert_eq!(n.xen_crash_info.as_ref().unwrap().xen_phys_start, Some(0x3f80_0000));
         assert!(n.vmcoreinfo_xen.as_ref().unwrap().ends_with("ffff82d0405932f0\n"));
         assert!(n.problems.is_empty());
+    }
+
+    #[test]
+    fn note_stream_keeps_offsets_and_stops_on_garbage() {
+        let mut buf = Vec::new();
+        for (name, ty, desc) in [("CORE", 1u32, vec![1u8; 8]), ("Xen", 0x100_0002, vec![2u8; 32])] {
+            let n = name.len() + 1;
+            buf.extend_from_slice(&(n as u32).to_le_bytes());
+            buf.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&ty.to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(0);
+            while buf.len() % 4 != 0 {
+                buf.push(0);
+            }
+            buf.extend_from_slice(&desc);
+        }
+        let mut out = Vec::new();
+        parse_stream(&buf, 0x100, 4, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].name, "Xen");
+        assert_eq!(out[1].offset, 0x100 + 12 + 8 + 8);
+        // A note that claims more than is there is an error with its offset.
+        let mut bad = buf.clone();
+        bad.extend_from_slice(&[5, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+        let mut out = Vec::new();
+        let e = parse_stream(&bad, 0, 4, &mut out).unwrap_err();
+        assert_eq!(e.offset, buf.len() as u64);
+        assert_eq!(out.len(), 2);
+        // Sizes near u32::MAX neither overflow nor panic.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0];
+        assert!(parse_stream(&huge, 0, 4, &mut Vec::new()).is_err());
     }
 
     #[test]

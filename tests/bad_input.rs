@@ -12,6 +12,9 @@
 //! holding a four-level mapping of VA 0), which is first checked to work, and every
 //! bad variant is derived from it by changing one thing.
 //!
+//! kdump-compressed files are written by `xenwalk::fixture::kdump` from the same three
+//! pages and derived by patching one header field or one page descriptor.
+//!
 //! Each test collects every violated case and fails once at the end with the full
 //! list, so one run shows all problems, not just the first.
 
@@ -660,12 +663,14 @@ fn not_a_dump() {
         }
     }
 
-    // Formats recognised but not read yet: a clear "not supported", not a raw image.
-    for (case, magic) in
-        [("kdump-compressed (\"KDUMP   \")", &b"KDUMP   "[..]), ("makedumpfile flattened", &b"makedumpfile\0"[..])]
-    {
-        let p = sb.file(&format!("unsupported-{}.dump", magic[0]), &with_magic(magic, 4096));
-        check_rejected(&mut report, &sb, case, Bad { path: &p, what: &["not supported"], elf_offset: false });
+    // A kdump or flattened signature followed by zeros: a kdump error with its offset,
+    // not a raw image.
+    for (case, magic, what) in [
+        ("kdump-compressed (\"KDUMP   \") header of zeros", &b"KDUMP   "[..], &["block size"][..]),
+        ("makedumpfile flattened header of zeros", &b"makedumpfile\0"[..], &["flattened header type"][..]),
+    ] {
+        let p = sb.file(&format!("zeros-{}.dump", magic[0]), &with_magic(magic, 4096));
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what, elf_offset: true });
     }
 
     // Forcing --format elf on a file without ELF magic.
@@ -742,5 +747,158 @@ fn va_file_with_a_bad_line() {
     let r = walk(&missing);
     let bad_list = Bad { path: &missing, what: &["no such file", "cannot open"], elf_offset: false };
     report.check("nonexistent --va-file", &r, bad_list.problems(&r));
+    report.finish();
+}
+
+// ---------------------------------------------------------------------------------
+// kdump-compressed and flattened files
+// ---------------------------------------------------------------------------------
+
+/// The three pages of [`page_tables`] at 0x1000 in a 4-page machine, as a
+/// kdump-compressed file (zlib, header version 6; page 0 is the shared zero page).
+fn valid_kdump(flattened: bool) -> Vec<u8> {
+    use xenwalk::fixture::Machine;
+    use xenwalk::fixture::kdump::KdumpOptions;
+    let mut m = Machine::new(0x4000);
+    m.write(xenwalk::Maddr(0x1000), &page_tables());
+    let dir = std::env::temp_dir().join(format!("xenwalk-bad-kdump-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(if flattened { "k.flat" } else { "k.kdump" });
+    if flattened {
+        m.write_kdump_flattened(&p, &KdumpOptions::default(), 512).expect("write flattened kdump");
+    } else {
+        m.write_kdump(&p, &KdumpOptions::default()).expect("write kdump");
+    }
+    let v = fs::read(&p).expect("read kdump");
+    let _ = fs::remove_dir_all(&dir);
+    v
+}
+
+/// File offset of the page descriptor of `pfn` in [`valid_kdump`] (every pfn dumped).
+fn kdump_desc(k: &[u8], pfn: usize) -> usize {
+    let word = |at: usize| u32::from_le_bytes(k[at..at + 4].try_into().unwrap()) as usize;
+    (1 + word(432) + word(436)) * 4096 + 24 * pfn
+}
+
+/// Header fields that cannot be true of the file: rejected when opened, with the
+/// offset of the field. Per-page damage: the file opens, the walk stops on that page
+/// (exit 1, a result), and nothing panics.
+#[test]
+fn malformed_kdump() {
+    let sb = Sandbox::new("malformed_kdump");
+    let mut report = Report::default();
+    let k = valid_kdump(false);
+    let good = sb.file("good.kdump", &k);
+    let r = sb.run(&walk_args(&good));
+    report.check("valid kdump, --va 0 translates", &r, ok_problems(&r, 0));
+    let r = sb.run(&["info", path_str(&good)]);
+    report.check("valid kdump, info", &r, ok_problems(&r, 0));
+    let flat = sb.file("good.flat", &valid_kdump(true));
+    let r = sb.run(&walk_args(&flat));
+    report.check("valid flattened kdump, --va 0 translates", &r, ok_problems(&r, 0));
+
+    let sub = 4096;
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("kdump cut inside its header", k[..300].to_vec(), &["truncated"]),
+        ("kdump cut inside its bitmaps", k[..0x2800].to_vec(), &["truncated", "past the end"]),
+        ("kdump with a negative header_version", patched(k.clone(), 8, &(-1i32).to_le_bytes()), &["header_version"]),
+        ("kdump with 8 KiB blocks", patched(k.clone(), 428, &8192i32.to_le_bytes()), &["block size"]),
+        ("kdump with 2^31 bitmap blocks", patched(k.clone(), 436, &0x8000_0000u32.to_le_bytes()), &["past the end"]),
+        ("kdump with a huge sub-header", patched(k.clone(), 432, &0x7fff_ffffi32.to_le_bytes()), &["past the end"]),
+        (
+            "kdump whose max_mapnr_64 needs a 128 GiB bitmap",
+            patched(k.clone(), sub + 96, &(1u64 << 40).to_le_bytes()),
+            &["bitmap"],
+        ),
+        (
+            "kdump with max_mapnr 0 (both fields)",
+            patched(patched(k.clone(), sub + 96, &0u64.to_le_bytes()), 440, &0u32.to_le_bytes()),
+            &["max_mapnr"],
+        ),
+        (
+            "kdump whose notes lie past the end",
+            patched(patched(k.clone(), sub + 48, &(1u64 << 50).to_le_bytes()), sub + 56, &64u64.to_le_bytes()),
+            &["notes"],
+        ),
+        (
+            "kdump split part with end_pfn before start_pfn",
+            patched(patched(k.clone(), sub + 12, &1u32.to_le_bytes()), sub + 80, &3u64.to_le_bytes()),
+            &["split"],
+        ),
+    ];
+    for (i, (case, bytes, what)) in cases.iter().enumerate() {
+        let p = sb.file(&format!("bad-{i}.kdump"), bytes);
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what, elf_offset: true });
+    }
+
+    // Flattened layer damage.
+    let f = valid_kdump(true);
+    let mut neg = f[..4096].to_vec();
+    neg.extend_from_slice(&(-8i64).to_be_bytes());
+    neg.extend_from_slice(&8i64.to_be_bytes());
+    neg.extend_from_slice(&[0; 8]);
+    let mut elf = f[..4096].to_vec();
+    elf.extend_from_slice(&0i64.to_be_bytes());
+    elf.extend_from_slice(&(valid_core().len() as i64).to_be_bytes());
+    elf.extend_from_slice(&valid_core());
+    elf.extend_from_slice(&[0xff; 16]);
+    let mut huge = f[..4096].to_vec();
+    for off in [0i64, 1 << 40] {
+        huge.extend_from_slice(&off.to_be_bytes());
+        huge.extend_from_slice(&464i64.to_be_bytes());
+        huge.extend_from_slice(&k[..464]);
+    }
+    huge.extend_from_slice(&[0xff; 16]);
+    for (case, bytes, what) in [
+        ("flattened record with a negative offset", neg, &["negative"][..]),
+        ("flattened ELF core", elf, &["not supported"][..]),
+        ("flattened kdump whose records claim a 1 TiB file", huge, &["past the end", "larger than the file"][..]),
+    ] {
+        let p = sb.file(&format!("bad-{}.flat", case.len()), &bytes);
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what, elf_offset: true });
+    }
+
+    // One page damaged: the L2 table at 0x3000 (pfn 3). The walk of VA 0 stops there
+    // with table_unreadable and exits 1; nothing panics.
+    let d3 = kdump_desc(&k, 3);
+    let data3 = i64::from_le_bytes(k[d3..d3 + 8].try_into().unwrap()) as usize;
+    let size3 = u32::from_le_bytes(k[d3 + 8..d3 + 12].try_into().unwrap()) as usize;
+    let mut corrupt = k.clone();
+    for b in &mut corrupt[data3 + 2..data3 + size3] {
+        *b ^= 0x5a;
+    }
+    let page_cases: Vec<(&str, Vec<u8>)> = vec![
+        // Everything from the 4th descriptor on is gone, page data included: the L4
+        // page itself is unreadable.
+        ("descriptors cut off", k[..d3 + 10].to_vec()),
+        ("descriptor pointing past the end of the file", patched(k.clone(), d3, &(1i64 << 40).to_le_bytes())),
+        ("descriptor with a negative offset", patched(k.clone(), d3, &(-4096i64).to_le_bytes())),
+        ("descriptor size above a page", patched(k.clone(), d3 + 8, &8192u32.to_le_bytes())),
+        ("descriptor with unknown compression flags", patched(k.clone(), d3 + 12, &0x40u32.to_le_bytes())),
+        ("corrupt zlib data", corrupt),
+        ("zlib data labelled snappy", patched(k.clone(), d3 + 12, &4u32.to_le_bytes())),
+        ("zlib data labelled LZO", patched(k.clone(), d3 + 12, &2u32.to_le_bytes())),
+        ("zlib data labelled zstd", patched(k.clone(), d3 + 12, &0x20u32.to_le_bytes())),
+    ];
+    for (i, (case, bytes)) in page_cases.iter().enumerate() {
+        let p = sb.file(&format!("page-{i}.kdump"), bytes);
+        let r = sb.run(&[path_str(&p), "--cr3", "0x1000", "--va", "0", "--json"]);
+        let mut problems = Vec::new();
+        if r.stderr.contains("panicked") {
+            problems.push("panicked".to_string());
+        }
+        if r.code != Some(1) {
+            problems.push(format!("exit code {:?}, expected 1 (a stop)", r.code));
+        }
+        let want = if i == 0 { "cr3_absent" } else { "table_unreadable" };
+        if !r.stdout.contains(&format!("\"reason\":\"{want}\"")) {
+            problems.push(format!("the walk does not stop with {want}"));
+        }
+        report.check(case, &r, problems);
+        let r = sb.run(&["info", path_str(&p)]);
+        if r.code != Some(0) || r.stderr.contains("panicked") {
+            report.check(&format!("{case} (info)"), &r, vec!["info fails on a file with one damaged page".into()]);
+        }
+    }
     report.finish();
 }

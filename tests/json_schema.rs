@@ -10,6 +10,7 @@ mod common;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error};
 use std::path::Path;
+use xenwalk::fixture::kdump::KdumpOptions;
 use xenwalk::fixture::xen;
 use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes};
 
@@ -224,6 +225,70 @@ struct Notes {
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
+struct FileRange {
+    offset: Hex,
+    size: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Flattened {
+    records: u64,
+    version: i64,
+    logical_size: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Split {
+    start_pfn: Hex,
+    end_pfn: Hex,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct KdumpPages {
+    present: u64,
+    dumped: u64,
+    excluded: u64,
+    uncompressed: u64,
+    zlib: u64,
+    lzo: u64,
+    snappy: u64,
+    zstd: u64,
+    unknown: u64,
+    unreadable: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Kdump {
+    signature: String,
+    flattened: Option<Flattened>,
+    header_version: u32,
+    block_size: u32,
+    sub_hdr_size: u32,
+    bitmap_blocks: u32,
+    bitmaps: u8,
+    status: Hex,
+    status_flags: Vec<String>,
+    dump_level: Option<u32>,
+    max_mapnr: u64,
+    phys_base: Option<Hex>,
+    split: Option<Split>,
+    nr_cpus: u32,
+    current_cpu: u32,
+    machine: String,
+    release: String,
+    notes: Option<FileRange>,
+    vmcoreinfo: Option<FileRange>,
+    eraseinfo: Option<FileRange>,
+    descriptors: Hex,
+    pages: KdumpPages,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 struct InfoLine {
     schema: u32,
     file: String,
@@ -235,6 +300,7 @@ struct InfoLine {
     extents: Vec<Extent>,
     bytes_present: u64,
     bytes_absent: u64,
+    kdump: Option<Kdump>,
     notes: Notes,
     warnings: Vec<String>,
     xen: Option<XenInfo>,
@@ -398,6 +464,18 @@ fn every_line_type_matches_the_documented_schema() {
     let elf = dir.join("x.elf");
     let cpus = [CpuRegs { cr3: fx.pv.0 | 1, cr4: 1 << 17, ..Default::default() }];
     fx.machine.write_elf(&elf, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10).unwrap();
+    let kdump = dir.join("x.flat");
+    fx.machine
+        .write_kdump_flattened(
+            &kdump,
+            &KdumpOptions {
+                excluded: fx.omitted.iter().map(|m| m.0).collect(),
+                notes: qemu_cpu_notes(&cpus),
+                ..KdumpOptions::default()
+            },
+            4096,
+        )
+        .unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
     let pv = format!("{}", fx.pv);
     let hex = |v: u64| format!("{v:#x}");
@@ -458,6 +536,8 @@ fn every_line_type_matches_the_documented_schema() {
             "--xen-version".into(),
             "4.17".into(),
         ],
+        vec!["info".into(), p(&kdump), "--json".into()],
+        vec![p(&kdump), "--cr3".into(), pv.clone(), "--json".into()],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {

@@ -1,14 +1,17 @@
 //! End to end on a synthetic Xen-like machine (`xenwalk::fixture::xen`): the binary
 //! must translate what the fixture maps, in the idle and the PV root, from a raw
-//! image and from ELF cores in both header layouts and both note dialects — and stop
-//! with the right `reason` on every kind of breakage the fixture plants.
+//! image, from ELF cores in both header layouts and both note dialects, and from
+//! kdump-compressed files plain and flattened — and stop with the right `reason` on
+//! every kind of breakage the fixture plants.
 
 mod common;
 
 use common::{Run, run};
 use std::path::{Path, PathBuf};
+use xenwalk::fixture::kdump::KdumpOptions;
 use xenwalk::fixture::xen::{self, XenLike};
 use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes, xen_crash_notes};
+use xenwalk::mem::kdump::Compression;
 
 struct Files {
     fx: XenLike,
@@ -17,6 +20,10 @@ struct Files {
     qemu: PathBuf,
     /// kexec-style ELF (classic layout, Xen crash notes), same memory and omission.
     kexec: PathBuf,
+    /// kdump-compressed (zlib, Xen crash notes), the omitted page excluded.
+    kdump: PathBuf,
+    /// Flattened kdump (mixed compression, QEMU notes), the omitted page excluded.
+    flat: PathBuf,
     dir: PathBuf,
 }
 
@@ -39,7 +46,32 @@ fn files(name: &str) -> Files {
     fx.machine
         .write_elf(&kexec, &fx.omitted, &xen_crash_notes(&cpus, fx.xen_phys_start, vmcoreinfo), ElfLayout::Classic)
         .unwrap();
-    Files { fx, raw, qemu, kexec, dir }
+    let excluded = fx.omitted.iter().map(|m| m.0).collect();
+    let kdump = dir.join("xenlike.kdump");
+    fx.machine
+        .write_kdump(
+            &kdump,
+            &KdumpOptions {
+                excluded: fx.omitted.iter().map(|m| m.0).collect(),
+                notes: xen_crash_notes(&cpus, fx.xen_phys_start, vmcoreinfo),
+                ..KdumpOptions::default()
+            },
+        )
+        .unwrap();
+    let flat = dir.join("xenlike.flat");
+    fx.machine
+        .write_kdump_flattened(
+            &flat,
+            &KdumpOptions {
+                kinds: vec![Compression::Lzo, Compression::Snappy, Compression::Zstd, Compression::Zlib],
+                excluded,
+                notes: qemu_cpu_notes(&cpus),
+                ..KdumpOptions::default()
+            },
+            1000,
+        )
+        .unwrap();
+    Files { fx, raw, qemu, kexec, kdump, flat, dir }
 }
 
 impl Drop for Files {
@@ -75,7 +107,7 @@ fn every_format_translates_the_same() {
     let f = files("same");
     let idle = format!("{}", f.fx.idle);
     let pv = format!("{}", f.fx.pv);
-    for dump in [&f.raw, &f.qemu, &f.kexec] {
+    for dump in [&f.raw, &f.qemu, &f.kexec, &f.kdump, &f.flat] {
         for (root, extra) in [(&idle, &f.fx.xen_mapped[..0]), (&pv, &f.fx.guest_mapped[..])] {
             let all: Vec<_> = f.fx.xen_mapped.iter().chain(extra).collect();
             let vas: Vec<u64> = all.iter().map(|(v, _, _)| v.0).collect();
@@ -96,7 +128,7 @@ fn every_format_translates_the_same() {
 #[test]
 fn notes_of_both_dialects_give_the_roots() {
     let f = files("notes");
-    for dump in [&f.qemu, &f.kexec] {
+    for dump in [&f.qemu, &f.kexec, &f.kdump, &f.flat] {
         let r = run(&["info", p(dump), "--json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let info = &r.json()[0];
@@ -117,10 +149,12 @@ fn notes_of_both_dialects_give_the_roots() {
         assert_eq!(r.code, 0);
         assert!(r.stderr.contains("using CR3"), "{}", r.stderr);
     }
-    let r = run(&["info", p(&f.kexec), "--json"]);
-    let info = &r.json()[0];
-    assert_eq!(info["notes"]["xen_crash_info"]["xen_phys_start"], format!("{:#x}", f.fx.xen_phys_start));
-    assert!(info["notes"]["vmcoreinfo_xen"].as_str().unwrap().contains("SYMBOL(pgd_l4)"));
+    for dump in [&f.kexec, &f.kdump] {
+        let r = run(&["info", p(dump), "--json"]);
+        let info = &r.json()[0];
+        assert_eq!(info["notes"]["xen_crash_info"]["xen_phys_start"], format!("{:#x}", f.fx.xen_phys_start));
+        assert!(info["notes"]["vmcoreinfo_xen"].as_str().unwrap().contains("SYMBOL(pgd_l4)"));
+    }
 }
 
 #[test]
@@ -139,6 +173,14 @@ fn each_diagnosis_class() {
         assert!(expl.contains("not captured"), "{expl}");
         assert!(expl.contains("would show a zero L1 entry"), "{expl}");
     }
+    // In the kdump files it was excluded (2nd bitmap clear): absent too, said so.
+    for dump in [&f.kdump, &f.flat] {
+        let r = walk_json(dump, &["--cr3", &pv], &[fx.va_uncaptured_table.0]);
+        assert_eq!(r.code, 1);
+        assert_eq!(stop_of(&r, 0), (1, "table_absent".into()));
+        let expl = r.json_of("walk")[0]["stop"]["explanation"].as_str().unwrap().to_string();
+        assert!(expl.contains("excluded from the dump"), "{expl}");
+    }
     let r = walk_json(&f.raw, &["--cr3", &pv], &[fx.va_uncaptured_table.0]);
     assert_eq!(r.json_of("walk")[0]["maddr"], fx.maddr_uncaptured_table.to_string());
 
@@ -151,7 +193,7 @@ fn each_diagnosis_class() {
         (0x0000_8000_0000_0000, 4, "non_canonical"),
     ];
     let vas: Vec<u64> = cases.iter().map(|c| c.0).collect();
-    for dump in [&f.raw, &f.qemu] {
+    for dump in [&f.raw, &f.qemu, &f.flat] {
         let r = walk_json(dump, &["--cr3", &pv], &vas);
         assert_eq!(r.code, 1);
         for (i, (va, level, reason)) in cases.iter().enumerate() {

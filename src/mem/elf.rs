@@ -29,16 +29,7 @@ fn err(offset: u64, what: impl Into<String>) -> ElfError {
     ElfError { offset, what: what.into() }
 }
 
-/// One ELF note, copied out of the file (notes are small).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawNote {
-    /// Note name without the trailing NUL.
-    pub name: String,
-    pub n_type: u32,
-    pub desc: Vec<u8>,
-    /// File offset of the note header.
-    pub offset: u64,
-}
+pub use crate::notes::RawNote;
 
 /// What the ELF headers say, for `xenwalk info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,10 +48,6 @@ pub struct ElfCore {
     /// Non-fatal problems (a corrupt note segment does not make memory unreadable).
     pub warnings: Vec<String>,
 }
-
-/// Upper bound on a single note's descriptor; real ones are at most a few KiB
-/// (VMCOREINFO_XEN is 4068 bytes). Bigger claims are corruption.
-const MAX_NOTE_DESC: usize = 1 << 20;
 
 /// Parse `map` as a little-endian x86-64 ELF64 core.
 pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
@@ -204,81 +191,11 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         };
         // QEMU writes p_align 0; the ELF64 note convention is 4-byte alignment anyway.
         let align = if align == 8 { 8 } else { 4 };
-        if let Err(w) = parse_notes(bytes, off, align, &mut notes) {
+        if let Err(w) = crate::notes::parse_stream(bytes, off, align, &mut notes) {
             warnings.push(format!("PT_NOTE segment {i}: {w}; later notes in it are ignored"));
         }
     }
 
     let summary = ElfSummary { phoff, phnum: phdrs.len(), loads: segs.len(), note_segments: note_ranges.len() };
     Ok(ElfCore { image: MappedImage::new(map, segs), notes, summary, warnings })
-}
-
-/// Read the notes in one note segment. Written by hand rather than with object's
-/// iterator so that each note keeps its file offset for messages.
-fn parse_notes(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawNote>) -> Result<(), ElfError> {
-    let pad = |n: usize| n.checked_add(align - 1).map(|v| v & !(align - 1));
-    while b.len() >= 12 {
-        let word = |i: usize| -> u32 {
-            let mut w = [0u8; 4];
-            w.copy_from_slice(&b[i..i + 4]);
-            u32::from_le_bytes(w)
-        };
-        let (namesz, descsz, n_type) = (word(0) as usize, word(4) as usize, word(8));
-        if namesz == 0 && descsz == 0 && n_type == 0 {
-            break; // zero padding at the end of a note buffer
-        }
-        let name_end = pad(namesz).and_then(|n| n.checked_add(12));
-        let desc_end = name_end.zip(pad(descsz)).and_then(|(a, d)| a.checked_add(d));
-        let (Some(name_end), Some(desc_end)) = (name_end, desc_end) else {
-            return Err(err(off, "note sizes overflow"));
-        };
-        if descsz > MAX_NOTE_DESC || desc_end > b.len() {
-            return Err(err(
-                off,
-                format!("note claims {namesz} name bytes and {descsz} descriptor bytes, past the end of its segment"),
-            ));
-        }
-        let raw_name = &b[12..12 + namesz];
-        let name_len = raw_name.iter().position(|&c| c == 0).unwrap_or(namesz);
-        let name = String::from_utf8_lossy(&raw_name[..name_len]).into_owned();
-        let desc = b[name_end..name_end + descsz].to_vec();
-        out.push(RawNote { name, n_type, desc, offset: off });
-        b = &b[desc_end..];
-        off += desc_end as u64;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notes_keep_offsets_and_stop_on_garbage() {
-        let mut buf = Vec::new();
-        for (name, ty, desc) in [("CORE", 1u32, vec![1u8; 8]), ("Xen", 0x100_0002, vec![2u8; 32])] {
-            let n = name.len() + 1;
-            buf.extend_from_slice(&(n as u32).to_le_bytes());
-            buf.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&ty.to_le_bytes());
-            buf.extend_from_slice(name.as_bytes());
-            buf.push(0);
-            while buf.len() % 4 != 0 {
-                buf.push(0);
-            }
-            buf.extend_from_slice(&desc);
-        }
-        let mut out = Vec::new();
-        parse_notes(&buf, 0x100, 4, &mut out).unwrap();
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[1].name, "Xen");
-        assert_eq!(out[1].offset, 0x100 + 12 + 8 + 8);
-        // A note that claims more than is there is an error with its offset.
-        let mut bad = buf.clone();
-        bad.extend_from_slice(&[5, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]);
-        let mut out = Vec::new();
-        let e = parse_notes(&bad, 0, 4, &mut out).unwrap_err();
-        assert_eq!(e.offset, buf.len() as u64);
-        assert_eq!(out.len(), 2);
-    }
 }

@@ -10,6 +10,9 @@
 //! * malformed data (a corrupt compressed page, in formats that have them).
 
 pub mod elf;
+pub mod flattened;
+pub mod kdump;
+pub mod lzo;
 pub mod mapped;
 pub mod raw;
 
@@ -31,6 +34,9 @@ pub enum Absent {
     /// Inside a segment's memory range but not in the file: the ELF program header
     /// has `p_filesz < p_memsz` (the page exists but was not captured or was filtered).
     NotCaptured { segment: usize },
+    /// In a kdump-compressed file, the page exists (1st bitmap) but the writer left it
+    /// out (2nd bitmap clear): filtered by makedumpfile's dump level or `-X`.
+    Excluded { dump_level: Option<u32> },
 }
 
 impl Absent {
@@ -40,13 +46,14 @@ impl Absent {
             Absent::OutsideImage { .. } => "outside_image",
             Absent::Hole { .. } => "hole",
             Absent::NotCaptured { .. } => "not_captured",
+            Absent::Excluded { .. } => "excluded",
         }
     }
 
     /// Whether the address is one the machine probably had as RAM but the dump does
     /// not hold (as opposed to an address the dump never described).
     pub fn is_uncaptured(&self) -> bool {
-        matches!(self, Absent::NotCaptured { .. })
+        matches!(self, Absent::NotCaptured { .. } | Absent::Excluded { .. })
     }
 }
 
@@ -66,6 +73,18 @@ impl fmt::Display for Absent {
                 "not captured: inside segment {segment}'s memory range but past its file data \
                  (p_filesz < p_memsz)"
             ),
+            Absent::Excluded { dump_level } => {
+                write!(f, "excluded from the dump (")?;
+                match dump_level {
+                    Some(l) => write!(f, "dump level {l}")?,
+                    None => write!(f, "dump level unknown")?,
+                }
+                write!(
+                    f,
+                    "): the kdump file lists the page as existing (1st bitmap) but not as dumped \
+                     (2nd bitmap)"
+                )
+            }
         }
     }
 }
@@ -157,4 +176,24 @@ pub trait PhysMem: Send + Sync {
 
     /// The described ranges, in address order.
     fn extents(&self) -> Vec<Extent>;
+}
+
+/// A shared source is a source (a dump keeps its kdump image both as memory and for
+/// `info`'s page census).
+impl<T: PhysMem + ?Sized> PhysMem for std::sync::Arc<T> {
+    fn page(&self, mfn: Mfn) -> Result<Page<'_>, ReadError> {
+        (**self).page(mfn)
+    }
+    fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError> {
+        (**self).read(addr, buf)
+    }
+    fn read_u64(&self, addr: Maddr) -> Result<u64, ReadError> {
+        (**self).read_u64(addr)
+    }
+    fn locate(&self, addr: Maddr) -> Result<(), Absent> {
+        (**self).locate(addr)
+    }
+    fn extents(&self) -> Vec<Extent> {
+        (**self).extents()
+    }
 }

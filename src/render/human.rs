@@ -5,6 +5,7 @@
 use super::{page_label, size_name};
 use crate::diagnose::Translation;
 use crate::dump::{Dump, Format};
+use crate::mem::kdump::{Census, KdumpSummary};
 use crate::paging::Level;
 use crate::paging::enumerate::{Event, Range, Summary};
 use crate::paging::root::{Root, RootInput};
@@ -241,6 +242,83 @@ pub fn summary(out: &mut dyn Write, s: &Summary, ranges: u64) -> io::Result<()> 
     )
 }
 
+/// The kdump-compressed headers, bitmaps and page kinds.
+fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> io::Result<()> {
+    writeln!(
+        out,
+        "format:  kdump-compressed (\"{}\", header version {}), block size {}, {} of {} blocks, \
+         descriptors at {:#x}",
+        if k.signature == "KDUMP" { "KDUMP   " } else { k.signature },
+        k.header_version,
+        k.block_size,
+        if k.two_bitmaps { "2 bitmaps" } else { "1 bitmap" },
+        k.bitmap_blocks / if k.two_bitmaps { 2 } else { 1 },
+        k.descriptors
+    )?;
+    if let Some(f) = &k.flattened {
+        writeln!(
+            out,
+            "         flattened (makedumpfile -F): {} records (version {}) describing a {}-byte file",
+            f.records, f.version, f.logical_size
+        )?;
+    }
+    let status = k.status_names();
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:#x}"));
+    writeln!(
+        out,
+        "kdump:   status {:#x}{}, dump level {}, max_mapnr {:#x} ({}), phys_base {}, {} CPUs \
+         (current {}), machine {:?}",
+        k.status,
+        if status.is_empty() { String::new() } else { format!(" ({})", status.join(", ")) },
+        k.dump_level.map_or_else(|| "-".to_string(), |l| l.to_string()),
+        k.max_mapnr,
+        size_name(k.max_mapnr.saturating_mul(crate::addr::PAGE_SIZE)),
+        opt(k.phys_base),
+        k.nr_cpus,
+        k.current_cpu,
+        k.machine
+    )?;
+    if let Some((s, e)) = k.split {
+        writeln!(
+            out,
+            "         one part of a split dump: pfns {s:#x}-{:#x} (the others are in the other parts)",
+            e - 1
+        )?;
+    }
+    let range = |r: Option<(u64, u64)>| r.map_or_else(|| "none".to_string(), |(o, s)| format!("{s} bytes at {o:#x}"));
+    writeln!(
+        out,
+        "         notes {}, VMCOREINFO {}, erase info {}",
+        range(k.notes),
+        range(k.vmcoreinfo),
+        range(k.eraseinfo)
+    )?;
+    write!(
+        out,
+        "pages:   {} in the 1st bitmap, {} dumped, {} excluded",
+        k.pages_present, k.pages_dumped, k.pages_excluded
+    )?;
+    if let Some(c) = census {
+        let kinds: Vec<String> = [
+            ("uncompressed", c.raw),
+            ("zlib", c.zlib),
+            ("lzo", c.lzo),
+            ("snappy", c.snappy),
+            ("zstd", c.zstd),
+            ("with unknown flags", c.unknown),
+            ("with no descriptor in the file", c.unreadable),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+        if !kinds.is_empty() {
+            write!(out, " ({})", kinds.join(", "))?;
+        }
+    }
+    writeln!(out)
+}
+
 /// `xenwalk info`.
 pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     writeln!(out, "file:    {} ({} bytes, {})", d.path.display(), d.file_size, size_name(d.file_size))?;
@@ -251,6 +329,7 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             "format:  ELF64 core, {} program headers at offset {:#x} ({} PT_LOAD with memory, {} PT_NOTE)",
             s.phnum, s.phoff, s.loads, s.note_segments
         )?,
+        Format::Kdump(k) => kdump_info(out, k, d.kdump_census())?,
     }
     let ext = d.mem.extents();
     let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();
@@ -264,7 +343,13 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
             e.start.0,
             e.start.0 + e.len - 1,
             size_name(e.len),
-            if e.present { "present" } else { "absent (p_filesz < p_memsz)" }
+            if e.present {
+                "present"
+            } else if matches!(d.format, Format::Kdump(_)) {
+                "absent (excluded)"
+            } else {
+                "absent (p_filesz < p_memsz)"
+            }
         )?;
     }
     if ext.len() > SHOW {

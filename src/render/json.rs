@@ -309,10 +309,130 @@ pub struct InfoLine<'a> {
     pub extents: Vec<SegmentJson>,
     pub bytes_present: u64,
     pub bytes_absent: u64,
+    /// The kdump-compressed headers and page counts (null for other formats).
+    pub kdump: Option<KdumpJson>,
     pub notes: &'a crate::notes::Notes,
     pub warnings: &'a [String],
     /// The hypervisor, when the dump is Xen's or --xen-syms was given.
     pub xen: Option<XenInfo<'a>>,
+}
+
+/// A file range.
+#[derive(Serialize)]
+pub struct FileRangeJson {
+    #[serde(serialize_with = "hex")]
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl FileRangeJson {
+    fn of(r: Option<(u64, u64)>) -> Option<FileRangeJson> {
+        r.map(|(offset, size)| FileRangeJson { offset, size })
+    }
+}
+
+#[derive(Serialize)]
+pub struct FlattenedJson {
+    pub records: u64,
+    pub version: i64,
+    pub logical_size: u64,
+}
+
+#[derive(Serialize)]
+pub struct SplitJson {
+    #[serde(serialize_with = "hex")]
+    pub start_pfn: u64,
+    #[serde(serialize_with = "hex")]
+    pub end_pfn: u64,
+}
+
+/// Page counts of a kdump file: from the bitmaps, and per descriptor kind.
+#[derive(Serialize)]
+pub struct KdumpPagesJson {
+    pub present: u64,
+    pub dumped: u64,
+    pub excluded: u64,
+    pub uncompressed: u64,
+    pub zlib: u64,
+    pub lzo: u64,
+    pub snappy: u64,
+    pub zstd: u64,
+    pub unknown: u64,
+    pub unreadable: u64,
+}
+
+/// The `kdump` object of an `info` line.
+#[derive(Serialize)]
+pub struct KdumpJson {
+    pub signature: &'static str,
+    pub flattened: Option<FlattenedJson>,
+    pub header_version: u32,
+    pub block_size: u32,
+    pub sub_hdr_size: u32,
+    pub bitmap_blocks: u32,
+    pub bitmaps: u8,
+    #[serde(serialize_with = "hex")]
+    pub status: u64,
+    pub status_flags: Vec<String>,
+    pub dump_level: Option<u32>,
+    pub max_mapnr: u64,
+    #[serde(serialize_with = "hex_opt")]
+    pub phys_base: Option<u64>,
+    pub split: Option<SplitJson>,
+    pub nr_cpus: u32,
+    pub current_cpu: u32,
+    pub machine: String,
+    pub release: String,
+    pub notes: Option<FileRangeJson>,
+    pub vmcoreinfo: Option<FileRangeJson>,
+    pub eraseinfo: Option<FileRangeJson>,
+    #[serde(serialize_with = "hex")]
+    pub descriptors: u64,
+    pub pages: KdumpPagesJson,
+}
+
+impl KdumpJson {
+    pub fn new(k: &crate::mem::kdump::KdumpSummary, c: crate::mem::kdump::Census) -> KdumpJson {
+        KdumpJson {
+            signature: k.signature,
+            flattened: k.flattened.as_ref().map(|f| FlattenedJson {
+                records: f.records,
+                version: f.version,
+                logical_size: f.logical_size,
+            }),
+            header_version: k.header_version,
+            block_size: k.block_size,
+            sub_hdr_size: k.sub_hdr_size,
+            bitmap_blocks: k.bitmap_blocks,
+            bitmaps: if k.two_bitmaps { 2 } else { 1 },
+            status: u64::from(k.status),
+            status_flags: k.status_names(),
+            dump_level: k.dump_level,
+            max_mapnr: k.max_mapnr,
+            phys_base: k.phys_base,
+            split: k.split.map(|(start_pfn, end_pfn)| SplitJson { start_pfn, end_pfn }),
+            nr_cpus: k.nr_cpus,
+            current_cpu: k.current_cpu,
+            machine: k.machine.clone(),
+            release: k.release.clone(),
+            notes: FileRangeJson::of(k.notes),
+            vmcoreinfo: FileRangeJson::of(k.vmcoreinfo),
+            eraseinfo: FileRangeJson::of(k.eraseinfo),
+            descriptors: k.descriptors,
+            pages: KdumpPagesJson {
+                present: k.pages_present,
+                dumped: k.pages_dumped,
+                excluded: k.pages_excluded,
+                uncompressed: c.raw,
+                zlib: c.zlib,
+                lzo: c.lzo,
+                snappy: c.snappy,
+                zstd: c.zstd,
+                unknown: c.unknown,
+                unreadable: c.unreadable,
+            },
+        }
+    }
 }
 
 pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
@@ -336,6 +456,11 @@ impl<'a> InfoLine<'a> {
         let (base, phoff, phnum) = match &d.format {
             Format::Raw { base } => (Some(*base), None, None),
             Format::Elf(s) => (None, Some(s.phoff), Some(s.phnum)),
+            Format::Kdump(_) => (None, None, None),
+        };
+        let kdump = match (&d.format, d.kdump_census()) {
+            (Format::Kdump(k), Some(c)) => Some(KdumpJson::new(k, c)),
+            _ => None,
         };
         InfoLine {
             kind: "info",
@@ -349,6 +474,7 @@ impl<'a> InfoLine<'a> {
             extents: ext.iter().map(|e| SegmentJson { maddr: e.start, size: e.len, present: e.present }).collect(),
             bytes_present: present,
             bytes_absent: absent,
+            kdump,
             notes: &d.notes,
             warnings: &d.warnings,
             xen: None,
