@@ -27,6 +27,8 @@ pub struct OpenOptions {
     pub format: FormatHint,
     /// Machine address of the first byte of a raw image.
     pub base: u64,
+    /// Open despite corrupt notes (they become warnings).
+    pub skip_bad_notes: bool,
 }
 
 /// What kind of file a dump is: a raw image, an ELF core, or makedumpfile's
@@ -67,6 +69,8 @@ pub enum OpenError {
          --format raw"
     )]
     Unknown { magic: String, size: u64 },
+    #[error("corrupt notes: {0} (pass --skip-bad-notes to use the dump's memory without them)")]
+    BadNotes(String),
     #[error(transparent)]
     Elf(#[from] mem::elf::ElfError),
     #[error(transparent)]
@@ -110,6 +114,18 @@ fn recognise(head: &[u8]) -> Option<OpenError> {
     }
 }
 
+/// Corrupt notes are bad input: the registers and Xen facts in them cannot be
+/// trusted, and silently dropping them would change which root is walked. They are an
+/// error unless the user says to go on with the memory alone (`--skip-bad-notes`),
+/// in which case they become warnings.
+fn check_notes(mut errors: Vec<String>, notes: &Notes, skip: bool) -> Result<Vec<String>, OpenError> {
+    errors.extend(notes.problems.iter().cloned());
+    if errors.is_empty() || skip {
+        return Ok(errors);
+    }
+    Err(OpenError::BadNotes(errors.join("; ")))
+}
+
 impl Dump {
     /// Dumped pages per compression kind of a kdump file (reads every page
     /// descriptor: O(pages), for `info`); `None` for other formats.
@@ -141,9 +157,12 @@ impl Dump {
             FormatHint::Auto if mem::kdump::is_kdump(head) || mem::flattened::is_flattened(head) => {
                 let flat = mem::flattened::is_flattened(head);
                 let k = if flat { mem::kdump::open_flattened(map)? } else { mem::kdump::open_plain(map)? };
-                let notes = Notes::decode(&k.notes);
+                let mut notes = Notes::decode(&k.notes);
+                if let Some(ci) = notes.xen_crash_info.as_mut() {
+                    ci.read_strings(&k.image);
+                }
                 let mut warnings = k.warnings;
-                warnings.extend(notes.problems.iter().cloned());
+                warnings.extend(check_notes(k.note_errors, &notes, opts.skip_bad_notes)?);
                 let image = Arc::new(k.image);
                 return Ok(Dump {
                     path: path.to_owned(),
@@ -172,9 +191,11 @@ impl Dump {
                     return Err(mem::elf::ElfError { offset: 0, what: "no ELF magic (7f 45 4c 46)".into() }.into());
                 }
                 let core = mem::elf::parse(map)?;
-                let notes = Notes::decode(&core.notes);
-                let mut warnings = core.warnings;
-                warnings.extend(notes.problems.iter().cloned());
+                let mut notes = Notes::decode(&core.notes);
+                if let Some(ci) = notes.xen_crash_info.as_mut() {
+                    ci.read_strings(&core.image);
+                }
+                let warnings = check_notes(core.warnings, &notes, opts.skip_bad_notes)?;
                 Ok(Dump {
                     path: path.to_owned(),
                     file_size,

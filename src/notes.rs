@@ -145,6 +145,39 @@ pub struct XenCrashInfo {
     pub xen_phys_start: Option<u64>,
     #[serde(serialize_with = "hex_opt")]
     pub dom0_pfn_to_mfn_frame_list_list: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub tainted: Option<u64>,
+    /// The build strings (`xen_extra_version`, `xen_changeset`, `xen_compiler`,
+    /// `xen_compile_date`, `xen_compile_time`): the note holds their machine
+    /// addresses; the text is read from the dump when it holds those pages.
+    pub strings: Vec<CrashInfoString>,
+}
+
+/// One string CRASH_INFO points to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CrashInfoString {
+    pub name: &'static str,
+    pub maddr: crate::addr::Maddr,
+    pub text: Option<String>,
+}
+
+impl XenCrashInfo {
+    /// Read the strings from the dump (at most 256 bytes each, up to a NUL).
+    pub fn read_strings(&mut self, mem: &dyn crate::mem::PhysMem) {
+        for s in &mut self.strings {
+            let mut buf = [0u8; 256];
+            let mut n = 0;
+            while n < buf.len()
+                && mem.read(s.maddr.checked_add(n as u64).unwrap_or(s.maddr), &mut buf[n..n + 1]).is_ok()
+            {
+                if buf[n] == 0 {
+                    s.text = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    break;
+                }
+                n += 1;
+            }
+        }
+    }
 }
 
 /// How many notes of one name and type a dump has.
@@ -243,11 +276,22 @@ impl Notes {
                         ));
                         continue;
                     }
+                    let names = ["extra_version", "changeset", "compiler", "compile_date", "compile_time"];
+                    let strings = names
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, name)| {
+                            let ma = u64_at(d, 16 + 8 * i)?;
+                            (ma != 0).then_some(CrashInfoString { name, maddr: crate::addr::Maddr(ma), text: None })
+                        })
+                        .collect();
                     n.xen_crash_info = Some(XenCrashInfo {
                         major: u64_at(d, 0).unwrap_or(0),
                         minor: u64_at(d, 8).unwrap_or(0),
                         xen_phys_start: u64_at(d, 64),
                         dom0_pfn_to_mfn_frame_list_list: u64_at(d, 72),
+                        tainted: u64_at(d, 56),
+                        strings,
                     });
                 }
                 ("VMCOREINFO_XEN", _) => {
@@ -274,6 +318,13 @@ impl Notes {
                     if c.rip.is_none() {
                         c.rip = u64_at(d, 136);
                     }
+                }
+                (name, XEN_ELFNOTE_CRASH_INFO | XEN_ELFNOTE_CRASH_REGS) => {
+                    // Xen's note types under another name: a corrupt or foreign note.
+                    n.problems.push(format!(
+                        "note at offset {:#x} has Xen's type {:#x} but the name {name:?}, not \"Xen\"",
+                        note.offset, note.n_type
+                    ));
                 }
                 _ => {}
             }
@@ -368,6 +419,14 @@ mod tests {
         // Sizes near u32::MAX neither overflow nor panic.
         let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0];
         assert!(parse_stream(&huge, 0, 4, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn xen_types_under_another_name_are_reported() {
+        let n = Notes::decode(&[note("Xem", XEN_ELFNOTE_CRASH_INFO, vec![0; 80])]);
+        assert!(n.xen_crash_info.is_none());
+        assert_eq!(n.problems.len(), 1);
+        assert!(n.problems[0].contains("\"Xem\""));
     }
 
     #[test]

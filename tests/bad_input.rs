@@ -569,8 +569,8 @@ fn wrong_kind_of_elf() {
 /// A corrupt note is not fatal: the memory is still readable, so the dump opens, a
 /// warning naming the file (and the note's offset) is printed, and walks work.
 #[test]
-fn huge_note_descsz_is_a_warning() {
-    let sb = Sandbox::new("huge_note_descsz_is_a_warning");
+fn corrupt_notes_are_an_error_unless_skipped() {
+    let sb = Sandbox::new("corrupt_notes_are_an_error_unless_skipped");
     let mut report = Report::default();
     // A CORE note whose n_descsz claims ~4 GiB, in a 36-byte PT_NOTE at 0x100.
     let mut note = Vec::new();
@@ -604,10 +604,47 @@ fn huge_note_descsz_is_a_warning() {
         }
         v
     };
-    let r = sb.run(&walk_args(&p));
-    report.check("PT_NOTE with huge n_descsz, walk", &r, warned(&r));
-    let r = sb.run(&["info", path_str(&p)]);
-    report.check("PT_NOTE with huge n_descsz, info", &r, warned(&r));
+    // By default: bad input, one line with the file and the note's offset, exit 2.
+    check_rejected(
+        &mut report,
+        &sb,
+        "PT_NOTE with huge n_descsz",
+        Bad { path: &p, what: &["notes"], elf_offset: true },
+    );
+    // With --skip-bad-notes the memory is used and the problem is a warning.
+    let mut args = walk_args(&p);
+    args.push("--skip-bad-notes");
+    let r = sb.run(&args);
+    report.check("PT_NOTE with huge n_descsz, walk --skip-bad-notes", &r, warned(&r));
+    let r = sb.run(&["info", path_str(&p), "--skip-bad-notes"]);
+    report.check("PT_NOTE with huge n_descsz, info --skip-bad-notes", &r, warned(&r));
+
+    // Well-formed note streams whose Xen notes are wrong: a CRASH_INFO too short to
+    // hold xen_phys_start, and Xen's note type under another name.
+    let xen_note = |name: &[u8], n_type: u32, desc_len: usize| {
+        let mut n = Vec::new();
+        n.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+        n.extend_from_slice(&(desc_len as u32).to_le_bytes());
+        n.extend_from_slice(&n_type.to_le_bytes());
+        n.extend_from_slice(name);
+        n.push(0);
+        while n.len() % 4 != 0 {
+            n.push(0);
+        }
+        n.extend(std::iter::repeat_n(0x11u8, desc_len));
+        n
+    };
+    for (case, note, what) in [
+        ("Xen CRASH_INFO with a short descsz", xen_note(b"Xen", 0x100_0001, 40), "CRASH_INFO"),
+        ("Xen's note type named \"Xem\"", xen_note(b"Xem", 0x100_0001, 80), "Xem"),
+    ] {
+        let core = elf64_core(
+            &[Phdr::note(0x100, note.len() as u64), Phdr::load(DATA_OFF as u64, 0x1000, DATA_LEN)],
+            &[(0x100, &note), (DATA_OFF, &page_tables())],
+        );
+        let p = sb.file(&format!("note-{}.elf", what.to_lowercase()), &core);
+        check_rejected(&mut report, &sb, case, Bad { path: &p, what: &[what], elf_offset: true });
+    }
     report.finish();
 }
 

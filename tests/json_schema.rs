@@ -203,6 +203,16 @@ struct CrashInfo {
     minor: u64,
     xen_phys_start: Option<Hex>,
     dom0_pfn_to_mfn_frame_list_list: Option<Hex>,
+    tainted: Option<Hex>,
+    strings: Vec<CrashInfoString>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct CrashInfoString {
+    name: String,
+    maddr: Hex,
+    text: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -10,7 +10,7 @@ use common::{Run, run};
 use std::path::{Path, PathBuf};
 use xenwalk::fixture::kdump::KdumpOptions;
 use xenwalk::fixture::xen::{self, XenLike};
-use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes, xen_crash_notes};
+use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes, xen_crash_notes, xen_crash_notes_with};
 use xenwalk::mem::kdump::Compression;
 
 struct Files {
@@ -30,7 +30,10 @@ struct Files {
 const PCIDE: u64 = 1 << 17;
 
 fn files(name: &str) -> Files {
-    let fx = xen::build();
+    let mut fx = xen::build();
+    // Build strings CRASH_INFO points at (by machine address).
+    fx.machine.write(xenwalk::Maddr(0x9000), b".7-test\0");
+    fx.machine.write(xenwalk::Maddr(0x9100), b"gcc (xenwalk fixture) 12.2.0\0");
     let dir = common::tempdir(name);
     let raw = dir.join("xenlike.raw");
     fx.machine.write_raw(&raw).unwrap();
@@ -43,9 +46,8 @@ fn files(name: &str) -> Files {
     fx.machine.write_elf(&qemu, &fx.omitted, &qemu_cpu_notes(&cpus), ElfLayout::Qemu10).unwrap();
     let kexec = dir.join("xenlike-kexec.elf");
     let vmcoreinfo = "PAGESIZE=4096\nSYMBOL(pgd_l4)=ffff82d04046e000\n";
-    fx.machine
-        .write_elf(&kexec, &fx.omitted, &xen_crash_notes(&cpus, fx.xen_phys_start, vmcoreinfo), ElfLayout::Classic)
-        .unwrap();
+    let crash_notes = xen_crash_notes_with(&cpus, fx.xen_phys_start, vmcoreinfo, [0x9000, 0, 0x9100, 0, 0], 0x40);
+    fx.machine.write_elf(&kexec, &fx.omitted, &crash_notes, ElfLayout::Classic).unwrap();
     let excluded = fx.omitted.iter().map(|m| m.0).collect();
     let kdump = dir.join("xenlike.kdump");
     fx.machine
@@ -155,6 +157,15 @@ fn notes_of_both_dialects_give_the_roots() {
         assert_eq!(info["notes"]["xen_crash_info"]["xen_phys_start"], format!("{:#x}", f.fx.xen_phys_start));
         assert!(info["notes"]["vmcoreinfo_xen"].as_str().unwrap().contains("SYMBOL(pgd_l4)"));
     }
+    // CRASH_INFO's strings are read from the dump's memory.
+    let r = run(&["info", p(&f.kexec), "--json"]);
+    let ci = &r.json()[0]["notes"]["xen_crash_info"];
+    assert_eq!(ci["tainted"], "0x40");
+    assert_eq!(ci["strings"][0]["name"], "extra_version");
+    assert_eq!(ci["strings"][0]["text"], ".7-test");
+    assert_eq!(ci["strings"][1]["text"], "gcc (xenwalk fixture) 12.2.0");
+    let h = run(&["info", p(&f.kexec)]);
+    assert!(h.stdout.contains("Xen 4.17.7-test") && h.stdout.contains("tainted 0x40"), "{}", h.stdout);
 }
 
 #[test]

@@ -68,6 +68,9 @@ pub struct OpenArgs {
     /// Machine address of the first byte of a raw image.
     #[arg(long, value_name = "MADDR", value_parser = parse::hex_u64, default_value = "0")]
     pub base: u64,
+    /// Use the dump's memory even if its notes are corrupt (they are then ignored).
+    #[arg(long)]
+    pub skip_bad_notes: bool,
 }
 
 /// What we know about the hypervisor.
@@ -106,7 +109,7 @@ impl Session {
     /// Open the dump, load xen-syms, and work out the hypervisor when the dump is
     /// Xen's (notes), symbols are given, or a version is forced.
     pub fn open(path: &Path, o: &OpenArgs, x: &XenArgs) -> Result<Session> {
-        let dump = Dump::open(path, OpenOptions { format: o.format, base: o.base })
+        let dump = Dump::open(path, OpenOptions { format: o.format, base: o.base, skip_bad_notes: o.skip_bad_notes })
             .with_context(|| path.display().to_string())?;
         for w in &dump.warnings {
             eprintln!("xenwalk: warning: {}: {w}", path.display());

@@ -45,7 +45,7 @@ pub struct ElfCore {
     pub image: MappedImage,
     pub notes: Vec<RawNote>,
     pub summary: ElfSummary,
-    /// Non-fatal problems (a corrupt note segment does not make memory unreadable).
+    /// Corrupt note segments (memory is still readable; see `Dump::open`).
     pub warnings: Vec<String>,
 }
 
@@ -192,7 +192,7 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         // QEMU writes p_align 0; the ELF64 note convention is 4-byte alignment anyway.
         let align = if align == 8 { 8 } else { 4 };
         if let Err(w) = crate::notes::parse_stream(bytes, off, align, &mut notes) {
-            warnings.push(format!("PT_NOTE segment {i}: {w}; later notes in it are ignored"));
+            warnings.push(format!("PT_NOTE segment {i}: {w}"));
         }
     }
 

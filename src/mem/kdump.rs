@@ -475,6 +475,8 @@ pub struct Kdump {
     pub image: KdumpImage,
     pub notes: Vec<RawNote>,
     pub warnings: Vec<String>,
+    /// Problems in the copied ELF notes (see `Dump::open`: an error unless skipped).
+    pub note_errors: Vec<String>,
 }
 
 /// Open a kdump-compressed file (`map` starts with its signature).
@@ -743,10 +745,11 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     }
 
     let mut raw_notes = Vec::new();
+    let mut note_errors = Vec::new();
     if let Some((o, s)) = notes_range {
         if let Some(b) = image.file.bytes(o, s) {
             if let Err(e) = notes::parse_stream(&b, o, 4, &mut raw_notes) {
-                warnings.push(format!("copied ELF notes: {e}; later notes are ignored"));
+                note_errors.push(format!("copied ELF notes: {e}"));
             }
         }
     }
@@ -760,7 +763,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
             }
         }
     }
-    Ok(Kdump { image, notes: raw_notes, warnings })
+    Ok(Kdump { image, notes: raw_notes, warnings, note_errors })
 }
 
 /// Mask of the bits of bitmap byte `byte` that fall in `[lo, hi)` pfns.

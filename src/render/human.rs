@@ -334,7 +334,17 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     let ext = d.mem.extents();
     let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();
     let absent: u64 = ext.iter().filter(|e| !e.present).map(|e| e.len).sum();
-    writeln!(out, "memory:  {} in the dump, {} described but absent", size_name(present), size_name(absent))?;
+    let holes: Vec<u64> =
+        ext.windows(2).filter_map(|w| w[1].start.0.checked_sub(w[0].start.0 + w[0].len)).filter(|&g| g > 0).collect();
+    writeln!(
+        out,
+        "memory:  {} ranges: {} in the dump, {} described but absent; {} holes between them ({})",
+        ext.len(),
+        size_name(present),
+        size_name(absent),
+        holes.len(),
+        size_name(holes.iter().sum())
+    )?;
     const SHOW: usize = 16;
     for e in ext.iter().take(SHOW) {
         writeln!(
@@ -375,13 +385,23 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
         )?;
     }
     if let Some(x) = &d.notes.xen_crash_info {
+        let text = |name: &str| x.strings.iter().find(|s| s.name == name).and_then(|s| s.text.clone());
         writeln!(
             out,
-            "Xen:     {}.{} crash info; xen_phys_start {}",
+            "crash:   Xen {}.{}{} (CRASH_INFO); xen_phys_start {}; tainted {}; dom0 p2m frame-list-list mfn {}",
             x.major,
             x.minor,
-            x.xen_phys_start.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into())
+            text("extra_version").unwrap_or_default(),
+            x.xen_phys_start.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into()),
+            x.tainted.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into()),
+            x.dom0_pfn_to_mfn_frame_list_list.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into())
         )?;
+        for s in x.strings.iter().filter(|s| s.name != "extra_version") {
+            match &s.text {
+                Some(t) => writeln!(out, "         {}: {t}", s.name)?,
+                None => writeln!(out, "         {}: at {} (not in the dump)", s.name, s.maddr)?,
+            }
+        }
     }
     if let Some(v) = &d.notes.vmcoreinfo_xen {
         writeln!(out, "VMCOREINFO_XEN: {} lines", v.lines().count())?;
