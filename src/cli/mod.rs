@@ -57,6 +57,15 @@ pub enum Command {
     /// Translate machine addresses to the hypervisor's virtual addresses
     /// (__maddr_to_virt: the direct map; the image for image pages), checked by walks.
     M2v(xen::M2vArgs),
+    /// List every domain and vCPU from the hypervisor's own lists, with their roots
+    /// (guest_table, guest_table_user, monitor_table, the HVM guest's CR3).
+    Domains(xen::DomainsArgs),
+    /// Read the M2P (machine_to_phys_mapping) and the frame table for machine frames:
+    /// the guest pfn, the owner, the page's state and type.
+    M2p(xen::M2pArgs),
+    /// Read a PV guest's p2m (its linear list, or the frame-list-list in shared info
+    /// or dom0's CRASH_INFO) and check it against the M2P.
+    P2m(xen::P2mArgs),
 }
 
 /// How to open the dump.
@@ -177,6 +186,9 @@ pub fn main() -> ExitCode {
         Some(Command::Tables(a)) => xen::tables(a),
         Some(Command::V2m(a)) => xen::v2m(a),
         Some(Command::M2v(a)) => xen::m2v(a),
+        Some(Command::Domains(a)) => xen::domains(a),
+        Some(Command::M2p(a)) => xen::m2p(a),
+        Some(Command::P2m(a)) => xen::p2m(a),
         None => walk::run(cli.walk),
     };
     match r {

@@ -27,7 +27,7 @@ pub enum Style {
 }
 
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu"]))]
+#[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu", "domain"]))]
 pub struct WalkArgs {
     /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
     /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
@@ -48,6 +48,16 @@ pub struct WalkArgs {
     /// option: idle_pg_table with --xen-syms, else CPU 0's CR3 from the notes.
     #[arg(long, value_name = "N")]
     pub cpu: Option<usize>,
+    /// Take the root from a domain's vCPU (with --xen-syms): a domain id, or `idle`.
+    #[arg(long, value_name = "D")]
+    pub domain: Option<String>,
+    /// The vCPU of --domain (default 0).
+    #[arg(long, value_name = "V", requires = "domain")]
+    pub vcpu: Option<u32>,
+    /// Which root of the vCPU: guest (PV kernel L4), user (PV user L4), monitor (HVM
+    /// monitor table), cr3 (what Xen loads). Default: guest.
+    #[arg(long, value_enum, requires = "domain")]
+    pub table: Option<crate::xen::domains::TableKind>,
     /// Virtual address to translate (repeatable); with --xen-syms also `symbol` or
     /// `symbol+0x10`.
     #[arg(long = "va", value_name = "VA", value_parser = Expr::parse)]
@@ -122,6 +132,8 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
         root::resolve(mem, RootInput::Mfn(m), "--cr3-mfn".into(), None, opts)
     } else if let Some(cpu) = a.cpu {
         cpu_root(cpu, false)?
+    } else if let Some(d) = &a.domain {
+        domain_root(s, d, a.vcpu.unwrap_or(0), a.table.unwrap_or(crate::xen::domains::TableKind::Guest), opts)?
     } else if let Some(idle) = idle {
         root::resolve(mem, RootInput::Cr3(idle.0), "idle_pg_table (xen-syms + xen_phys_start)".into(), None, opts)
     } else if let Some(first) = dump.notes.cpus.iter().find(|c| c.cr3.is_some()) {
@@ -136,6 +148,57 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
         bail!("{path}: root {} (from {}): the L4 table is {why}", root.maddr, root.source);
     }
     Ok(root)
+}
+
+/// The root of `--domain D --vcpu V --table T`.
+fn domain_root(s: &Session, d: &str, v: u32, table: crate::xen::domains::TableKind, opts: WalkOptions) -> Result<Root> {
+    use crate::xen::domains::{self, DomKind, TableKind};
+    let path = s.dump.path.display();
+    let x = s.xen.as_ref().filter(|x| x.syms.is_some()).context("--domain needs --xen-syms")?;
+    let f = domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
+    let all = domains::domains(&f).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let want_idle = d == "idle";
+    let id: Option<u16> = if want_idle {
+        None
+    } else {
+        Some(d.parse().map_err(|_| anyhow::anyhow!("--domain {d}: a domain id or `idle`"))?)
+    };
+    let Some(dom) = all
+        .domains
+        .iter()
+        .find(|x| if want_idle { x.kind == DomKind::Idle } else { Some(x.id) == id && x.kind != DomKind::Idle })
+    else {
+        let ids: Vec<String> = all
+            .domains
+            .iter()
+            .map(|x| if x.kind == DomKind::Idle { "idle".into() } else { x.id.to_string() })
+            .collect();
+        bail!("{path}: --domain {d}: no such domain (found: {})", ids.join(", "));
+    };
+    let Some(vc) = dom.vcpu(v) else {
+        bail!(
+            "{path}: --domain {d} --vcpu {v}: the domain has vCPUs {:?}",
+            dom.vcpus.iter().map(|x| x.id).collect::<Vec<_>>()
+        );
+    };
+    let name = format!("domain {d} vCPU {v}");
+    let by_mfn = |m: Option<crate::addr::Mfn>, what: &str| -> Result<Root> {
+        let m = m.ok_or_else(|| anyhow::anyhow!("{path}: {name} has no {what} ({} guest)", dom.kind.name()))?;
+        Ok(root::resolve(s.dump.mem.as_ref(), RootInput::Mfn(m.0), format!("{name} {what}"), None, opts))
+    };
+    match table {
+        TableKind::Guest if dom.kind == DomKind::Hvm => {
+            bail!(
+                "{path}: {name}: an HVM guest's own page tables hold guest frames; walking them through the p2m is not supported yet (use --table monitor or cr3)"
+            )
+        }
+        TableKind::Guest => by_mfn(vc.guest_table, "guest_table"),
+        TableKind::User => by_mfn(vc.guest_table_user, "guest_table_user"),
+        TableKind::Monitor => by_mfn(vc.monitor_table, "monitor_table"),
+        TableKind::Cr3 => {
+            Ok(root::resolve(s.dump.mem.as_ref(), RootInput::Cr3(vc.cr3), format!("{name} arch.cr3"), None, opts))
+        }
+    }
 }
 
 pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {

@@ -392,3 +392,520 @@ pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
     out.flush()?;
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+#[derive(Args, Debug)]
+pub struct DomainsArgs {
+    /// The dump.
+    pub dump: PathBuf,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    /// JSON Lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct DomainLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    domain: &'a crate::xen::domains::DomainInfo,
+}
+
+#[derive(Serialize)]
+struct ProblemLine<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    what: &'a str,
+}
+
+pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
+    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let x = xen_of(&s)?;
+    let f = crate::xen::domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
+    let found = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let cpu_cr3 = |cr3: u64| -> Option<usize> {
+        s.dump
+            .notes
+            .cpus
+            .iter()
+            .find(|c| c.cr3.is_some_and(|c3| c3 & 0x000f_ffff_ffff_f000 == cr3 & 0x000f_ffff_ffff_f000))
+            .map(|c| c.cpu)
+    };
+    for d in &found.domains {
+        if a.json {
+            serde_json::to_writer(&mut out, &DomainLine { kind: "domain", domain: d })?;
+            writeln!(out)?;
+            continue;
+        }
+        let name = if d.kind == crate::xen::domains::DomKind::Idle {
+            format!("idle domain (id {:#x})", d.id)
+        } else {
+            format!("domain {} ({})", d.id, d.kind.name())
+        };
+        writeln!(
+            out,
+            "{name}{} at {}: {} vCPUs, {} pages (max {}){}",
+            if d.hap { ", HAP" } else { "" },
+            d.addr,
+            d.vcpus.len(),
+            d.tot_pages,
+            d.max_pages,
+            if d.is_dying != 0 { ", dying" } else { "" }
+        )?;
+        for v in &d.vcpus {
+            let mut roots = Vec::new();
+            if let Some(m) = v.guest_table {
+                roots.push(format!("guest_table mfn {:#x}", m.0));
+            }
+            if let Some(m) = v.guest_table_user {
+                roots.push(format!("guest_table_user mfn {:#x}", m.0));
+            }
+            if let Some(m) = v.monitor_table {
+                roots.push(format!("monitor_table mfn {:#x}", m.0));
+            }
+            if let Some(g) = v.guest_cr3 {
+                roots.push(format!("guest CR3 {g:#x}"));
+            }
+            roots.push(format!("cr3 {:#x}", v.cr3));
+            let loaded = match cpu_cr3(v.cr3) {
+                Some(c) if d.kind != crate::xen::domains::DomKind::Idle => format!(" [loaded on CPU {c}]"),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  vCPU {} on CPU {}, {}{}{}: {}{loaded}",
+                v.id,
+                v.processor,
+                v.runstate_name(),
+                if v.running { " (is_running)" } else { "" },
+                if d.kind.is_pv() { if v.kernel_mode { ", kernel mode" } else { ", user mode" } } else { "" },
+                roots.join(", ")
+            )?;
+        }
+    }
+    for p in &found.problems {
+        if a.json {
+            serde_json::to_writer(&mut out, &ProblemLine { kind: "problem", what: &p.what })?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "!! {}", p.what)?;
+        }
+    }
+    out.flush()?;
+    Ok(if found.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Args, Debug)]
+pub struct M2pArgs {
+    /// The dump.
+    pub dump: PathBuf,
+    /// Machine frame numbers (hex).
+    #[arg(required = true, value_parser = parse::hex_u64)]
+    pub mfn: Vec<u64>,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    /// JSON Lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct M2pLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    mfn: crate::addr::Mfn,
+    m2p: Option<crate::xen::p2m::M2pEntry>,
+    m2p_error: Option<String>,
+    page: Option<crate::xen::p2m::PageOwner>,
+    page_error: Option<String>,
+}
+
+pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
+    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let x = xen_of(&s)?;
+    let mem = s.dump.mem.as_ref();
+    let root = x.idle_root().context("the M2P is read through idle_pg_table: pass --xen-syms")?;
+    let m2p = crate::xen::p2m::M2p::new(x, mem, root);
+    let f = crate::xen::domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut ok = true;
+    for mfn in a.mfn {
+        let mfn = crate::addr::Mfn(mfn);
+        let e = m2p.get(mfn);
+        let p = crate::xen::p2m::page_owner(&f, mfn);
+        ok &= e.is_ok();
+        if a.json {
+            let line = M2pLine {
+                kind: "m2p",
+                mfn,
+                m2p: e.as_ref().ok().copied(),
+                m2p_error: e.as_ref().err().cloned(),
+                page: p.as_ref().ok().cloned(),
+                page_error: p.as_ref().err().cloned(),
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            writeln!(out)?;
+            continue;
+        }
+        write!(out, "mfn {:#x}: ", mfn.0)?;
+        match &e {
+            Ok(crate::xen::p2m::M2pEntry::Pfn(p)) => write!(out, "pfn {p}")?,
+            Ok(crate::xen::p2m::M2pEntry::Invalid) => write!(out, "INVALID_M2P_ENTRY (no guest pfn)")?,
+            Ok(crate::xen::p2m::M2pEntry::Shared) => write!(out, "SHARED_M2P_ENTRY (dom_cow)")?,
+            Err(e) => write!(out, "M2P unreadable: {e}")?,
+        }
+        match &p {
+            Ok(o) => writeln!(
+                out,
+                "; page {}, type {}, owner {}",
+                o.state,
+                o.page_type,
+                match (o.owner, o.owner_id) {
+                    (Some(_), Some(crate::xen::domains::DOMID_IDLE)) => "the idle domain".to_string(),
+                    (Some(_), Some(id)) if id >= 0x7ff0 => format!("special domain {id:#x}"),
+                    (Some(_), Some(id)) => format!("domain {id}"),
+                    (Some(v), None) => format!("{v} (unreadable)"),
+                    (None, _) => "none".to_string(),
+                }
+            )?,
+            Err(e) => writeln!(out, "; frame table: {e}")?,
+        }
+    }
+    out.flush()?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Args, Debug)]
+pub struct P2mArgs {
+    /// The dump.
+    pub dump: PathBuf,
+    /// Guest frame numbers (hex); none: the whole p2m as ranges.
+    #[arg(value_parser = parse::hex_u64)]
+    pub pfn: Vec<u64>,
+    /// The domain (id).
+    #[arg(long, value_name = "D")]
+    pub domain: u16,
+    /// Also check the reverse direction over every frame the domain owns (frame table
+    /// owner → M2P → p2m).
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    /// JSON Lines output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct P2mLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pfn: crate::addr::Pfn,
+    entry: Option<crate::xen::p2m::P2mEntry>,
+    error: Option<String>,
+    m2p: Option<crate::xen::p2m::M2pEntry>,
+    agree: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct P2mRangeLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pfn: crate::addr::Pfn,
+    /// First mfn (null for invalid runs).
+    mfn: Option<crate::addr::Mfn>,
+    count: u64,
+    /// `ram`, `identity`, `foreign`, `invalid` or `unreadable`.
+    entry_kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct AltCheck {
+    #[serde(flatten)]
+    source: crate::xen::p2m::P2mSource,
+    differing: u64,
+}
+
+#[derive(Serialize, Default)]
+struct P2mSummary {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    domain: u16,
+    max_pfn: u64,
+    source: Option<crate::xen::p2m::P2mSource>,
+    ram: u64,
+    invalid: u64,
+    identity: u64,
+    foreign: u64,
+    unreadable: u64,
+    /// p2m → M2P: frames whose M2P entry is not their pfn.
+    m2p_mismatches: u64,
+    /// M2P → p2m over the domain's own frames (with --check).
+    reverse_checked: Option<u64>,
+    reverse_mismatches: Option<u64>,
+    /// Xen-heap frames the domain owns (shared info, grant frames), not checked.
+    xen_heap_frames: u64,
+    /// Other p2m sources compared entry by entry (with --check).
+    alternatives_checked: Vec<AltCheck>,
+    mismatch_examples: Vec<String>,
+}
+
+pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
+    use crate::xen::p2m::{M2p, M2pEntry, P2mEntry, PvP2m};
+    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let x = xen_of(&s)?;
+    let path = s.dump.path.display().to_string();
+    let mem = s.dump.mem.as_ref();
+    let f = crate::xen::domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
+    let all = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let Some(d) = all.domains.iter().find(|d| d.id == a.domain && d.kind != crate::xen::domains::DomKind::Idle) else {
+        bail!("{path}: --domain {}: no such domain", a.domain);
+    };
+    if !d.kind.is_pv() {
+        bail!(
+            "{path}: domain {} is {}: its p2m is Xen's (EPT/NPT), which this command does not read yet",
+            d.id,
+            d.kind.name()
+        );
+    }
+    let crash_fll = if d.id == 0 {
+        s.dump.notes.xen_crash_info.as_ref().and_then(|c| c.dom0_pfn_to_mfn_frame_list_list)
+    } else {
+        None
+    };
+    let p2m = PvP2m::open(&f, d.shared_info, crash_fll).map_err(|e| anyhow::anyhow!("{path}: domain {}: {e}", d.id))?;
+    let root = x.idle_root().context("the M2P is read through idle_pg_table: pass --xen-syms")?;
+    let m2p = M2p::new(x, mem, root);
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if !a.pfn.is_empty() {
+        let mut ok = true;
+        for pfn in &a.pfn {
+            let pfn = crate::addr::Pfn(*pfn);
+            let e = p2m.get(pfn);
+            let m = e.as_ref().ok().and_then(|e| e.mfn()).map(|mfn| m2p.get(mfn));
+            let agree = m.as_ref().and_then(|r| r.as_ref().ok()).map(|m| *m == M2pEntry::Pfn(pfn));
+            ok &= e.is_ok() && agree != Some(false);
+            if a.json {
+                let line = P2mLine {
+                    kind: "p2m",
+                    pfn,
+                    entry: e.as_ref().ok().copied(),
+                    error: e.as_ref().err().cloned(),
+                    m2p: m.and_then(|r| r.ok()),
+                    agree,
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                writeln!(out)?;
+            } else {
+                match (&e, agree) {
+                    (Ok(P2mEntry::Mfn(mfn)), Some(true)) => writeln!(out, "pfn {pfn}: mfn {:#x} (M2P agrees)", mfn.0)?,
+                    (Ok(P2mEntry::Mfn(mfn)), _) => writeln!(
+                        out,
+                        "pfn {pfn}: mfn {:#x}, but M2P[mfn] is {:?}: MISMATCH",
+                        mfn.0,
+                        m.and_then(|r| r.ok())
+                    )?,
+                    (Ok(other), _) => writeln!(out, "pfn {pfn}: {other:?}")?,
+                    (Err(err), _) => writeln!(out, "pfn {pfn}: {err}")?,
+                }
+            }
+        }
+        out.flush()?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    // The whole p2m, streamed as runs, checked against the M2P as it goes.
+    let mut sum = P2mSummary {
+        kind: "p2m_summary",
+        domain: d.id,
+        max_pfn: p2m.max_pfn,
+        source: Some(p2m.source.clone()),
+        ..Default::default()
+    };
+    let kind_of = |e: &Result<P2mEntry, String>| match e {
+        Ok(P2mEntry::Mfn(_)) => "ram",
+        Ok(P2mEntry::Identity(_)) => "identity",
+        Ok(P2mEntry::Foreign(_)) => "foreign",
+        Ok(P2mEntry::Invalid) => "invalid",
+        Err(_) => "unreadable",
+    };
+    let mfn_of = |e: &Result<P2mEntry, String>| match e {
+        Ok(P2mEntry::Mfn(m) | P2mEntry::Identity(m) | P2mEntry::Foreign(m)) => Some(*m),
+        _ => None,
+    };
+    let mut run: Option<P2mRangeLine> = None;
+    let emit = |out: &mut BufWriter<io::StdoutLock<'_>>, r: &P2mRangeLine| -> io::Result<()> {
+        if a.json {
+            serde_json::to_writer(&mut *out, r)?;
+            writeln!(out)
+        } else {
+            match r.mfn {
+                Some(m) => writeln!(
+                    out,
+                    "pfn {:#x}-{:#x} -> mfn {:#x}-{:#x}  {} pages  {}",
+                    r.pfn.0,
+                    r.pfn.0 + r.count - 1,
+                    m.0,
+                    m.0 + r.count - 1,
+                    r.count,
+                    r.entry_kind
+                ),
+                None => writeln!(
+                    out,
+                    "pfn {:#x}-{:#x}  {} pages  {}",
+                    r.pfn.0,
+                    r.pfn.0 + r.count - 1,
+                    r.count,
+                    r.entry_kind
+                ),
+            }
+        }
+    };
+    for pfn in 0..p2m.max_pfn {
+        let e = p2m.get(crate::addr::Pfn(pfn));
+        let k = kind_of(&e);
+        match k {
+            "ram" => sum.ram += 1,
+            "identity" => sum.identity += 1,
+            "foreign" => sum.foreign += 1,
+            "invalid" => sum.invalid += 1,
+            _ => sum.unreadable += 1,
+        }
+        if let Ok(P2mEntry::Mfn(mfn)) = &e {
+            match m2p.get(*mfn) {
+                Ok(M2pEntry::Pfn(p)) if p.0 == pfn => {}
+                other => {
+                    sum.m2p_mismatches += 1;
+                    if sum.mismatch_examples.len() < 16 {
+                        sum.mismatch_examples.push(format!("pfn {pfn:#x} -> mfn {:#x}, but M2P says {other:?}", mfn.0));
+                    }
+                }
+            }
+        }
+        let m = mfn_of(&e);
+        let joins = run.as_ref().is_some_and(|r| {
+            r.entry_kind == k
+                && r.pfn.0 + r.count == pfn
+                && match (r.mfn, m) {
+                    (Some(a0), Some(b)) => a0.0 + r.count == b.0,
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        if joins {
+            if let Some(r) = run.as_mut() {
+                r.count += 1;
+            }
+        } else {
+            if let Some(r) = run.take() {
+                emit(&mut out, &r)?;
+            }
+            run = Some(P2mRangeLine { kind: "p2m_range", pfn: crate::addr::Pfn(pfn), mfn: m, count: 1, entry_kind: k });
+        }
+    }
+    if let Some(r) = run.take() {
+        emit(&mut out, &r)?;
+    }
+    if a.check {
+        // M2P → p2m over every frame the domain owns (frame table), up to max_page.
+        let max_page = x.read_sym_u64(mem, "max_page").context("max_page unreadable")?;
+        let (mut checked, mut bad) = (0u64, 0u64);
+        for mfn in 0..max_page {
+            let mfn = crate::addr::Mfn(mfn);
+            let Ok(o) = crate::xen::p2m::page_owner(&f, mfn) else { continue };
+            if o.owner != Some(d.addr) {
+                continue;
+            }
+            // Xen-heap frames shared with the guest (shared info, grant frames) have
+            // no guest pfn in the M2P: not part of the guest's own memory.
+            if o.count_info >> 62 & 1 != 0 {
+                sum.xen_heap_frames += 1;
+                continue;
+            }
+            checked += 1;
+            let good = match m2p.get(mfn) {
+                Ok(M2pEntry::Pfn(p)) => p2m.get(p).ok().and_then(|e| e.mfn()) == Some(mfn),
+                _ => false,
+            };
+            if !good {
+                bad += 1;
+                if sum.mismatch_examples.len() < 32 {
+                    sum.mismatch_examples.push(format!(
+                        "mfn {:#x} (owned by domain {}): M2P says {:?}, p2m does not map it back",
+                        mfn.0,
+                        d.id,
+                        m2p.get(mfn)
+                    ));
+                }
+            }
+        }
+        sum.reverse_checked = Some(checked);
+        sum.reverse_mismatches = Some(bad);
+        // Every other source the guest publishes must say the same.
+        for alt in &p2m.alternatives {
+            let mut differ = 0u64;
+            for pfn in 0..p2m.max_pfn {
+                let pfn = crate::addr::Pfn(pfn);
+                if p2m.raw(pfn).ok() != p2m.raw_via(alt, pfn).ok() {
+                    differ += 1;
+                    if sum.mismatch_examples.len() < 48 {
+                        sum.mismatch_examples.push(format!(
+                            "pfn {pfn}: {:?} says {:?}, {alt:?} says {:?}",
+                            p2m.source,
+                            p2m.raw(pfn),
+                            p2m.raw_via(alt, pfn)
+                        ));
+                    }
+                }
+            }
+            sum.alternatives_checked.push(AltCheck { source: alt.clone(), differing: differ });
+        }
+    }
+    let consistent = sum.m2p_mismatches == 0
+        && sum.reverse_mismatches.unwrap_or(0) == 0
+        && sum.unreadable == 0
+        && sum.alternatives_checked.iter().all(|c| c.differing == 0);
+    if a.json {
+        serde_json::to_writer(&mut out, &sum)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "summary: domain {} max_pfn {:#x} via {:?}: {} ram, {} invalid, {} identity, {} foreign, {} unreadable; p2m->M2P mismatches {}{}",
+            d.id,
+            sum.max_pfn,
+            p2m.source,
+            sum.ram,
+            sum.invalid,
+            sum.identity,
+            sum.foreign,
+            sum.unreadable,
+            sum.m2p_mismatches,
+            match (sum.reverse_checked, sum.reverse_mismatches) {
+                (Some(c), Some(b)) => format!(
+                    "; M2P->p2m over the domain's {c} frames: {b} mismatches ({} Xen-heap frames it owns not checked)",
+                    sum.xen_heap_frames
+                ),
+                _ => String::new(),
+            }
+        )?;
+        for c in &sum.alternatives_checked {
+            writeln!(out, "  also published: {:?}: {} of {} entries differ", c.source, c.differing, sum.max_pfn)?;
+        }
+        for e in &sum.mismatch_examples {
+            writeln!(out, "  mismatch: {e}")?;
+        }
+    }
+    out.flush()?;
+    Ok(if consistent { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

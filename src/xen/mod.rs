@@ -5,11 +5,13 @@
 //! Everything here works from symbols alone (no DWARF), because that is what people
 //! have: Debian's `xen-syms` has a symbol table and nothing more.
 
+pub mod domains;
 pub mod dwarf;
 pub mod expr;
 pub mod image;
 pub mod layout;
 pub mod offsets;
+pub mod p2m;
 pub mod symbols;
 
 use crate::addr::{Maddr, Vaddr};

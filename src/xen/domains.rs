@@ -1,0 +1,360 @@
+//! Domains and vCPUs, read from the hypervisor's own lists: `domain_list` (every
+//! domain, sorted by id, NULL-terminated), each domain's `vcpu[]`, and `idle_vcpu[]`
+//! for the idle domain (`X:xen/include/xen/sched.h@4.17.0`; reference §6).
+//!
+//! Struct offsets come from [`Offsets`] (DWARF, VMCOREINFO_XEN, built-in table), so this
+//! works with Debian's DWARF-less xen-syms. Every pointer is checked before it is
+//! followed; the lists are walked with a bound and cycle detection, and a broken link
+//! becomes a [`Problem`] rather than a panic or a hang.
+
+use super::Xen;
+use super::offsets::Offsets;
+use crate::addr::{Maddr, Mfn, Vaddr};
+use crate::mem::PhysMem;
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// Upper bound on domains followed (Xen's domid space is 15 bits).
+pub const MAX_DOMAINS: usize = 0x8000;
+/// Upper bound on vCPUs per domain (HVM_MAX_VCPUS is 128 in 4.17; PV up to 8192).
+pub const MAX_VCPUS: u64 = 8192;
+
+/// `XEN_DOMCTL_CDF_hvm` (bit 0 of `d->options`, 4.13+; `X:xen/include/public/domctl.h@4.17.0`).
+const CDF_HVM: u64 = 1 << 0;
+/// `XEN_DOMCTL_CDF_hap` (bit 1).
+const CDF_HAP: u64 = 1 << 1;
+/// `DOMID_IDLE`.
+pub const DOMID_IDLE: u16 = 0x7fff;
+
+/// What kind of guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomKind {
+    Pv64,
+    Pv32,
+    /// HVM or PVH (told apart only with `arch.emulation_flags`, which needs DWARF).
+    Hvm,
+    Idle,
+}
+
+impl DomKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DomKind::Pv64 => "PV 64-bit",
+            DomKind::Pv32 => "PV 32-bit",
+            DomKind::Hvm => "HVM/PVH",
+            DomKind::Idle => "idle",
+        }
+    }
+    pub fn is_pv(self) -> bool {
+        matches!(self, DomKind::Pv64 | DomKind::Pv32)
+    }
+}
+
+/// One vCPU and its roots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VcpuInfo {
+    pub addr: Vaddr,
+    pub id: u32,
+    /// The physical CPU it last ran on (or runs on).
+    pub processor: u32,
+    /// `is_running`: state is loaded on `processor` now.
+    pub running: bool,
+    /// `runstate.state`: 0 running, 1 runnable, 2 blocked, 3 offline.
+    pub runstate: u32,
+    /// `arch.flags` bit 0 (`TF_kernel_mode`): a PV vCPU in guest-kernel mode.
+    pub kernel_mode: bool,
+    /// `arch.guest_table`: mfn of the PV guest-kernel L4.
+    pub guest_table: Option<Mfn>,
+    /// `arch.guest_table_user`: mfn of the PV guest-user L4.
+    pub guest_table_user: Option<Mfn>,
+    /// `arch.hvm.monitor_table`: mfn of an HVM vCPU's monitor L4.
+    pub monitor_table: Option<Mfn>,
+    /// `arch.cr3`: what Xen loads into CR3 for this vCPU (PCID bits included).
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub cr3: u64,
+    /// `arch.hvm.guest_cr[3]`: the HVM guest's own CR3 (guest-physical).
+    #[serde(serialize_with = "crate::render::json::hex_opt")]
+    pub guest_cr3: Option<u64>,
+}
+
+impl VcpuInfo {
+    pub fn runstate_name(&self) -> &'static str {
+        match self.runstate {
+            0 => "running",
+            1 => "runnable",
+            2 => "blocked",
+            3 => "offline",
+            _ => "?",
+        }
+    }
+}
+
+/// One domain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DomainInfo {
+    pub addr: Vaddr,
+    pub id: u16,
+    pub kind: DomKind,
+    /// HAP (EPT/NPT) for HVM.
+    pub hap: bool,
+    pub max_vcpus: u32,
+    pub tot_pages: u32,
+    pub max_pages: u32,
+    pub is_dying: u32,
+    /// Hypervisor VA of the shared-info page.
+    pub shared_info: Vaddr,
+    /// `arch.p2m`: the host p2m (used for HVM/PVH).
+    pub p2m: Vaddr,
+    pub vcpus: Vec<VcpuInfo>,
+}
+
+/// Something wrong found while walking the lists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub what: String,
+}
+
+/// Everything `domains` found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Domains {
+    pub domains: Vec<DomainInfo>,
+    pub problems: Vec<Problem>,
+}
+
+/// Reads fields of hypervisor structures.
+pub struct Fields<'a> {
+    pub xen: &'a Xen,
+    pub mem: &'a dyn PhysMem,
+    pub offs: Offsets<'a>,
+    pub root: Option<Maddr>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(xen: &'a Xen, mem: &'a dyn PhysMem, vmcoreinfo: Option<&str>) -> Fields<'a> {
+        Fields { xen, mem, offs: Offsets::new(xen.syms.as_ref(), vmcoreinfo), root: xen.idle_root() }
+    }
+
+    /// Read `size` bytes (1, 2, 4, 8) of field `key` of the object at `base`.
+    pub fn field(&self, base: Vaddr, key: &str, size: u64) -> Result<u64, String> {
+        let off = self.offs.offset(key)?.value;
+        self.read(Vaddr(base.0.wrapping_add(off)), size)
+    }
+
+    /// Read `size` bytes at a hypervisor VA.
+    pub fn read(&self, va: Vaddr, size: u64) -> Result<u64, String> {
+        let v = self.xen.read_va_u64(self.mem, self.root, va)?;
+        Ok(match size {
+            1 => v & 0xff,
+            2 => v & 0xffff,
+            4 => v & 0xffff_ffff,
+            _ => v,
+        })
+    }
+
+    /// A pointer field: must be a canonical hypervisor VA in the direct map (where
+    /// Xen allocates domains and vCPUs) or the image, and readable.
+    pub fn pointer(&self, base: Vaddr, key: &str) -> Result<Vaddr, String> {
+        let p = Vaddr(self.field(base, key, 8)?);
+        self.check_pointer(p).map_err(|e| format!("{key} = {p}: {e}"))?;
+        Ok(p)
+    }
+
+    fn check_pointer(&self, p: Vaddr) -> Result<(), String> {
+        if p.0 == 0 {
+            return Err("NULL".into());
+        }
+        let region = self.xen.region(p).map(|r| r.name);
+        if !matches!(region, Some("directmap" | "directmap_high" | "xen_image")) {
+            return Err(format!("points outside the direct map and the image ({})", region.unwrap_or("non-canonical")));
+        }
+        self.read(p, 8).map(|_| ()).map_err(|e| format!("points nowhere the dump holds: {e}"))
+    }
+}
+
+fn mfn_or_none(v: u64) -> Option<Mfn> {
+    (v != 0 && v >> 40 == 0).then_some(Mfn(v))
+}
+
+fn read_vcpu(f: &Fields<'_>, v: Vaddr, hvm: bool) -> Result<VcpuInfo, String> {
+    Ok(VcpuInfo {
+        addr: v,
+        id: f.field(v, "vcpu.vcpu_id", 4)? as u32,
+        processor: f.field(v, "vcpu.processor", 4)? as u32,
+        running: f.field(v, "vcpu.is_running", 1)? != 0,
+        runstate: f.field(v, "vcpu.runstate.state", 4)? as u32,
+        kernel_mode: !hvm && f.field(v, "vcpu.arch.flags", 8)? & 1 != 0,
+        guest_table: mfn_or_none(f.field(v, "vcpu.arch.guest_table", 8)?),
+        guest_table_user: if hvm { None } else { mfn_or_none(f.field(v, "vcpu.arch.guest_table_user", 8)?) },
+        monitor_table: if hvm { mfn_or_none(f.field(v, "vcpu.arch.hvm.monitor_table", 8)?) } else { None },
+        cr3: f.field(v, "vcpu.arch.cr3", 8)?,
+        guest_cr3: if hvm {
+            let off = f.offs.offset("vcpu.arch.hvm.guest_cr")?.value + 3 * 8;
+            Some(f.read(Vaddr(v.0 + off), 8)?)
+        } else {
+            None
+        },
+    })
+}
+
+fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<DomainInfo, String> {
+    let id = f.field(d, "domain.domain_id", 2)? as u16;
+    let options = f.field(d, "domain.options", 4)?;
+    let hvm = options & CDF_HVM != 0;
+    let kind = if id == DOMID_IDLE {
+        DomKind::Idle
+    } else if hvm {
+        DomKind::Hvm
+    } else if f.field(d, "domain.arch.pv.is_32bit", 1)? != 0 {
+        DomKind::Pv32
+    } else {
+        DomKind::Pv64
+    };
+    let max_vcpus = f.field(d, "domain.max_vcpus", 4)? as u32;
+    let mut info = DomainInfo {
+        addr: d,
+        id,
+        kind,
+        hap: hvm && options & CDF_HAP != 0,
+        max_vcpus,
+        tot_pages: f.field(d, "domain.tot_pages", 4)? as u32,
+        max_pages: f.field(d, "domain.max_pages", 4)? as u32,
+        is_dying: f.field(d, "domain.is_dying", 4)? as u32,
+        shared_info: Vaddr(f.field(d, "domain.shared_info", 8)?),
+        p2m: Vaddr(f.field(d, "domain.arch.p2m", 8)?),
+        vcpus: Vec::new(),
+    };
+    if u64::from(max_vcpus) > MAX_VCPUS {
+        problems.push(Problem { what: format!("domain {id} at {d}: max_vcpus {max_vcpus} is absurd; vCPUs not read") });
+        return Ok(info);
+    }
+    if max_vcpus == 0 {
+        return Ok(info);
+    }
+    let array = match f.pointer(d, "domain.vcpu") {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(Problem { what: format!("domain {id} at {d}: {e}") });
+            return Ok(info);
+        }
+    };
+    for i in 0..u64::from(max_vcpus) {
+        let slot = Vaddr(array.0 + i * 8);
+        let v = match f.read(slot, 8) {
+            Ok(0) => continue, // not (yet) created
+            Ok(v) => Vaddr(v),
+            Err(e) => {
+                problems.push(Problem { what: format!("domain {id}: vcpu[{i}] at {slot}: {e}") });
+                continue;
+            }
+        };
+        if let Err(e) = f.check_pointer(v) {
+            problems.push(Problem { what: format!("domain {id}: vcpu[{i}] = {v} {e}") });
+            continue;
+        }
+        match read_vcpu(f, v, hvm) {
+            Ok(vi) => {
+                if u64::from(vi.id) != i {
+                    problems.push(Problem { what: format!("domain {id}: vcpu[{i}] at {v} says vcpu_id {}", vi.id) });
+                }
+                match f.field(v, "vcpu.domain", 8) {
+                    Ok(back) if back != d.0 => problems.push(Problem {
+                        what: format!("domain {id}: vcpu[{i}] at {v} belongs to domain {:#x}, not {d}", back),
+                    }),
+                    _ => {}
+                }
+                info.vcpus.push(vi);
+            }
+            Err(e) => problems.push(Problem { what: format!("domain {id}: vcpu[{i}] at {v}: {e}") }),
+        }
+    }
+    Ok(info)
+}
+
+/// Walk `domain_list`, then the idle domain through `idle_vcpu[0]`.
+pub fn domains(f: &Fields<'_>) -> Result<Domains, String> {
+    let syms = f.xen.syms.as_ref().ok_or("domains need --xen-syms")?;
+    let list = syms.addr("domain_list").ok_or("xen-syms has no domain_list")?;
+    let mut out = Domains::default();
+    let mut seen = HashSet::new();
+    let mut p = Vaddr(f.read(Vaddr(list), 8).map_err(|e| format!("domain_list: {e}"))?);
+    let mut prev_id: Option<u16> = None;
+    while p.0 != 0 {
+        if out.domains.len() >= MAX_DOMAINS {
+            out.problems.push(Problem { what: format!("more than {MAX_DOMAINS} domains on domain_list: stopped") });
+            break;
+        }
+        if !seen.insert(p.0) {
+            out.problems.push(Problem {
+                what: format!(
+                    "domain_list loops: {p} is reached twice (after domain {})",
+                    prev_id.map_or("?".into(), |i| i.to_string())
+                ),
+            });
+            break;
+        }
+        if let Err(e) = f.check_pointer(p) {
+            out.problems.push(Problem { what: format!("domain_list link {p} {e}") });
+            break;
+        }
+        match read_domain(f, p, &mut out.problems) {
+            Ok(d) => {
+                if prev_id.is_some_and(|pi| d.id <= pi) {
+                    out.problems.push(Problem {
+                        what: format!("domain_list is not sorted: domain {} after {}", d.id, prev_id.unwrap_or(0)),
+                    });
+                }
+                prev_id = Some(d.id);
+                out.domains.push(d);
+            }
+            Err(e) => {
+                out.problems.push(Problem { what: format!("domain at {p}: {e}") });
+                break;
+            }
+        }
+        p = match f.field(p, "domain.next_in_list", 8) {
+            Ok(n) => Vaddr(n),
+            Err(e) => {
+                out.problems.push(Problem { what: format!("domain at {p}: next_in_list: {e}") });
+                break;
+            }
+        };
+    }
+    // The idle domain is on no list: reach it through idle_vcpu[0]->domain.
+    if let Some(iv) = syms.addr("idle_vcpu") {
+        let idle = f.read(Vaddr(iv), 8).map(Vaddr).and_then(|v| {
+            f.check_pointer(v)?;
+            f.pointer(v, "vcpu.domain")
+        });
+        match idle {
+            Ok(d) => match read_domain(f, d, &mut out.problems) {
+                Ok(di) => out.domains.push(di),
+                Err(e) => out.problems.push(Problem { what: format!("idle domain at {d}: {e}") }),
+            },
+            Err(e) => out.problems.push(Problem { what: format!("idle_vcpu[0]: {e}") }),
+        }
+    }
+    Ok(out)
+}
+
+/// Which root of a vCPU to walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    /// PV: the guest-kernel L4 (`arch.guest_table`); HVM: the guest's own CR3
+    /// (`arch.hvm.guest_cr[3]`), walked through the p2m.
+    Guest,
+    /// PV: the guest-user L4 (`arch.guest_table_user`).
+    User,
+    /// HVM: Xen's monitor table (`arch.hvm.monitor_table`).
+    Monitor,
+    /// What Xen loads into CR3 for the vCPU (`arch.cr3`).
+    Cr3,
+}
+
+impl DomainInfo {
+    /// The vCPU with id `v`.
+    pub fn vcpu(&self, v: u32) -> Option<&VcpuInfo> {
+        self.vcpus.iter().find(|x| x.id == v)
+    }
+}

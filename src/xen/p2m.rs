@@ -1,0 +1,293 @@
+//! pfn ↔ mfn: the M2P table, the frame table (who owns a frame), and a 64-bit PV
+//! guest's p2m, with their consistency checked both ways.
+//!
+//! Facts (reference §3.5, §3.6, §5.1, §5.2, §6):
+//! * `machine_to_phys_mapping[mfn]` is a u64 array at `RDWR_MPT_VIRT_START`, backed
+//!   only where mfns are valid; `INVALID_M2P_ENTRY` = ~0, `SHARED_M2P_ENTRY` = ~0 − 1.
+//! * `frame_table[pdx]` is a `struct page_info` (32 bytes in 4.17) at
+//!   `FRAMETABLE_VIRT_START`; `v.inuse._domain` is the owner's direct-map pdx (owner =
+//!   `DIRECTMAP_VIRT_START + (_domain << 12)`); `count_info` bits 63 allocated,
+//!   62 xen_heap, 61 page_table, 60 broken, 59:58 state (0 inuse, 1 offlining,
+//!   2 offlined, 3 free) since 4.17; `type_info` type in 63:61.
+//! * A PV guest publishes its p2m through its shared-info page (x86_64 ABI offsets,
+//!   `X:xen/include/public/arch-x86/xen.h@4.17.0`): `arch.max_pfn` @3088,
+//!   `arch.pfn_to_mfn_frame_list_list` @3096 (3-level list of mfns), `arch.p2m_cr3`
+//!   @3112 and `arch.p2m_vaddr` @3120 (Linux's linear array, under that L4).
+//!   Linux marks entries: `INVALID_P2M_ENTRY` ~0, `FOREIGN_FRAME_BIT` 1<<63,
+//!   `IDENTITY_FRAME_BIT` 1<<62 (Linux `arch/x86/include/asm/xen/page.h`).
+
+use super::domains::Fields;
+use super::{INVALID_M2P_ENTRY, SHARED_M2P_ENTRY, Xen};
+use crate::addr::{Maddr, Mfn, Pfn, Vaddr};
+use crate::mem::{Page, PhysMem};
+use crate::paging::{WalkOptions, walk};
+use serde::Serialize;
+use std::cell::RefCell;
+
+const SI_MAX_PFN: u64 = 3088;
+const SI_FLL: u64 = 3096;
+const SI_P2M_CR3: u64 = 3112;
+const SI_P2M_VADDR: u64 = 3120;
+const SI_P2M_GENERATION: u64 = 3128;
+/// Linux's p2m entry markers.
+pub const FOREIGN_FRAME_BIT: u64 = 1 << 63;
+pub const IDENTITY_FRAME_BIT: u64 = 1 << 62;
+
+/// Reads u64s at hypervisor (or guest) VAs through one root, a page at a time, keeping
+/// the last page: walks over arrays (M2P, p2m) cost one page walk per 512 entries.
+pub struct ArrayReader<'a> {
+    mem: &'a dyn PhysMem,
+    root: Maddr,
+    last: RefCell<Option<(u64, Result<Page<'a>, String>)>>,
+}
+
+impl<'a> ArrayReader<'a> {
+    pub fn new(mem: &'a dyn PhysMem, root: Maddr) -> Self {
+        ArrayReader { mem, root, last: RefCell::new(None) }
+    }
+
+    /// The u64 at `va` (8-aligned).
+    pub fn u64_at(&self, va: u64) -> Result<u64, String> {
+        let page_va = va & !0xfff;
+        let mut last = self.last.borrow_mut();
+        if last.as_ref().map(|(p, _)| *p) != Some(page_va) {
+            let w = walk(self.mem, self.root, Vaddr(page_va), WalkOptions::default());
+            let page = match (w.mapping(), w.stop()) {
+                (Some(m), _) => self.mem.page(m.maddr.mfn()).map_err(|e| e.to_string()),
+                (None, Some(s)) => Err(format!("{} is not mapped (the walk stops at {})", Vaddr(page_va), s.level)),
+                _ => Err("no walk".into()),
+            };
+            *last = Some((page_va, page));
+        }
+        match last.as_ref() {
+            Some((_, Ok(p))) => Ok(p.entry(((va & 0xfff) / 8) as usize)),
+            Some((_, Err(e))) => Err(e.clone()),
+            None => Err("no page".into()),
+        }
+    }
+}
+
+/// What the M2P says about a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "pfn")]
+pub enum M2pEntry {
+    Pfn(Pfn),
+    Invalid,
+    /// Owned by `dom_cow` (shared memory).
+    Shared,
+}
+
+impl M2pEntry {
+    pub fn from_raw(v: u64) -> M2pEntry {
+        match v {
+            INVALID_M2P_ENTRY => M2pEntry::Invalid,
+            SHARED_M2P_ENTRY => M2pEntry::Shared,
+            // VALID_M2P(e): bit 63 clear (`X:…/asm/mm.h@4.17.0`)
+            v if v >> 63 == 0 => M2pEntry::Pfn(Pfn(v)),
+            _ => M2pEntry::Invalid,
+        }
+    }
+}
+
+/// The M2P, read through the hypervisor's own mapping of it.
+pub struct M2p<'a> {
+    base: u64,
+    reader: ArrayReader<'a>,
+}
+
+impl<'a> M2p<'a> {
+    /// Through `root` (any root Xen builds maps the RW M2P: idle is the natural one).
+    pub fn new(xen: &Xen, mem: &'a dyn PhysMem, root: Maddr) -> M2p<'a> {
+        M2p { base: xen.layout().rdwr_m2p_start, reader: ArrayReader::new(mem, root) }
+    }
+    /// `machine_to_phys_mapping[mfn]`.
+    pub fn get(&self, mfn: Mfn) -> Result<M2pEntry, String> {
+        let va = mfn.0.checked_mul(8).and_then(|o| o.checked_add(self.base)).ok_or("mfn too large")?;
+        Ok(M2pEntry::from_raw(self.reader.u64_at(va)?))
+    }
+}
+
+/// What the frame table says about a frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PageOwner {
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub count_info: u64,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    pub type_info: u64,
+    /// The owner's `struct domain` (None when `_domain` is 0).
+    pub owner: Option<Vaddr>,
+    /// The owner's domain id, when readable.
+    pub owner_id: Option<u16>,
+    /// `count_info` state in words: inuse, offlining, offlined, free; plus flags.
+    pub state: String,
+    /// `type_info` type: none, L1..L4 page table, GDT/LDT, shared, writable.
+    pub page_type: &'static str,
+}
+
+/// Read `frame_table[pdx(mfn)]` (4.17 layout: `count_info`, `type_info`, `_domain`
+/// from the offsets of that build).
+pub fn page_owner(f: &Fields<'_>, mfn: Mfn) -> Result<PageOwner, String> {
+    let xen = f.xen;
+    let pdx = xen.pdx.value.pfn_to_pdx(mfn.0);
+    let size = f.offs.size("page_info")?.value;
+    let pi = Vaddr(xen.layout().frametable_start.wrapping_add(pdx.wrapping_mul(size)));
+    let count_info = f.field(pi, "page_info.count_info", 8)?;
+    let type_info = f.field(pi, "page_info.u.inuse.type_info", 8)?;
+    let dom_pdx = f.field(pi, "page_info.v.inuse._domain", 4)?;
+    let owner = (dom_pdx != 0).then(|| {
+        // pdx_to_virt: the direct-map address of pdx << 12 (reference §3.3).
+        Vaddr(xen.layout().directmap_start + (dom_pdx << 12))
+    });
+    let owner_id = owner.and_then(|o| f.field(o, "domain.domain_id", 2).ok()).map(|v| v as u16);
+    let mut flags = Vec::new();
+    for (bit, name) in [(63, "allocated"), (62, "xen_heap"), (61, "page_table"), (60, "broken"), (57, "extra")] {
+        if count_info >> bit & 1 != 0 {
+            flags.push(name);
+        }
+    }
+    let state = ["inuse", "offlining", "offlined", "free"][((count_info >> 58) & 3) as usize];
+    let page_type = ["none", "L1", "L2", "L3", "L4", "GDT/LDT", "shared", "writable"][(type_info >> 61) as usize];
+    Ok(PageOwner {
+        count_info,
+        type_info,
+        owner,
+        owner_id,
+        state: if flags.is_empty() { state.to_string() } else { format!("{state} ({})", flags.join(", ")) },
+        page_type,
+    })
+}
+
+/// How a PV guest's p2m is read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "source")]
+pub enum P2mSource {
+    /// Linux's linear array at `p2m_vaddr` under the L4 at `p2m_cr3`.
+    Linear { cr3: Maddr, vaddr: Vaddr },
+    /// The 3-level frame-list-list (mfn of the top page).
+    FrameListList {
+        fll: Mfn,
+        /// Where the mfn came from: shared info, or the CRASH_INFO note (dom0).
+        from: &'static str,
+    },
+}
+
+/// A PV guest's p2m.
+pub struct PvP2m<'a> {
+    pub max_pfn: u64,
+    pub source: P2mSource,
+    /// Other sources the guest publishes, for cross-checks.
+    pub alternatives: Vec<P2mSource>,
+    pub generation: u64,
+    mem: &'a dyn PhysMem,
+    reader: Option<ArrayReader<'a>>,
+}
+
+/// A p2m entry, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "mfn")]
+pub enum P2mEntry {
+    Mfn(Mfn),
+    Invalid,
+    /// Linux's identity frame (1:1 mapped, e.g. for MMIO holes).
+    Identity(Mfn),
+    /// A frame of another domain (grant-mapped).
+    Foreign(Mfn),
+}
+
+impl P2mEntry {
+    pub fn from_raw(v: u64) -> P2mEntry {
+        if v == u64::MAX {
+            P2mEntry::Invalid
+        } else if v & FOREIGN_FRAME_BIT != 0 {
+            P2mEntry::Foreign(Mfn(v & !(FOREIGN_FRAME_BIT | IDENTITY_FRAME_BIT)))
+        } else if v & IDENTITY_FRAME_BIT != 0 {
+            P2mEntry::Identity(Mfn(v & !IDENTITY_FRAME_BIT))
+        } else {
+            P2mEntry::Mfn(Mfn(v))
+        }
+    }
+    pub fn mfn(self) -> Option<Mfn> {
+        match self {
+            P2mEntry::Mfn(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> PvP2m<'a> {
+    /// Find a PV guest's p2m from its shared-info page (`shared_info` is its
+    /// hypervisor VA); `crash_fll` is CRASH_INFO's dom0 list-list mfn.
+    pub fn open(f: &Fields<'a>, shared_info: Vaddr, crash_fll: Option<u64>) -> Result<PvP2m<'a>, String> {
+        let si = |off: u64| f.read(Vaddr(shared_info.0 + off), 8);
+        let max_pfn = si(SI_MAX_PFN)?;
+        let fll = si(SI_FLL)?;
+        let p2m_cr3 = si(SI_P2M_CR3)?;
+        let p2m_vaddr = si(SI_P2M_VADDR)?;
+        let generation = si(SI_P2M_GENERATION)?;
+        let mut sources = Vec::new();
+        if p2m_cr3 != 0 && p2m_vaddr != 0 {
+            // 64-bit: xen_pfn_to_cr3(mfn) = mfn << 12 (reference §7c).
+            sources.push(P2mSource::Linear { cr3: Maddr(p2m_cr3 & 0x000f_ffff_ffff_f000), vaddr: Vaddr(p2m_vaddr) });
+        }
+        if fll != 0 && fll != u64::MAX {
+            sources.push(P2mSource::FrameListList { fll: Mfn(fll), from: "shared_info" });
+        }
+        if let Some(c) = crash_fll.filter(|&c| c != 0 && c != u64::MAX && c != fll) {
+            sources.push(P2mSource::FrameListList { fll: Mfn(c), from: "CRASH_INFO" });
+        }
+        if sources.is_empty() {
+            return Err(format!(
+                "the guest publishes no p2m in its shared info at {shared_info} (frame-list-list {fll:#x}, p2m_cr3 {p2m_cr3:#x})"
+            ));
+        }
+        let source = sources.remove(0);
+        let reader = match &source {
+            P2mSource::Linear { cr3, .. } => Some(ArrayReader::new(f.mem, *cr3)),
+            P2mSource::FrameListList { .. } => None,
+        };
+        Ok(PvP2m { max_pfn, source, alternatives: sources, generation, mem: f.mem, reader })
+    }
+
+    /// The raw entry of `pfn`.
+    pub fn raw(&self, pfn: Pfn) -> Result<u64, String> {
+        if pfn.0 >= self.max_pfn {
+            return Err(format!("pfn {pfn} is beyond max_pfn {:#x}", self.max_pfn));
+        }
+        match (&self.source, &self.reader) {
+            (P2mSource::Linear { vaddr, .. }, Some(r)) => r.u64_at(vaddr.0 + pfn.0 * 8),
+            (P2mSource::FrameListList { fll, .. }, _) => fll_lookup(self.mem, *fll, pfn),
+            _ => Err("no reader".into()),
+        }
+    }
+
+    pub fn get(&self, pfn: Pfn) -> Result<P2mEntry, String> {
+        self.raw(pfn).map(P2mEntry::from_raw)
+    }
+
+    /// The raw entry of `pfn` through another published source (cross-check).
+    pub fn raw_via(&self, source: &P2mSource, pfn: Pfn) -> Result<u64, String> {
+        match source {
+            P2mSource::FrameListList { fll, .. } => fll_lookup(self.mem, *fll, pfn),
+            P2mSource::Linear { cr3, vaddr } => {
+                let w = walk(self.mem, *cr3, Vaddr(vaddr.0 + pfn.0 * 8), WalkOptions::default());
+                let m = w.mapping().ok_or("the linear p2m is not mapped there")?;
+                self.mem.read_u64(m.maddr).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The 3-level list: fll page → fl page → p2m page (512 u64 per page, 64-bit guest).
+pub fn fll_lookup(mem: &dyn PhysMem, fll: Mfn, pfn: Pfn) -> Result<u64, String> {
+    let e = |mfn: Mfn, i: u64| mem.page(mfn).map(|p| p.entry(i as usize)).map_err(|e| e.to_string());
+    let fl = e(fll, pfn.0 / (512 * 512))?;
+    let p2m_page = e(Mfn(fl), (pfn.0 / 512) % 512)?;
+    e(Mfn(p2m_page), pfn.0 % 512)
+}
+
+impl super::Pdx {
+    /// `pfn_to_pdx` (mask compression).
+    pub fn pfn_to_pdx(&self, pfn: u64) -> u64 {
+        (pfn & self.pfn_pdx_bottom_mask) | ((pfn & self.pfn_top_mask) >> self.hole_shift)
+    }
+}
