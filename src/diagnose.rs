@@ -241,6 +241,9 @@ fn absent_hint(why: Absent) -> String {
              0 pass --base"
                 .into()
         }
+        Absent::NotInP2m => "the guest's pointer is stale, or the frame is populate-on-demand or paged out: \
+             `xenwalk p2m DUMP --domain D GFN` shows its p2m entry"
+            .into(),
     }
 }
 
@@ -301,6 +304,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 Absent::OutsideImage { .. } | Absent::Hole { .. } => {
                     (Reason::TableOutsideImage, "lies outside the image")
                 }
+                Absent::NotInP2m => (Reason::TableOutsideImage, "is a guest frame the p2m does not map"),
             };
             let mut explanation = format!(
                 "the {level} table at {} that {} points to {what}: {}. A tool that reads absent pages \

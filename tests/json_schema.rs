@@ -84,6 +84,8 @@ struct Level {
     reserved: Hex,
     #[serde(default)]
     table_name: Option<String>,
+    #[serde(default)]
+    m2p_pfn: Option<Option<Hex>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -112,6 +114,8 @@ struct WalkLine {
     symbol: Option<String>,
     #[serde(default)]
     section: Option<String>,
+    #[serde(default)]
+    root_kind: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -433,6 +437,129 @@ struct V2mLine {
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
+struct Vcpu {
+    addr: Hex,
+    id: u32,
+    processor: u32,
+    running: bool,
+    runstate: u32,
+    kernel_mode: bool,
+    guest_table: Option<Hex>,
+    guest_table_user: Option<Hex>,
+    monitor_table: Option<Hex>,
+    cr3: Hex,
+    guest_cr3: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct DomainLine {
+    addr: Hex,
+    id: u16,
+    kind: String,
+    hap: bool,
+    max_vcpus: u32,
+    tot_pages: u32,
+    max_pages: u32,
+    is_dying: u32,
+    shared_info: Hex,
+    p2m: Hex,
+    vcpus: Vec<Vcpu>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ProblemLine {
+    what: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Tagged {
+    kind: String,
+    #[serde(default)]
+    pfn: Option<Hex>,
+    #[serde(default)]
+    mfn: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PageOwner {
+    count_info: Hex,
+    type_info: Hex,
+    owner: Option<Hex>,
+    owner_id: Option<u16>,
+    state: String,
+    page_type: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct M2pLine {
+    mfn: Hex,
+    m2p: Option<Tagged>,
+    m2p_error: Option<String>,
+    page: Option<PageOwner>,
+    page_error: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct P2mLine {
+    pfn: Hex,
+    entry: Option<Tagged>,
+    error: Option<String>,
+    m2p: Option<Tagged>,
+    agree: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct P2mRangeLine {
+    pfn: Hex,
+    mfn: Option<Hex>,
+    count: u64,
+    entry_kind: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct P2mSource {
+    source: String,
+    #[serde(default)]
+    cr3: Option<Hex>,
+    #[serde(default)]
+    vaddr: Option<Hex>,
+    #[serde(default)]
+    fll: Option<Hex>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    differing: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct P2mSummary {
+    domain: u16,
+    max_pfn: u64,
+    source: Option<P2mSource>,
+    ram: u64,
+    invalid: u64,
+    identity: u64,
+    foreign: u64,
+    unreadable: u64,
+    m2p_mismatches: u64,
+    reverse_checked: Option<u64>,
+    reverse_mismatches: Option<u64>,
+    xen_heap_frames: u64,
+    alternatives_checked: Vec<P2mSource>,
+    mismatch_examples: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 struct M2vLine {
     maddr: Hex,
     directmap: Option<Hex>,
@@ -459,6 +586,12 @@ fn check_line(line: &str) -> String {
         "table" => serde_json::from_value::<TableLine>(v).map(drop),
         "v2m" => serde_json::from_value::<V2mLine>(v).map(drop),
         "m2v" => serde_json::from_value::<M2vLine>(v).map(drop),
+        "domain" => serde_json::from_value::<DomainLine>(v).map(drop),
+        "problem" => serde_json::from_value::<ProblemLine>(v).map(drop),
+        "m2p" => serde_json::from_value::<M2pLine>(v).map(drop),
+        "p2m" => serde_json::from_value::<P2mLine>(v).map(drop),
+        "p2m_range" => serde_json::from_value::<P2mRangeLine>(v).map(drop),
+        "p2m_summary" => serde_json::from_value::<P2mSummary>(v).map(drop),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -582,5 +715,34 @@ fn every_reason_code_is_documented() {
     for r in xenwalk::diagnose::Reason::ALL {
         assert!(readme.contains(&format!("| `{}` |", r.code())), "README lacks reason {}", r.code());
         assert_eq!(serde_json::to_value(r).unwrap(), r.code());
+    }
+}
+
+/// The line types that need the real hypervisor (domains, M2P, p2m): on the real
+/// dom0 image with Debian's xen-syms.
+#[test]
+fn xen_line_types_match_the_documented_schema() {
+    let Some(shared) = common::shared("xen_line_types_match_the_documented_schema") else { return };
+    let raw = common::unxz_cached(&shared.join("dumps/xen-4.17-dom0/memory.raw.xz"), "xen-4.17-dom0.raw");
+    let syms = shared.join("xen-4.17/xen-syms-4.17-amd64");
+    let (r, x) = (raw.to_str().unwrap(), syms.to_str().unwrap());
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["domains", r, "--xen-syms", x, "--json"],
+        vec!["m2p", r, "--xen-syms", x, "--json", "363ba", "3fdb5"],
+        vec!["p2m", r, "--xen-syms", x, "--json", "--domain", "0", "100", "20060"],
+        vec!["p2m", r, "--xen-syms", x, "--json", "--domain", "0", "--check"],
+        vec![r, "--xen-syms", x, "--json", "--domain", "0", "--va", "ffff888000100000"],
+        vec!["info", r, "--xen-syms", x, "--json"],
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for args in &runs {
+        let out = common::run(args);
+        assert!(out.code <= 1, "{args:?}: {}", out.stderr);
+        for line in out.stdout.lines() {
+            seen.insert(check_line(line));
+        }
+    }
+    for t in ["domain", "m2p", "p2m", "p2m_range", "p2m_summary", "walk", "info"] {
+        assert!(seen.contains(t), "no {t} line produced");
     }
 }

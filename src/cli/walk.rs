@@ -150,6 +150,32 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
     Ok(root)
 }
 
+#[cold]
+fn unreachable_hvm(name: &str) -> Result<Root> {
+    bail!("{name}: an HVM guest's own tables are walked through its p2m (internal: see hvm_view)")
+}
+
+/// An HVM/PVH guest's own address space: its guest-physical memory through the host
+/// p2m, and the guest's CR3 (`arch.hvm.guest_cr[3]`), for `--domain D [--vcpu V]
+/// [--table guest]` on an HVM domain. `None` for every other root.
+fn hvm_view<'a>(a: &WalkArgs, s: &'a Session) -> Result<Option<(crate::xen::hvm::GuestPhys<'a>, u64, String)>> {
+    use crate::xen::domains::{self, DomKind, TableKind};
+    let (Some(d), Some(x)) = (&a.domain, s.xen.as_ref()) else { return Ok(None) };
+    if a.table.unwrap_or(TableKind::Guest) != TableKind::Guest || d == "idle" || x.syms.is_none() {
+        return Ok(None);
+    }
+    let Ok(id) = d.parse::<u16>() else { return Ok(None) };
+    let f = domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
+    let all = domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
+    let Some(dom) = all.domains.iter().find(|x| x.id == id && x.kind == DomKind::Hvm) else { return Ok(None) };
+    let v = a.vcpu.unwrap_or(0);
+    let vc = dom.vcpu(v).ok_or_else(|| anyhow::anyhow!("{}: domain {id} has no vCPU {v}", s.dump.path.display()))?;
+    let cr3 = vc.guest_cr3.ok_or_else(|| anyhow::anyhow!("domain {id} vCPU {v}: no guest CR3"))?;
+    let p2m = crate::xen::hvm::HostP2m::of(&f, dom).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
+    let src = format!("domain {id} vCPU {v} guest CR3 (guest-physical, through the {} p2m)", p2m.kind());
+    Ok(Some((crate::xen::hvm::GuestPhys { mem: s.dump.mem.as_ref(), p2m }, cr3, src)))
+}
+
 /// The root of `--domain D --vcpu V --table T`.
 fn domain_root(s: &Session, d: &str, v: u32, table: crate::xen::domains::TableKind, opts: WalkOptions) -> Result<Root> {
     use crate::xen::domains::{self, DomKind, TableKind};
@@ -187,11 +213,8 @@ fn domain_root(s: &Session, d: &str, v: u32, table: crate::xen::domains::TableKi
         Ok(root::resolve(s.dump.mem.as_ref(), RootInput::Mfn(m.0), format!("{name} {what}"), None, opts))
     };
     match table {
-        TableKind::Guest if dom.kind == DomKind::Hvm => {
-            bail!(
-                "{path}: {name}: an HVM guest's own page tables hold guest frames; walking them through the p2m is not supported yet (use --table monitor or cr3)"
-            )
-        }
+        // hvm_view() takes this case before choose_root() runs.
+        TableKind::Guest if dom.kind == DomKind::Hvm => unreachable_hvm(&name),
         TableKind::Guest => by_mfn(vc.guest_table, "guest_table"),
         TableKind::User => by_mfn(vc.guest_table_user, "guest_table_user"),
         TableKind::Monitor => by_mfn(vc.monitor_table, "monitor_table"),
@@ -205,7 +228,14 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let Some(path) = a.dump.as_deref() else { bail!("no dump file given (see --help)") };
     let s = Session::open(path, &a.open, &a.xen)?;
     let opts = WalkOptions { maxphyaddr: a.maxphyaddr, ..WalkOptions::default() };
-    let root = choose_root(&a, &s, opts)?;
+    let hvm = hvm_view(&a, &s)?;
+    let (root, view) = match &hvm {
+        Some((gp, cr3, src)) => {
+            let r = root::resolve(gp, RootInput::Cr3(*cr3), src.clone(), None, opts);
+            (r, View { mem: gp, xen: None, p2m: Some(gp.p2m) })
+        }
+        None => (choose_root(&a, &s, opts)?, View { mem: s.dump.mem.as_ref(), xen: s.xen.as_ref(), p2m: None }),
+    };
     // Resolve --va before printing anything: a bad one is bad usage.
     let mut vas = Vec::with_capacity(a.va.len());
     for e in &a.va {
@@ -227,11 +257,11 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
         serde_json::to_writer(&mut out, &json::RootLine::new(&root))?;
         writeln!(out)?;
     } else if a.style == Style::Table {
-        human::root(&mut out, &root, a.long, s.xen.as_ref())?;
+        human::root(&mut out, &root, a.long, view.xen, Some(view.mem))?;
     }
 
     if vas.is_empty() && va_list.is_none() {
-        let code = list(&mut out, &s, &root, opts, &a)?;
+        let code = list(&mut out, &view, &root, opts, &a)?;
         out.flush()?;
         return Ok(code);
     }
@@ -239,14 +269,14 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let mut any_failed = false;
     let mut bad_input = false;
     let mut one = |out: &mut dyn Write, va: u64| -> Result<()> {
-        let mut t = diagnose::translate(s.dump.mem.as_ref(), &root, Vaddr(va), opts);
-        if let (Some(x), Some(w)) = (&s.xen, &t.walk) {
+        let mut t = diagnose::translate(view.mem, &root, Vaddr(va), opts);
+        if let (Some(x), Some(w)) = (view.xen, &t.walk) {
             if t.diagnosis.is_some() || a.long {
-                t.pitfalls.extend(x.pointer_pitfalls(s.dump.mem.as_ref(), root.maddr, w));
+                t.pitfalls.extend(x.pointer_pitfalls(view.mem, root.maddr, w));
             }
         }
         any_failed |= !t.translated();
-        emit_walk(out, &t, &root, &a, &s)
+        emit_walk(out, &t, &root, &a, &view)
     };
     for &va in &vas {
         one(&mut out, va)?;
@@ -275,22 +305,70 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     })
 }
 
-fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, s: &Session) -> Result<()> {
+/// What walks read: the dump's machine memory (with the hypervisor's annotations),
+/// or an HVM guest's guest-physical memory through its host p2m.
+struct View<'a> {
+    mem: &'a dyn crate::mem::PhysMem,
+    xen: Option<&'a crate::xen::Xen>,
+    p2m: Option<crate::xen::hvm::HostP2m<'a>>,
+}
+
+fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v: &View<'_>) -> Result<()> {
+    // The second dimension of an HVM guest walk: each guest table and the final guest
+    // frame, through the host p2m.
+    let dim2: Vec<json::P2mStepJson> = match (&v.p2m, &t.walk) {
+        (Some(p2m), Some(w)) => {
+            let mut frames: Vec<(String, u64)> = w.steps().map(|s| (format!("{} table", s.level), s.table.0)).collect();
+            if let Some(m) = w.mapping() {
+                frames.push(("data".into(), m.maddr.0));
+            }
+            frames
+                .into_iter()
+                .map(|(what, gpa)| {
+                    let hit = p2m.translate(crate::addr::Gfn(gpa >> 12));
+                    json::P2mStepJson {
+                        what,
+                        gpa: crate::addr::Maddr(gpa),
+                        maddr: hit.mfn.map(|m| crate::addr::Maddr(m.maddr().0 | (gpa & 0xfff))),
+                        p2m_type: hit.p2m_type,
+                        stop: hit.stop,
+                    }
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     if a.json {
         let mut line = json::WalkLine::new(t, root, a.maxphyaddr);
-        if let Some(x) = &s.xen {
-            line.region = x.region_in(s.dump.mem.as_ref(), root.maddr, t.va).map(|r| r.name);
+        if v.p2m.is_some() {
+            line.p2m = Some(dim2.clone());
+        }
+        if let Some(x) = v.xen {
+            line.region = x.region_in(v.mem, root.maddr, t.va).map(|r| r.name);
             line.symbol = x.syms.as_ref().and_then(|sy| sy.name_of(t.va));
             line.section = x.syms.as_ref().and_then(|sy| sy.section_of(t.va)).map(|sec| sec.name.clone());
+            let mem = v.mem;
+            let kind = x.root_kind(mem, root.maddr);
+            line.root_kind = Some(kind);
+            let m2p = match (kind, x.idle_root()) {
+                (crate::xen::RootKind::PvGuest, Some(r)) => Some(crate::xen::p2m::M2p::new(x, mem, r)),
+                _ => None,
+            };
             for l in &mut line.levels {
                 l.table_name = x.describe_table(l.table);
+                if let (Some(m), Some(next)) = (&m2p, l.next_mfn) {
+                    l.m2p_pfn = Some(match m.get(next) {
+                        Ok(crate::xen::p2m::M2pEntry::Pfn(p)) => Some(p),
+                        _ => None,
+                    });
+                }
             }
         }
         serde_json::to_writer(&mut *out, &line)?;
         writeln!(out)?;
     } else if a.style == Style::Xen {
-        let lines = match &s.xen {
-            Some(x) => x.show_page_walk(s.dump.mem.as_ref(), root.maddr, t.va),
+        let lines = match v.xen {
+            Some(x) => x.show_page_walk(v.mem, root.maddr, t.va),
             None => bail!("--style xen needs the hypervisor: pass --xen-syms (for max_page and the M2P)"),
         };
         for l in lines {
@@ -298,13 +376,30 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, s:
         }
     } else {
         writeln!(out)?;
-        human::walk(out, t, a.maxphyaddr, a.long, s.xen.as_ref(), s.dump.mem.as_ref())?;
+        human::walk(out, t, a.maxphyaddr, a.long, v.xen, v.mem)?;
+        if !dim2.is_empty() {
+            writeln!(out, "   through the p2m (guest-physical -> machine):")?;
+            for d in &dim2 {
+                match (d.maddr, &d.stop) {
+                    (Some(m), _) => {
+                        writeln!(out, "     {:<9} gpa {} -> maddr {m} ({})", d.what, d.gpa, d.p2m_type.unwrap_or("?"))?
+                    }
+                    (None, Some(why)) => writeln!(out, "     {:<9} gpa {} -> not mapped: {why}", d.what, d.gpa)?,
+                    (None, None) => writeln!(out, "     {:<9} gpa {} -> ?", d.what, d.gpa)?,
+                }
+            }
+            if let Some(last) = dim2.last().filter(|d| d.what == "data") {
+                if let Some(m) = last.maddr {
+                    writeln!(out, "=> machine address {m}")?;
+                }
+            }
+        }
     }
     Ok(())
 }
 
 /// The whole address space of `root`, streamed.
-fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &WalkArgs) -> Result<ExitCode> {
+fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &WalkArgs) -> Result<ExitCode> {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let d = diagnose::root_diagnosis(root, &p);
         if a.json {
@@ -326,7 +421,7 @@ fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &Wa
         }
         return Ok(ExitCode::from(1));
     }
-    let xen = s.xen.as_ref();
+    let xen = v.xen;
     if !a.json {
         human::ranges_header(out, xen.is_some())?;
     }
@@ -335,7 +430,7 @@ fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &Wa
     let mut io_err: Option<io::Error> = None;
     let mut emit = |out: &mut dyn Write, r: &Range| -> io::Result<()> {
         ranges += 1;
-        let region = xen.and_then(|x| x.region_in(s.dump.mem.as_ref(), root.maddr, r.va)).map(|r| r.name);
+        let region = xen.and_then(|x| x.region_in(v.mem, root.maddr, r.va)).map(|r| r.name);
         let syms = xen.and_then(|x| x.syms.as_ref()).filter(|_| region == Some("xen_image"));
         let symbol = syms.and_then(|sy| sy.name_of(r.va));
         let section = syms.and_then(|sy| sy.section_of(r.va)).map(|sec| sec.name.clone());
@@ -360,7 +455,7 @@ fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &Wa
             human::range(out, r, label.as_deref())
         }
     };
-    let summary = enumerate::enumerate(s.dump.mem.as_ref(), root.maddr, opts, |ev| {
+    let summary = enumerate::enumerate(v.mem, root.maddr, opts, |ev| {
         let res = match &ev {
             Event::Leaf(leaf) => {
                 if a.leaves {

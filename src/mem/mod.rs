@@ -37,6 +37,9 @@ pub enum Absent {
     /// In a kdump-compressed file, the page exists (1st bitmap) but the writer left it
     /// out (2nd bitmap clear): filtered by makedumpfile's dump level or `-X`.
     Excluded { dump_level: Option<u32> },
+    /// In a guest-physical view (an HVM guest's memory seen through its p2m): the guest
+    /// frame has no machine frame behind it.
+    NotInP2m,
 }
 
 impl Absent {
@@ -47,6 +50,7 @@ impl Absent {
             Absent::Hole { .. } => "hole",
             Absent::NotCaptured { .. } => "not_captured",
             Absent::Excluded { .. } => "excluded",
+            Absent::NotInP2m => "p2m_unmapped",
         }
     }
 
@@ -73,6 +77,7 @@ impl fmt::Display for Absent {
                 "not captured: inside segment {segment}'s memory range but past its file data \
                  (p_filesz < p_memsz)"
             ),
+            Absent::NotInP2m => write!(f, "not mapped in the guest's p2m (no machine frame behind this guest frame)"),
             Absent::Excluded { dump_level } => {
                 write!(f, "excluded from the dump (")?;
                 match dump_level {

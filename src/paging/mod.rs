@@ -3,6 +3,7 @@
 
 pub mod entry;
 pub mod enumerate;
+pub mod ept;
 pub mod root;
 pub mod walk;
 

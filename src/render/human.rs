@@ -14,7 +14,13 @@ use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use std::io::{self, Write};
 
 /// Describe the root once, before walks or a listing.
-pub fn root(out: &mut dyn Write, root: &Root, long: bool, xen: Option<&Xen>) -> io::Result<()> {
+pub fn root(
+    out: &mut dyn Write,
+    root: &Root,
+    long: bool,
+    xen: Option<&Xen>,
+    mem: Option<&dyn crate::mem::PhysMem>,
+) -> io::Result<()> {
     let input = match root.input {
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
         RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
@@ -22,6 +28,12 @@ pub fn root(out: &mut dyn Write, root: &Root, long: bool, xen: Option<&Xen>) -> 
     writeln!(out, "root: L4 table at {} ({input}, from {})", root.maddr, root.source)?;
     if let Some(name) = xen.and_then(|x| x.describe_table(root.maddr)) {
         writeln!(out, "  the L4 is {name}")?;
+    }
+    if let (Some(x), Some(mem)) = (xen, mem) {
+        let kind = x.root_kind(mem, root.maddr);
+        if kind != crate::xen::RootKind::Idle {
+            writeln!(out, "  it is {}", kind.describe())?;
+        }
     }
     for s in &root.stripped {
         writeln!(out, "  note: stripped {:#x} from CR3: {}", s.bits, s.explanation)?;
@@ -73,6 +85,17 @@ pub fn walk(
             if long {
                 header.insert(1, "name");
             }
+            let pv = match (xen, t.walk.as_ref()) {
+                (Some(x), Some(w)) => x.root_kind(mem, w.root) == crate::xen::RootKind::PvGuest,
+                _ => false,
+            };
+            let m2p = match (xen, pv) {
+                (Some(x), true) => x.idle_root().map(|r| crate::xen::p2m::M2p::new(x, mem, r)),
+                _ => None,
+            };
+            if m2p.is_some() {
+                header.push("pfn (M2P)");
+            }
             if xen.is_some() {
                 header.push("table (as Xen sees it)");
             }
@@ -114,6 +137,19 @@ pub fn walk(
                 ];
                 if long {
                     row.insert(1, Cell::new(s.level.intel_name()));
+                }
+                if let Some(m) = &m2p {
+                    let pfn = if present {
+                        match m.get(crate::addr::Mfn(s.entry.addr(s.level, maxphyaddr) >> 12)) {
+                            Ok(crate::xen::p2m::M2pEntry::Pfn(p)) => p.to_string(),
+                            Ok(crate::xen::p2m::M2pEntry::Invalid) => "invalid".into(),
+                            Ok(crate::xen::p2m::M2pEntry::Shared) => "shared".into(),
+                            Err(_) => "?".into(),
+                        }
+                    } else {
+                        "-".into()
+                    };
+                    row.push(Cell::new(pfn));
                 }
                 if let Some(x) = xen {
                     row.push(Cell::new(x.describe_table(s.table).unwrap_or_else(|| "-".into())));

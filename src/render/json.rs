@@ -82,6 +82,10 @@ pub struct LevelJson {
     /// What the table page is to Xen: a static table's symbol, or its direct-map VA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table_name: Option<String>,
+    /// In a PV guest's tables: the guest pfn of `next` from the M2P (null when the M2P
+    /// says invalid or cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub m2p_pfn: Option<Option<crate::addr::Pfn>>,
 }
 
 impl LevelJson {
@@ -102,6 +106,7 @@ impl LevelJson {
             rights: present.then_some(s.rights),
             reserved: s.reserved,
             table_name: None,
+            m2p_pfn: None,
         }
     }
 }
@@ -135,6 +140,25 @@ pub struct WalkLine {
     /// The image section of the VA (with --xen-syms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
+    /// What the root is to Xen (`idle`, `pv_guest`, `monitor`, …), with Xen context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_kind: Option<crate::xen::RootKind>,
+    /// An HVM guest walk's second dimension: each guest table's and the data page's
+    /// guest-physical address through the host p2m (`va`..`maddr` above are then
+    /// guest-physical).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p2m: Option<Vec<P2mStepJson>>,
+}
+
+/// One guest-physical address translated by the host p2m.
+#[derive(Serialize, Clone)]
+pub struct P2mStepJson {
+    /// `L4 table` … `L1 table`, or `data`.
+    pub what: String,
+    pub gpa: Maddr,
+    pub maddr: Option<Maddr>,
+    pub p2m_type: Option<&'static str>,
+    pub stop: Option<String>,
 }
 
 impl WalkLine {
@@ -158,6 +182,8 @@ impl WalkLine {
             region: None,
             symbol: None,
             section: None,
+            root_kind: None,
+            p2m: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod domains;
 pub mod dwarf;
 pub mod expr;
+pub mod hvm;
 pub mod image;
 pub mod layout;
 pub mod offsets;
@@ -486,6 +487,70 @@ impl Xen {
         match (here, idle) {
             (Some(h), Some(i)) if h != i && r.name == "directmap_high" => Some(&GUEST_PV_REGION),
             _ => Some(r),
+        }
+    }
+}
+
+/// What kind of L4 a root is (reference §4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootKind {
+    /// `idle_pg_table`.
+    Idle,
+    /// A 64-bit PV guest's L4: Xen-built (slot 258 maps itself) with the guest's own
+    /// mappings above slot 271. Its entries hold machine frames.
+    PvGuest,
+    /// An HVM vCPU's monitor table: slot 256 empty, 260 present, no guest mappings.
+    Monitor,
+    /// Another Xen-built L4 (slot 258 maps itself).
+    XenBuilt,
+    /// A shadow L4 (slot 259 maps itself).
+    Shadow,
+    /// Nothing Xen recognisably built.
+    Other,
+}
+
+impl RootKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RootKind::Idle => "idle_pg_table",
+            RootKind::PvGuest => "a 64-bit PV guest's L4: its entries hold machine frames (pfns from the M2P)",
+            RootKind::Monitor => "an HVM vCPU's monitor table (Xen only, no guest mappings)",
+            RootKind::XenBuilt => "an L4 Xen built (slot 258 maps it onto itself)",
+            RootKind::Shadow => "a shadow L4 (slot 259 maps it onto itself)",
+            RootKind::Other => "not an L4 Xen recognisably built (no self-map at slot 258)",
+        }
+    }
+}
+
+impl Xen {
+    /// Recognise `root` by its Xen slots.
+    pub fn root_kind(&self, mem: &dyn PhysMem, root: Maddr) -> RootKind {
+        let root = Maddr(root.0 & !0xfff);
+        let idle = self.idle_root();
+        if Some(root) == idle {
+            return RootKind::Idle;
+        }
+        let Ok(page) = mem.page(root.mfn()) else { return RootKind::Other };
+        let e = |i: usize| page.entry(i);
+        let points_to_self = |i: usize| e(i) & 1 != 0 && e(i) & 0x000f_ffff_ffff_f000 == root.0;
+        if points_to_self(258) {
+            let idle_page = idle.and_then(|i| mem.page(i.mfn()).ok());
+            let guest_above = match &idle_page {
+                Some(ip) => (272..512).any(|i| e(i) != ip.entry(i)),
+                None => (272..512).any(|i| e(i) != 0),
+            };
+            if e(256) & 1 == 0 && e(260) & 1 != 0 && !guest_above {
+                RootKind::Monitor
+            } else if guest_above || (0..256).any(|i| e(i) & 1 != 0) {
+                RootKind::PvGuest
+            } else {
+                RootKind::XenBuilt
+            }
+        } else if points_to_self(259) {
+            RootKind::Shadow
+        } else {
+            RootKind::Other
         }
     }
 }
