@@ -116,6 +116,8 @@ struct WalkLine {
     section: Option<String>,
     #[serde(default)]
     root_kind: Option<String>,
+    #[serde(default)]
+    p2m: Option<Vec<P2mStep>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -560,6 +562,37 @@ struct P2mSummary {
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
+struct EptLevel {
+    level: u8,
+    index: u16,
+    entry_maddr: Hex,
+    entry: Hex,
+    flags: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct HvmP2mLine {
+    gfn: Hex,
+    mfn: Option<Hex>,
+    page_size: Option<u64>,
+    p2m_type: Option<String>,
+    stop: Option<String>,
+    ept: Vec<EptLevel>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct P2mStep {
+    what: String,
+    gpa: Hex,
+    maddr: Option<Hex>,
+    p2m_type: Option<String>,
+    stop: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 struct M2vLine {
     maddr: Hex,
     directmap: Option<Hex>,
@@ -592,6 +625,7 @@ fn check_line(line: &str) -> String {
         "p2m" => serde_json::from_value::<P2mLine>(v).map(drop),
         "p2m_range" => serde_json::from_value::<P2mRangeLine>(v).map(drop),
         "p2m_summary" => serde_json::from_value::<P2mSummary>(v).map(drop),
+        "hvm_p2m" => serde_json::from_value::<HvmP2mLine>(v).map(drop),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -742,7 +776,26 @@ fn xen_line_types_match_the_documented_schema() {
             seen.insert(check_line(line));
         }
     }
-    for t in ["domain", "m2p", "p2m", "p2m_range", "p2m_summary", "walk", "info"] {
+    // An HVM guest: the synthetic machine of tests/xen_domains.rs.
+    let xs = xenwalk::xen::symbols::XenSyms::load(&syms).unwrap();
+    let fx = xenwalk::fixture::domains::build(&xs, Default::default()).unwrap();
+    let dir = common::tempdir("json-schema-hvm");
+    let vmcore = dir.join("hvm.vmcore");
+    let notes = xenwalk::fixture::xen_crash_notes(&[], fx.xen_phys_start, "PAGESIZE=4096\n");
+    fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();
+    let v = vmcore.to_str().unwrap();
+    for args in [
+        vec!["p2m", v, "--xen-syms", x, "--json", "--domain", "1", "8", "20"],
+        vec![v, "--xen-syms", x, "--json", "--domain", "1", "--va", "0x401000"],
+    ] {
+        let out = common::run(&args);
+        assert!(out.code <= 1, "{args:?}: {}", out.stderr);
+        for line in out.stdout.lines() {
+            seen.insert(check_line(line));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    for t in ["domain", "m2p", "p2m", "p2m_range", "p2m_summary", "hvm_p2m", "walk", "info"] {
         assert!(seen.contains(t), "no {t} line produced");
     }
 }

@@ -376,7 +376,7 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v:
         }
     } else {
         writeln!(out)?;
-        human::walk(out, t, a.maxphyaddr, a.long, v.xen, v.mem)?;
+        human::walk(out, t, a.maxphyaddr, a.long, v.xen, v.mem, v.p2m.is_some())?;
         if !dim2.is_empty() {
             writeln!(out, "   through the p2m (guest-physical -> machine):")?;
             for d in &dim2 {

@@ -672,11 +672,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
         bail!("{path}: --domain {}: no such domain", a.domain);
     };
     if !d.kind.is_pv() {
-        bail!(
-            "{path}: domain {} is {}: its p2m is Xen's (EPT/NPT), which this command does not read yet",
-            d.id,
-            d.kind.name()
-        );
+        return hvm_p2m(&a, &s, &f, d);
     }
     let crash_fll = if d.id == 0 {
         s.dump.notes.xen_crash_info.as_ref().and_then(|c| c.dom0_pfn_to_mfn_frame_list_list)
@@ -908,4 +904,195 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(if consistent { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Serialize)]
+struct EptLevelJson {
+    level: u8,
+    index: u16,
+    entry_maddr: crate::addr::Maddr,
+    #[serde(serialize_with = "crate::render::json::hex")]
+    entry: u64,
+    flags: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct HvmP2mLine {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    gfn: crate::addr::Gfn,
+    mfn: Option<crate::addr::Mfn>,
+    page_size: Option<u64>,
+    p2m_type: Option<&'static str>,
+    stop: Option<String>,
+    /// The host p2m's entries, top down (EPT only).
+    ept: Vec<EptLevelJson>,
+}
+
+/// An HVM/PVH domain's p2m: Xen's own EPT (or x86 table).
+fn hvm_p2m(
+    a: &P2mArgs,
+    s: &Session,
+    f: &crate::xen::domains::Fields<'_>,
+    d: &crate::xen::domains::DomainInfo,
+) -> Result<ExitCode> {
+    use crate::xen::hvm::HostP2m;
+    let path = s.dump.path.display().to_string();
+    let p2m = HostP2m::of(f, d).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let minor = f.xen.layout().minor;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if !a.pfn.is_empty() {
+        let mut ok = true;
+        for &g in &a.pfn {
+            let gfn = crate::addr::Gfn(g);
+            let (hit, ept) = match &p2m {
+                HostP2m::Ept(e) => {
+                    let w = e.walk(gfn);
+                    let steps = w
+                        .steps
+                        .iter()
+                        .map(|st| EptLevelJson {
+                            level: st.level,
+                            index: st.index,
+                            entry_maddr: st.entry_maddr,
+                            entry: st.entry,
+                            flags: crate::paging::ept::EptEntry(st.entry).flag_names(st.level, minor),
+                        })
+                        .collect();
+                    (p2m.translate(gfn), steps)
+                }
+                HostP2m::Pt { .. } => (p2m.translate(gfn), Vec::new()),
+            };
+            ok &= hit.mfn.is_some();
+            let line = HvmP2mLine {
+                kind: "hvm_p2m",
+                gfn,
+                mfn: hit.mfn,
+                page_size: None,
+                p2m_type: hit.p2m_type,
+                stop: hit.stop.clone(),
+                ept,
+            };
+            if a.json {
+                serde_json::to_writer(&mut out, &line)?;
+                writeln!(out)?;
+            } else {
+                match (hit.mfn, &hit.stop) {
+                    (Some(m), _) => {
+                        writeln!(out, "gfn {:#x}: mfn {:#x} ({}, {})", g, m.0, hit.p2m_type.unwrap_or("?"), p2m.kind())?
+                    }
+                    (None, Some(why)) => writeln!(out, "gfn {g:#x}: no mfn: {why}")?,
+                    (None, None) => writeln!(out, "gfn {g:#x}: no mfn")?,
+                }
+                for st in &line.ept {
+                    writeln!(
+                        out,
+                        "  EPT L{} [{:#x}] at {} = {:#018x}  {}",
+                        st.level,
+                        st.index,
+                        st.entry_maddr,
+                        st.entry,
+                        st.flags.join(" ")
+                    )?;
+                }
+            }
+        }
+        out.flush()?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    let HostP2m::Ept(ept) = p2m else {
+        bail!("{path}: domain {}: listing an NPT/shadow p2m: give gfns to translate", d.id);
+    };
+    // Every leaf in gfn order, coalesced into runs of one type with contiguous mfns.
+    let mut run: Option<P2mRangeLine> = None;
+    let mut io_err = None;
+    let (mut mapped, mut other) = (0u64, 0u64);
+    let emit = |out: &mut BufWriter<io::StdoutLock<'_>>, r: &P2mRangeLine| -> io::Result<()> {
+        if a.json {
+            serde_json::to_writer(&mut *out, r)?;
+            writeln!(out)
+        } else {
+            match r.mfn {
+                Some(m) => writeln!(
+                    out,
+                    "gfn {:#x}-{:#x} -> mfn {:#x}-{:#x}  {} pages  {}",
+                    r.pfn.0,
+                    r.pfn.0 + r.count - 1,
+                    m.0,
+                    m.0 + r.count - 1,
+                    r.count,
+                    r.entry_kind
+                ),
+                None => writeln!(
+                    out,
+                    "gfn {:#x}-{:#x}  {} pages  {}",
+                    r.pfn.0,
+                    r.pfn.0 + r.count - 1,
+                    r.count,
+                    r.entry_kind
+                ),
+            }
+        }
+    };
+    let res = ept.leaves(|gfn, e, frames| {
+        let kind: &'static str = if !e.present() {
+            e.p2m_type_name()
+        } else if e.misconfig(1, 52).is_some() && (e.mem_type() == 2 || e.mem_type() == 3 || e.write() && !e.read()) {
+            "misconfigured"
+        } else {
+            e.p2m_type_name()
+        };
+        let mfn = e.present().then(|| e.mfn());
+        if mfn.is_some() && kind != "misconfigured" {
+            mapped += frames;
+        } else {
+            other += frames;
+        }
+        let joins = run.as_ref().is_some_and(|r| {
+            r.entry_kind == kind
+                && r.pfn.0 + r.count == gfn.0
+                && match (r.mfn, mfn) {
+                    (Some(a0), Some(b)) => a0.0 + r.count == b.0,
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        if joins {
+            if let Some(r) = run.as_mut() {
+                r.count += frames;
+            }
+        } else {
+            if let Some(r) = run.take() {
+                if let Err(e) = emit(&mut out, &r) {
+                    io_err = Some(e);
+                }
+            }
+            run = Some(P2mRangeLine {
+                kind: "p2m_range",
+                pfn: crate::addr::Pfn(gfn.0),
+                mfn,
+                count: frames,
+                entry_kind: kind,
+            });
+        }
+    });
+    if let Some(r) = run.take() {
+        emit(&mut out, &r)?;
+    }
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    res.map_err(|e| anyhow::anyhow!("{path}: domain {}: EPT root: {e}", d.id))?;
+    if !a.json {
+        writeln!(
+            out,
+            "summary: domain {} ({}), EPT root {}: {mapped} frames mapped, {other} in valid non-present or misconfigured entries",
+            d.id,
+            d.kind.name(),
+            ept.root
+        )?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -112,7 +112,9 @@ impl EptEntry {
             match self.mem_type() {
                 2 | 3 => return Some(format!("memory type {} is reserved", self.mem_type())),
                 7 => {
-                    return Some("memory type 7: Xen's deliberate misconfiguration to force a p2m recalculation".into());
+                    return Some(
+                        "memory type 7: Xen's deliberate misconfiguration to force a p2m recalculation".into(),
+                    );
                 }
                 _ => {}
             }

@@ -25,7 +25,14 @@ pub fn root(
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
         RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
     };
-    writeln!(out, "root: L4 table at {} ({input}, from {})", root.maddr, root.source)?;
+    let at = if root.source.contains("guest-physical") { "guest-physical address" } else { "" };
+    writeln!(
+        out,
+        "root: L4 table at {at}{}{} ({input}, from {})",
+        if at.is_empty() { "" } else { " " },
+        root.maddr,
+        root.source
+    )?;
     if let Some(name) = xen.and_then(|x| x.describe_table(root.maddr)) {
         writeln!(out, "  the L4 is {name}")?;
     }
@@ -70,8 +77,11 @@ pub fn walk(
     long: bool,
     xen: Option<&Xen>,
     mem: &dyn crate::mem::PhysMem,
+    guest_physical: bool,
 ) -> io::Result<()> {
     let va = t.va;
+    // In an HVM guest's own tables, addresses and frames are guest-physical.
+    let (addr, frame) = if guest_physical { ("gpa", "gfn") } else { ("maddr", "mfn") };
     let idx: Vec<String> = Level::WALK.iter().map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift()))).collect();
     writeln!(out, "VA {va}  ({}, offset {:#x})", idx.join(", "), va.0 & 0xfff)?;
     let root = t.walk.as_ref().map(|w| w.root);
@@ -108,13 +118,13 @@ pub fn walk(
                     format!("reserved bits {:#x}", s.reserved)
                 } else if s.entry.is_leaf(s.level) {
                     format!(
-                        "{} page, mfn {:#x}",
+                        "{} page, {frame} {:#x}",
                         page_label(s.level.page_size()),
                         s.entry.addr(s.level, maxphyaddr) >> 12
                     )
                 } else {
                     format!(
-                        "{} table, mfn {:#x}",
+                        "{} table, {frame} {:#x}",
                         s.level.below().map(|l| l.name()).unwrap_or("?"),
                         s.entry.addr(s.level, maxphyaddr) >> 12
                     )
@@ -178,7 +188,7 @@ pub fn walk(
         if let Some(m) = w.mapping() {
             writeln!(
                 out,
-                "=> maddr {}  ({} page at {}, mfn {:#x}; {})",
+                "=> {addr} {}  ({} page at {}, {frame} {:#x}; {})",
                 m.maddr,
                 size_name(m.page_size),
                 m.page,

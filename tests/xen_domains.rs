@@ -1,0 +1,292 @@
+//! Domains, vCPUs, M2P and p2m: on the real dom0 image (Debian's Xen 4.17.7, a Linux
+//! PV dom0, Debian's DWARF-less xen-syms), and on a synthetic machine laid out with
+//! the real 4.17.7 addresses and struct offsets (an idle domain, a PV dom0 with a
+//! p2m, an HVM domU with EPT and its own page tables, and planted corruption).
+
+mod common;
+
+use common::{Run, read_text, run, shared, unxz_cached};
+use std::path::{Path, PathBuf};
+use xenwalk::fixture::domains::{self, Breakage};
+use xenwalk::fixture::{CpuRegs, ElfLayout, xen_crash_notes};
+use xenwalk::xen::symbols::XenSyms;
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+fn hex(v: &serde_json::Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}")).trim_start_matches("0x"), 16)
+        .unwrap()
+}
+
+struct Real {
+    syms: PathBuf,
+    raw: PathBuf,
+    dir: PathBuf,
+}
+
+fn real(test: &str) -> Option<Real> {
+    let s = shared(test)?;
+    Some(Real {
+        syms: s.join("xen-4.17/xen-syms-4.17-amd64"),
+        raw: unxz_cached(&s.join("dumps/xen-4.17-dom0/memory.raw.xz"), "xen-4.17-dom0.raw"),
+        dir: s.join("dumps/xen-4.17-dom0"),
+    })
+}
+
+fn cpu_cr3(dir: &Path, cpu: usize) -> u64 {
+    let t = read_text(&dir.join(format!("qemu-info-registers-cpu{cpu}.txt")));
+    u64::from_str_radix(t.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).unwrap(), 16).unwrap()
+}
+
+#[test]
+fn real_dom0_and_its_vcpus_own_the_cpus_roots() {
+    let Some(r) = real("real_dom0_and_its_vcpus_own_the_cpus_roots") else { return };
+    let out = run(&["domains", p(&r.raw), "--xen-syms", p(&r.syms), "--json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let doms = out.json_of("domain");
+    let dom0 = doms.iter().find(|d| d["id"] == 0).expect("dom0");
+    assert_eq!(dom0["kind"], "pv64");
+    assert_eq!(dom0["tot_pages"], 131072, "dom0_mem=512M");
+    let vcpus = dom0["vcpus"].as_array().unwrap();
+    assert_eq!(vcpus.len(), 2);
+    for cpu in 0..2 {
+        let cr3 = cpu_cr3(&r.dir, cpu);
+        let owner = vcpus.iter().find(|v| {
+            hex(&v["cr3"]) == cr3
+                || v["guest_table"].as_str().is_some_and(|g| hex(&v["guest_table"]) << 12 == cr3 && !g.is_empty())
+        });
+        assert!(owner.is_some(), "CPU {cpu}'s CR3 {cr3:#x} is none of dom0's vCPU roots");
+    }
+    let idle = doms.iter().find(|d| d["kind"] == "idle").expect("the idle domain");
+    assert_eq!(idle["id"], 0x7fff);
+    assert_eq!(idle["vcpus"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn real_m2p_and_dom0_p2m_agree_both_ways() {
+    let Some(r) = real("real_m2p_and_dom0_p2m_agree_both_ways") else { return };
+    let out = run(&["p2m", p(&r.raw), "--xen-syms", p(&r.syms), "--domain", "0", "--check", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = &out.json_of("p2m_summary")[0];
+    assert_eq!(s["max_pfn"], 0x20061);
+    assert_eq!(s["m2p_mismatches"], 0);
+    assert_eq!(s["reverse_mismatches"], 0);
+    assert_eq!(s["reverse_checked"], 131072, "every frame dom0 owns but Xen-heap ones");
+    assert_eq!(s["unreadable"], 0);
+    assert_eq!(s["source"]["source"], "linear");
+    let alts = s["alternatives_checked"].as_array().unwrap();
+    assert!(alts.iter().any(|a| a["source"] == "frame_list_list" && a["differing"] == 0), "{alts:?}");
+    // The ranges cover every pfn exactly once.
+    let total: u64 = out.json_of("p2m_range").iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 0x20061);
+    // M2P for dom0's L4 (CPU 0's CR3): a pfn, owned by domain 0, an L4 page.
+    let mfn = format!("{:x}", cpu_cr3(&r.dir, 0) >> 12);
+    let out = run(&["m2p", p(&r.raw), "--xen-syms", p(&r.syms), &mfn, "--json"]);
+    let l = &out.json_of("m2p")[0];
+    assert_eq!(l["m2p"]["kind"], "pfn");
+    assert_eq!(l["page"]["owner_id"], 0);
+    assert_eq!(l["page"]["page_type"], "L4");
+}
+
+#[test]
+fn real_dom0_process_walk_shows_each_table_frames_pfn() {
+    let Some(r) = real("real_dom0_process_walk_shows_each_table_frames_pfn") else { return };
+    // A user address of the process CPU 0 runs, from QEMU's own walk.
+    let tlb = common::parse_qemu_tlb(&read_text(&r.dir.join("qemu-info-tlb-cpu0.txt.xz")));
+    let user = tlb.iter().find(|l| l.va < 0x0000_8000_0000_0000).expect("a user leaf");
+    let va = format!("{:#x}", user.va);
+    let out = run(&[
+        p(&r.raw),
+        "--xen-syms",
+        p(&r.syms),
+        "--domain",
+        "0",
+        "--vcpu",
+        "0",
+        "--table",
+        "cr3",
+        "--va",
+        &va,
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let w = &out.json_of("walk")[0];
+    assert_eq!(hex(&w["maddr"]), user.pa);
+    assert_eq!(w["root_kind"], "pv_guest");
+    for l in w["levels"].as_array().unwrap() {
+        assert!(l["m2p_pfn"].is_string(), "level {} has no pfn: {l}", l["level"]);
+    }
+    // And the human form shows the column.
+    let h = run(&[p(&r.raw), "--xen-syms", p(&r.syms), "--domain", "0", "--table", "cr3", "--va", &va]);
+    assert!(h.stdout.contains("pfn (M2P)") && h.stdout.contains("PV guest"), "{}", h.stdout);
+}
+
+struct Synth {
+    model: domains::Model,
+    vmcore: PathBuf,
+    syms: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Synth {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn synth(test: &str, br: Breakage) -> Option<Synth> {
+    let s = shared(test)?;
+    let syms_path = s.join("xen-4.17/xen-syms-4.17-amd64");
+    let syms = XenSyms::load(&syms_path).unwrap();
+    let fx = domains::build(&syms, br).unwrap();
+    let dir = common::tempdir(test);
+    let vmcore = dir.join("domains.vmcore");
+    let cpus = [
+        CpuRegs { cr3: fx.model.dom0_l4 << 12, ..Default::default() },
+        CpuRegs { cr3: fx.model.domu_monitor << 12, ..Default::default() },
+    ];
+    let notes = xen_crash_notes(&cpus, fx.xen_phys_start, "PAGESIZE=4096\n");
+    fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();
+    Some(Synth { model: fx.model, vmcore, syms: syms_path, dir })
+}
+
+fn xw(s: &Synth, args: &[&str]) -> Run {
+    let mut v = vec![p(&s.vmcore), "--xen-syms", p(&s.syms)];
+    if !args.is_empty() && ["domains", "m2p", "p2m", "info", "tables"].contains(&args[0]) {
+        v.insert(0, args[0]);
+        v.extend_from_slice(&args[1..]);
+    } else {
+        v.extend_from_slice(args);
+    }
+    run(&v)
+}
+
+#[test]
+fn synthetic_domains_vcpus_and_roots() {
+    let Some(s) = synth("synthetic_domains_vcpus_and_roots", Breakage::default()) else { return };
+    let m = &s.model;
+    let out = xw(&s, &["domains", "--json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let doms = out.json_of("domain");
+    let kinds: Vec<(u64, &str)> =
+        doms.iter().map(|d| (d["id"].as_u64().unwrap(), d["kind"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [(0, "pv64"), (1, "hvm"), (0x7fff, "idle")]);
+    assert_eq!(hex(&doms[0]["addr"]), m.dom0);
+    assert_eq!(hex(&doms[0]["vcpus"][1]["guest_table"]), m.dom0_l4);
+    assert!(doms[1]["hap"].as_bool().unwrap());
+    assert_eq!(hex(&doms[1]["vcpus"][0]["monitor_table"]), m.domu_monitor);
+    assert_eq!(hex(&doms[1]["vcpus"][0]["guest_cr3"]), m.domu_cr3);
+    // The monitor table is recognised and maps the hypervisor, not the guest.
+    let out = xw(&s, &["--domain", "1", "--table", "monitor", "--va", "idle_pg_table", "--va", "0x400000", "--json"]);
+    assert_eq!(out.code, 1);
+    let walks = out.json_of("walk");
+    assert_eq!(walks[0]["root_kind"], "monitor");
+    assert!(walks[0]["maddr"].is_string());
+    assert!(walks[1]["maddr"].is_null(), "no guest mappings in a monitor table");
+}
+
+#[test]
+fn synthetic_pv_p2m_m2p_and_walks() {
+    let Some(s) = synth("synthetic_pv_p2m_m2p_and_walks", Breakage::default()) else { return };
+    let m = &s.model;
+    // The whole p2m equals the model, and agrees with the M2P both ways.
+    let out = xw(&s, &["p2m", "--domain", "0", "--check", "--json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let mut got = std::collections::BTreeMap::new();
+    for r in out.json_of("p2m_range") {
+        assert_eq!(r["entry_kind"], "ram");
+        for i in 0..r["count"].as_u64().unwrap() {
+            got.insert(hex(&r["pfn"]) + i, hex(&r["mfn"]) + i);
+        }
+    }
+    assert_eq!(got, m.dom0_p2m);
+    let sum = &out.json_of("p2m_summary")[0];
+    assert_eq!(sum["reverse_checked"], m.dom0_p2m.len());
+    assert_eq!(sum["source"]["source"], "frame_list_list");
+    // M2P of each frame gives its pfn and its owner.
+    let mfns: Vec<String> = m.dom0_p2m.values().take(5).map(|v| format!("{v:x}")).collect();
+    let mut args = vec!["m2p", "--json"];
+    args.extend(mfns.iter().map(String::as_str));
+    let out = xw(&s, &args);
+    for (l, (pfn, _)) in out.json_of("m2p").iter().zip(m.dom0_p2m.iter()) {
+        assert_eq!(hex(&l["m2p"]["pfn"]), *pfn);
+        assert_eq!(l["page"]["owner_id"], 0);
+    }
+    // A walk of a dom0 VA through its vCPU's root: the machine frame the model says,
+    // with each table's pfn from the M2P (the tables are its pfns 1, 2, 3).
+    for (va, mfn) in m.dom0_va.iter().take(3) {
+        let out = xw(&s, &["--domain", "0", "--vcpu", "1", "--va", &format!("{va:#x}"), "--json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let w = &out.json_of("walk")[0];
+        assert_eq!(hex(&w["maddr"]) >> 12, *mfn);
+        let pfns: Vec<u64> = w["levels"].as_array().unwrap().iter().take(3).map(|l| hex(&l["m2p_pfn"])).collect();
+        assert_eq!(pfns, [1, 2, 3]);
+    }
+}
+
+#[test]
+fn synthetic_hvm_two_dimensional_walk_and_ept() {
+    let Some(s) = synth("synthetic_hvm_two_dimensional_walk_and_ept", Breakage::default()) else { return };
+    let m = &s.model;
+    for (va, gpa) in &m.domu_va {
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
+        assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
+        let w = &out.json_of("walk")[0];
+        assert_eq!(hex(&w["maddr"]), *gpa, "guest-physical result of {va:#x}");
+        let dim2 = w["p2m"].as_array().unwrap();
+        let data = dim2.last().unwrap();
+        assert_eq!(data["what"], "data");
+        let gfn = gpa >> 12;
+        assert_eq!(hex(&data["maddr"]) >> 12, m.domu_p2m[&gfn], "machine frame of {va:#x}");
+        // Every guest table was itself translated through the p2m.
+        for t in &dim2[..dim2.len() - 1] {
+            let g = hex(&t["gpa"]) >> 12;
+            assert_eq!(hex(&t["maddr"]) >> 12, m.domu_p2m[&g]);
+            assert_eq!(t["p2m_type"], "ram_rw");
+        }
+    }
+    // A guest table in a misconfigured EPT entry: the walk stops and says why.
+    let out = xw(&s, &["--domain", "1", "--va", &format!("{:#x}", m.domu_bad_va), "--json"]);
+    assert_eq!(out.code, 1);
+    let stop = &out.json_of("walk")[0]["stop"];
+    assert_eq!(stop["reason"], "table_outside_image");
+    assert!(stop["explanation"].as_str().unwrap().contains("p2m"), "{stop}");
+    // The EPT explained: a 4 KiB entry, the superpage, a PoD entry, the misconfiguration.
+    let g = |v: u64| format!("{v:#x}");
+    let out = xw(&s, &["p2m", "--domain", "1", "--json", &g(8), &g(0x250), &g(m.domu_pod_gfn), &g(m.domu_bad_gfn)]);
+    assert_eq!(out.code, 1);
+    let l = out.json_of("hvm_p2m");
+    assert_eq!(hex(&l[0]["mfn"]), m.domu_p2m[&8]);
+    assert_eq!(l[0]["ept"].as_array().unwrap().len(), 4);
+    assert!(l[0]["ept"][3]["flags"].as_array().unwrap().iter().any(|f| f == "MT=WB"));
+    assert_eq!(hex(&l[1]["mfn"]), m.domu_p2m[&0x250]);
+    assert_eq!(l[1]["ept"].as_array().unwrap().len(), 3, "a 2 MiB superpage ends at L2");
+    assert!(l[2]["stop"].as_str().unwrap().contains("populate_on_demand"), "{}", l[2]);
+    assert!(l[3]["stop"].as_str().unwrap().contains("misconfiguration"), "{}", l[3]);
+    // The whole EPT as ranges.
+    let out = xw(&s, &["p2m", "--domain", "1", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ranges = out.json_of("p2m_range");
+    let kinds: Vec<&str> = ranges.iter().map(|r| r["entry_kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"populate_on_demand") && kinds.contains(&"misconfigured"), "{kinds:?}");
+    let mapped: u64 = ranges.iter().filter(|r| r["entry_kind"] == "ram_rw").map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(mapped as usize, m.domu_p2m.len());
+}
+
+#[test]
+fn corrupt_domain_list_and_vcpu_pointers_are_diagnosed() {
+    let br = Breakage { loop_list: true, wild_vcpu: true };
+    let Some(s) = synth("corrupt_domain_list_and_vcpu_pointers_are_diagnosed", br) else { return };
+    let out = xw(&s, &["domains", "--json"]);
+    assert_eq!(out.code, 1, "problems found: exit 1\n{}", out.stderr);
+    let problems: Vec<String> =
+        out.json_of("problem").iter().map(|p| p["what"].as_str().unwrap().to_string()).collect();
+    assert!(problems.iter().any(|p| p.contains("loops")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("vcpu[1]")), "{problems:?}");
+    // The domains before the loop are still listed, and dom0 keeps its good vCPU.
+    let doms = out.json_of("domain");
+    assert_eq!(doms[0]["vcpus"].as_array().unwrap().len(), 1);
+    assert!(doms.iter().any(|d| d["id"] == 1));
+}
