@@ -159,7 +159,7 @@ fn unreachable_hvm(name: &str) -> Result<Root> {
 /// p2m, and the guest's CR3 (`arch.hvm.guest_cr[3]`), for `--domain D [--vcpu V]
 /// [--table guest]` on an HVM domain. `None` for every other root.
 fn hvm_view<'a>(a: &WalkArgs, s: &'a Session) -> Result<Option<(crate::xen::hvm::GuestPhys<'a>, u64, String)>> {
-    use crate::xen::domains::{self, DomKind, TableKind};
+    use crate::xen::domains::{self, TableKind};
     let (Some(d), Some(x)) = (&a.domain, s.xen.as_ref()) else { return Ok(None) };
     if a.table.unwrap_or(TableKind::Guest) != TableKind::Guest || d == "idle" || x.syms.is_none() {
         return Ok(None);
@@ -167,7 +167,7 @@ fn hvm_view<'a>(a: &WalkArgs, s: &'a Session) -> Result<Option<(crate::xen::hvm:
     let Ok(id) = d.parse::<u16>() else { return Ok(None) };
     let f = domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
     let all = domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
-    let Some(dom) = all.domains.iter().find(|x| x.id == id && x.kind == DomKind::Hvm) else { return Ok(None) };
+    let Some(dom) = all.domains.iter().find(|x| x.id == id && x.kind.is_hvm()) else { return Ok(None) };
     let v = a.vcpu.unwrap_or(0);
     let vc = dom.vcpu(v).ok_or_else(|| anyhow::anyhow!("{}: domain {id} has no vCPU {v}", s.dump.path.display()))?;
     let cr3 = vc.guest_cr3.ok_or_else(|| anyhow::anyhow!("domain {id} vCPU {v}: no guest CR3"))?;
@@ -214,7 +214,7 @@ fn domain_root(s: &Session, d: &str, v: u32, table: crate::xen::domains::TableKi
     };
     match table {
         // hvm_view() takes this case before choose_root() runs.
-        TableKind::Guest if dom.kind == DomKind::Hvm => unreachable_hvm(&name),
+        TableKind::Guest if dom.kind.is_hvm() => unreachable_hvm(&name),
         TableKind::Guest => by_mfn(vc.guest_table, "guest_table"),
         TableKind::User => by_mfn(vc.guest_table_user, "guest_table_user"),
         TableKind::Monitor => by_mfn(vc.monitor_table, "monitor_table"),

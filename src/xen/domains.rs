@@ -32,8 +32,12 @@ pub const DOMID_IDLE: u16 = 0x7fff;
 pub enum DomKind {
     Pv64,
     Pv32,
-    /// HVM or PVH (told apart only with `arch.emulation_flags`, which needs DWARF).
+    /// HVM, with emulated legacy devices.
     Hvm,
+    /// PVH: HVM without the legacy devices.
+    Pvh,
+    /// HVM or PVH: `arch.emulation_flags` could not be read.
+    HvmOrPvh,
     Idle,
 }
 
@@ -42,12 +46,33 @@ impl DomKind {
         match self {
             DomKind::Pv64 => "PV 64-bit",
             DomKind::Pv32 => "PV 32-bit",
-            DomKind::Hvm => "HVM/PVH",
+            DomKind::Hvm => "HVM",
+            DomKind::Pvh => "PVH",
+            DomKind::HvmOrPvh => "HVM/PVH",
             DomKind::Idle => "idle",
         }
     }
     pub fn is_pv(self) -> bool {
         matches!(self, DomKind::Pv64 | DomKind::Pv32)
+    }
+    /// HVM, PVH or either.
+    pub fn is_hvm(self) -> bool {
+        matches!(self, DomKind::Hvm | DomKind::Pvh | DomKind::HvmOrPvh)
+    }
+}
+
+/// The legacy devices an HVM guest has and a PVH guest lacks: `XEN_X86_EMU_HPET` (1),
+/// `PM` (2), `RTC` (3), `PIC` (5), `VGA` (6), `PIT` (8) (`X:xen/include/public/arch-x86/xen.h@4.17.0`).
+/// Xen accepts for HVM domUs either all emulations or only the LAPIC (PVH), and
+/// LAPIC|IOAPIC|VPCI for a PVH dom0 (`emulation_flags_ok`, `X:xen/arch/x86/domain.c@4.17.0`).
+const EMU_LEGACY: u64 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 8);
+
+/// HVM or PVH from `arch.emulation_flags`.
+pub fn hvm_kind(emulation_flags: Option<u64>) -> DomKind {
+    match emulation_flags {
+        Some(f) if f & EMU_LEGACY == 0 => DomKind::Pvh,
+        Some(_) => DomKind::Hvm,
+        None => DomKind::HvmOrPvh,
     }
 }
 
@@ -204,7 +229,7 @@ fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<
     let kind = if id == DOMID_IDLE {
         DomKind::Idle
     } else if hvm {
-        DomKind::Hvm
+        hvm_kind(f.field(d, "domain.arch.emulation_flags", 4).ok())
     } else if f.field(d, "domain.arch.pv.is_32bit", 1)? != 0 {
         DomKind::Pv32
     } else {
@@ -356,5 +381,18 @@ impl DomainInfo {
     /// The vCPU with id `v`.
     pub fn vcpu(&self, v: u32) -> Option<&VcpuInfo> {
         self.vcpus.iter().find(|x| x.id == v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hvm_or_pvh_from_emulation_flags() {
+        assert_eq!(hvm_kind(Some(1)), DomKind::Pvh, "PVH domU: LAPIC only");
+        assert_eq!(hvm_kind(Some(1 | 1 << 4 | 1 << 10)), DomKind::Pvh, "PVH dom0: LAPIC, IOAPIC, VPCI");
+        assert_eq!(hvm_kind(Some(0x3ff & !(1 << 10))), DomKind::Hvm, "HVM: every emulation but VPCI");
+        assert_eq!(hvm_kind(None), DomKind::HvmOrPvh);
     }
 }

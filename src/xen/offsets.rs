@@ -47,6 +47,11 @@ pub const DEBIAN_4_17_7: Builtin = Builtin {
         ("domain.arch.pv.pcid", 686),
         ("domain.arch.paging.mode", 1088),
         ("domain.arch.p2m", 1208),
+        // Not in the reference: 4.17.5's DWARF gives 1884, and every arch member after
+        // vm_assist sits 16 bytes later in 4.17.7 (vm_assist 536 -> 552, paging.mode
+        // 1072 -> 1088, p2m 1192 -> 1208); read back from the real 4.17.7 dom0 image,
+        // which holds XEN_X86_EMU_PIT (0x100, a PV hardware domain's value) at 1900.
+        ("domain.arch.emulation_flags", 1900),
         ("domain.arch.nested_p2m", 1248),
         ("domain.arch.altp2m_active", 1352),
         ("domain.arch.altp2m_p2m", 1360),
