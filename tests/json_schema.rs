@@ -602,6 +602,57 @@ struct M2vLine {
     walk_error: Option<String>,
 }
 
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct HeaderLine {
+    schema: u32,
+    command: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct SlotDiffLine {
+    slot: u16,
+    va: Hex,
+    region_a: Option<String>,
+    region_b: Option<String>,
+    a_entry: Hex,
+    b_entry: Hex,
+    status: String,
+    only_a: u64,
+    only_b: u64,
+    changed: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RangeDiffLine {
+    slot: u16,
+    side: String,
+    va: Hex,
+    size: u64,
+    a_maddr: Option<Hex>,
+    b_maddr: Option<Hex>,
+    a_flags: Option<Vec<String>>,
+    b_flags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ExplainLine {
+    level: u8,
+    entry: Hex,
+    present: bool,
+    leaf: bool,
+    flags: Vec<String>,
+    address: Option<Hex>,
+    page_size: Option<u64>,
+    reserved: Hex,
+    mask: Hex,
+    naive_address: Hex,
+    words: Vec<String>,
+}
+
 /// Deserialize one line by its `type`; returns the type.
 fn check_line(line: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
@@ -626,6 +677,13 @@ fn check_line(line: &str) -> String {
         "p2m_range" => serde_json::from_value::<P2mRangeLine>(v).map(drop),
         "p2m_summary" => serde_json::from_value::<P2mSummary>(v).map(drop),
         "hvm_p2m" => serde_json::from_value::<HvmP2mLine>(v).map(drop),
+        "header" => serde_json::from_value::<HeaderLine>(v).map(|h| assert_eq!(h.schema, 1)),
+        "slot_diff" => serde_json::from_value::<SlotDiffLine>(v).map(|d| {
+            assert!(["shared", "equal_content", "different", "only_a", "only_b"].contains(&d.status.as_str()))
+        }),
+        "range_diff" => serde_json::from_value::<RangeDiffLine>(v)
+            .map(|d| assert!(["only_a", "only_b", "changed"].contains(&d.side.as_str()))),
+        "explain" => serde_json::from_value::<ExplainLine>(v).map(drop),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -726,6 +784,7 @@ fn every_line_type_matches_the_documented_schema() {
         }
     }
     let all = [
+        "header",
         "info",
         "m2v",
         "mapping",
@@ -767,6 +826,8 @@ fn xen_line_types_match_the_documented_schema() {
         vec!["p2m", r, "--xen-syms", x, "--json", "--domain", "0", "--check"],
         vec![r, "--xen-syms", x, "--json", "--domain", "0", "--va", "ffff888000100000"],
         vec!["info", r, "--xen-syms", x, "--json"],
+        vec!["diff", r, "--xen-syms", x, "--json", "--cr3", "idle_pg_table", "--cr3", "0x363ba000"],
+        vec!["explain", "--json", "0x80000000bfe000e7"],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {
@@ -795,7 +856,20 @@ fn xen_line_types_match_the_documented_schema() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    for t in ["domain", "m2p", "p2m", "p2m_range", "p2m_summary", "hvm_p2m", "walk", "info"] {
+    for t in [
+        "header",
+        "domain",
+        "m2p",
+        "p2m",
+        "p2m_range",
+        "p2m_summary",
+        "hvm_p2m",
+        "walk",
+        "info",
+        "slot_diff",
+        "range_diff",
+        "explain",
+    ] {
         assert!(seen.contains(t), "no {t} line produced");
     }
 }

@@ -5,6 +5,8 @@
 //! did not translate, or the root cannot be walked (a result, not an error); 2 bad
 //! usage or bad input (including one bad line in a VA list; the other lines still run).
 
+mod diff;
+mod explain;
 mod info;
 mod walk;
 mod xen;
@@ -37,6 +39,9 @@ pub use walk::WalkArgs;
                   --xen-syms, addresses may be symbols: idle_pg_table, stack_base+0x8."
 )]
 pub struct Cli {
+    /// Colour human output: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, global = true, default_value_t = crate::render::color::When::Auto)]
+    pub color: crate::render::color::When,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
@@ -66,6 +71,19 @@ pub enum Command {
     /// Read a PV guest's p2m (its linear list, or the frame-list-list in shared info
     /// or dom0's CRASH_INFO) and check it against the M2P.
     P2m(xen::P2mArgs),
+    /// Decode one raw page-table entry value (as printed in a console log), without a
+    /// dump: flags in words, frame, large page, reserved bits, the mask to apply.
+    Explain(explain::ExplainArgs),
+    /// Compare two roots slot by slot: shared table pages, equal content, or the
+    /// ranges that differ.
+    Diff(diff::DiffArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    Man,
 }
 
 /// How to open the dump.
@@ -181,6 +199,7 @@ impl Session {
 /// Parse the command line, run, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::render::color::init(cli.color);
     let r = match cli.command {
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Tables(a)) => xen::tables(a),
@@ -189,14 +208,31 @@ pub fn main() -> ExitCode {
         Some(Command::Domains(a)) => xen::domains(a),
         Some(Command::M2p(a)) => xen::m2p(a),
         Some(Command::P2m(a)) => xen::p2m(a),
+        Some(Command::Explain(a)) => explain::run(a),
+        Some(Command::Diff(a)) => diff::run(a),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "xenwalk", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = io::stdout().lock();
+            match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => Err(e.into()),
+            }
+        }
         None => walk::run(cli.walk),
     };
     match r {
         Ok(code) => code,
         Err(e) => {
-            let broken_pipe = e
-                .chain()
-                .any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe));
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+                    || c.downcast_ref::<serde_json::Error>()
+                        .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
+            });
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }

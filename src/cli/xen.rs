@@ -163,6 +163,9 @@ pub(super) fn tables(a: TablesArgs) -> Result<ExitCode> {
     }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "tables")?;
+    }
     for l in &lines {
         if a.json {
             serde_json::to_writer(&mut out, l)?;
@@ -286,6 +289,9 @@ pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
     }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "v2m")?;
+    }
     let mut all_ok = true;
     for va in vas {
         let va = Vaddr(va);
@@ -351,6 +357,9 @@ pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
     let root = check_root(&s, a.cr3);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "m2v")?;
+    }
     let mut all_ok = true;
     for ma in a.maddr {
         let ma = Maddr(ma);
@@ -428,6 +437,9 @@ pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
     let found = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "domains")?;
+    }
     let cpu_cr3 = |cr3: u64| -> Option<usize> {
         s.dump
             .notes
@@ -536,6 +548,9 @@ pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
     let f = crate::xen::domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "m2p")?;
+    }
     let mut ok = true;
     for mfn in a.mfn {
         let mfn = crate::addr::Mfn(mfn);
@@ -684,6 +699,9 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     let m2p = M2p::new(x, mem, root);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "p2m")?;
+    }
     if !a.pfn.is_empty() {
         let mut ok = true;
         for pfn in &a.pfn {
@@ -942,6 +960,9 @@ fn hvm_p2m(
     let minor = f.xen.layout().minor;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    if a.json {
+        crate::render::json::header(&mut out, "p2m")?;
+    }
     if !a.pfn.is_empty() {
         let mut ok = true;
         for &g in &a.pfn {

@@ -259,19 +259,19 @@ impl Entry {
         say(0, "P present".into());
         say(
             1,
-            if self.has(bits::RW) {
-                "RW writable (if every level allows it)"
-            } else {
-                "RW=0 read-only for everything below"
+            match (self.has(bits::RW), leaf) {
+                (true, _) => "RW writable (if every level allows it)",
+                (false, true) => "RW=0 read-only page",
+                (false, false) => "RW=0 read-only for everything below",
             }
             .into(),
         );
         say(
             2,
-            if self.has(bits::US) {
-                "US user-accessible (if every level allows it)"
-            } else {
-                "US=0 supervisor-only for everything below"
+            match (self.has(bits::US), leaf) {
+                (true, _) => "US user-accessible (if every level allows it)",
+                (false, true) => "US=0 supervisor-only page",
+                (false, false) => "US=0 supervisor-only for everything below",
             }
             .into(),
         );
@@ -355,7 +355,7 @@ impl Entry {
             }
         }
         if self.has(bits::NX) {
-            say(63, "NX/XD no-execute for everything below".into());
+            say(63, if leaf { "NX/XD no-execute page" } else { "NX/XD no-execute for everything below" }.into());
         }
         if leaf {
             let idx = self.pat_index(level);

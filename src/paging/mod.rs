@@ -5,6 +5,7 @@ pub mod entry;
 pub mod enumerate;
 pub mod ept;
 pub mod root;
+pub mod slot;
 pub mod walk;
 
 pub use entry::{Entry, Level, Rights};

@@ -186,22 +186,22 @@ pub fn walk(
             }
         }
         if let Some(m) = w.mapping() {
-            writeln!(
-                out,
+            let line = format!(
                 "=> {addr} {}  ({} page at {}, {frame} {:#x}; {})",
                 m.maddr,
                 size_name(m.page_size),
                 m.page,
                 m.maddr.mfn().0,
                 m.rights.words()
-            )?;
+            );
+            writeln!(out, "{}", super::color::good(&line))?;
         }
     }
     if let Some(d) = &t.diagnosis {
-        writeln!(out, "=> stopped at {}: {}", d.level, d.reason.code())?;
+        writeln!(out, "{}", super::color::bad(&format!("=> stopped at {}: {}", d.level, d.reason.code())))?;
         writeln!(out, "   why: {}", d.explanation)?;
         if let Some(s) = &d.suggestion {
-            writeln!(out, "   try: {s}")?;
+            writeln!(out, "   {}", super::color::hint(&format!("try: {s}")))?;
         }
     }
     let show_pitfalls = long || t.diagnosis.is_some();
@@ -253,8 +253,11 @@ pub fn event(out: &mut dyn Write, ev: &Event<'_>) -> io::Result<()> {
         Event::Leaf(_) => Ok(()),
         Event::Unreadable { level, table, va, error, partial } => writeln!(
             out,
-            "!! {level} table at {table} (under VA {va}) {}: {error}",
-            if *partial { "is partly absent" } else { "is not readable" }
+            "{}",
+            super::color::warn(&format!(
+                "!! {level} table at {table} (under VA {va}) {}: {error}",
+                if *partial { "is partly absent" } else { "is not readable" }
+            ))
         ),
         Event::Reserved { level, va, entry_maddr, entry, bits } => writeln!(
             out,

@@ -24,6 +24,23 @@ pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
 /// line types may be added without a bump.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The first line of every JSON output whose first line is not `root` or `info`
+/// (the Xen subcommands, `diff`, `explain`): says which command wrote it and the
+/// schema, so a consumer can check both before reading on.
+#[derive(Serialize)]
+pub struct HeaderLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub schema: u32,
+    pub command: &'static str,
+}
+
+/// Write the `header` line.
+pub fn header(out: &mut impl std::io::Write, command: &'static str) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, &HeaderLine { kind: "header", schema: SCHEMA_VERSION, command })?;
+    writeln!(out)
+}
+
 #[derive(Serialize)]
 pub struct RootLine<'a> {
     #[serde(rename = "type")]

@@ -43,3 +43,55 @@ mod tests {
         assert_eq!(page_label(0x20_0000), "2M");
     }
 }
+
+/// Colour in human output: only on a terminal unless asked (`--color`), never with
+/// `NO_COLOR` set in auto mode.
+pub mod color {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    /// When to colour.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+    pub enum When {
+        #[default]
+        Auto,
+        Always,
+        Never,
+    }
+
+    /// Decide once, for stdout.
+    pub fn init(when: When) {
+        use std::io::IsTerminal;
+        let on = match when {
+            When::Always => true,
+            When::Never => false,
+            When::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        ON.store(on, Ordering::Relaxed);
+    }
+
+    pub fn enabled() -> bool {
+        ON.load(Ordering::Relaxed)
+    }
+
+    fn paint(code: &str, s: &str) -> String {
+        if enabled() { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    }
+    /// A result that translated.
+    pub fn good(s: &str) -> String {
+        paint("32", s)
+    }
+    /// A stop.
+    pub fn bad(s: &str) -> String {
+        paint("1;31", s)
+    }
+    /// A hint.
+    pub fn hint(s: &str) -> String {
+        paint("36", s)
+    }
+    /// A warning or an event in a listing.
+    pub fn warn(s: &str) -> String {
+        paint("33", s)
+    }
+}
