@@ -96,6 +96,26 @@ pub struct Diagnosis {
     pub explanation: String,
     /// The next thing to try, as flags or a command fragment.
     pub suggestion: Option<String>,
+    /// The next command to run, when there is one; the CLI spells it out against the
+    /// user's own invocation ([`Diagnosis::next_command`]).
+    pub next: Option<Next>,
+    /// `next` as a full command line, filled in by the CLI.
+    pub next_command: Option<String>,
+}
+
+/// The next command a diagnosis points to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The same walk from another root: these root options (`--cr3-mfn 0x3fc6e`).
+    Root(String),
+    /// Another VA from the same root.
+    Va(Vaddr),
+    /// Decode the entry that stopped the walk: `xenwalk explain`.
+    Explain { entry: u64, level: Level },
+    /// The dump's memory map, notes and CPUs: `xenwalk info`.
+    Info,
+    /// Everything the root maps: the same command without `--va`.
+    Listing,
 }
 
 /// One VA translated against one root, with its diagnosis when it did not translate.
@@ -133,11 +153,13 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
     let raw = match root.input {
         RootInput::Cr3(v) | RootInput::Mfn(v) => v,
     };
-    let d = |reason, explanation: String, suggestion: Option<String>| Diagnosis {
+    let d = |reason, explanation: String, suggestion: Option<String>, next: Option<Next>| Diagnosis {
         level: l4,
         reason,
         explanation,
         suggestion,
+        next,
+        next_command: None,
     };
     match *p {
         RootProblem::UnmaskedBits { bits: b, masked } => d(
@@ -149,6 +171,7 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
                 bit_list(b)
             ),
             Some(format!("--cr3 {masked}")),
+            Some(Next::Root(format!("--cr3 {masked}"))),
         ),
         RootProblem::AboveMaxPhys { bits: b } => d(
             Reason::Cr3AboveMaxphyaddr,
@@ -159,6 +182,7 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
                 bit_list(b)
             ),
             Some("check the value, or pass --maxphyaddr if the machine is wider".into()),
+            Some(Next::Info),
         ),
         RootProblem::LooksLikeFrame { as_maddr, check } => d(
             Reason::Cr3IsFrameNumber,
@@ -178,16 +202,19 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
                 }
             ),
             Some(format!("--cr3-mfn {raw:#x}   (or --cr3 {as_maddr})")),
+            Some(Next::Root(format!("--cr3-mfn {raw:#x}"))),
         ),
         RootProblem::Absent(why) => d(
             Reason::Cr3Absent,
             format!("the L4 table at {} (CR3 from {}) is not in the dump: {why}", root.maddr, root.source),
             Some(absent_hint(why)),
+            absent_next(why),
         ),
         RootProblem::Unreadable(e) => d(
             Reason::Cr3Absent,
             format!("the L4 table at {} (CR3 from {}) cannot be read: {e}", root.maddr, root.source),
             None,
+            Some(Next::Info),
         ),
         RootProblem::Implausible(c) => d(
             Reason::Cr3Implausible,
@@ -198,6 +225,7 @@ pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
                 c.why_not()
             ),
             Some(CHECK_CR3.into()),
+            Some(Next::Info),
         ),
     }
 }
@@ -208,17 +236,24 @@ fn non_canonical(va: Vaddr) -> Diagnosis {
         "{va} is not canonical: with 4-level paging bits 63:47 must all equal bit 47. The CPU raises \
          #GP (or #SS) for it and never walks the tables"
     );
-    let suggestion = if va.0 >> 48 == 0xffff && va.0 & (1 << 47) == 0 {
+    let (suggestion, to) = if va.0 >> 48 == 0xffff && va.0 & (1 << 47) == 0 {
         let low = Vaddr(va.0 & 0x0000_ffff_ffff_ffff);
         explanation.push_str(&format!(
             ". The 0xffff prefix on a lower-half address is what QEMU's paging dump (`-p`) writes for \
              user addresses; the real address is {low}"
         ));
-        Some(format!("--va {low}"))
+        (format!("--va {low}"), low)
     } else {
-        Some(format!("--va {fixed}   (bit 47 sign-extended)"))
+        (format!("--va {fixed}   (bit 47 sign-extended)"), fixed)
     };
-    Diagnosis { level: Level::L4, reason: Reason::NonCanonical, explanation, suggestion }
+    Diagnosis {
+        level: Level::L4,
+        reason: Reason::NonCanonical,
+        explanation,
+        suggestion: Some(suggestion),
+        next: Some(Next::Va(to)),
+        next_command: None,
+    }
 }
 
 fn bit_list(mask: u64) -> String {
@@ -244,6 +279,16 @@ fn absent_hint(why: Absent) -> String {
         Absent::NotInP2m => "the guest's pointer is stale, or the frame is populate-on-demand or paged out: \
              `xenwalk p2m DUMP --domain D GFN` shows its p2m entry"
             .into(),
+    }
+}
+
+fn absent_next(why: Absent) -> Option<Next> {
+    match why {
+        // `info` shows which ranges the dump holds and how the writer marked the rest.
+        Absent::NotCaptured { .. } | Absent::Excluded { .. } | Absent::OutsideImage { .. } | Absent::Hole { .. } => {
+            Some(Next::Info)
+        }
+        Absent::NotInP2m => None,
     }
 }
 
@@ -276,11 +321,19 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                     va.index_at(Level::L4.shift())
                 ),
                 suggestion: Some(CHECK_CR3.into()),
+                next: Some(Next::Info),
+                next_command: None,
             };
         }
     }
-    let d =
-        |reason, explanation: String, suggestion: Option<String>| Diagnosis { level, reason, explanation, suggestion };
+    let d = |reason, explanation: String, suggestion: Option<String>, next: Option<Next>| Diagnosis {
+        level,
+        reason,
+        explanation,
+        suggestion,
+        next,
+        next_command: None,
+    };
     let above = w.steps().filter(|s| s.level > level).last().copied();
     let via = |a: Option<Step>| match a {
         Some(s) => format!("the {} entry {:#x} = {:#018x} (at {})", s.level, s.index, s.entry.0, s.entry_maddr),
@@ -294,6 +347,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                     Reason::TableUnreadable,
                     format!("the {level} table at {} cannot be decoded: {err}", stop.table),
                     None,
+                    Some(Next::Info),
                 );
             };
             if level == Level::L4 {
@@ -319,7 +373,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                      frame where a machine frame belongs, or the image is incomplete",
                 );
             }
-            d(reason, explanation, Some(absent_hint(why)))
+            d(reason, explanation, Some(absent_hint(why)), absent_next(why))
         }
         StopKind::Reserved(rsvd) => {
             let e = w.step(level).map(|s| s.entry).unwrap_or_default();
@@ -357,6 +411,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 Reason::ReservedBits,
                 explanation,
                 Some("the entry is corrupt, or the machine's MAXPHYADDR differs: pass --maxphyaddr N".into()),
+                Some(Next::Explain { entry: e.0, level }),
             )
         }
         StopKind::NotPresent => {
@@ -378,6 +433,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                         nonpresent_bits(e)
                     ),
                     None,
+                    Some(Next::Explain { entry: e.0, level }),
                 );
             }
             // A zero entry: is the whole page zero?
@@ -402,6 +458,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                     Some(
                         "compare with another root or dump; check whether the writer zero-fills filtered pages".into(),
                     ),
+                    Some(Next::Info),
                 );
             }
             d(
@@ -412,6 +469,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                     stop.entry_maddr
                 ),
                 Some("list what this root maps: run without --va".into()),
+                Some(Next::Listing),
             )
         }
     }
@@ -424,6 +482,8 @@ fn unreachable_diag() -> Diagnosis {
         reason: Reason::EntryZero,
         explanation: "internal: no stop to explain".into(),
         suggestion: None,
+        next: None,
+        next_command: None,
     }
 }
 

@@ -95,6 +95,7 @@ struct Stop {
     reason: String,
     explanation: String,
     suggestion: Option<String>,
+    next_command: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -43,6 +43,47 @@ fn sample_is_the_cut_of_the_real_image() {
     assert!(committed.len() < 512 * 1024, "the sample should stay small: {} bytes", committed.len());
 }
 
+fn syms_sample_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/xen-syms-4.17.sample")
+}
+
+/// Re-cut the xen-syms sample from Debian's xen-syms and compare byte for byte.
+#[test]
+fn syms_sample_is_the_cut_of_the_real_xen_syms() {
+    let Some(s) = shared("syms_sample_is_the_cut_of_the_real_xen_syms") else {
+        return;
+    };
+    let real = s.join("xen-4.17/xen-syms-4.17-amd64");
+    let fresh = sample::cut_syms(&std::fs::read(&real).unwrap()).expect("cut xen-syms");
+    if std::env::var("XENWALK_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(syms_sample_path(), &fresh).unwrap();
+    }
+    let committed = std::fs::read(syms_sample_path()).expect("fixtures/xen-syms-4.17.sample");
+    assert!(
+        committed == fresh,
+        "fixtures/xen-syms-4.17.sample differs from a fresh cut of xen-syms; regenerate it with \
+         XENWALK_BLESS=1 cargo test --test sample"
+    );
+    assert!(committed.len() < 512 * 1024, "the xen-syms sample should stay small: {} bytes", committed.len());
+    // What the cut keeps means the same as in the original.
+    let a = xenwalk::xen::symbols::XenSyms::load(&real).unwrap();
+    let b = xenwalk::xen::symbols::XenSyms::load(&syms_sample_path()).unwrap();
+    assert_eq!(a.version, b.version);
+    assert_eq!(b.version.as_ref().map(|v| v.to_string()).as_deref(), Some("4.17.7"));
+    assert_eq!(a.build_id, b.build_id);
+    for name in ["idle_pg_table", "xen_phys_start", "__image_base__", "_start", "domain_list", "idle_vcpu"] {
+        assert_eq!(a.addr(name), b.addr(name), "{name}");
+        assert!(b.addr(name).is_some(), "{name} kept");
+    }
+    assert_eq!(b.lookup("head.o#l3_xenmap").map(|s| s.addr), a.lookup("head.o#l3_xenmap").map(|s| s.addr));
+    let names = |x: &xenwalk::xen::symbols::XenSyms| {
+        let mut v: Vec<(String, u64, u64)> = x.sections.iter().map(|s| (s.name.clone(), s.addr, s.size)).collect();
+        v.truncate(a.sections.len());
+        v
+    };
+    assert_eq!(names(&a), names(&b), "every allocated section keeps its address and size");
+}
+
 /// Every leaf QEMU found in the real machine either walks to the same frame in the
 /// sample, or stops because its path crosses the one table page the sample omits.
 #[test]
@@ -111,21 +152,25 @@ fn readme_command_runs_on_the_sample() {
     assert!(summary["unreadable_tables"].as_u64().unwrap() >= 1);
 }
 
-/// Every `$ xenwalk …` example in README.md shows the real output of that command
-/// (no drift): on the bundled sample, or on the real images for examples that name
-/// `dom0.raw`, `idle.raw` or `xen-syms` (those say NOT RUN without `../shared`). A
-/// shown line `...` stands for any number of lines.
+/// Every `$ …` command in README.md that runs xenwalk shows its real output (no
+/// drift). Commands run under bash from the project directory with the built binary
+/// first on `PATH`; examples that name `dom0.raw`, `idle.raw` or `xen-syms` run on
+/// the real images (and say NOT RUN without `../shared`). A shown line `...` stands
+/// for any number of lines.
 #[test]
 fn readme_examples_show_real_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_xenwalk")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let mut checked = 0;
     let mut lines = readme.lines();
     let mut real: Option<Option<PathBuf>> = None;
     while let Some(line) = lines.next() {
-        let Some(cmd) = line.strip_prefix("$ xenwalk ") else {
+        let Some(cmd) = line.strip_prefix("$ ") else {
             continue;
         };
+        assert!(cmd.contains("xenwalk"), "README shows a command that is not xenwalk's: {cmd}");
         let mut shown = Vec::new();
         for l in lines.by_ref() {
             if l.starts_with("```") {
@@ -133,42 +178,39 @@ fn readme_examples_show_real_output() {
             }
             shown.push(l.trim_end().to_string());
         }
-        let needs_shared = cmd.split_whitespace().any(|a| matches!(a, "dom0.raw" | "idle.raw" | "xen-syms"));
-        let shared_dir = if needs_shared {
+        let aliases = ["dom0.raw", "idle.raw", "xen-syms"];
+        let needs_shared = cmd.split_whitespace().any(|a| aliases.contains(&a));
+        let mut script = format!(" {cmd} ");
+        if needs_shared {
             let dir = real.get_or_insert_with(|| shared("readme_examples_show_real_output (real-image examples)"));
-            match dir {
-                Some(d) => Some(d.clone()),
-                None => continue,
+            let Some(d) = dir.clone() else { continue };
+            let files = [
+                unxz_cached(&d.join("dumps/xen-4.17-dom0/memory.raw.xz"), "xen-4.17-dom0.raw"),
+                unxz_cached(&d.join("dumps/xen-4.17-idle/memory.raw.xz"), "xen-4.17-idle.raw"),
+                d.join("xen-4.17/xen-syms-4.17-amd64"),
+            ];
+            for (alias, file) in aliases.iter().zip(&files) {
+                script = script.replace(&format!(" {alias} "), &format!(" {} ", file.display()));
             }
-        } else {
-            None
-        };
-        let args: Vec<String> = cmd
-            .split_whitespace()
-            .map(|a| match (a, &shared_dir) {
-                (_, _) if a.starts_with("fixtures/") => root.join(a).display().to_string(),
-                ("dom0.raw", Some(d)) => {
-                    unxz_cached(&d.join("dumps/xen-4.17-dom0/memory.raw.xz"), "xen-4.17-dom0.raw").display().to_string()
-                }
-                ("idle.raw", Some(d)) => {
-                    unxz_cached(&d.join("dumps/xen-4.17-idle/memory.raw.xz"), "xen-4.17-idle.raw").display().to_string()
-                }
-                ("xen-syms", Some(d)) => d.join("xen-4.17/xen-syms-4.17-amd64").display().to_string(),
-                _ => a.to_string(),
-            })
-            .collect();
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let r = run(&refs);
-        let got: Vec<String> = r.stdout.lines().map(|l| l.trim_end().to_string()).collect();
+        }
+        let out = std::process::Command::new("bash")
+            .args(["-c", script.trim()])
+            .current_dir(root)
+            .env("PATH", &path)
+            .env_remove("NO_COLOR")
+            .output()
+            .expect("run bash");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let got: Vec<String> = stdout.lines().map(|l| l.trim_end().to_string()).collect();
         assert!(
             matches_with_elision(&shown, &got),
-            "README example `xenwalk {cmd}` drifted from the real output:\n--- shown\n{}\n--- real\n{}",
+            "README example `{cmd}` drifted from the real output:\n--- shown\n{}\n--- real\n{}",
             shown.join("\n"),
             got.join("\n")
         );
         checked += 1;
     }
-    assert!(checked >= 1, "README has no `$ xenwalk` example");
+    assert!(checked >= 8, "README's walkthrough examples are missing ({checked} found)");
 }
 
 /// `shown` equals `got`, where a line `...` (any indentation) in `shown` matches any

@@ -8,6 +8,7 @@
 mod diff;
 mod explain;
 mod info;
+mod next;
 mod walk;
 mod xen;
 

@@ -314,6 +314,19 @@ struct View<'a> {
 }
 
 fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v: &View<'_>) -> Result<()> {
+    // Spell the diagnosis' next command against this invocation.
+    let filled;
+    let t = match t.diagnosis.as_ref().and_then(|d| d.next.as_ref()) {
+        Some(n) if a.style != Style::Xen => {
+            let mut c = t.clone();
+            if let Some(d) = c.diagnosis.as_mut() {
+                d.next_command = Some(super::next::command(n, Some(t.va)));
+            }
+            filled = c;
+            &filled
+        }
+        _ => t,
+    };
     // The second dimension of an HVM guest walk: each guest table and the final guest
     // frame, through the host p2m.
     let dim2: Vec<json::P2mStepJson> = match (&v.p2m, &t.walk) {
@@ -402,6 +415,7 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v:
 fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &WalkArgs) -> Result<ExitCode> {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let d = diagnose::root_diagnosis(root, &p);
+        let next_command = d.next.as_ref().map(|n| super::next::command(n, None));
         if a.json {
             let line = json::StopLine {
                 kind: "stop",
@@ -409,6 +423,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
                 reason: d.reason.code(),
                 explanation: d.explanation,
                 suggestion: d.suggestion,
+                next_command,
             };
             serde_json::to_writer(&mut *out, &line)?;
             writeln!(out)?;
@@ -416,7 +431,10 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             writeln!(out, "=> cannot walk this root: {}", d.reason.code())?;
             writeln!(out, "   why: {}", d.explanation)?;
             if let Some(s) = d.suggestion {
-                writeln!(out, "   try: {s}")?;
+                writeln!(out, "   {}", crate::render::color::hint(&format!("try: {s}")))?;
+            }
+            if let Some(c) = next_command {
+                writeln!(out, "   {}", crate::render::color::hint(&format!("next: {c}")))?;
             }
         }
         return Ok(ExitCode::from(1));

@@ -42,7 +42,8 @@ pub fn root(
             writeln!(out, "  it is {}", kind.describe())?;
         }
     }
-    for s in &root.stripped {
+    let frame_number = matches!(root.problem, Some(crate::paging::RootProblem::LooksLikeFrame { .. }));
+    for s in root.stripped.iter().filter(|_| !frame_number) {
         writeln!(out, "  note: stripped {:#x} from CR3: {}", s.bits, s.explanation)?;
     }
     if let Some(c) = root.check {
@@ -202,6 +203,9 @@ pub fn walk(
         writeln!(out, "   why: {}", d.explanation)?;
         if let Some(s) = &d.suggestion {
             writeln!(out, "   {}", super::color::hint(&format!("try: {s}")))?;
+        }
+        if let Some(c) = &d.next_command {
+            writeln!(out, "   {}", super::color::hint(&format!("next: {c}")))?;
         }
     }
     let show_pitfalls = long || t.diagnosis.is_some();

@@ -134,6 +134,8 @@ pub struct StopJson {
     pub reason: &'static str,
     pub explanation: String,
     pub suggestion: Option<String>,
+    /// The next command to run, spelled against this invocation.
+    pub next_command: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -194,6 +196,7 @@ impl WalkLine {
                 reason: d.reason.code(),
                 explanation: d.explanation.clone(),
                 suggestion: d.suggestion.clone(),
+                next_command: d.next_command.clone(),
             }),
             notes: t.pitfalls.clone(),
             region: None,
@@ -317,6 +320,7 @@ pub struct StopLine {
     pub reason: &'static str,
     pub explanation: String,
     pub suggestion: Option<String>,
+    pub next_command: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -99,8 +99,10 @@ pub fn discover(mem: &dyn PhysMem, syms: &XenSyms) -> Discovery {
         let hi = e.start.0.saturating_add(e.len);
         let mut base = lo;
         while base < hi {
-            let (qm, _) = compare(mem, base, xvs, &quick);
-            if qm > 0 {
+            // The quick probes decide, unless the dump lacks some of their pages
+            // (a sparse cut or a filtered dump): then every probe is tried.
+            let (qm, qp) = compare(mem, base, xvs, &quick);
+            if qm > 0 || (qp as usize) < quick.len() {
                 let (matched, probed) = compare(mem, base, xvs, &probes);
                 if good(matched, probed) && !candidates.iter().any(|c: &Candidate| c.base == base) {
                     let variable = var_va.and_then(|v| mem.read_u64(Maddr(v - xvs + base)).ok());

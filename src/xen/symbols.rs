@@ -277,8 +277,11 @@ impl XenSyms {
 
     /// The file bytes at `va..va+len`, if they lie inside one PROGBITS section.
     pub fn bytes_at(&self, va: u64, len: u64) -> Option<&[u8]> {
-        let s =
-            self.sections.iter().find(|s| va >= s.addr && va.checked_add(len).is_some_and(|e| e <= s.addr + s.size))?;
+        // A section with file bytes: a NOBITS header over the same range (a cut
+        // xen-syms keeps the headers of elided sections) does not hide it.
+        let s = self.sections.iter().find(|s| {
+            s.offset.is_some() && va >= s.addr && va.checked_add(len).is_some_and(|e| e <= s.addr + s.size)
+        })?;
         let off = usize::try_from(s.offset? + (va - s.addr)).ok()?;
         self.map.get(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
@@ -350,7 +353,7 @@ impl XenSyms {
         };
         let target = (va + 7).wrapping_add(i64::from(i32::from_le_bytes([d0, d1, d2, d3])) as u64);
         let bytes = self.bytes_at(target, 1)?;
-        let sec = self.sections.iter().find(|s| target >= s.addr && target < s.addr + s.size)?;
+        let sec = self.sections.iter().find(|s| s.offset.is_some() && target >= s.addr && target < s.addr + s.size)?;
         let avail = (sec.addr + sec.size - target).min(256);
         let s = self.bytes_at(target, avail).unwrap_or(bytes);
         let end = s.iter().position(|&c| c == 0)?;

@@ -1,0 +1,141 @@
+//! The next command a diagnosis points to, spelled against the user's own
+//! invocation: their dump path, their `--xen-syms` and other options, with only the
+//! root or the VA changed — so it can be pasted as it is.
+
+use crate::addr::Vaddr;
+use crate::diagnose::Next;
+
+/// Options that take a value and choose the root or the VAs (replaced by a `Next`).
+const ROOT_OPTS: [&str; 6] = ["--cr3", "--cr3-mfn", "--cpu", "--domain", "--vcpu", "--table"];
+const VA_OPTS: [&str; 2] = ["--va", "--va-file"];
+/// Options of a walk that take a value and are kept as they are.
+const VALUE_OPTS: [&str; 9] = [
+    "--format",
+    "--base",
+    "--xen-syms",
+    "--xen-version",
+    "--xen-phys-start",
+    "--maxphyaddr",
+    "--style",
+    "--color",
+    "--threads",
+];
+
+/// The command line for `next`, when the walk of `va` (or the listing, `None`) stopped, from this process's
+/// own arguments (`std::env::args`).
+pub fn command(next: &Next, va: Option<Vaddr>) -> String {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    command_from(&argv, next, va)
+}
+
+fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
+    // Split the invocation into the dump, kept options and the dropped ones.
+    let mut dump: Option<&str> = None;
+    let mut kept: Vec<&str> = Vec::new();
+    let mut syms: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        let name = a.split_once('=').map_or(a, |(n, _)| n);
+        let inline = a.contains('=');
+        let takes_value = ROOT_OPTS.contains(&name) || VA_OPTS.contains(&name) || VALUE_OPTS.contains(&name);
+        let drop = ROOT_OPTS.contains(&name) || VA_OPTS.contains(&name) || name == "--json";
+        let n = if takes_value && !inline { 2 } else { 1 };
+        let part = &argv[i..(i + n).min(argv.len())];
+        if name == "--xen-syms" {
+            syms.extend(part.iter().map(String::as_str));
+        }
+        if !a.starts_with('-') && dump.is_none() {
+            dump = Some(a);
+        } else if !drop {
+            kept.extend(part.iter().map(String::as_str));
+        }
+        i += n;
+    }
+    let dump = quote(dump.unwrap_or("DUMP"));
+    let keep = kept.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ");
+    let roots: Vec<String> = {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while i < argv.len() {
+            let a = argv[i].as_str();
+            let name = a.split_once('=').map_or(a, |(n, _)| n);
+            if ROOT_OPTS.contains(&name) {
+                if a.contains('=') {
+                    v.push(quote(a));
+                    i += 1;
+                } else {
+                    v.push(a.to_string());
+                    if let Some(val) = argv.get(i + 1) {
+                        v.push(quote(val));
+                    }
+                    i += 2;
+                }
+                continue;
+            }
+            i += 1;
+        }
+        v
+    };
+    let root = roots.join(" ");
+    let join = |parts: &[&str]| parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" ");
+    let va_arg = va.map(|v| format!("--va {:#x}", v.0)).unwrap_or_default();
+    match next {
+        Next::Root(r) => join(&["xenwalk", &dump, &keep, r, &va_arg]),
+        Next::Va(v) => join(&["xenwalk", &dump, &keep, &root, &format!("--va {:#x}", v.0)]),
+        Next::Listing => join(&["xenwalk", &dump, &keep, &root]),
+        Next::Info => {
+            let syms = syms.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ");
+            join(&["xenwalk info", &dump, &syms])
+        }
+        Next::Explain { entry, level } => format!("xenwalk explain {entry:#018x} --level {}", level.number()),
+    }
+}
+
+/// Quote for a POSIX shell when needed.
+fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::Level;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn root_replaced_va_kept_other_options_kept() {
+        let a = argv("d.core --xen-syms x.syms --cr3 0x3fc6e --va ffff82d040200000 --va 1234 --json --long");
+        let c = command_from(&a, &Next::Root("--cr3-mfn 0x3fc6e".into()), Some(Vaddr(0xffff_82d0_4020_0000)));
+        assert_eq!(c, "xenwalk d.core --xen-syms x.syms --long --cr3-mfn 0x3fc6e --va 0xffff82d040200000");
+        let c = command_from(&a, &Next::Root("--cr3-mfn 0x3fc6e".into()), None);
+        assert_eq!(c, "xenwalk d.core --xen-syms x.syms --long --cr3-mfn 0x3fc6e");
+    }
+
+    #[test]
+    fn va_replaced_root_kept_and_quoted() {
+        let a: Vec<String> = ["my dump.core", "--cr3=*domain_list->vcpu[0]->arch.cr3", "--va", "ffff000000400000"]
+            .map(String::from)
+            .into();
+        let c = command_from(&a, &Next::Va(Vaddr(0x400000)), Some(Vaddr(0xffff_0000_0040_0000)));
+        assert_eq!(c, "xenwalk 'my dump.core' '--cr3=*domain_list->vcpu[0]->arch.cr3' --va 0x400000");
+    }
+
+    #[test]
+    fn info_listing_and_explain() {
+        let a = argv("d.core --xen-syms x --cpu 1 --va 0x1000");
+        assert_eq!(command_from(&a, &Next::Info, Some(Vaddr(0x1000))), "xenwalk info d.core --xen-syms x");
+        assert_eq!(command_from(&a, &Next::Listing, Some(Vaddr(0x1000))), "xenwalk d.core --xen-syms x --cpu 1");
+        assert_eq!(
+            command_from(&a, &Next::Explain { entry: 0x8000_0000_0000_0080, level: Level::L4 }, None),
+            "xenwalk explain 0x8000000000000080 --level 4"
+        );
+    }
+}
