@@ -654,6 +654,52 @@ struct ExplainLine {
     words: Vec<String>,
 }
 
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Mapped {
+    page_4k: u64,
+    page_2m: u64,
+    page_1g: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct MapSlotLine {
+    slot: u16,
+    va: Hex,
+    entry: Hex,
+    regions: Vec<String>,
+    mapped: Mapped,
+    ranges: u64,
+    cells_used: u64,
+    unreadable_tables: u64,
+    reserved_entries: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct MapCellLine {
+    slot: u16,
+    index: u16,
+    va: Hex,
+    region: Option<String>,
+    mapped: Mapped,
+    ranges: u64,
+    unreadable_tables: u64,
+    reserved_entries: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct MapSummaryLine {
+    root: Hex,
+    slots_present: u64,
+    mapped: Mapped,
+    ranges: u64,
+    unreadable_tables: u64,
+    reserved_entries: u64,
+}
+
 /// Deserialize one line by its `type`; returns the type.
 fn check_line(line: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
@@ -685,6 +731,9 @@ fn check_line(line: &str) -> String {
         "range_diff" => serde_json::from_value::<RangeDiffLine>(v)
             .map(|d| assert!(["only_a", "only_b", "changed"].contains(&d.side.as_str()))),
         "explain" => serde_json::from_value::<ExplainLine>(v).map(drop),
+        "map_slot" => serde_json::from_value::<MapSlotLine>(v).map(drop),
+        "map_cell" => serde_json::from_value::<MapCellLine>(v).map(drop),
+        "map_summary" => serde_json::from_value::<MapSummaryLine>(v).map(drop),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -829,6 +878,7 @@ fn xen_line_types_match_the_documented_schema() {
         vec!["info", r, "--xen-syms", x, "--json"],
         vec!["diff", r, "--xen-syms", x, "--json", "--cr3", "idle_pg_table", "--cr3", "0x363ba000"],
         vec!["explain", "--json", "0x80000000bfe000e7"],
+        vec!["map", r, "--xen-syms", x, "--json", "--domain", "0"],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {

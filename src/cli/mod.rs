@@ -8,6 +8,7 @@
 mod diff;
 mod explain;
 mod info;
+mod map;
 mod next;
 mod walk;
 mod xen;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Compare two roots slot by slot: shared table pages, equal content, or the
     /// ranges that differ.
     Diff(diff::DiffArgs),
+    /// A picture of one address space: the 512 L4 slots with Xen's regions and what
+    /// each maps by page size (terminal table, --svg, --html, --json).
+    Map(map::MapArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -211,6 +215,7 @@ pub fn main() -> ExitCode {
         Some(Command::P2m(a)) => xen::p2m(a),
         Some(Command::Explain(a)) => explain::run(a),
         Some(Command::Diff(a)) => diff::run(a),
+        Some(Command::Map(a)) => map::run(a),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "xenwalk", &mut io::stdout());

@@ -84,7 +84,7 @@ pub struct WalkArgs {
 }
 
 /// Choose the root from the flags, the symbols or the dump's notes.
-fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
+pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
     let dump = &s.dump;
     let path = dump.path.display();
     let mem = dump.mem.as_ref();
@@ -158,7 +158,10 @@ fn unreachable_hvm(name: &str) -> Result<Root> {
 /// An HVM/PVH guest's own address space: its guest-physical memory through the host
 /// p2m, and the guest's CR3 (`arch.hvm.guest_cr[3]`), for `--domain D [--vcpu V]
 /// [--table guest]` on an HVM domain. `None` for every other root.
-fn hvm_view<'a>(a: &WalkArgs, s: &'a Session) -> Result<Option<(crate::xen::hvm::GuestPhys<'a>, u64, String)>> {
+pub(super) fn hvm_view<'a>(
+    a: &WalkArgs,
+    s: &'a Session,
+) -> Result<Option<(crate::xen::hvm::GuestPhys<'a>, u64, String)>> {
     use crate::xen::domains::{self, TableKind};
     let (Some(d), Some(x)) = (&a.domain, s.xen.as_ref()) else { return Ok(None) };
     if a.table.unwrap_or(TableKind::Guest) != TableKind::Guest || d == "idle" || x.syms.is_none() {
@@ -307,10 +310,10 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
 
 /// What walks read: the dump's machine memory (with the hypervisor's annotations),
 /// or an HVM guest's guest-physical memory through its host p2m.
-struct View<'a> {
-    mem: &'a dyn crate::mem::PhysMem,
-    xen: Option<&'a crate::xen::Xen>,
-    p2m: Option<crate::xen::hvm::HostP2m<'a>>,
+pub(super) struct View<'a> {
+    pub mem: &'a dyn crate::mem::PhysMem,
+    pub xen: Option<&'a crate::xen::Xen>,
+    pub p2m: Option<crate::xen::hvm::HostP2m<'a>>,
 }
 
 fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v: &View<'_>) -> Result<()> {

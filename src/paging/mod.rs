@@ -4,6 +4,7 @@
 pub mod entry;
 pub mod enumerate;
 pub mod ept;
+pub mod map;
 pub mod root;
 pub mod slot;
 pub mod walk;

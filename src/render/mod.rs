@@ -3,6 +3,7 @@
 
 pub mod human;
 pub mod json;
+pub mod map;
 
 /// "4 KiB", "2 MiB", "1 GiB", "1.5 GiB", "12 KiB"... for sizes and page sizes.
 pub fn size_name(bytes: u64) -> String {
