@@ -278,3 +278,20 @@ fn regex_lite_strip(s: &str) -> String {
     }
     out
 }
+
+/// Errors and diagnoses end with the next command, spelled against the invocation.
+#[test]
+fn errors_and_stops_end_with_the_next_command() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/xen-4.17-idle.core");
+    let out = common::run(&[sample, "--cpu", "5", "--va", "0"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.trim_end().ends_with(&format!("next: xenwalk info {sample}")), "{}", out.stderr);
+    // A non-canonical address: the corrected one, from the same root.
+    let out = common::run(&[sample, "--cpu", "1", "--va", "0xffff000000400000", "--long"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains(&format!("next: xenwalk {sample} --long --cpu 1 --va 0x400000")), "{}", out.stdout);
+    // The same in JSON.
+    let out = common::run(&[sample, "--cpu", "1", "--va", "0xffff000000400000", "--json"]);
+    let walk: serde_json::Value = serde_json::from_str(out.stdout.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(walk["stop"]["next_command"], format!("xenwalk {sample} --cpu 1 --va 0x400000"));
+}

@@ -184,12 +184,12 @@ pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
         roots.push((Maddr(v), name));
     }
     for &cpu in &a.cpu {
-        let c = s
-            .dump
-            .notes
-            .cpu(cpu)
-            .and_then(|c| c.cr3)
-            .with_context(|| format!("{path}: --cpu {cpu}: no CR3 in the notes"))?;
+        let c = s.dump.notes.cpu(cpu).and_then(|c| c.cr3).with_context(|| {
+            format!(
+                "{path}: --cpu {cpu}: no CR3 in the notes (give the root with --cr3); next: {}",
+                super::next::command(&crate::diagnose::Next::Info, None)
+            )
+        })?;
         roots.push((Maddr(c), format!("CPU {cpu}")));
     }
     if roots.len() != 2 {

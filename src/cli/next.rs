@@ -28,7 +28,14 @@ pub fn command(next: &Next, va: Option<Vaddr>) -> String {
     command_from(&argv, next, va)
 }
 
+/// Subcommands whose name comes before the dump.
+const SUBCOMMANDS: [&str; 9] = ["info", "tables", "v2m", "m2v", "domains", "m2p", "p2m", "diff", "map"];
+
 fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
+    let argv = match argv.first() {
+        Some(first) if SUBCOMMANDS.contains(&first.as_str()) => &argv[1..],
+        _ => argv,
+    };
     // Split the invocation into the dump, kept options and the dropped ones.
     let mut dump: Option<&str> = None;
     let mut kept: Vec<&str> = Vec::new();
@@ -126,6 +133,12 @@ mod tests {
             .into();
         let c = command_from(&a, &Next::Va(Vaddr(0x400000)), Some(Vaddr(0xffff_0000_0040_0000)));
         assert_eq!(c, "xenwalk 'my dump.core' '--cr3=*domain_list->vcpu[0]->arch.cr3' --va 0x400000");
+    }
+
+    #[test]
+    fn a_subcommand_name_is_not_the_dump() {
+        let a = argv("diff d.raw --cpu 0 --cpu 1");
+        assert_eq!(command_from(&a, &Next::Info, None), "xenwalk info d.raw");
     }
 
     #[test]

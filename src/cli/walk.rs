@@ -100,7 +100,11 @@ pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Resul
             if have.is_empty() {
                 bail!("{path}: --cpu {cpu}: the dump has no per-CPU notes; pass --cr3 or --cr3-mfn");
             }
-            bail!("{path}: --cpu {cpu}: the dump's notes describe CPUs {} only", have.join(", "));
+            bail!(
+                "{path}: --cpu {cpu}: the dump's notes describe CPUs {} only; next: {}",
+                have.join(", "),
+                super::next::command(&crate::diagnose::Next::Info, None)
+            );
         };
         let (Some(cr3), Some(src)) = (c.cr3, c.regs_source) else {
             bail!("{path}: CPU {cpu}: the dump's notes have no CR3 for it (NT_PRSTATUS only); pass --cr3");
@@ -140,7 +144,8 @@ pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Resul
         cpu_root(first.cpu, true)?
     } else {
         bail!(
-            "{path}: no root: pass --cr3 VALUE or --cr3-mfn FRAME (this dump has no CPU notes with CR3), or --xen-syms for idle_pg_table"
+            "{path}: no root: pass --cr3 VALUE or --cr3-mfn FRAME (this dump has no CPU notes with CR3), or --xen-syms for idle_pg_table; next: {}",
+            super::next::command(&crate::diagnose::Next::Info, None)
         );
     };
     // A root outside the image is bad input, not a per-address result.
