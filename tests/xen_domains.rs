@@ -275,9 +275,50 @@ fn synthetic_hvm_two_dimensional_walk_and_ept() {
     assert_eq!(mapped as usize, m.domu_p2m.len());
 }
 
+/// The same HVM guest with an NPT (AMD HAP) p2m: an x86-64 table indexed by gpa.
+#[test]
+fn synthetic_hvm_with_npt_p2m() {
+    let br = Breakage { npt: true, ..Breakage::default() };
+    let Some(s) = synth("synthetic_hvm_with_npt_p2m", br) else { return };
+    let m = &s.model;
+    // The two-dimensional walk through the NPT.
+    for (va, gpa) in &m.domu_va {
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
+        assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
+        let w = &out.json_of("walk")[0];
+        assert_eq!(hex(&w["maddr"]), *gpa);
+        let data = w["p2m"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(hex(&data["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)]);
+        assert_eq!(data["p2m_type"], "ram_rw");
+    }
+    // A guest table whose frame lies outside the machine.
+    let out = xw(&s, &["--domain", "1", "--va", &format!("{:#x}", m.domu_bad_va), "--json"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.json_of("walk")[0]["stop"]["reason"], "table_outside_image");
+    // gfn translation, and the whole NPT listed as ranges equal to the model.
+    let out = xw(&s, &["p2m", "--domain", "1", "--json", "0x8", "0x250"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let l = out.json_of("hvm_p2m");
+    assert_eq!((hex(&l[0]["mfn"]), hex(&l[1]["mfn"])), (m.domu_p2m[&8], m.domu_p2m[&0x250]));
+    let out = xw(&s, &["p2m", "--domain", "1", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut got = std::collections::BTreeMap::new();
+    for r in out.json_of("p2m_range") {
+        assert_eq!(r["entry_kind"], "ram_rw", "{r}");
+        for i in 0..r["count"].as_u64().unwrap() {
+            got.insert(hex(&r["pfn"]) + i, hex(&r["mfn"]) + i);
+        }
+    }
+    let mut want = m.domu_p2m.clone();
+    want.insert(m.domu_bad_gfn, 0xf_0000_0000 >> 12);
+    assert_eq!(got, want);
+    let human = xw(&s, &["p2m", "--domain", "1"]);
+    assert!(human.stdout.contains("NPT root") && human.stdout.contains("1 non-present entries"), "{}", human.stdout);
+}
+
 #[test]
 fn corrupt_domain_list_and_vcpu_pointers_are_diagnosed() {
-    let br = Breakage { loop_list: true, wild_vcpu: true };
+    let br = Breakage { loop_list: true, wild_vcpu: true, ..Breakage::default() };
     let Some(s) = synth("corrupt_domain_list_and_vcpu_pointers_are_diagnosed", br) else { return };
     let out = xw(&s, &["domains", "--json"]);
     assert_eq!(out.code, 1, "problems found: exit 1\n{}", out.stderr);

@@ -1022,9 +1022,6 @@ fn hvm_p2m(
         out.flush()?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    let HostP2m::Ept(ept) = p2m else {
-        bail!("{path}: domain {}: listing an NPT/shadow p2m: give gfns to translate", d.id);
-    };
     // Every leaf in gfn order, coalesced into runs of one type with contiguous mfns.
     let mut run: Option<P2mRangeLine> = None;
     let mut io_err = None;
@@ -1056,15 +1053,8 @@ fn hvm_p2m(
             }
         }
     };
-    let res = ept.leaves(|gfn, e, frames| {
-        let kind: &'static str = if !e.present() {
-            e.p2m_type_name()
-        } else if e.misconfig(1, 52).is_some() && (e.mem_type() == 2 || e.mem_type() == 3 || e.write() && !e.read()) {
-            "misconfigured"
-        } else {
-            e.p2m_type_name()
-        };
-        let mfn = e.present().then(|| e.mfn());
+    // One step of the run-coalescing: a frame run of one kind.
+    let mut push = |gfn: crate::addr::Gfn, mfn: Option<crate::addr::Mfn>, kind: &'static str, frames: u64| {
         if mfn.is_some() && kind != "misconfigured" {
             mapped += frames;
         } else {
@@ -1097,21 +1087,66 @@ fn hvm_p2m(
                 entry_kind: kind,
             });
         }
-    });
+    };
+    let root_desc = match &p2m {
+        HostP2m::Ept(ept) => {
+            let res = ept.leaves(|gfn, e, frames| {
+                let kind: &'static str = if !e.present() {
+                    e.p2m_type_name()
+                } else if e.misconfig(1, 52).is_some()
+                    && (e.mem_type() == 2 || e.mem_type() == 3 || e.write() && !e.read())
+                {
+                    "misconfigured"
+                } else {
+                    e.p2m_type_name()
+                };
+                push(gfn, e.present().then(|| e.mfn()), kind, frames);
+            });
+            res.map_err(|e| anyhow::anyhow!("{path}: domain {}: EPT root: {e}", d.id))?;
+            format!("EPT root {}", ept.root)
+        }
+        HostP2m::Pt { mem, root } => {
+            // NPT (and shadow-mode) p2m: an x86-64 table indexed by gpa; the p2m type
+            // is in bits 58:52 of the leaf (`p2m_flags_to_type`, reference "NPT and
+            // shadow-mode p2m", X:xen/arch/x86/mm/p2m-pt.c@4.17.0). Entries not present
+            // hold no frame and are counted, not listed.
+            let mut unreadable = 0u64;
+            let sum = crate::paging::enumerate(*mem, *root, crate::paging::WalkOptions::default(), |ev| {
+                match ev {
+                    crate::paging::Event::Leaf(l) => {
+                        let gpa = l.va.0 & 0x0000_ffff_ffff_ffff;
+                        let t = ((l.entry.0 >> 52) & 0x7f) as usize;
+                        let kind = crate::paging::ept::P2M_TYPES.get(t).copied().unwrap_or("unknown");
+                        push(crate::addr::Gfn(gpa >> 12), Some(l.page.mfn()), kind, l.size() >> 12);
+                    }
+                    crate::paging::Event::Unreadable { .. } => unreadable += 1,
+                    crate::paging::Event::Reserved { va, level, .. } => {
+                        let frames = level.page_size() >> 12;
+                        push(crate::addr::Gfn((va.0 & 0x0000_ffff_ffff_ffff) >> 12), None, "misconfigured", frames);
+                    }
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            format!(
+                "NPT root {root} ({} tables read, {} not in the dump, {} non-present entries with bits set not listed)",
+                sum.tables.l4 + sum.tables.l3 + sum.tables.l2 + sum.tables.l1,
+                unreadable,
+                sum.not_present_nonzero
+            )
+        }
+    };
     if let Some(r) = run.take() {
         emit(&mut out, &r)?;
     }
     if let Some(e) = io_err {
         return Err(e.into());
     }
-    res.map_err(|e| anyhow::anyhow!("{path}: domain {}: EPT root: {e}", d.id))?;
     if !a.json {
         writeln!(
             out,
-            "summary: domain {} ({}), EPT root {}: {mapped} frames mapped, {other} in valid non-present or misconfigured entries",
+            "summary: domain {} ({}), {root_desc}: {mapped} frames mapped, {other} in valid non-present or misconfigured entries",
             d.id,
             d.kind.name(),
-            ept.root
         )?;
     }
     out.flush()?;
