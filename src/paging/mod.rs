@@ -1,11 +1,13 @@
 //! x86-64 4-level paging: entry decoding, the walker, the root (CR3) and whole-space
 //! enumeration. Nothing here knows about Xen; it is what the MMU does.
 
+pub mod batch;
 pub mod entry;
 pub mod enumerate;
 pub mod root;
 pub mod walk;
 
+pub use batch::{Translator, translate_all};
 pub use entry::{Entry, Level, Rights};
 pub use enumerate::{Coalescer, Event, Leaf, Range, Summary, enumerate};
 pub use root::{Root, RootInput, RootProblem, resolve};
