@@ -9,6 +9,8 @@ pub mod walk;
 
 pub use batch::{Translator, translate_all};
 pub use entry::{Entry, Level, Rights};
-pub use enumerate::{Coalescer, Event, Leaf, Range, Summary, enumerate};
+pub use enumerate::{
+    Coalescer, EnumerateOptions, Event, Leaf, Progress, Range, Summary, enumerate, enumerate_par, enumerate_with,
+};
 pub use root::{Root, RootInput, RootProblem, resolve};
 pub use walk::{Mapping, Outcome, Step, Stop, StopKind, Walk, WalkOptions, walk};
