@@ -1,12 +1,13 @@
 //! `xenwalk DUMP [ROOT] [--va VA ...]`: walks, and the whole-space listing.
 
-use super::{OpenArgs, Session, XenArgs};
+use super::progress::Bar;
+use super::{OpenArgs, Session, XenArgs, brief};
 use crate::addr::Vaddr;
 use crate::diagnose::{self, Translation};
 use crate::mem::Absent;
-use crate::paging::WalkOptions;
-use crate::paging::enumerate::{self, Coalescer, Event, Range};
+use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
 use crate::paging::root::{self, Root, RootInput, RootProblem};
+use crate::paging::{Translator, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
 use anyhow::{Context, Result, bail};
@@ -68,6 +69,10 @@ pub struct WalkArgs {
     /// When listing, one line per leaf (no coalescing, Accessed/Dirty shown).
     #[arg(long)]
     pub leaves: bool,
+    /// For pipelines: a walk prints `VA MADDR` (`VA -` if it does not translate), a
+    /// listing `VA MADDR SIZE` per range, in hex with 0x, and nothing else.
+    #[arg(long, conflicts_with_all = ["json", "long", "style"])]
+    pub brief: bool,
     /// Physical-address width of the machine: entry bits 51:N are reserved.
     #[arg(long, value_name = "N", default_value_t = 52, value_parser = clap::value_parser!(u8).range(32..=52))]
     pub maxphyaddr: u8,
@@ -97,10 +102,10 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
         };
         let pcide = c.cr4.map(|cr4| cr4 & (1 << 17) != 0);
         if implicit {
-            eprintln!(
-                "xenwalk: no root given: using CR3 {cr3:#x} of CPU {cpu} from the {} (choose with --cpu N, --cr3 or --cr3-mfn)",
+            super::note(format_args!(
+                "no root given: using CR3 {cr3:#x} of CPU {cpu} from the {} (choose with --cpu N, --cr3 or --cr3-mfn)",
                 src.describe()
-            );
+            ));
         }
         Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("CPU {cpu}, {}", src.describe()), pcide, opts))
     };
@@ -159,7 +164,14 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
         }
     };
     let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
+    if a.brief {
+        return if vas.is_empty() && va_list.is_none() {
+            brief::list(&s, &root, opts, a.leaves, &mut out)
+        } else {
+            brief::walks(&s, &root, opts, &vas, va_list, &mut out)
+        };
+    }
     if a.json {
         serde_json::to_writer(&mut out, &json::RootLine::new(&root))?;
         writeln!(out)?;
@@ -175,8 +187,10 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
 
     let mut any_failed = false;
     let mut bad_input = false;
+    let mut translator = Translator::new(s.dump.mem.as_ref(), root.maddr, opts);
     let mut one = |out: &mut dyn Write, va: u64| -> Result<()> {
-        let mut t = diagnose::translate(s.dump.mem.as_ref(), &root, Vaddr(va), opts);
+        let w = translator.translate(Vaddr(va));
+        let mut t = diagnose::explain(s.dump.mem.as_ref(), &root, w, opts);
         if let (Some(x), Some(w)) = (&s.xen, &t.walk) {
             if t.diagnosis.is_some() || a.long {
                 t.pitfalls.extend(x.pointer_pitfalls(s.dump.mem.as_ref(), root.maddr, w));
@@ -297,7 +311,13 @@ fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &Wa
             human::range(out, r, label.as_deref())
         }
     };
-    let summary = enumerate::enumerate(s.dump.mem.as_ref(), root.maddr, opts, |ev| {
+    let bar = Bar::new();
+    let progress = |p: Progress| bar.update(p);
+    let o = EnumerateOptions {
+        progress: if bar.enabled() { Some(&progress) } else { None },
+        ..EnumerateOptions::default()
+    };
+    let summary = enumerate::enumerate_with(s.dump.mem.as_ref(), root.maddr, opts, &o, |ev| {
         let res = match &ev {
             Event::Leaf(leaf) => {
                 if a.leaves {
@@ -323,6 +343,7 @@ fn list(out: &mut dyn Write, s: &Session, root: &Root, opts: WalkOptions, a: &Wa
             }
         }
     });
+    bar.finish();
     if let Some(e) = io_err {
         return Err(e.into());
     }
