@@ -15,9 +15,9 @@ use crate::mem::{PhysMem, ReadError};
 use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, OnceLock};
 
 /// A present leaf: one mapped page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,16 +314,18 @@ where
     enumerate_with(mem, root, opts, &EnumerateOptions::default(), f)
 }
 
-/// L2 entries per parallel task: at most 32 × 512 leaves, 256 KiB of buffered events.
-const CHUNK: usize = 32;
+/// L1 tables per parallel task: a run of L2 entries holding this many L1 tables (at
+/// most 64 × 512 + 512 leaves, 1.3 MiB of buffered leaves) is one task.
+const TASK_L1_TABLES: usize = 16;
 
 /// Whole-space enumeration with the events of [`enumerate`], in the same order, and
 /// the same [`Summary`]; `f` runs on the calling thread only.
 ///
 /// The calling thread reads the L4 and L3 tables itself; each L2 table is cut into
-/// runs of [`CHUNK`] entries that rayon's threads expand (their L1 tables included)
-/// into compact buffers (16 bytes per leaf), which the calling thread hands to `f` in
-/// VA order. At most a few runs per thread are in flight, so memory stays flat
+/// runs of entries holding [`TASK_L1_TABLES`] L1 tables that rayon's threads expand
+/// into buffers, which the calling thread hands to `f` in
+/// VA order — or expands itself, straight to `f`, when a run it needs next has not
+/// been started. At most a few runs per thread are in flight, so memory stays flat
 /// however many mappings the root has; resident memory is bounded by
 /// `o.resident_limit`. If `f` returns `Break`, the enumeration stops (the summary then
 /// counts what was delivered and possibly some more).
@@ -339,7 +341,8 @@ where
 {
     let root = Maddr(root.0 & !0xfff);
     let resident = || Resident::new(o.resident_limit, resident::ENUMERATE_EVERY);
-    let parallel = o.parallel && rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1;
+    let pool = if o.parallel && rayon::current_thread_index().is_none() { workers() } else { None };
+    let parallel = pool.is_some();
     if !parallel && o.progress.is_none() {
         let mut e = Enumerator::new(mem, opts, Direct(&mut f), resident());
         let _ = e.table(Level::L4, root, 0, Rights::ALL);
@@ -347,43 +350,78 @@ where
         return e.summary;
     }
     let total = if o.progress.is_some() { count_l2_tables(mem, root, opts) } else { 0 };
-    rayon::in_place_scope(|scope| {
-        let plan = Plan {
-            scope,
-            mem,
-            opts,
-            f: &mut f,
-            parallel,
-            limit: o.resident_limit,
-            queue: VecDeque::new(),
-            in_flight: 0,
-            max_in_flight: 2 * rayon::current_num_threads() + 2,
-            spare: Vec::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-            summary: Summary::default(),
-            seen: Vec::new(),
-            progress: o.progress,
-            done: Progress { done: 0, total, leaves: 0 },
-        };
-        let mut e = Enumerator::new(mem, opts, plan, resident());
-        let mut flow = e.table(Level::L4, root, 0, Rights::ALL);
-        let Enumerator { mut summary, mut seen, sink: mut plan, .. } = e;
-        while flow.is_continue() && !plan.queue.is_empty() {
-            flow = plan.deliver_front();
+    let limit = o.resident_limit;
+    match pool {
+        Some(p) => p.in_place_scope(|scope| plan(scope, mem, root, opts, &mut f, parallel, limit, o.progress, total)),
+        None => rayon::in_place_scope(|scope| plan(scope, mem, root, opts, &mut f, parallel, limit, o.progress, total)),
+    }
+}
+
+/// The calling thread's part of [`enumerate_with`], inside a rayon scope.
+#[allow(clippy::too_many_arguments)]
+fn plan<'s, 'm: 's, F>(
+    scope: &rayon::Scope<'s>,
+    mem: &'m dyn PhysMem,
+    root: Maddr,
+    opts: WalkOptions,
+    f: &mut F,
+    parallel: bool,
+    limit: Option<u64>,
+    progress: Option<&dyn Fn(Progress)>,
+    total: u64,
+) -> Summary
+where
+    F: FnMut(Event<'_>) -> ControlFlow<()>,
+{
+    let plan = Plan {
+        scope,
+        mem,
+        opts,
+        f,
+        parallel,
+        limit,
+        queue: VecDeque::new(),
+        in_flight: 0,
+        max_in_flight: 2 * rayon::current_num_threads() + 2,
+        spare: Vec::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+        summary: Summary::default(),
+        seen: Vec::new(),
+        progress,
+        done: Progress { done: 0, total, leaves: 0 },
+    };
+    let mut e = Enumerator::new(mem, opts, plan, Resident::new(limit, resident::ENUMERATE_EVERY));
+    let mut flow = e.table(Level::L4, root, 0, Rights::ALL);
+    let Enumerator { mut summary, mut seen, sink: mut plan, .. } = e;
+    while flow.is_continue() && !plan.queue.is_empty() {
+        flow = plan.deliver_front();
+    }
+    if flow.is_break() {
+        plan.stop.store(true, Ordering::Relaxed);
+    } else if let Some(p) = plan.progress {
+        // The end: everything delivered.
+        plan.done.total = plan.done.total.max(plan.done.done);
+        plan.done.done = plan.done.total;
+        p(plan.done);
+    }
+    summary.add(&plan.summary);
+    seen.extend(plan.seen.drain(..));
+    summary.distinct_tables = seen.len() as u64;
+    summary
+}
+
+/// The workers of parallel enumerations: one fewer than rayon's default, since the
+/// calling thread expands tables too (two cores: one worker and the caller).
+fn workers() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let n = rayon::current_num_threads().saturating_sub(1);
+        if n == 0 {
+            return None;
         }
-        if flow.is_break() {
-            plan.stop.store(true, Ordering::Relaxed);
-        } else if let Some(p) = plan.progress {
-            // The end: everything delivered.
-            plan.done.total = plan.done.total.max(plan.done.done);
-            plan.done.done = plan.done.total;
-            p(plan.done);
-        }
-        summary.add(&plan.summary);
-        seen.extend(plan.seen.drain(..));
-        summary.distinct_tables = seen.len() as u64;
-        summary
+        rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("xenwalk-enumerate-{i}")).build().ok()
     })
+    .as_ref()
 }
 
 /// Present L3 entries that lead to an L2 table, under the present L4 entries.
@@ -406,11 +444,11 @@ fn count_l2_tables(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions) -> u64 {
     n
 }
 
-/// Events of one task, compactly: leaves as (VA with level and rights in its low
-/// bits, entry), anything else with the number of leaves before it.
+/// Events of one task: the leaves, and anything else with the number of leaves
+/// before it.
 #[derive(Default)]
 struct Buf {
-    leaves: Vec<[u64; 2]>,
+    leaves: Vec<Leaf>,
     others: Vec<(usize, Event<'static>)>,
 }
 
@@ -420,39 +458,17 @@ impl Buf {
         self.others.clear();
     }
 
-    fn push_leaf(&mut self, l: &Leaf) {
-        // Leaves are page-aligned: bits 11:0 of the VA are free.
-        let r = u64::from(l.rights.write) | u64::from(l.rights.user) << 1 | u64::from(l.rights.nx) << 2;
-        let meta = u64::from(l.level.number() - 1) | r << 2;
-        self.leaves.push([l.va.0 | meta, l.entry.0]);
-    }
-
     /// Hand the events to `f` in their order.
-    fn replay<F>(&self, opts: WalkOptions, f: &mut F) -> ControlFlow<()>
+    fn replay<F>(&self, f: &mut F) -> ControlFlow<()>
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
     {
         let mut others = self.others.iter().peekable();
-        for (n, &[packed, raw]) in self.leaves.iter().enumerate() {
+        for (n, leaf) in self.leaves.iter().enumerate() {
             while let Some((_, ev)) = others.next_if(|(at, _)| *at == n) {
                 f(*ev)?;
             }
-            let level = match packed & 3 {
-                0 => Level::L1,
-                1 => Level::L2,
-                2 => Level::L3,
-                _ => Level::L4,
-            };
-            let entry = Entry(raw);
-            let rights = Rights { write: packed & 4 != 0, user: packed & 8 != 0, nx: packed & 16 != 0 };
-            let leaf = Leaf {
-                va: Vaddr(packed & !0xfff),
-                page: Maddr(entry.addr(level, opts.maxphyaddr)),
-                level,
-                entry,
-                rights,
-            };
-            f(Event::Leaf(&leaf))?;
+            f(Event::Leaf(leaf))?;
         }
         for (_, ev) in others {
             f(*ev)?;
@@ -483,7 +499,7 @@ struct BufSink<'s> {
 impl Sink for BufSink<'_> {
     fn event(&mut self, ev: Event<'_>) -> ControlFlow<()> {
         match ev {
-            Event::Leaf(l) => self.buf.push_leaf(l),
+            Event::Leaf(l) => self.buf.leaves.push(*l),
             other => {
                 if let Some(e) = detached(other) {
                     self.buf.others.push((self.buf.leaves.len(), e));
@@ -497,6 +513,24 @@ impl Sink for BufSink<'_> {
     }
 }
 
+/// The part of an L2 table one task expands.
+#[derive(Clone, Debug)]
+struct Job {
+    table: Maddr,
+    va: u64,
+    rights: Rights,
+    range: std::ops::Range<usize>,
+}
+
+/// Expand `job` into `buf`.
+fn run_job(mem: &dyn PhysMem, opts: WalkOptions, limit: Option<u64>, stop: &AtomicBool, job: &Job, buf: Buf) -> Done {
+    let sink = BufSink { buf, stop };
+    let mut e = Enumerator::new(mem, opts, sink, Resident::new(limit, resident::ENUMERATE_EVERY));
+    let _ = e.entries(Level::L2, job.table, job.va, job.rights, job.range.clone());
+    let seen = e.seen.into_iter().collect();
+    Done { buf: e.sink.buf, summary: e.summary, seen }
+}
+
 /// What a task found.
 struct Done {
     buf: Buf,
@@ -508,9 +542,17 @@ struct Done {
 enum Pending {
     Leaf(Leaf),
     Other(Event<'static>),
-    /// A task's result; `last` when it ends an L2 table.
+    /// A task: its result comes through `rx` unless the calling thread claims it
+    /// first and runs it itself; `last` when it ends an L2 table.
     Task {
+        job: Job,
+        claimed: Arc<AtomicBool>,
         rx: Receiver<Done>,
+        last: bool,
+    },
+    /// A task the calling thread ran ahead while waiting for an earlier one.
+    Ready {
+        done: Done,
         last: bool,
     },
 }
@@ -549,22 +591,94 @@ where
             None => ControlFlow::Continue(()),
             Some(Pending::Leaf(l)) => (self.f)(Event::Leaf(&l)),
             Some(Pending::Other(e)) => (self.f)(e),
-            Some(Pending::Task { rx, last }) => {
+            Some(Pending::Ready { done, last }) => {
                 self.in_flight -= 1;
-                // A closed channel means the task panicked; the scope re-raises it.
-                let Ok(mut done) = rx.recv() else { return ControlFlow::Break(()) };
-                self.summary.add(&done.summary);
-                self.seen.append(&mut done.seen);
-                self.done.leaves += done.buf.leaves.len() as u64;
-                let flow = done.buf.replay(self.opts, self.f);
-                done.buf.clear();
-                self.spare.push(done.buf);
+                let flow = self.replay(done);
+                if last {
+                    self.report();
+                }
+                flow
+            }
+            Some(Pending::Task { job, claimed, rx, last }) => {
+                self.in_flight -= 1;
+                let flow = if claimed.swap(true, Ordering::AcqRel) {
+                    // A worker has it: help with later tasks until it is done. A
+                    // closed channel means the task panicked; the scope re-raises it.
+                    let done = loop {
+                        match rx.try_recv() {
+                            Ok(done) => break done,
+                            Err(TryRecvError::Disconnected) => return ControlFlow::Break(()),
+                            Err(TryRecvError::Empty) => {
+                                if !self.help() {
+                                    match rx.recv() {
+                                        Ok(done) => break done,
+                                        Err(_) => return ControlFlow::Break(()),
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    self.replay(done)
+                } else {
+                    // Not started yet: run it here, straight to `f`.
+                    self.run_here(&job)
+                };
                 if last {
                     self.report();
                 }
                 flow
             }
         }
+    }
+
+    /// Hand a task's buffered events to `f`.
+    fn replay(&mut self, mut done: Done) -> ControlFlow<()> {
+        self.summary.add(&done.summary);
+        self.seen.append(&mut done.seen);
+        self.done.leaves += done.buf.leaves.len() as u64;
+        let flow = done.buf.replay(self.f);
+        done.buf.clear();
+        self.spare.push(done.buf);
+        flow
+    }
+
+    /// Run the first queued task no worker has started, into a buffer. False if
+    /// there is none.
+    fn help(&mut self) -> bool {
+        let found = self.queue.iter().position(|p| match p {
+            Pending::Task { claimed, .. } => !claimed.swap(true, Ordering::AcqRel),
+            _ => false,
+        });
+        let Some(i) = found else { return false };
+        let Some(Pending::Task { job, last, .. }) = self.queue.get(i) else { return false };
+        let (job, last) = (job.clone(), *last);
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        let done = run_job(self.mem, self.opts, self.limit, &self.stop, &job, buf);
+        if let Some(slot) = self.queue.get_mut(i) {
+            *slot = Pending::Ready { done, last };
+        }
+        true
+    }
+
+    /// Expand `job` on the calling thread, straight to `f`.
+    fn run_here(&mut self, job: &Job) -> ControlFlow<()> {
+        let resident = Resident::new(self.limit, resident::ENUMERATE_EVERY);
+        let mut leaves = 0u64;
+        let f = &mut *self.f;
+        let mut count = |ev: Event<'_>| {
+            if let Event::Leaf(_) = ev {
+                leaves += 1;
+            }
+            f(ev)
+        };
+        let mut e = Enumerator::new(self.mem, self.opts, Direct(&mut count), resident);
+        let flow = e.entries(Level::L2, job.table, job.va, job.rights, job.range.clone());
+        let (summary, seen) = (e.summary, e.seen);
+        self.summary.add(&summary);
+        self.seen.extend(seen);
+        self.done.leaves += leaves;
+        flow
     }
 
     fn report(&mut self) {
@@ -577,23 +691,31 @@ where
 
     /// Expand the L2 table at `table` here, straight to `f` (not parallel).
     fn inline(&mut self, table: Maddr, va: u64, rights: Rights) -> ControlFlow<()> {
-        let resident = Resident::new(self.limit, resident::ENUMERATE_EVERY);
-        let mut leaves = 0u64;
-        let f = &mut *self.f;
-        let mut count = |ev: Event<'_>| {
-            if let Event::Leaf(_) = ev {
-                leaves += 1;
-            }
-            f(ev)
-        };
-        let mut e = Enumerator::new(self.mem, self.opts, Direct(&mut count), resident);
-        let flow = e.table(Level::L2, table, va, rights);
-        let (summary, seen) = (e.summary, e.seen);
-        self.summary.add(&summary);
-        self.seen.extend(seen);
-        self.done.leaves += leaves;
+        let flow = self.run_here(&Job { table, va, rights, range: 0..512 });
         self.report();
         flow
+    }
+
+    /// Runs of the L2 table's entries holding about [`TASK_L1_TABLES`] L1 tables each
+    /// (the whole table if its page cannot be read here).
+    fn runs(&self, table: Maddr) -> Vec<std::ops::Range<usize>> {
+        let Ok(page) = self.mem.page(table.mfn()) else { return vec![0..512] };
+        let mut runs = Vec::new();
+        let (mut start, mut tables) = (0, 0);
+        for i in 0..512 {
+            let e = Entry(page.entry(i));
+            if e.present() && !e.is_leaf(Level::L2) {
+                tables += 1;
+            }
+            if tables >= TASK_L1_TABLES {
+                runs.push(start..i + 1);
+                (start, tables) = (i + 1, 0);
+            }
+        }
+        if start < 512 {
+            runs.push(start..512);
+        }
+        runs
     }
 }
 
@@ -632,20 +754,23 @@ where
         if !self.parallel {
             return Some(self.inline(table, va, rights));
         }
-        for start in (0..512).step_by(CHUNK) {
-            let range = start..start + CHUNK;
+        let runs = self.runs(table);
+        let count = runs.len();
+        for (k, range) in runs.into_iter().enumerate() {
+            let job = Job { table, va, rights, range };
             let (tx, rx) = mpsc::sync_channel(1);
+            let claimed = Arc::new(AtomicBool::new(false));
             let mut buf = self.spare.pop().unwrap_or_default();
             buf.clear();
             let (mem, opts, limit, stop) = (self.mem, self.opts, self.limit, Arc::clone(&self.stop));
+            let (mine, theirs) = (job.clone(), Arc::clone(&claimed));
             self.scope.spawn(move |_| {
-                let sink = BufSink { buf, stop: &stop };
-                let mut e = Enumerator::new(mem, opts, sink, Resident::new(limit, resident::ENUMERATE_EVERY));
-                let _ = e.entries(Level::L2, table, va, rights, range);
-                let seen = e.seen.into_iter().collect();
-                let _ = tx.send(Done { buf: e.sink.buf, summary: e.summary, seen });
+                if theirs.swap(true, Ordering::AcqRel) {
+                    return; // the calling thread ran it
+                }
+                let _ = tx.send(run_job(mem, opts, limit, &stop, &mine, buf));
             });
-            self.queue.push_back(Pending::Task { rx, last: start + CHUNK >= 512 });
+            self.queue.push_back(Pending::Task { job, claimed, rx, last: k + 1 == count });
             self.in_flight += 1;
             while self.in_flight > self.max_in_flight || self.queue.len() > MAX_QUEUED {
                 if let ControlFlow::Break(()) = self.deliver_front() {
