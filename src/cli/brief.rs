@@ -17,8 +17,8 @@ use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
-/// VAs translated together (see `Translator::translate_batch`).
-const BATCH: usize = 1024;
+/// VAs translated together (see `Translator::translate_batch`): one window.
+const BATCH: usize = crate::paging::batch::WINDOW;
 
 /// `0x` and the lowest hex digits of `v` into the end of `buf`; returns where they start.
 #[inline]
@@ -68,10 +68,11 @@ fn line(out: &mut dyn Write, values: &[Option<u64>]) -> io::Result<()> {
     out.write_all(text.get(..n).unwrap_or(b""))
 }
 
-/// Translates VAs in batches and prints `VA MADDR` / `VA -`.
+/// Translates VAs in batches and prints `VA MADDR` / `VA -`, in input order.
 struct Walks<'a, 'm> {
     translator: Option<Translator<'m>>,
     pending: Vec<Vaddr>,
+    maddrs: Vec<Option<u64>>,
     out: &'a mut dyn Write,
     failed: bool,
 }
@@ -83,30 +84,23 @@ impl Walks<'_, '_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let (out, pending) = (&mut *self.out, &self.pending);
-        let mut result = Ok(());
-        let mut failed = false;
-        match &mut self.translator {
-            Some(t) => t.translate_batch(pending, |_, w| {
-                let maddr = w.mapping().map(|m| m.maddr.0);
-                failed |= maddr.is_none();
-                if result.is_ok() {
-                    result = line(out, &[Some(w.va.0), maddr]);
+        self.maddrs.clear();
+        self.maddrs.resize(self.pending.len(), None);
+        if let Some(t) = &mut self.translator {
+            let maddrs = &mut self.maddrs;
+            t.translate_batch(&self.pending, |i, w| {
+                if let Some(slot) = maddrs.get_mut(i) {
+                    *slot = w.mapping().map(|m| m.maddr.0);
                 }
-            }),
-            // The root cannot be walked: nothing translates.
-            None => {
-                for va in pending {
-                    failed = true;
-                    if result.is_ok() {
-                        result = line(out, &[Some(va.0), None]);
-                    }
-                }
-            }
+            });
         }
-        self.failed |= failed;
+        // Without a translator the root cannot be walked: nothing translates.
+        for (va, maddr) in self.pending.iter().zip(&self.maddrs) {
+            self.failed |= maddr.is_none();
+            line(self.out, &[Some(va.0), *maddr])?;
+        }
         self.pending.clear();
-        result
+        Ok(())
     }
 }
 
@@ -124,6 +118,7 @@ pub(super) fn walks(
     let mut w = Walks {
         translator: (!blocked).then(|| Translator::new(mem, root.maddr, opts)),
         pending: Vec::with_capacity(BATCH),
+        maddrs: Vec::with_capacity(BATCH),
         out,
         failed: false,
     };

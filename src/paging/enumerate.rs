@@ -184,7 +184,7 @@ impl<'m, S: Sink> Enumerator<'m, S> {
             self.seen.insert(table.0);
         }
         let mem = self.mem;
-        self.resident.tick(mem);
+        self.resident.tick(mem, table);
         let entries = match mem.page(table.mfn()) {
             Ok(p) => Entries::Page(p),
             Err(error) => {
