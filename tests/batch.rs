@@ -70,15 +70,17 @@ fn check_root(mem: &dyn PhysMem, root: Maddr, what: &str) -> usize {
     for i in (1..vas.len()).rev() {
         vas.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
-    let mut t = Translator::new(mem, root, opts);
-    let mut n = 0;
-    t.translate_batch(&vas, |i, w| {
-        assert_eq!(*w, walk(mem, root, vas[i], opts), "{what}: {}", vas[i]);
-        n += 1;
-    });
-    assert_eq!(n, vas.len());
-    for &va in vas.iter().step_by(7) {
-        assert_eq!(t.translate(va), walk(mem, root, va, opts), "{what}: {va} alone");
+    for cached in [true, false] {
+        let mut t = Translator::new(mem, root, opts).with_prefix_cache(cached);
+        let mut n = 0;
+        t.translate_batch(&vas, |i, w| {
+            assert_eq!(*w, walk(mem, root, vas[i], opts), "{what}: {}", vas[i]);
+            n += 1;
+        });
+        assert_eq!(n, vas.len());
+        for &va in vas.iter().step_by(7) {
+            assert_eq!(t.translate(va), walk(mem, root, va, opts), "{what}: {va} alone");
+        }
     }
     leaves
 }

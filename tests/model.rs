@@ -301,9 +301,11 @@ fn check(dump: &Dump, root: Maddr, model: &Model, probes: &[u64], what: &str) {
     assert_eq!(text(true), text(false), "{what}: parallel enumeration");
     // The batched translator returns exactly the walker's result.
     let vas: Vec<Vaddr> = probes.iter().map(|&p| Vaddr(p)).collect();
-    Translator::new(dump.mem.as_ref(), root, opts).translate_batch(&vas, |i, w| {
-        assert_eq!(*w, walk(dump.mem.as_ref(), root, vas[i], opts), "{what}: batched {:#x}", probes[i]);
-    });
+    for cached in [true, false] {
+        Translator::new(dump.mem.as_ref(), root, opts).with_prefix_cache(cached).translate_batch(&vas, |i, w| {
+            assert_eq!(*w, walk(dump.mem.as_ref(), root, vas[i], opts), "{what}: batched {:#x}", probes[i]);
+        });
+    }
 
     // Walks.
     for &va in probes {

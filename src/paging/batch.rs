@@ -19,7 +19,7 @@
 //! by value: equal entries at different prefixes are cached and walked separately.
 
 use super::entry::{Level, Rights};
-use super::walk::{self, Next, Outcome, Step, Walk, WalkOptions, walk};
+use super::walk::{self, Next, Step, Walk, WalkOptions, walk};
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::resident::{self, Resident};
 use crate::mem::{Page, PhysMem, ReadError};
@@ -44,25 +44,24 @@ const SORT_MIN: usize = 4096;
 
 const EMPTY: u64 = u64::MAX;
 
-/// What the walk of any VA with one prefix found down to a level.
+/// The entries the walk of any VA with one prefix reads, down to a level.
 struct Slot<'m> {
     /// The prefix (`va >> shift` of the level), or [`EMPTY`].
     tag: u64,
-    /// Steps from L4 down to this level.
-    steps: [Option<Step>; 4],
-    /// The walk ended at or above this level (for a mapping, `maddr` is the first
-    /// VA's: rebased per VA).
-    end: Option<Outcome>,
-    /// Otherwise the next table and the rights so far,
-    table: Maddr,
-    rights: Rights,
-    /// and that table's page when the dump holds all of it.
+    /// The entries read at L4, L3, L2, as far as this prefix determines them.
+    entries: [u64; 3],
+    len: u8,
+    /// The walk ends within these entries (a leaf or a stop).
+    ended: bool,
+    /// An entry could not be read: VAs with this prefix are walked afresh.
+    unreadable: bool,
+    /// The page of the table below the last entry, when the dump holds all of it.
     page: Option<Page<'m>>,
 }
 
 impl Slot<'_> {
     fn empty() -> Self {
-        Slot { tag: EMPTY, steps: [None; 4], end: None, table: Maddr(0), rights: Rights::ALL, page: None }
+        Slot { tag: EMPTY, entries: [0; 3], len: 0, ended: false, unreadable: false, page: None }
     }
 }
 
@@ -93,6 +92,8 @@ pub struct Translator<'m> {
     stats: Stats,
     /// Walk the next window of a batch in VA order.
     sort_next: bool,
+    /// The dump is memory-mapped: walk directly (see [`Translator::new`]).
+    direct: bool,
 }
 
 /// The entry at `a`: from the table's cached page, or read from the dump.
@@ -102,19 +103,6 @@ fn read_entry(mem: &dyn PhysMem, page: Option<&Page<'_>>, a: Maddr) -> Result<u6
         // `a` lies in this page: entries are read at `table + 8 * index`.
         Some(p) => Ok(p.entry(((a.0 & 0xfff) >> 3) as usize)),
         None => mem.read_u64(a),
-    }
-}
-
-/// A mapping found for another VA with the same prefix, rebased to `va` exactly as
-/// the walker computes it (`page | va & (size - 1)`).
-#[inline]
-fn rebase(o: Outcome, va: Vaddr) -> Outcome {
-    match o {
-        Outcome::Mapped(mut m) => {
-            m.maddr = Maddr(m.page.0 | (va.0 & (m.page_size - 1)));
-            Outcome::Mapped(m)
-        }
-        stopped => stopped,
     }
 }
 
@@ -131,21 +119,43 @@ fn l2_index(tag: u64) -> usize {
 impl<'m> Translator<'m> {
     /// A translator for the L4 table at `root` (bits 11:0 are ignored, as by
     /// [`walk`]). Resident memory is bounded by [`resident::DEFAULT_LIMIT`].
+    ///
+    /// When the dump is memory-mapped (raw, ELF: the root's page is borrowed from the
+    /// map), entries cost a load each and upper-level entries stay in the CPU's
+    /// caches, so VAs are walked directly: on the real dom0 root that is faster than
+    /// any lookup in a cache of prefixes (BENCHMARKS.md). The prefix caches serve
+    /// dumps whose pages must be decoded (kdump), where they save a decompression
+    /// or a locked cache lookup per level.
     pub fn new(mem: &'m dyn PhysMem, root: Maddr, opts: WalkOptions) -> Translator<'m> {
         let root = Maddr(root.0 & !0xfff);
-        let slots = |n: usize| (0..n).map(|_| Slot::empty()).collect::<Vec<_>>();
+        let root_page = mem.page(root.mfn()).ok();
+        let direct = matches!(root_page, Some(Page::Borrowed(_)));
+        let slots = |n: usize| if direct { Vec::new() } else { (0..n).map(|_| Slot::empty()).collect::<Vec<_>>() };
         Translator {
             mem,
             root,
             opts,
-            root_page: mem.page(root.mfn()).ok(),
+            root_page,
+            direct,
             l4: slots(L4_SLOTS),
             l3: slots(L3_SLOTS),
             l2: slots(L2_SLOTS),
             resident: Resident::new(Some(resident::DEFAULT_LIMIT), resident::TRANSLATE_EVERY),
             stats: Stats::default(),
-            sort_next: true,
+            sort_next: false,
         }
+    }
+
+    /// Use the prefix caches (`true`) or walk each VA directly (`false`) whatever the
+    /// kind of dump (for tests and measurements; the default is chosen by
+    /// [`Translator::new`]).
+    pub fn with_prefix_cache(mut self, on: bool) -> Translator<'m> {
+        self.direct = !on;
+        if on && self.l2.is_empty() {
+            let slots = |n: usize| (0..n).map(|_| Slot::empty()).collect::<Vec<_>>();
+            (self.l4, self.l3, self.l2) = (slots(L4_SLOTS), slots(L3_SLOTS), slots(L2_SLOTS));
+        }
+        self
     }
 
     /// Use this residency budget instead of the default.
@@ -172,20 +182,48 @@ impl<'m> Translator<'m> {
     /// Walk `va`: the same [`Walk`] as [`walk`]`(mem, root, va, opts)`.
     pub fn translate(&mut self, va: Vaddr) -> Walk {
         self.stats.translations += 1;
+        let (mem, opts, root) = (self.mem, self.opts, self.root);
         if !va.is_canonical() {
-            return walk(self.mem, self.root, va, self.opts);
+            return walk(mem, root, va, opts);
         }
-        let i = self.l2_slot(va);
-        let (mem, opts) = (self.mem, self.opts);
-        let Some(s) = self.l2.get(i) else { return walk(mem, self.root, va, opts) };
-        let mut steps = s.steps;
-        let outcome = match s.end {
-            Some(o) => rebase(o, va),
-            None => walk::walk_from(Level::L1, s.table, s.rights, va, opts, &mut steps, |a| {
-                read_entry(mem, s.page.as_ref(), a)
-            }),
+        if self.direct {
+            let w = walk(mem, root, va, opts);
+            if let Some(last) = w.steps().last() {
+                self.resident.tick(mem, last.table);
+            }
+            return w;
+        }
+        let mut steps = [None; 4];
+        let outcome = match self.answer(va) {
+            Some(s) if !s.unreadable => match replay(s, root, va, opts, &mut steps) {
+                Next::End(o) => o,
+                Next::Table { level, table, rights } => {
+                    walk::walk_from(level, table, rights, va, opts, &mut steps, |a| read_entry(mem, s.page.as_ref(), a))
+                }
+            },
+            _ => return walk(mem, root, va, opts),
         };
-        Walk::from_parts(va, self.root, steps, outcome)
+        Walk::from_parts(va, root, steps, outcome)
+    }
+
+    /// The slot that answers canonical `va`: its 2 MiB-prefix slot, or its 1 GiB one
+    /// when the walk ends there (a 1 GiB page, a stop), which then stays out of the
+    /// 2 MiB cache.
+    fn answer(&mut self, va: Vaddr) -> Option<&Slot<'m>> {
+        let tag = va.0 >> Level::L2.shift();
+        let i = l2_index(tag);
+        if self.l2.get(i).is_some_and(|s| s.tag == tag) {
+            self.stats.l2_hits += 1;
+            return self.l2.get(i);
+        }
+        let p = self.l3_slot(va);
+        if self.l3.get(p).is_some_and(|s| s.ended || s.unreadable) {
+            return self.l3.get(p);
+        }
+        let slot = self.below(Level::L3, p, tag, va);
+        let s = self.l2.get_mut(i)?;
+        *s = slot;
+        Some(s)
     }
 
     /// Walk every VA of `vas`, calling `f(i, &walk)` once for each `vas[i]`, with
@@ -202,7 +240,7 @@ impl<'m> Translator<'m> {
         let mut order: Vec<(u64, u32)> = Vec::new();
         for (w, window) in vas.chunks(WINDOW).enumerate() {
             let base = w * WINDOW;
-            let pages = self.stats.pages;
+            let (pages, releases) = (self.stats.pages, self.resident.releases);
             if self.sort_next && window.len() >= SORT_MIN {
                 order.clear();
                 order.extend(window.iter().enumerate().map(|(i, va)| (va.0, i as u32)));
@@ -227,18 +265,20 @@ impl<'m> Translator<'m> {
                     }
                 }
             }
-            // More than one new table page per 16 VAs: sort the next window.
-            self.sort_next = (self.stats.pages - pages) * 16 > window.len() as u64;
+            // Sort the next window if this one had to give back mapped pages (its
+            // tables do not fit the residency budget), or, for a compressed dump,
+            // fetched more than one table page per 16 VAs.
+            self.sort_next = self.resident.releases > releases
+                || (!self.direct && (self.stats.pages - pages) * 16 > window.len() as u64);
         }
     }
 
     /// Fill the caches for `va` and ask the CPU to start loading its L1 entry.
     fn prefetch(&mut self, va: Vaddr) {
-        if !va.is_canonical() {
+        if self.direct || !va.is_canonical() {
             return;
         }
-        let i = self.l2_slot(va);
-        if let Some(Slot { end: None, page: Some(Page::Borrowed(p)), .. }) = self.l2.get(i) {
+        if let Some(Slot { ended: false, unreadable: false, page: Some(Page::Borrowed(p)), .. }) = self.answer(va) {
             prefetch_entry(p, va.index_at(Level::L1.shift()));
         }
     }
@@ -251,12 +291,9 @@ impl<'m> Translator<'m> {
             self.stats.l4_hits += 1;
             return i;
         }
-        let mut steps = [None; 4];
-        let mem = self.mem;
-        let next = walk::step(Level::L4, self.root, Rights::ALL, va, self.opts, &mut steps, |a| {
-            read_entry(mem, self.root_page.as_ref(), a)
-        });
-        let slot = self.fill(tag, steps, next);
+        let root = Slot { tag, page: None, ..Slot::empty() };
+        let page = self.root_page.as_ref().map(copy_page);
+        let slot = self.extend(root, page.as_ref(), va);
         if let Some(s) = self.l4.get_mut(i) {
             *s = slot;
         }
@@ -272,63 +309,86 @@ impl<'m> Translator<'m> {
             return i;
         }
         let p = self.l4_slot(va);
-        let (steps, next) = self.below(self.l4.get(p), Level::L3, va);
-        let slot = self.fill(tag, steps, next);
+        let slot = self.below(Level::L4, p, tag, va);
         if let Some(s) = self.l3.get_mut(i) {
             *s = slot;
         }
         i
     }
 
-    /// The 2 MiB-prefix slot for canonical `va`.
-    fn l2_slot(&mut self, va: Vaddr) -> usize {
-        let tag = va.0 >> Level::L2.shift();
-        let i = l2_index(tag);
-        if self.l2.get(i).is_some_and(|s| s.tag == tag) {
-            self.stats.l2_hits += 1;
-            return i;
-        }
-        let p = self.l3_slot(va);
-        let (steps, next) = self.below(self.l3.get(p), Level::L2, va);
-        let slot = self.fill(tag, steps, next);
-        if let Some(s) = self.l2.get_mut(i) {
-            *s = slot;
-        }
-        i
-    }
-
-    /// The step at `level` under `parent` (the slot one level up).
-    fn below(&self, parent: Option<&Slot<'m>>, level: Level, va: Vaddr) -> ([Option<Step>; 4], Next) {
-        let Some(parent) = parent else {
-            // Not reached: slot indices are masked to the array sizes. Walk afresh.
-            let mut steps = [None; 4];
-            let mem = self.mem;
-            let o = walk::walk_from(Level::L4, self.root, Rights::ALL, va, self.opts, &mut steps, |a| mem.read_u64(a));
-            return (steps, Next::End(o));
+    /// The slot for `tag` one level under slot `p` of the `parent` cache.
+    fn below(&mut self, parent: Level, p: usize, tag: u64, va: Vaddr) -> Slot<'m> {
+        let cache = if parent == Level::L4 { &self.l4 } else { &self.l3 };
+        let Some(parent) = cache.get(p) else { return Slot { tag, unreadable: true, ..Slot::empty() } };
+        let base = Slot {
+            tag,
+            entries: parent.entries,
+            len: parent.len,
+            ended: parent.ended,
+            unreadable: parent.unreadable,
+            page: None,
         };
-        let mut steps = parent.steps;
-        if let Some(o) = parent.end {
-            return (steps, Next::End(o));
+        if parent.ended || parent.unreadable {
+            return base;
         }
-        let mem = self.mem;
-        let next = walk::step(level, parent.table, parent.rights, va, self.opts, &mut steps, |a| {
-            read_entry(mem, parent.page.as_ref(), a)
-        });
-        (steps, next)
+        let page = parent.page.as_ref().map(copy_page);
+        self.extend(base, page.as_ref(), va)
     }
 
-    /// A slot for `tag` holding `steps` and where the walk went.
-    fn fill(&mut self, tag: u64, steps: [Option<Step>; 4], next: Next) -> Slot<'m> {
-        match next {
-            Next::End(o) => Slot { tag, steps, end: Some(o), table: Maddr(0), rights: Rights::ALL, page: None },
-            Next::Table { table, rights, .. } => {
+    /// Read one more entry for `slot` (from `page`, the table below its entries, or
+    /// from the dump) and fetch the page of the table it leads to.
+    fn extend(&mut self, mut slot: Slot<'m>, page: Option<&Page<'_>>, va: Vaddr) -> Slot<'m> {
+        let mut steps = [None; 4];
+        let Next::Table { level, table, rights } = replay(&slot, self.root, va, self.opts, &mut steps) else {
+            slot.ended = true;
+            return slot;
+        };
+        let entry_maddr = table.wrapping_add(va.index_at(level.shift()) as u64 * 8);
+        let entry = match read_entry(self.mem, page, entry_maddr) {
+            Ok(e) => e,
+            Err(_) => {
+                slot.unreadable = true;
+                return slot;
+            }
+        };
+        let (Some(e), Ok(len)) = (slot.entries.get_mut(usize::from(slot.len)), u8::try_from(usize::from(slot.len) + 1))
+        else {
+            slot.unreadable = true;
+            return slot;
+        };
+        *e = entry;
+        slot.len = len;
+        match walk::step(level, table, rights, va, self.opts, &mut steps, |_| Ok(entry)) {
+            Next::End(_) => slot.ended = true,
+            Next::Table { table, .. } => {
                 self.stats.pages += 1;
                 self.resident.tick(self.mem, table);
-                let page = self.mem.page(table.mfn()).ok();
-                Slot { tag, steps, end: None, table, rights, page }
+                slot.page = self.mem.page(table.mfn()).ok();
             }
         }
+        slot
     }
+}
+
+/// Another handle on a page: the same reference into the map, or a copy.
+fn copy_page<'m>(p: &Page<'m>) -> Page<'m> {
+    match p {
+        Page::Borrowed(b) => Page::Borrowed(b),
+        Page::Owned(o) => Page::Owned(o.clone()),
+    }
+}
+
+/// Run the walker's steps of `va` over the entries `slot` holds: where they lead.
+#[inline]
+fn replay(slot: &Slot<'_>, root: Maddr, va: Vaddr, opts: WalkOptions, steps: &mut [Option<Step>; 4]) -> Next {
+    let (mut level, mut table, mut rights) = (Level::L4, root, Rights::ALL);
+    for &e in slot.entries.iter().take(usize::from(slot.len)) {
+        match walk::step(level, table, rights, va, opts, steps, |_| Ok(e)) {
+            Next::Table { level: l, table: t, rights: r } => (level, table, rights) = (l, t, r),
+            end => return end,
+        }
+    }
+    Next::Table { level, table, rights }
 }
 
 /// Walk every VA of `vas` against `root`: `walk` for each, through one [`Translator`].
@@ -373,16 +433,21 @@ mod tests {
 
     fn same_as_walk(mem: &dyn PhysMem, root: Maddr, vas: &[Vaddr]) {
         let opts = WalkOptions::default();
-        let mut t = Translator::new(mem, root, opts);
-        for &va in vas {
-            assert_eq!(t.translate(va), walk(mem, root, va, opts), "{va}");
+        for cached in [true, false] {
+            let mut t = Translator::new(mem, root, opts).with_prefix_cache(cached);
+            for &va in vas {
+                assert_eq!(t.translate(va), walk(mem, root, va, opts), "{va}");
+            }
+            let mut called = vec![0u8; vas.len()];
+            t.translate_batch(vas, |i, w| {
+                assert_eq!(*w, walk(mem, root, vas[i], opts), "{}", vas[i]);
+                called[i] += 1;
+            });
+            assert!(called.iter().all(|&c| c == 1), "every VA exactly once");
+            // Once more in VA order (sorted windows).
+            t.sort_next = true;
+            t.translate_batch(vas, |i, w| assert_eq!(*w, walk(mem, root, vas[i], opts), "{}", vas[i]));
         }
-        let mut called = vec![0u8; vas.len()];
-        t.translate_batch(vas, |i, w| {
-            assert_eq!(*w, walk(mem, root, vas[i], opts), "{}", vas[i]);
-            called[i] += 1;
-        });
-        assert!(called.iter().all(|&c| c == 1), "every VA exactly once");
         assert_eq!(translate_all(mem, root, vas, opts).len(), vas.len());
     }
 
@@ -448,7 +513,7 @@ mod tests {
             vas.push(Vaddr(va));
         }
         same_as_walk(&m, pt.root, &vas);
-        let mut t = Translator::new(&m, pt.root, WalkOptions::default());
+        let mut t = Translator::new(&m, pt.root, WalkOptions::default()).with_prefix_cache(true);
         t.translate_batch(&vas, |_, _| {});
         let s = t.stats();
         assert_eq!(s.translations, vas.len() as u64);
