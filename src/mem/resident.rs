@@ -4,8 +4,9 @@
 //! counts in the process's resident set (RSS), until the mapping is dropped. A whole
 //! listing of a 64 GiB direct map in 4 KiB pages reads 128 MiB of L1 tables, and a
 //! kernel that maps a whole large folio on a fault (Linux 6.x page cache) can map
-//! 2 MiB for one touched page. [`Resident`] looks at the process's RSS each time a
-//! scan has moved into [`Resident`]'s `every`-th new 2 MiB region and, above a limit,
+//! 2 MiB for one touched page. [`Resident`] looks at the process's RSS each time
+//! scans have entered `every` 2 MiB regions not read since the last release (a
+//! region already read adds nothing more) and, above a limit,
 //! asks the source to drop its mappings ([`PhysMem::release_resident`]); the bytes
 //! stay in the page cache, so reading them again costs a minor fault, not I/O. Each
 //! region can add at most a folio or a fault-around window, 2 MiB, per side of a
@@ -20,9 +21,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// New regions met by all budgets of the process.
 static NEW_REGIONS: AtomicU32 = AtomicU32::new(0);
 
-/// The RSS above which scans release mapped pages: 48 MiB, leaving room under a
-/// 100 MiB ceiling for the program itself and for what is mapped between two looks.
+/// Releases done by all budgets of the process (a release drops every mapping).
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Bits of a budget's set of regions read since the last release (8 KiB).
+const SEEN_BITS: usize = 1 << 16;
+
+/// What a scan may add to the RSS it starts with before it releases mapped pages:
+/// 48 MiB, leaving room under a 100 MiB ceiling for the program itself and for
+/// what is mapped between two looks.
 pub const DEFAULT_LIMIT: u64 = 48 << 20;
+
+/// The absolute RSS limit for a scan starting now that may add `budget` bytes.
+pub fn limit_from_now(budget: Option<u64>) -> Option<u64> {
+    budget.map(|b| rss().map_or(b, |r| r.current.saturating_add(b)))
+}
 
 /// New 2 MiB regions between two looks at the RSS (a look costs a few microseconds).
 pub const ENUMERATE_EVERY: u32 = 8;
@@ -37,6 +50,10 @@ pub struct Resident {
     every: u32,
     /// The 2 MiB region of the last tick.
     region: u64,
+    /// Regions read since the last release (hashed; allocated on first use), and
+    /// the release generation it belongs to.
+    seen: Vec<u64>,
+    generation: u32,
     /// How many times the source was asked to release its pages.
     pub releases: u64,
 }
@@ -46,7 +63,7 @@ impl Resident {
     /// per `every` new 2 MiB regions read by any budget of the process.
     pub fn new(limit: Option<u64>, every: u32) -> Resident {
         let every = every.max(1);
-        Resident { limit, every, region: u64::MAX, releases: 0 }
+        Resident { limit, every, region: u64::MAX, seen: Vec::new(), generation: 0, releases: 0 }
     }
 
     /// No limit: never look, never release.
@@ -65,7 +82,21 @@ impl Resident {
         if self.limit.is_none() || at.0 >> 21 == self.region {
             return;
         }
-        self.region = at.0 >> 21;
+        let region = at.0 >> 21;
+        self.region = region;
+        // Only a region not read since the last release can add to the RSS.
+        let generation = GENERATION.load(Ordering::Relaxed);
+        if self.seen.is_empty() || generation != self.generation {
+            self.seen.clear();
+            self.seen.resize(SEEN_BITS / 64, 0);
+            self.generation = generation;
+        }
+        let bit = (region ^ (region >> 16)) as usize % SEEN_BITS;
+        let Some(word) = self.seen.get_mut(bit / 64) else { return };
+        if *word & (1 << (bit % 64)) != 0 {
+            return;
+        }
+        *word |= 1 << (bit % 64);
         // Counted for the whole process: the budgets of parallel tasks add up.
         if NEW_REGIONS.fetch_add(1, Ordering::Relaxed) % self.every == 0 {
             self.check(mem);
@@ -79,6 +110,7 @@ impl Resident {
             if rss > limit {
                 mem.release_resident();
                 self.releases += 1;
+                GENERATION.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -37,7 +37,7 @@ const GROUP: usize = 8;
 
 /// VAs [`Translator::translate_batch`] may reorder among themselves (16 bytes each of
 /// working memory).
-pub const WINDOW: usize = 1 << 16;
+pub const WINDOW: usize = 1 << 18;
 
 /// Windows smaller than this are never sorted.
 const SORT_MIN: usize = 4096;
@@ -118,7 +118,8 @@ fn l2_index(tag: u64) -> usize {
 
 impl<'m> Translator<'m> {
     /// A translator for the L4 table at `root` (bits 11:0 are ignored, as by
-    /// [`walk`]). Resident memory is bounded by [`resident::DEFAULT_LIMIT`].
+    /// [`walk`]). What it maps is bounded by [`resident::DEFAULT_LIMIT`] above the RSS
+    /// at its creation.
     ///
     /// When the dump is memory-mapped (raw, ELF: the root's page is borrowed from the
     /// map), entries cost a load each and upper-level entries stay in the CPU's
@@ -140,9 +141,9 @@ impl<'m> Translator<'m> {
             l4: slots(L4_SLOTS),
             l3: slots(L3_SLOTS),
             l2: slots(L2_SLOTS),
-            resident: Resident::new(Some(resident::DEFAULT_LIMIT), resident::TRANSLATE_EVERY),
+            resident: Resident::new(resident::limit_from_now(Some(resident::DEFAULT_LIMIT)), resident::TRANSLATE_EVERY),
             stats: Stats::default(),
-            sort_next: false,
+            sort_next: true,
         }
     }
 

@@ -291,8 +291,8 @@ pub struct EnumerateOptions<'p> {
     /// Expand L2 tables on rayon's thread pool (when called from outside it, with at
     /// least two threads); otherwise on the calling thread.
     pub parallel: bool,
-    /// Release memory-mapped pages when the process's RSS exceeds this many bytes
-    /// ([`crate::mem::resident`]); `None`: never.
+    /// Release memory-mapped pages when the process's RSS has grown by more than
+    /// this many bytes since the start ([`crate::mem::resident`]); `None`: never.
     pub resident_limit: Option<u64>,
     /// Called on the calling thread each time an L2 table's events have all been
     /// delivered.
@@ -340,7 +340,8 @@ where
     F: FnMut(Event<'_>) -> ControlFlow<()>,
 {
     let root = Maddr(root.0 & !0xfff);
-    let resident = || Resident::new(o.resident_limit, resident::ENUMERATE_EVERY);
+    let limit = resident::limit_from_now(o.resident_limit);
+    let resident = || Resident::new(limit, resident::ENUMERATE_EVERY);
     let pool = if o.parallel && rayon::current_thread_index().is_none() { workers() } else { None };
     let parallel = pool.is_some();
     if !parallel && o.progress.is_none() {
@@ -350,7 +351,6 @@ where
         return e.summary;
     }
     let total = if o.progress.is_some() { count_l2_tables(mem, root, opts) } else { 0 };
-    let limit = o.resident_limit;
     match pool {
         Some(p) => p.in_place_scope(|scope| plan(scope, mem, root, opts, &mut f, parallel, limit, o.progress, total)),
         None => rayon::in_place_scope(|scope| plan(scope, mem, root, opts, &mut f, parallel, limit, o.progress, total)),
