@@ -1067,10 +1067,10 @@ fn memflow_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: usiz
                 r,
                 (&mut |t: VirtualTranslation| {
                     ok += 1;
-                    let p = t.out_physical.address().to_umem() as u64;
+                    let p = t.out_physical.address().to_umem();
                     sum = sum.wrapping_add(p);
                     if let Some(v) = pairs.as_deref_mut() {
-                        v.push((t.in_virtual.to_umem() as u64, p));
+                        v.push((t.in_virtual.to_umem(), p));
                     }
                     true
                 })

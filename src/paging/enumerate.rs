@@ -699,7 +699,7 @@ where
     /// Runs of the L2 table's entries holding about [`TASK_L1_TABLES`] L1 tables each
     /// (the whole table if its page cannot be read here).
     fn runs(&self, table: Maddr) -> Vec<std::ops::Range<usize>> {
-        let Ok(page) = self.mem.page(table.mfn()) else { return vec![0..512] };
+        let Ok(page) = self.mem.page(table.mfn()) else { return std::iter::once(0..512).collect() };
         let mut runs = Vec::new();
         let (mut start, mut tables) = (0, 0);
         for i in 0..512 {
