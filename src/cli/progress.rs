@@ -36,7 +36,8 @@ impl Bar {
             if self.start.elapsed() < DELAY {
                 return;
             }
-            let bar = ProgressBar::with_draw_target(Some(p.total), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(p.total), ProgressDrawTarget::stderr())
+                .with_elapsed(self.start.elapsed());
             let style =
                 ProgressStyle::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} L2 tables, {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar());
