@@ -141,7 +141,17 @@ pub fn translate(mem: &dyn PhysMem, root: &Root, va: Vaddr, opts: WalkOptions) -
         let diagnosis = if va.is_canonical() { root_diagnosis(root, &p) } else { non_canonical(va) };
         return Translation { va, walk: None, diagnosis: Some(diagnosis), pitfalls: Vec::new() };
     }
-    let w = walk::walk(mem, root.maddr, va, opts);
+    explain(mem, root, walk::walk(mem, root.maddr, va, opts), opts)
+}
+
+/// Explain a walk of `root` already made (by [`walk::walk`] or a batched
+/// [`crate::paging::Translator`]): the same [`Translation`] as [`translate`].
+pub fn explain(mem: &dyn PhysMem, root: &Root, w: Walk, opts: WalkOptions) -> Translation {
+    let va = w.va;
+    if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
+        let diagnosis = if va.is_canonical() { root_diagnosis(root, &p) } else { non_canonical(va) };
+        return Translation { va, walk: None, diagnosis: Some(diagnosis), pitfalls: Vec::new() };
+    }
     let diagnosis = w.stop().map(|_| explain_stop(mem, root, &w, opts));
     let pitfalls = mask_pitfalls(mem, &w, opts);
     Translation { va, walk: Some(w), diagnosis, pitfalls }

@@ -30,6 +30,77 @@ pub fn va_line(line: &str) -> Option<Result<Expr, String>> {
     Some(Expr::parse(tok))
 }
 
+/// A line of a VA list, read without allocating (see [`va_line_bytes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VaLine {
+    /// Blank or a comment.
+    Skip,
+    /// A hexadecimal VA.
+    Value(u64),
+    /// Anything else (a symbol expression, a malformed value, non-ASCII text): take
+    /// the line through [`va_line`].
+    Slow,
+}
+
+/// [`va_line`] for the common case, on raw bytes and without allocating: the first
+/// token, its trailing `:` dropped, as hexadecimal (`0x` optional, `_` and `` ` ``
+/// separators). Whatever this does not decide is [`VaLine::Slow`], so the two always
+/// agree (a test checks them against each other).
+#[inline]
+pub fn va_line_bytes(line: &[u8]) -> VaLine {
+    let mut i = 0;
+    while let Some(&b) = line.get(i) {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => i += 1,
+            b'#' => return VaLine::Skip,
+            0x80.. => return VaLine::Slow,
+            _ => break,
+        }
+    }
+    let start = i;
+    while let Some(&b) = line.get(i) {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c => break,
+            0x80.. => return VaLine::Slow,
+            _ => i += 1,
+        }
+    }
+    // Unicode whitespace after the token would end it for `va_line` too, but any
+    // non-ASCII byte later on is left to it.
+    if line.get(i..).is_some_and(|rest| !rest.is_ascii()) {
+        return VaLine::Slow;
+    }
+    let Some(mut tok) = line.get(start..i) else { return VaLine::Slow };
+    if tok.is_empty() {
+        return VaLine::Skip;
+    }
+    if let Some(t) = tok.strip_suffix(b":") {
+        tok = t;
+    }
+    if let Some(t) = tok.strip_prefix(b"0x").or_else(|| tok.strip_prefix(b"0X")) {
+        tok = t;
+    }
+    let (mut v, mut digits, mut significant) = (0u64, 0u32, 0u32);
+    for &b in tok {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            b'_' | b'`' => continue,
+            _ => return VaLine::Slow,
+        };
+        digits += 1;
+        if significant > 0 || d != 0 {
+            significant += 1;
+        }
+        if significant > 16 {
+            return VaLine::Slow;
+        }
+        v = v << 4 | u64::from(d);
+    }
+    if digits == 0 { VaLine::Slow } else { VaLine::Value(v) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +130,59 @@ mod tests {
         assert_eq!(va_line("head.o#l3_xenmap"), Some(Ok(Expr::Symbolic("head.o#l3_xenmap".into()))));
         assert!(va_line("no;pe").unwrap().is_err());
         assert_eq!(va_line("nope"), Some(Ok(Expr::Symbolic("nope".into()))));
+    }
+
+    /// The byte fast path agrees with `va_line` wherever it decides.
+    #[test]
+    fn byte_lines_agree_with_va_line() {
+        let cases = [
+            "ffff808000000000: 00000000b0000000 XGPDACT-W",
+            "0xffff82d040200000",
+            "0XABC",
+            "  ffff82d0_40200000  # the image",
+            "fffff800`00000000",
+            "0x00000000ffff82d040200000",
+            "0x1_0000_0000_0000_0000",
+            "#",
+            "   # comment",
+            "\t#x",
+            "",
+            "   ",
+            "0x",
+            ":",
+            "0x10:",
+            "0x10::",
+            "0x10#x",
+            "+10",
+            "-1",
+            "add",
+            "idle_pg_table",
+            "head.o#l3_xenmap",
+            "no;pe",
+            "ffff\u{a0}0000",
+            "\u{2003}10",
+            "10\u{2003}",
+            "10 \u{e9}",
+            "0x10\r",
+            "1 2 3",
+        ];
+        for c in cases {
+            let fast = va_line_bytes(c.as_bytes());
+            let slow = va_line(c);
+            match fast {
+                VaLine::Skip => assert_eq!(slow, None, "{c:?}"),
+                VaLine::Value(v) => assert_eq!(slow, Some(Ok(Expr::Value(v))), "{c:?}"),
+                // Undecided: va_line decides.
+                VaLine::Slow => {}
+            }
+        }
+        assert_eq!(va_line_bytes(b"ffff82d040200000\n"), VaLine::Value(0xffff_82d0_4020_0000));
+        assert_eq!(va_line_bytes(b"\xff"), VaLine::Slow);
+        // Symbols and oddities are left to va_line; plain hex never is.
+        for c in ["idle_pg_table", "+10", "0x", "0x1_0000_0000_0000_0000", "10 \u{e9}"] {
+            assert_eq!(va_line_bytes(c.as_bytes()), VaLine::Slow, "{c:?}");
+        }
+        assert_eq!(va_line_bytes(b"  0x10: x"), VaLine::Value(0x10));
     }
 }
 

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use xenwalk::dump::{Dump, OpenOptions};
 use xenwalk::fixture::{ElfLayout, Machine, PageTables};
 use xenwalk::paging::entry::bits;
-use xenwalk::paging::{Coalescer, Event, Level, Rights, StopKind, WalkOptions, enumerate, walk};
+use xenwalk::paging::{
+    Coalescer, Event, Level, Rights, StopKind, Translator, WalkOptions, enumerate, enumerate_par, walk,
+};
 use xenwalk::{Maddr, Vaddr};
 
 /// xorshift64*: deterministic, dependency-free.
@@ -281,6 +283,29 @@ fn check(dump: &Dump, root: Maddr, model: &Model, probes: &[u64], what: &str) {
     let got_ranges: Vec<(u64, u64, u64)> = ranges.iter().map(|r| (r.va.0, r.maddr.0, r.size)).collect();
     let want_ranges: Vec<(u64, u64, u64)> = expect_ranges.iter().map(|r| (r.va, r.maddr, r.size)).collect();
     assert_eq!(got_ranges, want_ranges, "{what}: coalesced ranges");
+
+    // The parallel enumeration delivers the same events in the same order.
+    let text = |par: bool| {
+        let mut v = Vec::new();
+        let f = |ev: Event<'_>| {
+            v.push(format!("{ev:?}"));
+            std::ops::ControlFlow::Continue(())
+        };
+        let s = if par {
+            enumerate_par(dump.mem.as_ref(), root, opts, f)
+        } else {
+            enumerate(dump.mem.as_ref(), root, opts, f)
+        };
+        (v, s)
+    };
+    assert_eq!(text(true), text(false), "{what}: parallel enumeration");
+    // The batched translator returns exactly the walker's result.
+    let vas: Vec<Vaddr> = probes.iter().map(|&p| Vaddr(p)).collect();
+    for cached in [true, false] {
+        Translator::new(dump.mem.as_ref(), root, opts).with_prefix_cache(cached).translate_batch(&vas, |i, w| {
+            assert_eq!(*w, walk(dump.mem.as_ref(), root, vas[i], opts), "{what}: batched {:#x}", probes[i]);
+        });
+    }
 
     // Walks.
     for &va in probes {

@@ -74,6 +74,7 @@ pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
         long: false,
         style: super::walk::Style::Table,
         leaves: false,
+        brief: false,
         maxphyaddr,
     };
     let path = a.dump.as_deref().context("no dump")?;

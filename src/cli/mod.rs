@@ -5,11 +5,13 @@
 //! did not translate, or the root cannot be walked (a result, not an error); 2 bad
 //! usage or bad input (including one bad line in a VA list; the other lines still run).
 
+mod brief;
 mod diff;
 mod explain;
 mod info;
 mod map;
 mod next;
+mod progress;
 mod walk;
 mod xen;
 
@@ -22,6 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use walk::WalkArgs;
 
@@ -48,6 +51,23 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub walk: WalkArgs,
+    /// No warnings, notes or progress on stderr: errors only.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether `--quiet` was given.
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A warning or note on stderr (`xenwalk: {msg}`), unless `--quiet`.
+pub(crate) fn note(msg: std::fmt::Arguments<'_>) {
+    if !quiet() {
+        eprintln!("xenwalk: {msg}");
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,7 +164,7 @@ impl Session {
         let dump = Dump::open(path, OpenOptions { format: o.format, base: o.base, skip_bad_notes: o.skip_bad_notes })
             .with_context(|| path.display().to_string())?;
         for w in &dump.warnings {
-            eprintln!("xenwalk: warning: {}: {w}", path.display());
+            note(format_args!("warning: {}: {w}", path.display()));
         }
         let syms = match &x.xen_syms {
             Some(p) => Some(XenSyms::load(p).with_context(|| format!("{} (--xen-syms)", p.display()))?),
@@ -158,7 +178,7 @@ impl Session {
             let mut problems: Vec<String> = Vec::new();
             if let Some(c) = xen.image_check.as_ref().filter(|c| !c.ok) {
                 if c.unverifiable {
-                    eprintln!("xenwalk: warning: {}: {}", path.display(), c.problems.join("; "));
+                    note(format_args!("warning: {}: {}", path.display(), c.problems.join("; ")));
                 } else {
                     problems.extend(c.problems.iter().cloned());
                 }
@@ -176,10 +196,10 @@ impl Session {
                 if !x.allow_mismatch {
                     anyhow::bail!("{msg} (--allow-mismatch to go on anyway)");
                 }
-                eprintln!("xenwalk: WARNING: {msg}");
+                note(format_args!("WARNING: {msg}"));
             }
             if let (Some(d), None) = (&xen.discovery, &xen.xen_phys_start) {
-                eprintln!("xenwalk: warning: {}: xen_phys_start not found: {}", path.display(), d.why);
+                note(format_args!("warning: {}: xen_phys_start not found: {}", path.display(), d.why));
             }
         }
         Ok(Session { dump, xen })
@@ -205,6 +225,7 @@ impl Session {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::render::color::init(cli.color);
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     let r = match cli.command {
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Tables(a)) => xen::tables(a),

@@ -1,12 +1,13 @@
 //! `xenwalk DUMP [ROOT] [--va VA ...]`: walks, and the whole-space listing.
 
-use super::{OpenArgs, Session, XenArgs};
+use super::progress::Bar;
+use super::{OpenArgs, Session, XenArgs, brief};
 use crate::addr::Vaddr;
 use crate::diagnose::{self, Translation};
 use crate::mem::Absent;
-use crate::paging::WalkOptions;
-use crate::paging::enumerate::{self, Coalescer, Event, Range};
+use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
 use crate::paging::root::{self, Root, RootInput, RootProblem};
+use crate::paging::{Translator, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
 use anyhow::{Context, Result, bail};
@@ -78,6 +79,10 @@ pub struct WalkArgs {
     /// When listing, one line per leaf (no coalescing, Accessed/Dirty shown).
     #[arg(long)]
     pub leaves: bool,
+    /// For pipelines: a walk prints `VA MADDR` (`VA -` if it does not translate), a
+    /// listing `VA MADDR SIZE` per range, in hex with 0x, and nothing else.
+    #[arg(long, conflicts_with_all = ["json", "long", "style"])]
+    pub brief: bool,
     /// Physical-address width of the machine: entry bits 51:N are reserved.
     #[arg(long, value_name = "N", default_value_t = 52, value_parser = clap::value_parser!(u8).range(32..=52))]
     pub maxphyaddr: u8,
@@ -111,10 +116,10 @@ pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Resul
         };
         let pcide = c.cr4.map(|cr4| cr4 & (1 << 17) != 0);
         if implicit {
-            eprintln!(
-                "xenwalk: no root given: using CR3 {cr3:#x} of CPU {cpu} from the {} (choose with --cpu N, --cr3 or --cr3-mfn)",
+            super::note(format_args!(
+                "no root given: using CR3 {cr3:#x} of CPU {cpu} from the {} (choose with --cpu N, --cr3 or --cr3-mfn)",
                 src.describe()
-            );
+            ));
         }
         Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("CPU {cpu}, {}", src.describe()), pcide, opts))
     };
@@ -260,7 +265,14 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
         }
     };
     let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
+    if a.brief {
+        return if vas.is_empty() && va_list.is_none() {
+            brief::list(view.mem, &root, opts, a.leaves, &mut out)
+        } else {
+            brief::walks(&s, view.mem, &root, opts, &vas, va_list, &mut out)
+        };
+    }
     if a.json {
         serde_json::to_writer(&mut out, &json::RootLine::new(&root))?;
         writeln!(out)?;
@@ -276,8 +288,10 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
 
     let mut any_failed = false;
     let mut bad_input = false;
+    let mut translator = Translator::new(view.mem, root.maddr, opts);
     let mut one = |out: &mut dyn Write, va: u64| -> Result<()> {
-        let mut t = diagnose::translate(view.mem, &root, Vaddr(va), opts);
+        let w = translator.translate(Vaddr(va));
+        let mut t = diagnose::explain(view.mem, &root, w, opts);
         if let (Some(x), Some(w)) = (view.xen, &t.walk) {
             if t.diagnosis.is_some() || a.long {
                 t.pitfalls.extend(x.pointer_pitfalls(view.mem, root.maddr, w));
@@ -481,7 +495,13 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             human::range(out, r, label.as_deref())
         }
     };
-    let summary = enumerate::enumerate(v.mem, root.maddr, opts, |ev| {
+    let bar = Bar::new();
+    let progress = |p: Progress| bar.update(p);
+    let o = EnumerateOptions {
+        progress: if bar.enabled() { Some(&progress) } else { None },
+        ..EnumerateOptions::default()
+    };
+    let summary = enumerate::enumerate_with(v.mem, root.maddr, opts, &o, |ev| {
         let res = match &ev {
             Event::Leaf(leaf) => {
                 if a.leaves {
@@ -507,6 +527,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             }
         }
     });
+    bar.finish();
     if let Some(e) = io_err {
         return Err(e.into());
     }

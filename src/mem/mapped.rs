@@ -138,6 +138,10 @@ impl PhysMem for MappedImage {
         self.find(addr.0).map(|_| ())
     }
 
+    fn release_resident(&self) {
+        release_map(&self.map);
+    }
+
     fn extents(&self) -> Vec<Extent> {
         let mut v = Vec::with_capacity(self.segs.len() + 1);
         for s in &self.segs {
@@ -150,4 +154,23 @@ impl PhysMem for MappedImage {
         }
         v
     }
+}
+
+/// Drop this process's page-table mappings of `map`'s pages (`MADV_DONTNEED`), so
+/// they stop counting as its resident memory; they stay in the page cache.
+pub(crate) fn release_map(map: &Mmap) {
+    #[cfg(unix)]
+    {
+        // SAFETY: `map` is a read-only shared mapping of a file this process never
+        // writes (memmap2's `Mmap::map` is `MAP_SHARED` + `PROT_READ`). For such a
+        // mapping MADV_DONTNEED only removes the page-table entries: the next access
+        // faults the same bytes back in from the page cache, so every slice borrowed
+        // from the map keeps its contents (madvise(2): "subsequent accesses of pages in
+        // the range ... will result in repopulating the memory contents from the
+        // up-to-date contents of the underlying mapped file" for shared mappings).
+        // Failure only means the pages stay resident.
+        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
+    #[cfg(not(unix))]
+    let _ = map;
 }

@@ -15,6 +15,7 @@ pub mod kdump;
 pub mod lzo;
 pub mod mapped;
 pub mod raw;
+pub mod resident;
 
 use crate::addr::{Maddr, Mfn, PAGE_SIZE};
 use std::fmt;
@@ -181,6 +182,13 @@ pub trait PhysMem: Send + Sync {
 
     /// The described ranges, in address order.
     fn extents(&self) -> Vec<Extent>;
+
+    /// Give back this process's resident copies of the pages read so far, where the
+    /// format maps the file into memory: the data stays readable (the next read maps it
+    /// again from the page cache) and borrowed pages stay valid. Long scans call it
+    /// through [`resident::Resident`] to keep resident memory bounded. By default
+    /// nothing is held, so nothing is done.
+    fn release_resident(&self) {}
 }
 
 /// A shared source is a source (a dump keeps its kdump image both as memory and for
@@ -200,5 +208,8 @@ impl<T: PhysMem + ?Sized> PhysMem for std::sync::Arc<T> {
     }
     fn extents(&self) -> Vec<Extent> {
         (**self).extents()
+    }
+    fn release_resident(&self) {
+        (**self).release_resident()
     }
 }

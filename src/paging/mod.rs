@@ -1,6 +1,7 @@
 //! x86-64 4-level paging: entry decoding, the walker, the root (CR3) and whole-space
 //! enumeration. Nothing here knows about Xen; it is what the MMU does.
 
+pub mod batch;
 pub mod entry;
 pub mod enumerate;
 pub mod ept;
@@ -9,7 +10,10 @@ pub mod root;
 pub mod slot;
 pub mod walk;
 
+pub use batch::{Translator, translate_all};
 pub use entry::{Entry, Level, Rights};
-pub use enumerate::{Coalescer, Event, Leaf, Range, Summary, enumerate};
+pub use enumerate::{
+    Coalescer, EnumerateOptions, Event, Leaf, Progress, Range, Summary, enumerate, enumerate_par, enumerate_with,
+};
 pub use root::{Root, RootInput, RootProblem, resolve};
 pub use walk::{Mapping, Outcome, Step, Stop, StopKind, Walk, WalkOptions, walk};

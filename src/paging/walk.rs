@@ -102,6 +102,10 @@ pub struct Walk {
 }
 
 impl Walk {
+    /// Assemble a walk from its parts (the batched translator's cache keeps them).
+    pub(crate) fn from_parts(va: Vaddr, root: Maddr, steps: [Option<Step>; 4], outcome: Outcome) -> Walk {
+        Walk { va, root, steps, outcome }
+    }
     /// The levels read, top down (no allocation: at most four).
     pub fn steps(&self) -> impl Iterator<Item = &Step> + '_ {
         self.steps.iter().map_while(|s| s.as_ref())
@@ -135,52 +139,86 @@ pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Wal
             Outcome::Stopped(Stop { level: Level::L4, table: root, entry_maddr: root, kind: StopKind::NonCanonical });
         return Walk { va, root, steps, outcome };
     }
-    let mut table = root;
-    let mut rights = Rights::ALL;
-    let mut level = Level::L4;
-    let mut i = 0;
+    let outcome = walk_from(Level::L4, root, Rights::ALL, va, opts, &mut steps, |a| mem.read_u64(a));
+    Walk { va, root, steps, outcome }
+}
+
+/// Where one level of a walk leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Go on with `table` at `level` (one down), with the rights accumulated so far.
+    Table { level: Level, table: Maddr, rights: Rights },
+    /// The walk ends here.
+    End(Outcome),
+}
+
+/// Read the entry of `va` at `level` in `table` through `read`, record the step in
+/// `steps` and say where the walk goes. This is the walker: [`walk`] and the batched
+/// [`crate::paging::batch::Translator`] both run every level through it, so they
+/// cannot disagree.
+#[inline]
+pub(crate) fn step(
+    level: Level,
+    table: Maddr,
+    rights: Rights,
+    va: Vaddr,
+    opts: WalkOptions,
+    steps: &mut [Option<Step>; 4],
+    read: impl FnOnce(Maddr) -> Result<u64, ReadError>,
+) -> Next {
+    let index = va.index_at(level.shift());
+    let entry_maddr = table.wrapping_add(index as u64 * 8);
+    let stop = |kind| Next::End(Outcome::Stopped(Stop { level, table, entry_maddr, kind }));
+    let entry = match read(entry_maddr) {
+        Ok(v) => Entry(v),
+        Err(e) => return stop(StopKind::Unreadable(e)),
+    };
+    let present = entry.present();
+    let reserved = if present { entry.reserved_bits(level, opts.maxphyaddr, opts.nxe) } else { 0 };
+    let rights = if present { rights.through(entry, opts.nxe) } else { rights };
+    // Levels are walked top down, L4 into slot 0.
+    if let Some(slot) = steps.get_mut(usize::from(4 - level.number())) {
+        *slot = Some(Step { level, index: index as u16, table, entry_maddr, entry, rights, reserved });
+    }
+    if !present {
+        return stop(StopKind::NotPresent);
+    }
+    if reserved != 0 {
+        return stop(StopKind::Reserved(reserved));
+    }
+    let next = entry.addr(level, opts.maxphyaddr);
+    // An L1 entry is always a leaf, so `below()` is taken only above L1.
+    match level.below() {
+        Some(below) if !entry.is_leaf(level) => Next::Table { level: below, table: Mfn(next >> 12).maddr(), rights },
+        _ => {
+            let size = level.page_size();
+            Next::End(Outcome::Mapped(Mapping {
+                maddr: Maddr(next | (va.0 & (size - 1))),
+                page: Maddr(next),
+                page_size: size,
+                level,
+                rights,
+            }))
+        }
+    }
+}
+
+/// Continue a walk of canonical `va` at `level` in `table`, reading entries through
+/// `read`, until it ends.
+#[inline]
+pub(crate) fn walk_from(
+    mut level: Level,
+    mut table: Maddr,
+    mut rights: Rights,
+    va: Vaddr,
+    opts: WalkOptions,
+    steps: &mut [Option<Step>; 4],
+    mut read: impl FnMut(Maddr) -> Result<u64, ReadError>,
+) -> Outcome {
     loop {
-        let index = va.index_at(level.shift());
-        let entry_maddr = table.wrapping_add(index as u64 * 8);
-        let stop = |kind| Stop { level, table, entry_maddr, kind };
-        let entry = match mem.read_u64(entry_maddr) {
-            Ok(v) => Entry(v),
-            Err(e) => {
-                return Walk { va, root, steps, outcome: Outcome::Stopped(stop(StopKind::Unreadable(e))) };
-            }
-        };
-        let reserved = if entry.present() { entry.reserved_bits(level, opts.maxphyaddr, opts.nxe) } else { 0 };
-        if entry.present() {
-            rights = rights.through(entry, opts.nxe);
-        }
-        if let Some(slot) = steps.get_mut(i) {
-            *slot = Some(Step { level, index: index as u16, table, entry_maddr, entry, rights, reserved });
-        }
-        i += 1;
-        if !entry.present() {
-            return Walk { va, root, steps, outcome: Outcome::Stopped(stop(StopKind::NotPresent)) };
-        }
-        if reserved != 0 {
-            return Walk { va, root, steps, outcome: Outcome::Stopped(stop(StopKind::Reserved(reserved))) };
-        }
-        let next = entry.addr(level, opts.maxphyaddr);
-        // An L1 entry is always a leaf, so `below()` is taken only above L1.
-        match level.below() {
-            Some(below) if !entry.is_leaf(level) => {
-                table = Mfn(next >> 12).maddr();
-                level = below;
-            }
-            _ => {
-                let size = level.page_size();
-                let mapping = Mapping {
-                    maddr: Maddr(next | (va.0 & (size - 1))),
-                    page: Maddr(next),
-                    page_size: size,
-                    level,
-                    rights,
-                };
-                return Walk { va, root, steps, outcome: Outcome::Mapped(mapping) };
-            }
+        match step(level, table, rights, va, opts, steps, &mut read) {
+            Next::End(outcome) => return outcome,
+            Next::Table { level: l, table: t, rights: r } => (level, table, rights) = (l, t, r),
         }
     }
 }

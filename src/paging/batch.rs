@@ -1,0 +1,536 @@
+//! Batched translation: many VAs against one root, with a cache of walk prefixes.
+//!
+//! A [`Translator`] remembers, per VA prefix, what the upper levels of a walk found:
+//! the L4 step per 512 GiB slot, the L4+L3 steps per 1 GiB, the L4+L3+L2 steps per
+//! 2 MiB, each with the page of the table below (borrowed from the memory map for raw
+//! and ELF dumps, a copy for kdump pages). A VA whose 2 MiB prefix was seen before
+//! costs one tag compare and one read of its L1 entry; walks that share an L3 or L4
+//! entry re-read nothing above it. Dumps do not change, so the cache never goes stale.
+//!
+//! Every level still goes through the walker's own step function
+//! ([`super::walk::step`]), and a cached prefix is reused only for VAs with exactly
+//! that prefix, so every result is the [`Walk`] that [`walk`] returns for the same VA
+//! — steps, stop, rights and all (the tests compare them on every fixture and on a
+//! real dom0 root).
+//!
+//! Caches are direct-mapped arrays of fixed size ([`L4_SLOTS`], [`L3_SLOTS`],
+//! [`L2_SLOTS`]): memory does not grow with the number of VAs (about 1.5 MiB of slots,
+//! plus at most one copied page per slot for compressed dumps). Nothing is shortcut
+//! by value: equal entries at different prefixes are cached and walked separately.
+
+use super::entry::{Level, Rights};
+use super::walk::{self, Next, Step, Walk, WalkOptions, walk};
+use crate::addr::{Maddr, Vaddr};
+use crate::mem::resident::{self, Resident};
+use crate::mem::{Page, PhysMem, ReadError};
+
+/// Slots of the L4 cache, one per L4 index.
+pub const L4_SLOTS: usize = 512;
+/// Slots of the 1 GiB-prefix (L3) cache.
+pub const L3_SLOTS: usize = 1024;
+/// Slots of the 2 MiB-prefix (L2) cache.
+pub const L2_SLOTS: usize = 4096;
+
+/// VAs looked up ahead of their walks in [`Translator::translate_batch`], so that the
+/// memory loads of their L1 entries overlap.
+const GROUP: usize = 8;
+
+/// VAs [`Translator::translate_batch`] may reorder among themselves (16 bytes each of
+/// working memory).
+pub const WINDOW: usize = 1 << 18;
+
+/// Windows smaller than this are never sorted.
+const SORT_MIN: usize = 4096;
+
+const EMPTY: u64 = u64::MAX;
+
+/// The entries the walk of any VA with one prefix reads, down to a level.
+struct Slot<'m> {
+    /// The prefix (`va >> shift` of the level), or [`EMPTY`].
+    tag: u64,
+    /// The entries read at L4, L3, L2, as far as this prefix determines them.
+    entries: [u64; 3],
+    len: u8,
+    /// The walk ends within these entries (a leaf or a stop).
+    ended: bool,
+    /// An entry could not be read: VAs with this prefix are walked afresh.
+    unreadable: bool,
+    /// The page of the table below the last entry, when the dump holds all of it.
+    page: Option<Page<'m>>,
+}
+
+impl Slot<'_> {
+    fn empty() -> Self {
+        Slot { tag: EMPTY, entries: [0; 3], len: 0, ended: false, unreadable: false, page: None }
+    }
+}
+
+/// Cache statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// VAs translated.
+    pub translations: u64,
+    /// Lookups answered by the 2 MiB, 1 GiB and 512 GiB prefix caches (the lookups
+    /// that start a group's loads early included).
+    pub l2_hits: u64,
+    pub l3_hits: u64,
+    pub l4_hits: u64,
+    /// Table pages fetched into the cache.
+    pub pages: u64,
+}
+
+/// Translates many VAs against one root, caching the upper levels of the walk.
+pub struct Translator<'m> {
+    mem: &'m dyn PhysMem,
+    root: Maddr,
+    opts: WalkOptions,
+    root_page: Option<Page<'m>>,
+    l4: Vec<Slot<'m>>,
+    l3: Vec<Slot<'m>>,
+    l2: Vec<Slot<'m>>,
+    resident: Resident,
+    stats: Stats,
+    /// Walk the next window of a batch in VA order.
+    sort_next: bool,
+    /// The dump is memory-mapped: walk directly (see [`Translator::new`]).
+    direct: bool,
+}
+
+/// The entry at `a`: from the table's cached page, or read from the dump.
+#[inline]
+fn read_entry(mem: &dyn PhysMem, page: Option<&Page<'_>>, a: Maddr) -> Result<u64, ReadError> {
+    match page {
+        // `a` lies in this page: entries are read at `table + 8 * index`.
+        Some(p) => Ok(p.entry(((a.0 & 0xfff) >> 3) as usize)),
+        None => mem.read_u64(a),
+    }
+}
+
+#[inline]
+fn l3_index(tag: u64) -> usize {
+    ((tag ^ (tag >> 9)) as usize) & (L3_SLOTS - 1)
+}
+
+#[inline]
+fn l2_index(tag: u64) -> usize {
+    ((tag ^ (tag >> 9) ^ (tag >> 18)) as usize) & (L2_SLOTS - 1)
+}
+
+impl<'m> Translator<'m> {
+    /// A translator for the L4 table at `root` (bits 11:0 are ignored, as by
+    /// [`walk`]). What it maps is bounded by [`resident::DEFAULT_LIMIT`] above the RSS
+    /// at its creation.
+    ///
+    /// When the dump is memory-mapped (raw, ELF: the root's page is borrowed from the
+    /// map), entries cost a load each and upper-level entries stay in the CPU's
+    /// caches, so VAs are walked directly: on the real dom0 root that is faster than
+    /// any lookup in a cache of prefixes (BENCHMARKS.md). The prefix caches serve
+    /// dumps whose pages must be decoded (kdump), where they save a decompression
+    /// or a locked cache lookup per level.
+    pub fn new(mem: &'m dyn PhysMem, root: Maddr, opts: WalkOptions) -> Translator<'m> {
+        let root = Maddr(root.0 & !0xfff);
+        let root_page = mem.page(root.mfn()).ok();
+        let direct = matches!(root_page, Some(Page::Borrowed(_)));
+        let slots = |n: usize| if direct { Vec::new() } else { (0..n).map(|_| Slot::empty()).collect::<Vec<_>>() };
+        Translator {
+            mem,
+            root,
+            opts,
+            root_page,
+            direct,
+            l4: slots(L4_SLOTS),
+            l3: slots(L3_SLOTS),
+            l2: slots(L2_SLOTS),
+            resident: Resident::new(resident::limit_from_now(Some(resident::DEFAULT_LIMIT)), resident::TRANSLATE_EVERY),
+            stats: Stats::default(),
+            sort_next: true,
+        }
+    }
+
+    /// Use the prefix caches (`true`) or walk each VA directly (`false`) whatever the
+    /// kind of dump (for tests and measurements; the default is chosen by
+    /// [`Translator::new`]).
+    pub fn with_prefix_cache(mut self, on: bool) -> Translator<'m> {
+        self.direct = !on;
+        if on && self.l2.is_empty() {
+            let slots = |n: usize| (0..n).map(|_| Slot::empty()).collect::<Vec<_>>();
+            (self.l4, self.l3, self.l2) = (slots(L4_SLOTS), slots(L3_SLOTS), slots(L2_SLOTS));
+        }
+        self
+    }
+
+    /// Use this residency budget instead of the default.
+    pub fn with_resident(mut self, resident: Resident) -> Translator<'m> {
+        self.resident = resident;
+        self
+    }
+
+    /// The root's L4 table address.
+    pub fn root(&self) -> Maddr {
+        self.root
+    }
+
+    /// Cache statistics so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How many times the residency budget released mapped pages.
+    pub fn releases(&self) -> u64 {
+        self.resident.releases
+    }
+
+    /// Walk `va`: the same [`Walk`] as [`walk`]`(mem, root, va, opts)`.
+    pub fn translate(&mut self, va: Vaddr) -> Walk {
+        self.stats.translations += 1;
+        let (mem, opts, root) = (self.mem, self.opts, self.root);
+        if !va.is_canonical() {
+            return walk(mem, root, va, opts);
+        }
+        if self.direct {
+            let w = walk(mem, root, va, opts);
+            if let Some(last) = w.steps().last() {
+                self.resident.tick(mem, last.table);
+            }
+            return w;
+        }
+        let mut steps = [None; 4];
+        let outcome = match self.answer(va) {
+            Some(s) if !s.unreadable => match replay(s, root, va, opts, &mut steps) {
+                Next::End(o) => o,
+                Next::Table { level, table, rights } => {
+                    walk::walk_from(level, table, rights, va, opts, &mut steps, |a| read_entry(mem, s.page.as_ref(), a))
+                }
+            },
+            _ => return walk(mem, root, va, opts),
+        };
+        Walk::from_parts(va, root, steps, outcome)
+    }
+
+    /// The slot that answers canonical `va`: its 2 MiB-prefix slot, or its 1 GiB one
+    /// when the walk ends there (a 1 GiB page, a stop), which then stays out of the
+    /// 2 MiB cache.
+    fn answer(&mut self, va: Vaddr) -> Option<&Slot<'m>> {
+        let tag = va.0 >> Level::L2.shift();
+        let i = l2_index(tag);
+        if self.l2.get(i).is_some_and(|s| s.tag == tag) {
+            self.stats.l2_hits += 1;
+            return self.l2.get(i);
+        }
+        let p = self.l3_slot(va);
+        if self.l3.get(p).is_some_and(|s| s.ended || s.unreadable) {
+            return self.l3.get(p);
+        }
+        let slot = self.below(Level::L3, p, tag, va);
+        let s = self.l2.get_mut(i)?;
+        *s = slot;
+        Some(s)
+    }
+
+    /// Walk every VA of `vas`, calling `f(i, &walk)` once for each `vas[i]`, with
+    /// `walk` exactly [`walk`]`(vas[i])`.
+    ///
+    /// The order of the calls is the translator's choice: VAs are taken in windows of
+    /// [`WINDOW`]; when the previous window's walks kept fetching table pages (more
+    /// tables in play than the caches hold), a window is walked in VA order, so that
+    /// VAs under one table run together and each table page is read (and, for a
+    /// compressed dump, decompressed) once per window rather than once per VA.
+    /// Otherwise VAs go in input order. Either way they go in small groups whose L1
+    /// entries are fetched together, so their memory loads overlap.
+    pub fn translate_batch(&mut self, vas: &[Vaddr], mut f: impl FnMut(usize, &Walk)) {
+        let mut order: Vec<(u64, u32)> = Vec::new();
+        for (w, window) in vas.chunks(WINDOW).enumerate() {
+            let base = w * WINDOW;
+            let (pages, releases) = (self.stats.pages, self.resident.releases);
+            if self.sort_next && window.len() >= SORT_MIN {
+                order.clear();
+                order.extend(window.iter().enumerate().map(|(i, va)| (va.0, i as u32)));
+                order.sort_unstable();
+                for group in order.chunks(GROUP) {
+                    for &(va, _) in group {
+                        self.prefetch(Vaddr(va));
+                    }
+                    for &(va, i) in group {
+                        let w = self.translate(Vaddr(va));
+                        f(base + i as usize, &w);
+                    }
+                }
+            } else {
+                for (g, group) in window.chunks(GROUP).enumerate() {
+                    for &va in group {
+                        self.prefetch(va);
+                    }
+                    for (k, &va) in group.iter().enumerate() {
+                        let w = self.translate(va);
+                        f(base + g * GROUP + k, &w);
+                    }
+                }
+            }
+            // Sort the next window if this one had to give back mapped pages (its
+            // tables do not fit the residency budget), or, for a compressed dump,
+            // fetched more than one table page per 16 VAs.
+            self.sort_next = self.resident.releases > releases
+                || (!self.direct && (self.stats.pages - pages) * 16 > window.len() as u64);
+        }
+    }
+
+    /// Fill the caches for `va` and ask the CPU to start loading its L1 entry.
+    fn prefetch(&mut self, va: Vaddr) {
+        if self.direct || !va.is_canonical() {
+            return;
+        }
+        if let Some(Slot { ended: false, unreadable: false, page: Some(Page::Borrowed(p)), .. }) = self.answer(va) {
+            prefetch_entry(p, va.index_at(Level::L1.shift()));
+        }
+    }
+
+    /// The L4 slot for canonical `va`, filled from the root.
+    fn l4_slot(&mut self, va: Vaddr) -> usize {
+        let tag = va.0 >> Level::L4.shift();
+        let i = (tag as usize) & (L4_SLOTS - 1);
+        if self.l4.get(i).is_some_and(|s| s.tag == tag) {
+            self.stats.l4_hits += 1;
+            return i;
+        }
+        let root = Slot { tag, page: None, ..Slot::empty() };
+        let page = self.root_page.as_ref().map(copy_page);
+        let slot = self.extend(root, page.as_ref(), va);
+        if let Some(s) = self.l4.get_mut(i) {
+            *s = slot;
+        }
+        i
+    }
+
+    /// The 1 GiB-prefix slot for canonical `va`.
+    fn l3_slot(&mut self, va: Vaddr) -> usize {
+        let tag = va.0 >> Level::L3.shift();
+        let i = l3_index(tag);
+        if self.l3.get(i).is_some_and(|s| s.tag == tag) {
+            self.stats.l3_hits += 1;
+            return i;
+        }
+        let p = self.l4_slot(va);
+        let slot = self.below(Level::L4, p, tag, va);
+        if let Some(s) = self.l3.get_mut(i) {
+            *s = slot;
+        }
+        i
+    }
+
+    /// The slot for `tag` one level under slot `p` of the `parent` cache.
+    fn below(&mut self, parent: Level, p: usize, tag: u64, va: Vaddr) -> Slot<'m> {
+        let cache = if parent == Level::L4 { &self.l4 } else { &self.l3 };
+        let Some(parent) = cache.get(p) else { return Slot { tag, unreadable: true, ..Slot::empty() } };
+        let base = Slot {
+            tag,
+            entries: parent.entries,
+            len: parent.len,
+            ended: parent.ended,
+            unreadable: parent.unreadable,
+            page: None,
+        };
+        if parent.ended || parent.unreadable {
+            return base;
+        }
+        let page = parent.page.as_ref().map(copy_page);
+        self.extend(base, page.as_ref(), va)
+    }
+
+    /// Read one more entry for `slot` (from `page`, the table below its entries, or
+    /// from the dump) and fetch the page of the table it leads to.
+    fn extend(&mut self, mut slot: Slot<'m>, page: Option<&Page<'_>>, va: Vaddr) -> Slot<'m> {
+        let mut steps = [None; 4];
+        let Next::Table { level, table, rights } = replay(&slot, self.root, va, self.opts, &mut steps) else {
+            slot.ended = true;
+            return slot;
+        };
+        let entry_maddr = table.wrapping_add(va.index_at(level.shift()) as u64 * 8);
+        let entry = match read_entry(self.mem, page, entry_maddr) {
+            Ok(e) => e,
+            Err(_) => {
+                slot.unreadable = true;
+                return slot;
+            }
+        };
+        let (Some(e), Ok(len)) = (slot.entries.get_mut(usize::from(slot.len)), u8::try_from(usize::from(slot.len) + 1))
+        else {
+            slot.unreadable = true;
+            return slot;
+        };
+        *e = entry;
+        slot.len = len;
+        match walk::step(level, table, rights, va, self.opts, &mut steps, |_| Ok(entry)) {
+            Next::End(_) => slot.ended = true,
+            Next::Table { table, .. } => {
+                self.stats.pages += 1;
+                self.resident.tick(self.mem, table);
+                slot.page = self.mem.page(table.mfn()).ok();
+            }
+        }
+        slot
+    }
+}
+
+/// Another handle on a page: the same reference into the map, or a copy.
+fn copy_page<'m>(p: &Page<'m>) -> Page<'m> {
+    match p {
+        Page::Borrowed(b) => Page::Borrowed(b),
+        Page::Owned(o) => Page::Owned(o.clone()),
+    }
+}
+
+/// Run the walker's steps of `va` over the entries `slot` holds: where they lead.
+#[inline]
+fn replay(slot: &Slot<'_>, root: Maddr, va: Vaddr, opts: WalkOptions, steps: &mut [Option<Step>; 4]) -> Next {
+    let (mut level, mut table, mut rights) = (Level::L4, root, Rights::ALL);
+    for &e in slot.entries.iter().take(usize::from(slot.len)) {
+        match walk::step(level, table, rights, va, opts, steps, |_| Ok(e)) {
+            Next::Table { level: l, table: t, rights: r } => (level, table, rights) = (l, t, r),
+            end => return end,
+        }
+    }
+    Next::Table { level, table, rights }
+}
+
+/// Walk every VA of `vas` against `root`: `walk` for each, through one [`Translator`].
+pub fn translate_all(mem: &dyn PhysMem, root: Maddr, vas: &[Vaddr], opts: WalkOptions) -> Vec<Walk> {
+    let mut t = Translator::new(mem, root, opts);
+    let mut out: Vec<Option<Walk>> = vec![None; vas.len()];
+    t.translate_batch(vas, |i, w| {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(*w);
+        }
+    });
+    out.into_iter().flatten().collect()
+}
+
+/// Hint the CPU to load entry `index` of a mapped table page.
+#[inline]
+fn prefetch_entry(page: &[u8; 4096], index: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = page.as_ptr().wrapping_add((index & 0x1ff) * 8);
+        // SAFETY: PREFETCHT0 is a hint: it never faults and has no architectural
+        // effect (Intel SDM vol. 2B, PREFETCHh); `p` points into `page` anyway.
+        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (page, index);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{Machine, PageTables, XEN_TABLE, xen};
+    use crate::paging::entry::bits;
+
+    /// xorshift64*.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed ^= *seed >> 12;
+        *seed ^= *seed << 25;
+        *seed ^= *seed >> 27;
+        seed.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn same_as_walk(mem: &dyn PhysMem, root: Maddr, vas: &[Vaddr]) {
+        let opts = WalkOptions::default();
+        for cached in [true, false] {
+            let mut t = Translator::new(mem, root, opts).with_prefix_cache(cached);
+            for &va in vas {
+                assert_eq!(t.translate(va), walk(mem, root, va, opts), "{va}");
+            }
+            let mut called = vec![0u8; vas.len()];
+            t.translate_batch(vas, |i, w| {
+                assert_eq!(*w, walk(mem, root, vas[i], opts), "{}", vas[i]);
+                called[i] += 1;
+            });
+            assert!(called.iter().all(|&c| c == 1), "every VA exactly once");
+            // Once more in VA order (sorted windows).
+            t.sort_next = true;
+            t.translate_batch(vas, |i, w| assert_eq!(*w, walk(mem, root, vas[i], opts), "{}", vas[i]));
+        }
+        assert_eq!(translate_all(mem, root, vas, opts).len(), vas.len());
+    }
+
+    /// VAs near every interesting address of the Xen-like fixture, and random ones in
+    /// the slots it uses, against both roots (absent tables, zero tables, junk,
+    /// reserved bits, large pages, a dangling entry, malformed pages).
+    #[test]
+    fn equals_the_walker_on_the_xenlike_machine() {
+        let mut x = xen::build();
+        let mut vas: Vec<Vaddr> = Vec::new();
+        for &(va, _, _) in x.xen_mapped.iter().chain(&x.guest_mapped) {
+            vas.extend([va, Vaddr(va.0 + 0x123), Vaddr(va.0 ^ 0x1000), Vaddr(va.0 ^ 0x20_0000)]);
+        }
+        vas.extend([x.va_uncaptured_table, x.va_zero_l3, x.va_swapped, x.va_past_ram, x.va_reserved, x.va_l4_ps]);
+        vas.push(x.va_empty);
+        vas.push(Vaddr(0x0000_8000_0000_0000)); // non-canonical
+        let mut seed = 7u64;
+        for _ in 0..4000 {
+            let base = vas[(rng(&mut seed) % vas.len() as u64) as usize].0;
+            let bit = rng(&mut seed) % 40;
+            vas.push(Vaddr(base ^ (1 << bit)));
+        }
+        x.machine.uncaptured.extend(x.omitted.iter().map(|m| m.0));
+        x.machine.malformed.insert(x.noise.mfn().0);
+        for root in [x.idle, x.pv] {
+            same_as_walk(&x.machine, root, &vas);
+        }
+    }
+
+    /// Thousands of VAs sharing few tables, with conflicting cache slots, identical
+    /// entries at different prefixes (never merged), and a table page that the
+    /// source holds only in part.
+    #[test]
+    fn equals_the_walker_with_shared_and_identical_tables() {
+        let mut m = Machine::new(64 << 20);
+        let pt = PageTables::new(&mut m);
+        let leaf = bits::P | bits::RW | bits::A;
+        // One L1 table mapped under 64 L2 entries and 8 L3 entries: identical entries.
+        let va0 = Vaddr(0xffff_8880_0000_0000);
+        pt.map_range(&mut m, va0, Maddr(0x10_0000), 0x20_0000, Level::L1, leaf, XEN_TABLE);
+        let l2 = pt.table_of(&m, va0, Level::L2).expect("L2");
+        let l1e = m.read_u64(l2);
+        for i in 1..64 {
+            m.write_u64(Maddr(l2.0 + 8 * i), l1e);
+        }
+        let l3 = pt.table_of(&m, va0, Level::L3).expect("L3");
+        let l2e = m.read_u64(Maddr(l3.0 + 8 * va0.index_at(30) as u64));
+        for i in 0..8 {
+            m.write_u64(Maddr(l3.0 + 8 * i), l2e);
+        }
+        pt.map(&mut m, Vaddr(0x7f00_0000_0000), Maddr(0x4000_0000), Level::L3, leaf, XEN_TABLE);
+        pt.map(&mut m, Vaddr(0x7f00_4020_0000), Maddr(0x20_0000), Level::L2, leaf, XEN_TABLE);
+        let mut seed = 3u64;
+        let mut vas = Vec::new();
+        for _ in 0..20_000 {
+            let r = rng(&mut seed);
+            let va = match r % 4 {
+                0 => 0xffff_8880_0000_0000 | (r >> 8) & 0x1_ffff_ffff,
+                1 => 0xffff_8800_0000_0000 | (r >> 8) & 0xff_ffff_ffff,
+                2 => 0x7f00_0000_0000 | (r >> 8) & 0xffff_ffff,
+                _ => Vaddr::canonicalize(r >> 8).0,
+            };
+            vas.push(Vaddr(va));
+        }
+        same_as_walk(&m, pt.root, &vas);
+        let mut t = Translator::new(&m, pt.root, WalkOptions::default()).with_prefix_cache(true);
+        t.translate_batch(&vas, |_, _| {});
+        let s = t.stats();
+        assert_eq!(s.translations, vas.len() as u64);
+        assert!(s.l2_hits > 0 && s.l3_hits > 0, "{s:?}");
+    }
+
+    #[test]
+    fn a_root_outside_memory_and_an_absent_l1() {
+        let mut m = Machine::new(16 << 20);
+        let pt = PageTables::new(&mut m);
+        let va = Vaddr(0x1000);
+        pt.map(&mut m, va, Maddr(0x5000), Level::L1, bits::P, XEN_TABLE);
+        let l1 = pt.table_of(&m, va, Level::L1).expect("L1");
+        m.uncaptured.insert(l1.mfn().0);
+        same_as_walk(&m, pt.root, &[va, Vaddr(0x2000), Vaddr(0x20_0000)]);
+        same_as_walk(&m, Maddr(1 << 40), &[va, Vaddr(0xffff_8000_0000_0000)]);
+        same_as_walk(&m, Maddr(pt.root.0 | 0x18), &[va]);
+    }
+}
