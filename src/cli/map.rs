@@ -120,7 +120,7 @@ pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
     let title = Title { dump: &dump_name, root: &root_name, xen: xen_name.as_deref() };
     let write_file = |file: &PathBuf, body: String, what: &str| -> Result<()> {
         std::fs::write(file, body).with_context(|| format!("{}: cannot write the {what}", file.display()))?;
-        eprintln!("xenwalk: wrote {} ({what}, {} present slots)", file.display(), map.slots.len());
+        super::note(format_args!("wrote {} ({what}, {} present slots)", file.display(), map.slots.len()));
         Ok(())
     };
     if let Some(f) = &svg {
