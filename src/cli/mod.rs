@@ -6,6 +6,7 @@
 //! usage or bad input (including one bad line in a VA list; the other lines still run).
 
 mod info;
+mod p2m;
 mod walk;
 mod xen;
 
@@ -57,6 +58,9 @@ pub enum Command {
     /// Translate machine addresses to the hypervisor's virtual addresses
     /// (__maddr_to_virt: the direct map; the image for image pages), checked by walks.
     M2v(xen::M2vArgs),
+    /// A PV guest's p2m (pfn -> mfn, or with --mfn mfn -> pfn) from the .xen_p2m table
+    /// of its xl dump-core core; without frames, every pair as runs.
+    P2m(p2m::P2mArgs),
 }
 
 /// How to open the dump.
@@ -177,6 +181,7 @@ pub fn main() -> ExitCode {
         Some(Command::Tables(a)) => xen::tables(a),
         Some(Command::V2m(a)) => xen::v2m(a),
         Some(Command::M2v(a)) => xen::m2v(a),
+        Some(Command::P2m(a)) => p2m::run(a),
         None => walk::run(cli.walk),
     };
     match r {

@@ -4,6 +4,7 @@ use super::{OpenArgs, Session, XenArgs};
 use crate::addr::Vaddr;
 use crate::diagnose::{self, Translation};
 use crate::mem::Absent;
+use crate::mem::xlcore::GuestKind;
 use crate::paging::WalkOptions;
 use crate::paging::enumerate::{self, Coalescer, Event, Range};
 use crate::paging::root::{self, Root, RootInput, RootProblem};
@@ -27,7 +28,7 @@ pub enum Style {
 }
 
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu"]))]
+#[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu", "vcpu"]))]
 pub struct WalkArgs {
     /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
     /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
@@ -48,6 +49,11 @@ pub struct WalkArgs {
     /// option: idle_pg_table with --xen-syms, else CPU 0's CR3 from the notes.
     #[arg(long, value_name = "N")]
     pub cpu: Option<usize>,
+    /// Take the root from this vCPU's context in an xl dump-core guest core
+    /// (ctrlreg[3]: a PV guest's kernel L4, an HVM guest's CR3). Without any root
+    /// option an xl core uses vCPU 0.
+    #[arg(long, value_name = "N")]
+    pub vcpu: Option<usize>,
     /// Virtual address to translate (repeatable); with --xen-syms also `symbol` or
     /// `symbol+0x10`.
     #[arg(long = "va", value_name = "VA", value_parser = Expr::parse)]
@@ -78,7 +84,35 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
     let dump = &s.dump;
     let path = dump.path.display();
     let mem = dump.mem.as_ref();
+    let vcpu_root = |n: usize, implicit: bool| -> Result<Root> {
+        let Some(g) = dump.guest_core() else {
+            bail!(
+                "{path}: --vcpu {n}: vCPU contexts come from xl dump-core guest cores; this dump has CPUs: use --cpu N"
+            );
+        };
+        let vcpus = &g.summary().vcpus;
+        let Some(v) = vcpus.get(n) else {
+            bail!("{path}: --vcpu {n}: .xen_prstatus holds {} vCPU context(s) (0..{})", vcpus.len(), vcpus.len());
+        };
+        let Some(cr3) = v.cr3 else {
+            bail!("{path}: vCPU {n}: the CR3 of a 32-bit guest is not decoded; pass --cr3");
+        };
+        let what = match g.kind() {
+            GuestKind::Pv => "PV kernel L4, machine address",
+            GuestKind::Hvm => "HVM guest CR3, guest-physical",
+        };
+        if implicit {
+            eprintln!(
+                "xenwalk: no root given: using CR3 {cr3:#x} of vCPU {n} from .xen_prstatus ({what}; choose with --vcpu N, --cr3 or --cr3-mfn)"
+            );
+        }
+        let pcide = v.cr4.map(|cr4| cr4 & (1 << 17) != 0);
+        Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("vCPU {n}, .xen_prstatus ({what})"), pcide, opts))
+    };
     let cpu_root = |cpu: usize, implicit: bool| -> Result<Root> {
+        if dump.guest_core().is_some() {
+            bail!("{path}: --cpu {cpu}: an xl dump-core guest core has vCPU contexts, not CPU notes: use --vcpu N");
+        }
         let Some(c) = dump.notes.cpu(cpu) else {
             let have: Vec<String> = dump.notes.cpus.iter().map(|c| c.cpu.to_string()).collect();
             if have.is_empty() && !dump.notes.problems.is_empty() {
@@ -122,6 +156,10 @@ fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
         root::resolve(mem, RootInput::Mfn(m), "--cr3-mfn".into(), None, opts)
     } else if let Some(cpu) = a.cpu {
         cpu_root(cpu, false)?
+    } else if let Some(n) = a.vcpu {
+        vcpu_root(n, false)?
+    } else if dump.guest_core().is_some() {
+        vcpu_root(0, true)?
     } else if let Some(idle) = idle {
         root::resolve(mem, RootInput::Cr3(idle.0), "idle_pg_table (xen-syms + xen_phys_start)".into(), None, opts)
     } else if let Some(first) = dump.notes.cpus.iter().find(|c| c.cr3.is_some()) {

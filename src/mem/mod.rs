@@ -15,6 +15,7 @@ pub mod kdump;
 pub mod lzo;
 pub mod mapped;
 pub mod raw;
+pub mod xlcore;
 
 use crate::addr::{Maddr, Mfn, PAGE_SIZE};
 use std::fmt;
@@ -37,6 +38,10 @@ pub enum Absent {
     /// In a kdump-compressed file, the page exists (1st bitmap) but the writer left it
     /// out (2nd bitmap clear): filtered by makedumpfile's dump level or `-X`.
     Excluded { dump_level: Option<u32> },
+    /// In an `xl dump-core` guest core, no page of the guest has this frame: a PV
+    /// guest's machine frame it did not own (Xen's tables, another domain's page), or
+    /// an HVM guest-physical frame that is not guest RAM or was not dumped.
+    NotInGuestCore { hvm: bool },
 }
 
 impl Absent {
@@ -47,13 +52,14 @@ impl Absent {
             Absent::Hole { .. } => "hole",
             Absent::NotCaptured { .. } => "not_captured",
             Absent::Excluded { .. } => "excluded",
+            Absent::NotInGuestCore { .. } => "not_in_guest_core",
         }
     }
 
     /// Whether the address is one the machine probably had as RAM but the dump does
     /// not hold (as opposed to an address the dump never described).
     pub fn is_uncaptured(&self) -> bool {
-        matches!(self, Absent::NotCaptured { .. } | Absent::Excluded { .. })
+        matches!(self, Absent::NotCaptured { .. } | Absent::Excluded { .. } | Absent::NotInGuestCore { .. })
     }
 }
 
@@ -85,6 +91,16 @@ impl fmt::Display for Absent {
                      (2nd bitmap)"
                 )
             }
+            Absent::NotInGuestCore { hvm: false } => write!(
+                f,
+                "not in this guest core: no page of the guest's p2m (.xen_p2m) has this machine frame (the \
+                 guest did not own it: Xen's own tables, another domain's page or a grant)"
+            ),
+            Absent::NotInGuestCore { hvm: true } => write!(
+                f,
+                "not in this guest core: no page of .xen_pfn has this guest-physical frame (not guest RAM, \
+                 or not dumped)"
+            ),
         }
     }
 }
