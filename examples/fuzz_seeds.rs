@@ -71,22 +71,8 @@ fn main() -> std::io::Result<()> {
         }
     }
     // Note streams: the ones inside the ELF seeds.
-    let mut buf = Vec::new();
-    for n in qemu.iter().chain(&xen) {
-        buf.extend_from_slice(&(n.name.len() as u32 + 1).to_le_bytes());
-        buf.extend_from_slice(&(n.desc.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&n.n_type.to_le_bytes());
-        buf.extend_from_slice(n.name.as_bytes());
-        buf.push(0);
-        while buf.len() % 4 != 0 {
-            buf.push(0);
-        }
-        buf.extend_from_slice(&n.desc);
-        while buf.len() % 4 != 0 {
-            buf.push(0);
-        }
-    }
-    fs::write(notes.join("notes.bin"), buf)?;
+    let all: Vec<_> = qemu.iter().chain(&xen).cloned().collect();
+    fs::write(notes.join("notes.bin"), xenwalk::fixture::note_bytes(&all))?;
     // Compressed pages of each kind (first byte selects the kind, as in the target).
     let dec = dir("decompress")?;
     let page = m.page(xenwalk::Mfn(5)).map(|p| p.to_vec()).unwrap_or_default();

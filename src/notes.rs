@@ -137,7 +137,8 @@ pub struct CpuState {
     pub regs_source: Option<RegsSource>,
 }
 
-fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+/// Serialize an optional 64-bit value as `"0x…"` or null (JSON keeps 64-bit values as strings).
+pub(crate) fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(&format_args!("{v:#x}")),
         None => s.serialize_none(),

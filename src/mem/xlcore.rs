@@ -47,7 +47,7 @@
 
 use super::{Absent, Extent, Page, PhysMem, ReadError};
 use crate::addr::{Maddr, Mfn, PAGE_SIZE, Pfn};
-use crate::notes::{self, RawNote};
+use crate::notes::{self, RawNote, hex_opt};
 use memmap2::Mmap;
 use object::LittleEndian as LE;
 use object::elf;
@@ -143,13 +143,6 @@ pub struct VcpuState {
 
 fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:#x}"))
-}
-
-fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => hex(v, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// The `DUMPCORE_HEADER` note.
@@ -383,6 +376,13 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
         }
     }
 
+    let Some(pages) = pages else {
+        return Err(err(
+            shoff,
+            "an ELF core without program headers (so no memory segments) and without a .xen_pages section: \
+             neither a vmcore nor an xl dump-core guest core",
+        ));
+    };
     // Guest kind: the table section, cross-checked with the header's magic.
     let kind = match (p2m_sec, pfn_sec) {
         (Some(_), None) => GuestKind::Pv,
@@ -428,9 +428,6 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
     }
 
     // Pages and their frames.
-    let Some(pages) = pages else {
-        return Err(err(shoff, "no .xen_pages section"));
-    };
     if pages.1 % PAGE_SIZE != 0 {
         return Err(err(pages.0, format!(".xen_pages is {:#x} bytes, not a whole number of 4 KiB pages", pages.1)));
     }
