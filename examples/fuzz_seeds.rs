@@ -15,8 +15,9 @@ use xenwalk::{Maddr, Vaddr};
 fn main() -> std::io::Result<()> {
     let out = std::env::args().nth(1).expect("usage: fuzz_seeds DIR");
     let out = Path::new(&out);
-    // An 8-page machine: an L4 at 0x1000 mapping VA 0 and a 2 MiB page, noise.
-    let mut m = Machine::new(0x8000);
+    // A 16-page machine: an L4 at 0x1000 mapping VA 0 and a 2 MiB page (its other
+    // tables come from the top of RAM), a noise page.
+    let mut m = Machine::new(0x10000);
     let pt = PageTables::at(Maddr(0x1000));
     pt.map(&mut m, Vaddr(0), Maddr(0x5000), Level::L1, 0x63, XEN_TABLE);
     pt.map(&mut m, Vaddr(0xffff_8300_0020_0000), Maddr(0x20_0000), Level::L2, 0x63, XEN_TABLE);
@@ -45,7 +46,7 @@ fn main() -> std::io::Result<()> {
         let o = KdumpOptions {
             kinds,
             excluded: [6].into(),
-            holes: std::iter::once(7..8).collect(),
+            holes: std::iter::once(7..9).collect(),
             notes: if i % 2 == 0 { xen.clone() } else { qemu.clone() },
             header_version: 6 - i as u32,
             ..KdumpOptions::default()
@@ -54,14 +55,19 @@ fn main() -> std::io::Result<()> {
         m.write_kdump_flattened(&fl.join(format!("k{i}.flat")), &o, 1000)?;
     }
     let pv = XlCoreOptions {
-        pages: vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)],
+        // Every stored frame, pfns in reverse order.
+        pages: {
+            let mut f: Vec<u64> = m.stored_frames().map(|f| f.0).collect();
+            f.reverse();
+            f.into_iter().enumerate().map(|(i, f)| (i as u64, f)).collect()
+        },
         invalid_tail: 1,
         vcpus: vec![(cpus[0], 0x2000)],
-        shared_info: Some((5, 0, 0, 0)),
+        shared_info: Some((16, 0, 0, 0)),
         ..Default::default()
     };
     m.write_xl_core(&xl.join("pv.core"), &pv)?;
-    let hvm = XlCoreOptions { hvm: true, pages: (0..8).map(|f| (f, f)).collect(), ..pv };
+    let hvm = XlCoreOptions { hvm: true, pages: (0..16).map(|f| (f, f)).collect(), ..pv };
     m.write_xl_core(&xl.join("hvm.core"), &hvm)?;
     m.write_raw(&dump.join("m.raw"))?;
     for d in [&elf, &kd, &fl, &xl] {
