@@ -63,7 +63,7 @@ impl PhysMem for Budget<'_> {
 
 /// 64-bit values taken from the input, as addresses to try.
 fn words(seed: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    seed.chunks(8).rev().take(16).map(|c| {
+    seed.chunks(8).rev().take(8).map(|c| {
         let mut b = [0u8; 8];
         b[..c.len()].copy_from_slice(c);
         u64::from_le_bytes(b)
@@ -93,8 +93,8 @@ pub fn exercise(mem: &dyn PhysMem, notes: &Notes, extra_roots: &[u64], seed: &[u
         }
     }
     let opts = WalkOptions::default();
-    for &r in roots.iter().take(8) {
-        let budget = Budget { inner: mem, left: AtomicU64::new(4096) };
+    for &r in roots.iter().take(4) {
+        let budget = Budget { inner: mem, left: AtomicU64::new(1024) };
         let root = resolve(&budget, RootInput::Cr3(r), "fuzz".into(), None, opts);
         for va in words(seed).chain([0, 0xffff_8000_0000_0000, 0xffff_82d0_4020_0000]) {
             let w = walk(&budget, root.maddr, Vaddr(va), opts);
