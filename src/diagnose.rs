@@ -281,6 +281,13 @@ fn absent_hint(why: Absent) -> String {
         Absent::Excluded { .. } => "the kdump writer filtered this page out: take the dump with a lower dump level \
              (makedumpfile -d 0 or 1; its Xen -X option drops domain pages) or as an ELF core"
             .into(),
+        Absent::NotInGuestCore { hvm: false } => "a guest core holds the guest's own pages only: frames of Xen's \
+             slots (L4 256-271) and of other domains are in a dump of the whole machine (Xen's kexec \
+             vmcore), not here"
+            .into(),
+        Absent::NotInGuestCore { hvm: true } => "a guest core holds the guest's RAM only: check that the \
+             address is guest RAM"
+            .into(),
         Absent::OutsideImage { .. } | Absent::Hole { .. } => {
             "check that the address is RAM in this machine's memory map; if the image starts above \
              0 pass --base"
@@ -298,6 +305,7 @@ fn absent_next(why: Absent) -> Option<Next> {
         Absent::NotCaptured { .. } | Absent::Excluded { .. } | Absent::OutsideImage { .. } | Absent::Hole { .. } => {
             Some(Next::Info)
         }
+        Absent::NotInGuestCore { .. } => Some(Next::Info),
         Absent::NotInP2m => None,
     }
 }
@@ -364,7 +372,9 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 return root_diagnosis(root, &RootProblem::Absent(why));
             }
             let (reason, what) = match why {
-                Absent::NotCaptured { .. } | Absent::Excluded { .. } => (Reason::TableAbsent, "is not in the dump"),
+                Absent::NotCaptured { .. } | Absent::Excluded { .. } | Absent::NotInGuestCore { .. } => {
+                    (Reason::TableAbsent, "is not in the dump")
+                }
                 Absent::OutsideImage { .. } | Absent::Hole { .. } => {
                     (Reason::TableOutsideImage, "lies outside the image")
                 }

@@ -31,13 +31,14 @@ pub struct OpenOptions {
     pub skip_bad_notes: bool,
 }
 
-/// What kind of file a dump is: a raw image, an ELF core, or makedumpfile's
-/// kdump-compressed format (plain or flattened).
+/// What kind of file a dump is: a raw image, an ELF core, makedumpfile's
+/// kdump-compressed format (plain or flattened), or an `xl dump-core` guest core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
     Raw { base: u64 },
     Elf(mem::elf::ElfSummary),
     Kdump(Box<mem::kdump::KdumpSummary>),
+    XlCore(Box<mem::xlcore::XlCoreSummary>),
 }
 
 impl Format {
@@ -46,6 +47,7 @@ impl Format {
             Format::Raw { .. } => "raw",
             Format::Elf(_) => "elf",
             Format::Kdump(_) => "kdump",
+            Format::XlCore(_) => "xl_core",
         }
     }
 }
@@ -77,6 +79,8 @@ pub enum OpenError {
     Raw(#[from] mem::raw::RawError),
     #[error(transparent)]
     Kdump(#[from] mem::kdump::KdumpError),
+    #[error(transparent)]
+    XlCore(#[from] mem::xlcore::XlCoreError),
 }
 
 /// An opened dump: its memory and what its headers and notes say.
@@ -90,6 +94,8 @@ pub struct Dump {
     pub warnings: Vec<String>,
     /// The kdump image behind `mem`, for what only `info` asks of it.
     kdump: Option<Arc<mem::kdump::KdumpImage>>,
+    /// The guest core behind `mem`: its p2m and vCPU contexts.
+    guest: Option<Arc<mem::xlcore::XlCore>>,
 }
 
 const ELF_MAGIC: &[u8] = b"\x7fELF";
@@ -133,6 +139,12 @@ impl Dump {
         self.kdump.as_ref().map(|k| k.census())
     }
 
+    /// The `xl dump-core` guest core behind `mem` (its p2m, vCPU contexts), if that is
+    /// what the dump is.
+    pub fn guest_core(&self) -> Option<&mem::xlcore::XlCore> {
+        self.guest.as_deref()
+    }
+
     /// Open `path` read-only. Opening maps the file and reads headers and notes only.
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Dump, OpenError> {
         let meta = std::fs::metadata(path)?;
@@ -172,6 +184,7 @@ impl Dump {
                     notes,
                     warnings,
                     kdump: Some(image),
+                    guest: None,
                 });
             }
             FormatHint::Auto => {
@@ -190,6 +203,22 @@ impl Dump {
                 if !is_elf {
                     return Err(mem::elf::ElfError { offset: 0, what: "no ELF magic (7f 45 4c 46)".into() }.into());
                 }
+                if mem::xlcore::is_xl_core(&map) {
+                    let g = mem::xlcore::parse(map)?;
+                    let notes = Notes::decode(&g.notes);
+                    let warnings = check_notes(g.warnings, &notes, opts.skip_bad_notes)?;
+                    let core = Arc::new(g.core);
+                    return Ok(Dump {
+                        path: path.to_owned(),
+                        file_size,
+                        format: Format::XlCore(Box::new(core.summary().clone())),
+                        mem: Box::new(Arc::clone(&core)),
+                        notes,
+                        warnings,
+                        kdump: None,
+                        guest: Some(core),
+                    });
+                }
                 let core = mem::elf::parse(map)?;
                 let mut notes = Notes::decode(&core.notes);
                 if let Some(ci) = notes.xen_crash_info.as_mut() {
@@ -204,6 +233,7 @@ impl Dump {
                     notes,
                     warnings,
                     kdump: None,
+                    guest: None,
                 })
             }
             _ => {
@@ -216,6 +246,7 @@ impl Dump {
                     notes: Notes::default(),
                     warnings: Vec::new(),
                     kdump: None,
+                    guest: None,
                 })
             }
         }

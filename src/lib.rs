@@ -3,7 +3,8 @@
 //!
 //! Layers, bottom up:
 //! * [`addr`]: `Maddr`, `Vaddr`, `Mfn`, `Pfn`, `Gfn` newtypes;
-//! * [`mem`]: physical-memory sources behind one trait, [`mem::PhysMem`] (raw, ELF);
+//! * [`mem`]: physical-memory sources behind one trait, [`mem::PhysMem`] (raw, ELF,
+//!   kdump-compressed and flattened, `xl dump-core` guest cores);
 //! * [`dump`]: opening a file (format by magic) and its [`notes`];
 //! * [`paging`]: x86-64 entries, the walker, the root (CR3), enumeration;
 //! * [`diagnose`]: why a walk stopped, with stable reason codes;

@@ -10,6 +10,8 @@
 //!   @56, `xen_phys_start` @64, `dom0_pfn_to_mfn_frame_list_list` @72 (8- and 9-word
 //!   versions exist; makedumpfile accepts them).
 //! * `VMCOREINFO_XEN` (type 0): `KEY=VALUE` text, NUL-padded.
+//! * QEMU writes the i386 NT_PRSTATUS (144 bytes) for a CPU not in long mode, also in
+//!   an ELF64 core ([`PRSTATUS_I386_SIZE`]).
 //! * QEMU's `QEMU` note (type 0): `QEMUCPUState`, version @0, size @4, cr0..cr4 @392..
 //!   (cr3 @416, cr4 @424), one per CPU in CPU order; its NT_PRSTATUS has `pr_pid` =
 //!   CPU index + 1 (QEMU `target/i386/arch_dump.c`).
@@ -85,6 +87,12 @@ pub fn parse_stream(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawN
     Ok(())
 }
 
+/// Size of the i386 `elf_prstatus` QEMU writes for a CPU that is not in long mode
+/// (even into an ELF64 core): pid @24, `user_regs` @72 as 17 u32 (ebx, ecx, edx, esi,
+/// edi, ebp, eax, ds, es, fs, gs, orig_eax, eip @12, cs, eflags, esp @15, ss)
+/// (QEMU `target/i386/arch_dump.c`, `x86_elf_prstatus`).
+pub const PRSTATUS_I386_SIZE: usize = 144;
+
 /// Note type of NT_PRSTATUS.
 pub const NT_PRSTATUS: u32 = 1;
 /// Xen's crash-information note (`XEN_ELFNOTE_CRASH_INFO`).
@@ -129,7 +137,8 @@ pub struct CpuState {
     pub regs_source: Option<RegsSource>,
 }
 
-fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+/// Serialize an optional 64-bit value as `"0x…"` or null (JSON keeps 64-bit values as strings).
+pub(crate) fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(&format_args!("{v:#x}")),
         None => s.serialize_none(),
@@ -233,6 +242,13 @@ impl Notes {
                     let cpu = core_seen;
                     core_seen += 1;
                     last_core_cpu = Some(cpu);
+                    if d.len() == PRSTATUS_I386_SIZE {
+                        // QEMU's 32-bit layout, written for a CPU not in long mode.
+                        let c = n.cpu_mut(cpu);
+                        c.rip = u32_at(d, 72 + 12 * 4).map(u64::from);
+                        c.rsp = u32_at(d, 72 + 15 * 4).map(u64::from);
+                        continue;
+                    }
                     if d.len() < 112 + 27 * 8 {
                         n.problems.push(format!(
                             "NT_PRSTATUS at offset {:#x}: {} bytes, too short for x86-64 registers",
@@ -427,6 +443,17 @@ mod tests {
         assert!(n.xen_crash_info.is_none());
         assert_eq!(n.problems.len(), 1);
         assert!(n.problems[0].contains("\"Xem\""));
+    }
+
+    #[test]
+    fn qemu_i386_prstatus_gives_eip_and_esp() {
+        let mut pr = vec![0u8; PRSTATUS_I386_SIZE];
+        pr[24..28].copy_from_slice(&1u32.to_le_bytes());
+        pr[72 + 48..72 + 52].copy_from_slice(&0xfff0u32.to_le_bytes());
+        pr[72 + 60..72 + 64].copy_from_slice(&0x7c00u32.to_le_bytes());
+        let n = Notes::decode(&[note("CORE", 1, pr)]);
+        assert!(n.problems.is_empty(), "{:?}", n.problems);
+        assert_eq!((n.cpu(0).unwrap().rip, n.cpu(0).unwrap().rsp), (Some(0xfff0), Some(0x7c00)));
     }
 
     #[test]

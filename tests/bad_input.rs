@@ -242,7 +242,7 @@ const PT_NOTE: u32 = 4;
 const ET_CORE: u16 = 4;
 const ET_EXEC: u16 = 2;
 const EM_X86_64: u16 = 62;
-const EM_386: u16 = 3;
+const EM_AARCH64: u16 = 183;
 
 // Byte offsets of the ELF64 header fields the variants change.
 const EI_CLASS: usize = 4;
@@ -560,7 +560,8 @@ fn wrong_kind_of_elf() {
         ),
         ("ELF32 class", patched(core.clone(), EI_CLASS, &[1]), &["ELF32", "ELF64"]),
         ("big-endian data byte", patched(core.clone(), EI_DATA, &[2]), &["endian"]),
-        ("e_machine EM_386", patched(core.clone(), E_MACHINE, &EM_386.to_le_bytes()), &["x86-64", "machine"]),
+        // EM_386 is accepted: QEMU writes it into ELF64 cores of a CPU not in long mode.
+        ("e_machine EM_AARCH64", patched(core.clone(), E_MACHINE, &EM_AARCH64.to_le_bytes()), &["x86", "machine"]),
     ];
     reject_elf_cases(&mut report, &sb, "kind", &cases);
     report.finish();
@@ -937,5 +938,75 @@ fn malformed_kdump() {
             report.check(&format!("{case} (info)"), &r, vec!["info fails on a file with one damaged page".into()]);
         }
     }
+    report.finish();
+}
+
+// ---------------------------------------------------------------------------------
+// xl dump-core guest cores
+// ---------------------------------------------------------------------------------
+
+/// The three pages of [`page_tables`] as a PV guest core: pfns 0-2 at mfns 1-3, one
+/// vCPU whose CR3 is 0x1000, no shared-info page. Section headers (64 bytes each
+/// from 64): 0 null, 1 `.shstrtab`, 2 `.note.Xen`, 3 `.xen_prstatus`, 4 `.xen_pages`,
+/// 5 `.xen_p2m`.
+fn valid_xl_core() -> Vec<u8> {
+    use xenwalk::fixture::xlcore::XlCoreOptions;
+    use xenwalk::fixture::{CpuRegs, Machine};
+    let mut m = Machine::new(0x4000);
+    m.write(xenwalk::Maddr(0x1000), &page_tables());
+    let dir = std::env::temp_dir().join(format!("xenwalk-bad-xl-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join("g.core");
+    let o = XlCoreOptions {
+        pages: vec![(0, 1), (1, 2), (2, 3)],
+        vcpus: vec![(CpuRegs { cr3: 0x1000, ..Default::default() }, 0)],
+        ..Default::default()
+    };
+    m.write_xl_core(&p, &o).expect("write xl core");
+    let v = fs::read(&p).expect("read xl core");
+    let _ = fs::remove_dir_all(&dir);
+    v
+}
+
+/// Offset of field `at` (24 `sh_offset`, 32 `sh_size`) of section header `i`.
+const fn sh(i: usize, at: usize) -> usize {
+    64 + 64 * i + at
+}
+
+#[test]
+fn malformed_xl_core() {
+    let sb = Sandbox::new("malformed_xl_core");
+    let mut report = Report::default();
+    let c = valid_xl_core();
+    let good = sb.file("good.core", &c);
+    let r = sb.run(&walk_args(&good));
+    report.check("valid xl core walks", &r, ok_problems(&r, 0));
+    let r = sb.run(&[path_str(&good), "--va", "0"]);
+    // (stderr says which root was taken.)
+    let problems = if r.code == Some(0) && r.stderr.contains("vCPU 0") { vec![] } else { vec!["no walk".into()] };
+    report.check("valid xl core walks from vCPU 0", &r, problems);
+    let word = |at: usize| u64::from_le_bytes(c[at..at + 8].try_into().unwrap()) as usize;
+    let (pages, p2m) = (word(sh(4, 24)), word(sh(5, 24)));
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("truncated in .xen_pages", c[..pages + 4096].to_vec(), &["truncated", "past the end"]),
+        ("section size near 2^64", patched(c.clone(), sh(4, 32), &(u64::MAX - 4095).to_le_bytes()), &["past the end"]),
+        ("section offset past EOF", patched(c.clone(), sh(5, 24), &(1u64 << 40).to_le_bytes()), &["past the end"]),
+        ("p2m of the wrong size", patched(c.clone(), sh(5, 32), &40u64.to_le_bytes()), &["bytes per page"]),
+        ("pages not whole", patched(c.clone(), sh(4, 32), &12000u64.to_le_bytes()), &["whole number"]),
+        ("two pages claim one mfn", patched(c.clone(), p2m + 24, &1u64.to_le_bytes()), &["both claim"]),
+        ("mfn beyond 52 bits", patched(c.clone(), p2m + 8, &(1u64 << 41).to_le_bytes()), &["52-bit"]),
+        ("section headers past EOF", patched(c.clone(), 40, &(1u64 << 32).to_le_bytes()), &["section headers"]),
+        ("e_shnum huge", patched(c.clone(), 60, &0xfff0u16.to_le_bytes()), &["section headers"]),
+    ];
+    reject_elf_cases(&mut report, &sb, "xl", &cases);
+    // The header note's magic and page size are checked against the sections.
+    let notes = word(sh(2, 24));
+    // NONE note (16 bytes), then HEADER: 16-byte note header, then magic, vCPUs, pages, page size.
+    let magic = notes + 16 + 16;
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("HVM magic on a PV core", patched(c.clone(), magic, &0xF00F_EBEEu64.to_le_bytes()), &["magic"]),
+        ("8 KiB pages", patched(c.clone(), magic + 24, &8192u64.to_le_bytes()), &["page size"]),
+    ];
+    reject_elf_cases(&mut report, &sb, "xl-note", &cases);
     report.finish();
 }

@@ -12,6 +12,7 @@ use serde::de::{Deserializer, Error};
 use std::path::Path;
 use xenwalk::fixture::kdump::KdumpOptions;
 use xenwalk::fixture::xen;
+use xenwalk::fixture::xlcore::XlCoreOptions;
 use xenwalk::fixture::{CpuRegs, ElfLayout, qemu_cpu_notes};
 
 /// An address or raw 64-bit value: a `"0x…"` string of lowercase hex digits.
@@ -306,6 +307,81 @@ struct Kdump {
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
+struct XlHeader {
+    magic: Hex,
+    nr_vcpus: u64,
+    nr_pages: u64,
+    page_size: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XlXenVersion {
+    major: u64,
+    minor: u64,
+    extra_version: String,
+    changeset: String,
+    capabilities: String,
+    page_size: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XlVcpu {
+    vcpu: usize,
+    flags: Hex,
+    rip: Option<Hex>,
+    rsp: Option<Hex>,
+    cr0: Option<Hex>,
+    cr3: Option<Hex>,
+    cr4: Option<Hex>,
+    user_cr3: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XlSharedInfo {
+    max_pfn: Hex,
+    pfn_to_mfn_frame_list_list: Hex,
+    p2m_cr3: Hex,
+    p2m_vaddr: Hex,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XlSection {
+    name: String,
+    offset: Hex,
+    size: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct XlCore {
+    kind: String,
+    guest_width: u8,
+    header: Option<XlHeader>,
+    xen_version: Option<XlXenVersion>,
+    format_version: Option<String>,
+    vcpus: Vec<XlVcpu>,
+    pages: u64,
+    invalid_entries: u64,
+    pages_offset: Hex,
+    shared_info: Option<XlSharedInfo>,
+    sections: Vec<XlSection>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct CoreP2mLine {
+    pfn: Option<Hex>,
+    mfn: Option<Hex>,
+    pages: u64,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 struct InfoLine {
     schema: u32,
     file: String,
@@ -318,6 +394,7 @@ struct InfoLine {
     bytes_present: u64,
     bytes_absent: u64,
     kdump: Option<Kdump>,
+    xl_core: Option<XlCore>,
     notes: Notes,
     warnings: Vec<String>,
     xen: Option<XenInfo>,
@@ -734,6 +811,7 @@ fn check_line(line: &str) -> String {
         "map_slot" => serde_json::from_value::<MapSlotLine>(v).map(drop),
         "map_cell" => serde_json::from_value::<MapCellLine>(v).map(drop),
         "map_summary" => serde_json::from_value::<MapSummaryLine>(v).map(drop),
+        "core_p2m" => serde_json::from_value::<CoreP2mLine>(v).map(drop),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -761,6 +839,16 @@ fn every_line_type_matches_the_documented_schema() {
             4096,
         )
         .unwrap();
+    let core = dir.join("x.core");
+    let guest: Vec<(u64, u64)> = [fx.pv.0 >> 12, 0x2002].iter().enumerate().map(|(i, &m)| (i as u64, m)).collect();
+    let core_opts = XlCoreOptions {
+        pages: guest,
+        invalid_tail: 1,
+        vcpus: vec![(CpuRegs { cr3: fx.pv.0, ..Default::default() }, 0)],
+        shared_info: Some((2, 0, 0, 0)),
+        ..Default::default()
+    };
+    fx.machine.write_xl_core(&core, &core_opts).unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
     let pv = format!("{}", fx.pv);
     let hex = |v: u64| format!("{v:#x}");
@@ -823,6 +911,9 @@ fn every_line_type_matches_the_documented_schema() {
         ],
         vec!["info".into(), p(&kdump), "--json".into()],
         vec![p(&kdump), "--cr3".into(), pv.clone(), "--json".into()],
+        vec!["info".into(), p(&core), "--json".into()],
+        vec!["p2m".into(), p(&core), "--json".into()],
+        vec!["p2m".into(), p(&core), "--json".into(), "0".into(), "99".into()],
     ];
     let mut seen = std::collections::BTreeSet::new();
     for args in &runs {
@@ -834,6 +925,7 @@ fn every_line_type_matches_the_documented_schema() {
         }
     }
     let all = [
+        "core_p2m",
         "header",
         "info",
         "m2v",

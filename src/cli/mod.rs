@@ -11,6 +11,7 @@ mod explain;
 mod info;
 mod map;
 mod next;
+mod p2m;
 mod progress;
 mod walk;
 mod xen;

@@ -5,6 +5,7 @@ use super::{OpenArgs, Session, XenArgs, brief};
 use crate::addr::Vaddr;
 use crate::diagnose::{self, Translation};
 use crate::mem::Absent;
+use crate::mem::xlcore::GuestKind;
 use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
 use crate::paging::root::{self, Root, RootInput, RootProblem};
 use crate::paging::{Translator, WalkOptions};
@@ -52,8 +53,10 @@ pub struct WalkArgs {
     /// Take the root from a domain's vCPU (with --xen-syms): a domain id, or `idle`.
     #[arg(long, value_name = "D")]
     pub domain: Option<String>,
-    /// The vCPU of --domain (default 0).
-    #[arg(long, value_name = "V", requires = "domain")]
+    /// The vCPU: of --domain (default 0), or in an xl dump-core guest core the vCPU
+    /// whose context (ctrlreg[3]: a PV guest's kernel L4, an HVM guest's CR3) is the
+    /// root (without any root option a core uses vCPU 0).
+    #[arg(long, value_name = "V")]
     pub vcpu: Option<u32>,
     /// Which root of the vCPU: guest (PV kernel L4), user (PV user L4), monitor (HVM
     /// monitor table), cr3 (what Xen loads). Default: guest.
@@ -93,7 +96,35 @@ pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Resul
     let dump = &s.dump;
     let path = dump.path.display();
     let mem = dump.mem.as_ref();
+    let vcpu_root = |n: usize, implicit: bool| -> Result<Root> {
+        let Some(g) = dump.guest_core() else {
+            bail!(
+                "{path}: --vcpu {n}: vCPU contexts come from xl dump-core guest cores; this dump has CPUs: use --cpu N"
+            );
+        };
+        let vcpus = &g.summary().vcpus;
+        let Some(v) = vcpus.get(n) else {
+            bail!("{path}: --vcpu {n}: .xen_prstatus holds {} vCPU context(s) (0..{})", vcpus.len(), vcpus.len());
+        };
+        let Some(cr3) = v.cr3 else {
+            bail!("{path}: vCPU {n}: the CR3 of a 32-bit guest is not decoded; pass --cr3");
+        };
+        let what = match g.kind() {
+            GuestKind::Pv => "PV kernel L4, machine address",
+            GuestKind::Hvm => "HVM guest CR3, guest-physical",
+        };
+        if implicit {
+            eprintln!(
+                "xenwalk: no root given: using CR3 {cr3:#x} of vCPU {n} from .xen_prstatus ({what}; choose with --vcpu N, --cr3 or --cr3-mfn)"
+            );
+        }
+        let pcide = v.cr4.map(|cr4| cr4 & (1 << 17) != 0);
+        Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("vCPU {n}, .xen_prstatus ({what})"), pcide, opts))
+    };
     let cpu_root = |cpu: usize, implicit: bool| -> Result<Root> {
+        if dump.guest_core().is_some() {
+            bail!("{path}: --cpu {cpu}: an xl dump-core guest core has vCPU contexts, not CPU notes: use --vcpu N");
+        }
         let Some(c) = dump.notes.cpu(cpu) else {
             let have: Vec<String> = dump.notes.cpus.iter().map(|c| c.cpu.to_string()).collect();
             if have.is_empty() && !dump.notes.problems.is_empty() {
@@ -143,6 +174,15 @@ pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Resul
         cpu_root(cpu, false)?
     } else if let Some(d) = &a.domain {
         domain_root(s, d, a.vcpu.unwrap_or(0), a.table.unwrap_or(crate::xen::domains::TableKind::Guest), opts)?
+    } else if let Some(n) = a.vcpu {
+        if dump.guest_core().is_none() {
+            bail!(
+                "{path}: --vcpu without --domain picks a vCPU of an xl dump-core guest core; for a whole machine give --domain D --vcpu V (with --xen-syms)"
+            );
+        }
+        vcpu_root(n as usize, false)?
+    } else if dump.guest_core().is_some() {
+        vcpu_root(0, true)?
     } else if let Some(idle) = idle {
         root::resolve(mem, RootInput::Cr3(idle.0), "idle_pg_table (xen-syms + xen_phys_start)".into(), None, opts)
     } else if let Some(first) = dump.notes.cpus.iter().find(|c| c.cr3.is_some()) {

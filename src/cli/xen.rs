@@ -600,14 +600,19 @@ pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct P2mArgs {
-    /// The dump.
+    /// The dump: a whole machine (with --xen-syms and --domain), or an xl dump-core
+    /// guest core (its .xen_p2m table is the p2m).
     pub dump: PathBuf,
-    /// Guest frame numbers (hex); none: the whole p2m as ranges.
+    /// Guest frame numbers (hex); with --mfn on a guest core, machine frames. None:
+    /// the whole p2m as ranges.
     #[arg(value_parser = parse::hex_u64)]
     pub pfn: Vec<u64>,
-    /// The domain (id).
+    /// The domain (id); needed for a whole-machine dump.
     #[arg(long, value_name = "D")]
-    pub domain: u16,
+    pub domain: Option<u16>,
+    /// On an xl dump-core core: the frames are machine frames, answer mfn -> pfn.
+    #[arg(long)]
+    pub mfn: bool,
     /// Also check the reverse direction over every frame the domain owns (frame table
     /// owner → M2P → p2m).
     #[arg(long)]
@@ -678,13 +683,28 @@ struct P2mSummary {
 pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     use crate::xen::p2m::{M2p, M2pEntry, P2mEntry, PvP2m};
     let s = Session::open(&a.dump, &a.open, &a.xen)?;
-    let x = xen_of(&s)?;
     let path = s.dump.path.display().to_string();
+    if let Some(core) = s.dump.guest_core() {
+        if a.domain.is_some() || a.check {
+            bail!("{path}: an xl dump-core core holds one guest: --domain and --check apply to whole-machine dumps");
+        }
+        return super::p2m::run(&s, core, super::p2m::CoreP2mArgs { frames: &a.pfn, mfn: a.mfn, json: a.json });
+    }
+    if a.mfn {
+        bail!("{path}: --mfn answers mfn -> pfn from an xl dump-core core; on a whole machine, `xenwalk m2p` does");
+    }
+    let Some(domain) = a.domain else {
+        bail!(
+            "{path}: p2m of a whole-machine dump needs --domain D and --xen-syms (`xenwalk domains` lists the domains); \
+             without them p2m reads an xl dump-core guest core"
+        );
+    };
+    let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let f = crate::xen::domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
     let all = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    let Some(d) = all.domains.iter().find(|d| d.id == a.domain && d.kind != crate::xen::domains::DomKind::Idle) else {
-        bail!("{path}: --domain {}: no such domain", a.domain);
+    let Some(d) = all.domains.iter().find(|d| d.id == domain && d.kind != crate::xen::domains::DomKind::Idle) else {
+        bail!("{path}: --domain {}: no such domain", domain);
     };
     if !d.kind.is_pv() {
         return hvm_p2m(&a, &s, &f, d);

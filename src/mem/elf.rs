@@ -34,6 +34,8 @@ pub use crate::notes::RawNote;
 /// What the ELF headers say, for `xenwalk info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfSummary {
+    /// `e_machine`: EM_X86_64, or EM_386 from QEMU when CPU 0 was not in long mode.
+    pub machine: u16,
     pub phoff: u64,
     pub phnum: usize,
     pub loads: usize,
@@ -76,8 +78,11 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         return Err(err(16, format!("ELF type {e_type} is not a core file (ET_CORE){hint}")));
     }
     let machine = hdr.e_machine(LE);
-    if machine != elf::EM_X86_64 {
-        return Err(err(18, format!("ELF machine {machine} is not x86-64 (EM_X86_64 = 62)")));
+    // QEMU writes EM_386 into an ELF64 core when its first CPU is not in long mode
+    // (`cpu_get_dump_info`, QEMU `target/i386/arch_dump.c`: the class is 64 once any
+    // RAM block ends above 4 GiB, as the BIOS ROM does): the memory is the same.
+    if machine != elf::EM_X86_64 && machine != elf::EM_386 {
+        return Err(err(18, format!("ELF machine {machine} is not x86 (EM_X86_64 = 62, or EM_386 = 3)")));
     }
     let phoff = hdr.e_phoff(LE);
     let phentsize = u64::from(hdr.e_phentsize(LE));
@@ -153,8 +158,8 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
     }
     if segs.is_empty() {
         let why = if phdrs.is_empty() {
-            "no program headers: this ELF core describes no memory (an `xl dump-core` guest \
-             core keeps its pages in sections; that format is not supported yet)"
+            "no program headers: this ELF core describes no memory (and it has no .xen_pages \
+             section, so it is not an `xl dump-core` guest core either)"
         } else {
             "no PT_LOAD segment: this ELF core describes no memory"
         };
@@ -196,6 +201,12 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         }
     }
 
-    let summary = ElfSummary { phoff, phnum: phdrs.len(), loads: segs.len(), note_segments: note_ranges.len() };
+    let summary = ElfSummary {
+        machine: machine.0,
+        phoff,
+        phnum: phdrs.len(),
+        loads: segs.len(),
+        note_segments: note_ranges.len(),
+    };
     Ok(ElfCore { image: MappedImage::new(map, segs), notes, summary, warnings })
 }

@@ -16,6 +16,7 @@ pub mod lzo;
 pub mod mapped;
 pub mod raw;
 pub mod resident;
+pub mod xlcore;
 
 use crate::addr::{Maddr, Mfn, PAGE_SIZE};
 use std::fmt;
@@ -41,6 +42,10 @@ pub enum Absent {
     /// In a guest-physical view (an HVM guest's memory seen through its p2m): the guest
     /// frame has no machine frame behind it.
     NotInP2m,
+    /// In an `xl dump-core` guest core, no page of the guest has this frame: a PV
+    /// guest's machine frame it did not own (Xen's tables, another domain's page), or
+    /// an HVM guest-physical frame that is not guest RAM or was not dumped.
+    NotInGuestCore { hvm: bool },
 }
 
 impl Absent {
@@ -52,13 +57,14 @@ impl Absent {
             Absent::NotCaptured { .. } => "not_captured",
             Absent::Excluded { .. } => "excluded",
             Absent::NotInP2m => "p2m_unmapped",
+            Absent::NotInGuestCore { .. } => "not_in_guest_core",
         }
     }
 
     /// Whether the address is one the machine probably had as RAM but the dump does
     /// not hold (as opposed to an address the dump never described).
     pub fn is_uncaptured(&self) -> bool {
-        matches!(self, Absent::NotCaptured { .. } | Absent::Excluded { .. })
+        matches!(self, Absent::NotCaptured { .. } | Absent::Excluded { .. } | Absent::NotInGuestCore { .. })
     }
 }
 
@@ -91,6 +97,16 @@ impl fmt::Display for Absent {
                      (2nd bitmap)"
                 )
             }
+            Absent::NotInGuestCore { hvm: false } => write!(
+                f,
+                "not in this guest core: no page of the guest's p2m (.xen_p2m) has this machine frame (the \
+                 guest did not own it: Xen's own tables, another domain's page or a grant)"
+            ),
+            Absent::NotInGuestCore { hvm: true } => write!(
+                f,
+                "not in this guest core: no page of .xen_pfn has this guest-physical frame (not guest RAM, \
+                 or not dumped)"
+            ),
         }
     }
 }

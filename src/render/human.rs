@@ -6,6 +6,7 @@ use super::{page_label, size_name};
 use crate::diagnose::Translation;
 use crate::dump::{Dump, Format};
 use crate::mem::kdump::{Census, KdumpSummary};
+use crate::mem::xlcore::{GuestKind, XlCoreSummary};
 use crate::paging::Level;
 use crate::paging::enumerate::{Event, Range, Summary};
 use crate::paging::root::{Root, RootInput};
@@ -372,6 +373,68 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
     writeln!(out)
 }
 
+fn xl_core_info(out: &mut dyn Write, x: &XlCoreSummary) -> io::Result<()> {
+    let (space, table) = match x.kind {
+        GuestKind::Pv => ("machine frames (the inverted .xen_p2m)", ".xen_p2m"),
+        GuestKind::Hvm => ("guest-physical frames (.xen_pfn): \"maddr\" below means gpa", ".xen_pfn"),
+    };
+    writeln!(
+        out,
+        "format:  xl dump-core guest core, {} guest ({}-bit), format version {}; memory indexed by {space}",
+        x.kind.name(),
+        x.guest_width,
+        x.format_version.map_or_else(|| "?".to_string(), |(a, b)| format!("{a}.{b}"))
+    )?;
+    if let Some(v) = &x.xen_version {
+        writeln!(
+            out,
+            "         written under Xen {}.{}{} (changeset {:?}, capabilities {:?})",
+            v.major, v.minor, v.extra_version, v.changeset, v.capabilities
+        )?;
+    }
+    if let Some(h) = &x.header {
+        writeln!(
+            out,
+            "         header note: magic {:#x}, {} vCPUs, {} pages of {} bytes",
+            h.magic, h.nr_vcpus, h.nr_pages, h.page_size
+        )?;
+    }
+    writeln!(
+        out,
+        "pages:   {} in .xen_pages at {:#x}, {} of them marked invalid in {table} (~0: padding)",
+        x.pages, x.pages_offset, x.invalid_entries
+    )?;
+    if let Some(si) = &x.shared_info {
+        writeln!(
+            out,
+            "         shared info: max_pfn {:#x}, p2m frame-list-list mfn {:#x}, p2m_cr3 {:#x}, p2m_vaddr {:#x}",
+            si.max_pfn, si.pfn_to_mfn_frame_list_list, si.p2m_cr3, si.p2m_vaddr
+        )?;
+    }
+    let secs: Vec<String> =
+        x.sections.iter().map(|s| format!("{} {} bytes at {:#x}", s.name, s.size, s.offset)).collect();
+    writeln!(out, "         sections: {}", secs.join(", "))?;
+    for v in &x.vcpus {
+        let h = |v: Option<u64>| v.map(|v| format!("{v:#x}")).unwrap_or_else(|| "?".into());
+        write!(
+            out,
+            "vCPU {}:  CR3 {}  CR4 {}  CR0 {}  RIP {}  RSP {}  flags {:#x}",
+            v.vcpu,
+            h(v.cr3),
+            h(v.cr4),
+            h(v.cr0),
+            h(v.rip),
+            h(v.rsp),
+            v.flags
+        )?;
+        if let Some(u) = v.user_cr3 {
+            write!(out, "  user L4 {u:#x}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 /// `xenwalk info`.
 pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
     writeln!(out, "file:    {} ({} bytes, {})", d.path.display(), d.file_size, size_name(d.file_size))?;
@@ -379,10 +442,15 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
         Format::Raw { base } => writeln!(out, "format:  raw physical memory image, file offset 0 = maddr {base:#x}")?,
         Format::Elf(s) => writeln!(
             out,
-            "format:  ELF64 core, {} program headers at offset {:#x} ({} PT_LOAD with memory, {} PT_NOTE)",
-            s.phnum, s.phoff, s.loads, s.note_segments
+            "format:  ELF64 core, {} program headers at offset {:#x} ({} PT_LOAD with memory, {} PT_NOTE){}",
+            s.phnum,
+            s.phoff,
+            s.loads,
+            s.note_segments,
+            if s.machine == 3 { "; e_machine EM_386 (QEMU: CPU 0 was not in long mode)" } else { "" }
         )?,
         Format::Kdump(k) => kdump_info(out, k, d.kdump_census())?,
+        Format::XlCore(x) => xl_core_info(out, x)?,
     }
     let ext = d.mem.extents();
     let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();

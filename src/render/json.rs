@@ -333,6 +333,32 @@ pub struct SummaryLine<'a> {
     pub summary: &'a Summary,
 }
 
+/// One answer of `xenwalk p2m` on an xl dump-core core: a pair or a run of pairs, or
+/// a frame the core lacks (type `core_p2m`).
+#[derive(Serialize)]
+pub struct P2mLine {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(serialize_with = "hex_opt")]
+    pub pfn: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub mfn: Option<u64>,
+    /// Pages in the run (1 for a single lookup); 0 when not found.
+    pub pages: u64,
+    /// Why there is no answer, or null.
+    pub error: Option<String>,
+}
+
+impl P2mLine {
+    pub fn found(pfn: crate::addr::Pfn, mfn: crate::addr::Mfn, pages: u64) -> P2mLine {
+        P2mLine { kind: "core_p2m", pfn: Some(pfn.0), mfn: Some(mfn.0), pages, error: None }
+    }
+    pub fn missing(frame: u64, is_mfn: bool, why: String) -> P2mLine {
+        let (pfn, mfn) = if is_mfn { (None, Some(frame)) } else { (Some(frame), None) };
+        P2mLine { kind: "core_p2m", pfn, mfn, pages: 0, error: Some(why) }
+    }
+}
+
 #[derive(Serialize)]
 pub struct SegmentJson {
     pub maddr: Maddr,
@@ -358,6 +384,8 @@ pub struct InfoLine<'a> {
     pub bytes_absent: u64,
     /// The kdump-compressed headers and page counts (null for other formats).
     pub kdump: Option<KdumpJson>,
+    /// The `xl dump-core` guest core (null for other formats).
+    pub xl_core: Option<&'a crate::mem::xlcore::XlCoreSummary>,
     pub notes: &'a crate::notes::Notes,
     pub warnings: &'a [String],
     /// The hypervisor, when the dump is Xen's or --xen-syms was given.
@@ -503,7 +531,11 @@ impl<'a> InfoLine<'a> {
         let (base, phoff, phnum) = match &d.format {
             Format::Raw { base } => (Some(*base), None, None),
             Format::Elf(s) => (None, Some(s.phoff), Some(s.phnum)),
-            Format::Kdump(_) => (None, None, None),
+            Format::Kdump(_) | Format::XlCore(_) => (None, None, None),
+        };
+        let xl_core = match &d.format {
+            Format::XlCore(x) => Some(&**x),
+            _ => None,
         };
         let kdump = match (&d.format, d.kdump_census()) {
             (Format::Kdump(k), Some(c)) => Some(KdumpJson::new(k, c)),
@@ -522,6 +554,7 @@ impl<'a> InfoLine<'a> {
             bytes_present: present,
             bytes_absent: absent,
             kdump,
+            xl_core,
             notes: &d.notes,
             warnings: &d.warnings,
             xen: None,

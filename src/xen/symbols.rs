@@ -150,6 +150,13 @@ impl XenSyms {
                         ));
                     }
                 }
+                // Every `addr + size` below relies on this (found by fuzzing).
+                if s.sh_addr(LE).checked_add(s.sh_size(LE)).is_none() {
+                    return Err(bad(
+                        shoff + i as u64 * 64,
+                        format!("section {name}: address {:#x} + size {:#x} overflows", s.sh_addr(LE), s.sh_size(LE)),
+                    ));
+                }
                 sections.push(Section { name, addr: s.sh_addr(LE), size: s.sh_size(LE), offset });
             }
         }
@@ -282,7 +289,7 @@ impl XenSyms {
         let s = self.sections.iter().find(|s| {
             s.offset.is_some() && va >= s.addr && va.checked_add(len).is_some_and(|e| e <= s.addr + s.size)
         })?;
-        let off = usize::try_from(s.offset? + (va - s.addr)).ok()?;
+        let off = usize::try_from(s.offset?.checked_add(va - s.addr)?).ok()?;
         self.map.get(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
 
@@ -351,7 +358,7 @@ impl XenSyms {
         let [0x48, 0x8d, 0x05, d0, d1, d2, d3, ..] = *b else {
             return None;
         };
-        let target = (va + 7).wrapping_add(i64::from(i32::from_le_bytes([d0, d1, d2, d3])) as u64);
+        let target = va.wrapping_add(7).wrapping_add(i64::from(i32::from_le_bytes([d0, d1, d2, d3])) as u64);
         let bytes = self.bytes_at(target, 1)?;
         let sec = self.sections.iter().find(|s| s.offset.is_some() && target >= s.addr && target < s.addr + s.size)?;
         let avail = (sec.addr + sec.size - target).min(256);
