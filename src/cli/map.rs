@@ -2,11 +2,10 @@
 //! Xen's regions, what each maps by page size, to scale on a log axis — as a
 //! terminal table, `--svg FILE`, `--html FILE` (self-contained) or `--json`.
 
-use super::walk::{View, WalkArgs, choose_root, hvm_view};
+use super::walk::{RootArgs, hvm_view, root_and_view};
 use super::{OpenArgs, Session, XenArgs};
 use crate::paging::WalkOptions;
-use crate::paging::root::{self, RootInput, RootProblem};
-use crate::parse::{self, Expr};
+use crate::paging::root::RootProblem;
 use crate::render::json;
 use crate::render::map::{self as draw, RegionLabel, Title};
 use anyhow::{Context, Result};
@@ -16,7 +15,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
-#[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu", "domain"]))]
 pub struct MapArgs {
     /// The dump.
     pub dump: PathBuf,
@@ -24,24 +22,8 @@ pub struct MapArgs {
     pub open: OpenArgs,
     #[command(flatten)]
     pub xen: XenArgs,
-    /// Root: a CR3 value, or with --xen-syms a symbol or `*expression`.
-    #[arg(long, value_name = "CR3", value_parser = Expr::parse)]
-    pub cr3: Option<Expr>,
-    /// Root as the L4 table's machine frame number.
-    #[arg(long, value_name = "MFN", value_parser = parse::hex_u64)]
-    pub cr3_mfn: Option<u64>,
-    /// Root from this CPU's CR3 in the notes.
-    #[arg(long, value_name = "N")]
-    pub cpu: Option<usize>,
-    /// Root from a domain's vCPU (with --xen-syms): a domain id, or `idle`.
-    #[arg(long, value_name = "D")]
-    pub domain: Option<String>,
-    /// The vCPU of --domain (default 0).
-    #[arg(long, value_name = "V", requires = "domain")]
-    pub vcpu: Option<u32>,
-    /// Which root of the vCPU (guest, user, monitor, cr3).
-    #[arg(long, value_enum, requires = "domain")]
-    pub table: Option<crate::xen::domains::TableKind>,
+    #[command(flatten)]
+    pub root: RootArgs,
     /// Write the picture as SVG to FILE.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
@@ -57,37 +39,11 @@ pub struct MapArgs {
 }
 
 pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
-    let MapArgs { dump, open, xen, cr3, cr3_mfn, cpu, domain, vcpu, table, svg, html, json: as_json, maxphyaddr } = m;
-    let a = WalkArgs {
-        dump: Some(dump),
-        open,
-        xen,
-        cr3,
-        cr3_mfn,
-        cpu,
-        domain,
-        vcpu,
-        table,
-        va: Vec::new(),
-        va_file: None,
-        json: as_json,
-        long: false,
-        style: super::walk::Style::Table,
-        leaves: false,
-        brief: false,
-        maxphyaddr,
-    };
-    let path = a.dump.as_deref().context("no dump")?;
-    let s = Session::open(path, &a.open, &a.xen)?;
+    let MapArgs { dump, open, xen, root, svg, html, json: as_json, maxphyaddr } = m;
+    let s = Session::open(&dump, &open, &xen)?;
     let opts = WalkOptions { maxphyaddr, ..WalkOptions::default() };
-    let hvm = hvm_view(&a, &s)?;
-    let (root, view) = match &hvm {
-        Some((gp, cr3, src)) => (
-            root::resolve(gp, RootInput::Cr3(*cr3), src.clone(), None, opts),
-            View { mem: gp, xen: None, p2m: Some(gp.p2m) },
-        ),
-        None => (choose_root(&a, &s, opts)?, View { mem: s.dump.mem.as_ref(), xen: s.xen.as_ref(), p2m: None }),
-    };
+    let hvm = hvm_view(&root, &s)?;
+    let (root, view) = root_and_view(&root, &s, hvm.as_ref(), opts)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if as_json {

@@ -28,17 +28,10 @@ pub enum Style {
     Xen,
 }
 
-#[derive(Args, Debug)]
+/// Which address space: the root options shared by walks, listings and `map`.
+#[derive(Args, Debug, Default)]
 #[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu", "domain"]))]
-pub struct WalkArgs {
-    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
-    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
-    #[arg(required = true)]
-    pub dump: Option<PathBuf>,
-    #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
+pub struct RootArgs {
     /// Root of the address space: a CR3 value (PCID bits 11:0 and bit 63 are stripped
     /// and reported), or with --xen-syms an image symbol such as idle_pg_table.
     #[arg(long, value_name = "CR3", value_parser = Expr::parse)]
@@ -62,6 +55,20 @@ pub struct WalkArgs {
     /// monitor table), cr3 (what Xen loads). Default: guest.
     #[arg(long, value_enum, requires = "domain")]
     pub table: Option<crate::xen::domains::TableKind>,
+}
+
+#[derive(Args, Debug)]
+pub struct WalkArgs {
+    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
+    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
+    #[arg(required = true)]
+    pub dump: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+    #[command(flatten)]
+    pub root: RootArgs,
     /// Virtual address to translate (repeatable); with --xen-syms also `symbol` or
     /// `symbol+0x10`.
     #[arg(long = "va", value_name = "VA", value_parser = Expr::parse)]
@@ -92,7 +99,7 @@ pub struct WalkArgs {
 }
 
 /// Choose the root from the flags, the symbols or the dump's notes.
-pub(super) fn choose_root(a: &WalkArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
+pub(super) fn choose_root(a: &RootArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
     let dump = &s.dump;
     let path = dump.path.display();
     let mem = dump.mem.as_ref();
@@ -209,7 +216,7 @@ fn unreachable_hvm(name: &str) -> Result<Root> {
 /// p2m, and the guest's CR3 (`arch.hvm.guest_cr[3]`), for `--domain D [--vcpu V]
 /// [--table guest]` on an HVM domain. `None` for every other root.
 pub(super) fn hvm_view<'a>(
-    a: &WalkArgs,
+    a: &RootArgs,
     s: &'a Session,
 ) -> Result<Option<(crate::xen::hvm::GuestPhys<'a>, u64, String)>> {
     use crate::xen::domains::{self, TableKind};
@@ -227,6 +234,23 @@ pub(super) fn hvm_view<'a>(
     let p2m = crate::xen::hvm::HostP2m::of(&f, dom).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
     let src = format!("domain {id} vCPU {v} guest CR3 (guest-physical, through the {} p2m)", p2m.kind());
     Ok(Some((crate::xen::hvm::GuestPhys { mem: s.dump.mem.as_ref(), p2m }, cr3, src)))
+}
+
+/// The root the options choose and the memory its walks read: an HVM guest's own
+/// space through its p2m (`hvm`, from [`hvm_view`]), else the machine's.
+pub(super) fn root_and_view<'a>(
+    a: &RootArgs,
+    s: &'a Session,
+    hvm: Option<&'a (crate::xen::hvm::GuestPhys<'a>, u64, String)>,
+    opts: WalkOptions,
+) -> Result<(Root, View<'a>)> {
+    Ok(match hvm {
+        Some((gp, cr3, src)) => (
+            root::resolve(gp, RootInput::Cr3(*cr3), src.clone(), None, opts),
+            View { mem: gp, xen: None, p2m: Some(gp.p2m) },
+        ),
+        None => (choose_root(a, s, opts)?, View { mem: s.dump.mem.as_ref(), xen: s.xen.as_ref(), p2m: None }),
+    })
 }
 
 /// The root of `--domain D --vcpu V --table T`.
@@ -281,14 +305,8 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let Some(path) = a.dump.as_deref() else { bail!("no dump file given (see --help)") };
     let s = Session::open(path, &a.open, &a.xen)?;
     let opts = WalkOptions { maxphyaddr: a.maxphyaddr, ..WalkOptions::default() };
-    let hvm = hvm_view(&a, &s)?;
-    let (root, view) = match &hvm {
-        Some((gp, cr3, src)) => {
-            let r = root::resolve(gp, RootInput::Cr3(*cr3), src.clone(), None, opts);
-            (r, View { mem: gp, xen: None, p2m: Some(gp.p2m) })
-        }
-        None => (choose_root(&a, &s, opts)?, View { mem: s.dump.mem.as_ref(), xen: s.xen.as_ref(), p2m: None }),
-    };
+    let hvm = hvm_view(&a.root, &s)?;
+    let (root, view) = root_and_view(&a.root, &s, hvm.as_ref(), opts)?;
     // Resolve --va before printing anything: a bad one is bad usage.
     let mut vas = Vec::with_capacity(a.va.len());
     for e in &a.va {

@@ -649,6 +649,78 @@ struct P2mRangeLine {
     entry_kind: &'static str,
 }
 
+/// Coalesces p2m entries, in frame order, into `p2m_range` runs of one kind whose
+/// machine frames continue too, and writes each run as it closes. Used by the PV
+/// list and by the EPT and NPT listings; the first write error is kept for
+/// `finish`, so it can be fed from callbacks that cannot fail.
+struct Runs<'o, W: Write> {
+    out: &'o mut W,
+    json: bool,
+    /// `pfn` (PV) or `gfn` (HVM) in human output.
+    label: &'static str,
+    cur: Option<P2mRangeLine>,
+    err: Option<io::Error>,
+}
+
+impl<'o, W: Write> Runs<'o, W> {
+    fn new(out: &'o mut W, json: bool, label: &'static str) -> Self {
+        Runs { out, json, label, cur: None, err: None }
+    }
+
+    /// `count` frames from `first`, mapped from `mfn` on (or to none).
+    fn push(&mut self, first: u64, mfn: Option<crate::addr::Mfn>, kind: &'static str, count: u64) {
+        if let Some(r) = self.cur.as_mut() {
+            let continues = r.entry_kind == kind
+                && r.pfn.0 + r.count == first
+                && match (r.mfn, mfn) {
+                    (Some(a), Some(b)) => a.0 + r.count == b.0,
+                    (None, None) => true,
+                    _ => false,
+                };
+            if continues {
+                r.count += count;
+                return;
+            }
+        }
+        self.flush_run();
+        self.cur = Some(P2mRangeLine { kind: "p2m_range", pfn: crate::addr::Pfn(first), mfn, count, entry_kind: kind });
+    }
+
+    fn flush_run(&mut self) {
+        let Some(r) = self.cur.take() else { return };
+        if self.err.is_some() {
+            return;
+        }
+        let last = r.pfn.0 + r.count - 1;
+        let res = if self.json {
+            serde_json::to_writer(&mut *self.out, &r).map_err(io::Error::from).and_then(|()| writeln!(self.out))
+        } else {
+            match r.mfn {
+                Some(m) => writeln!(
+                    self.out,
+                    "{l} {:#x}-{last:#x} -> mfn {:#x}-{:#x}  {} pages  {}",
+                    r.pfn.0,
+                    m.0,
+                    m.0 + r.count - 1,
+                    r.count,
+                    r.entry_kind,
+                    l = self.label
+                ),
+                None => {
+                    writeln!(self.out, "{} {:#x}-{last:#x}  {} pages  {}", self.label, r.pfn.0, r.count, r.entry_kind)
+                }
+            }
+        };
+        self.err = res.err();
+    }
+
+    /// Write the last run; the first write error, if any.
+    fn finish(mut self) -> io::Result<()> {
+        self.flush_run();
+        self.err.map_or(Ok(()), Err)
+    }
+}
+
 #[derive(Serialize)]
 struct AltCheck {
     #[serde(flatten)]
@@ -777,34 +849,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
         Ok(P2mEntry::Mfn(m) | P2mEntry::Identity(m) | P2mEntry::Foreign(m)) => Some(*m),
         _ => None,
     };
-    let mut run: Option<P2mRangeLine> = None;
-    let emit = |out: &mut BufWriter<io::StdoutLock<'_>>, r: &P2mRangeLine| -> io::Result<()> {
-        if a.json {
-            serde_json::to_writer(&mut *out, r)?;
-            writeln!(out)
-        } else {
-            match r.mfn {
-                Some(m) => writeln!(
-                    out,
-                    "pfn {:#x}-{:#x} -> mfn {:#x}-{:#x}  {} pages  {}",
-                    r.pfn.0,
-                    r.pfn.0 + r.count - 1,
-                    m.0,
-                    m.0 + r.count - 1,
-                    r.count,
-                    r.entry_kind
-                ),
-                None => writeln!(
-                    out,
-                    "pfn {:#x}-{:#x}  {} pages  {}",
-                    r.pfn.0,
-                    r.pfn.0 + r.count - 1,
-                    r.count,
-                    r.entry_kind
-                ),
-            }
-        }
-    };
+    let mut runs = Runs::new(&mut out, a.json, "pfn");
     for pfn in 0..p2m.max_pfn {
         let e = p2m.get(crate::addr::Pfn(pfn));
         let k = kind_of(&e);
@@ -826,30 +871,9 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                 }
             }
         }
-        let m = mfn_of(&e);
-        let joins = run.as_ref().is_some_and(|r| {
-            r.entry_kind == k
-                && r.pfn.0 + r.count == pfn
-                && match (r.mfn, m) {
-                    (Some(a0), Some(b)) => a0.0 + r.count == b.0,
-                    (None, None) => true,
-                    _ => false,
-                }
-        });
-        if joins {
-            if let Some(r) = run.as_mut() {
-                r.count += 1;
-            }
-        } else {
-            if let Some(r) = run.take() {
-                emit(&mut out, &r)?;
-            }
-            run = Some(P2mRangeLine { kind: "p2m_range", pfn: crate::addr::Pfn(pfn), mfn: m, count: 1, entry_kind: k });
-        }
+        runs.push(pfn, mfn_of(&e), k, 1);
     }
-    if let Some(r) = run.take() {
-        emit(&mut out, &r)?;
-    }
+    runs.finish()?;
     if a.check {
         // M2P → p2m over every frame the domain owns (frame table), up to max_page.
         let max_page = x.read_sym_u64(mem, "max_page").context("max_page unreadable")?;
@@ -1043,70 +1067,15 @@ fn hvm_p2m(
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     // Every leaf in gfn order, coalesced into runs of one type with contiguous mfns.
-    let mut run: Option<P2mRangeLine> = None;
-    let mut io_err = None;
     let (mut mapped, mut other) = (0u64, 0u64);
-    let emit = |out: &mut BufWriter<io::StdoutLock<'_>>, r: &P2mRangeLine| -> io::Result<()> {
-        if a.json {
-            serde_json::to_writer(&mut *out, r)?;
-            writeln!(out)
-        } else {
-            match r.mfn {
-                Some(m) => writeln!(
-                    out,
-                    "gfn {:#x}-{:#x} -> mfn {:#x}-{:#x}  {} pages  {}",
-                    r.pfn.0,
-                    r.pfn.0 + r.count - 1,
-                    m.0,
-                    m.0 + r.count - 1,
-                    r.count,
-                    r.entry_kind
-                ),
-                None => writeln!(
-                    out,
-                    "gfn {:#x}-{:#x}  {} pages  {}",
-                    r.pfn.0,
-                    r.pfn.0 + r.count - 1,
-                    r.count,
-                    r.entry_kind
-                ),
-            }
-        }
-    };
-    // One step of the run-coalescing: a frame run of one kind.
+    let mut runs = Runs::new(&mut out, a.json, "gfn");
     let mut push = |gfn: crate::addr::Gfn, mfn: Option<crate::addr::Mfn>, kind: &'static str, frames: u64| {
         if mfn.is_some() && kind != "misconfigured" {
             mapped += frames;
         } else {
             other += frames;
         }
-        let joins = run.as_ref().is_some_and(|r| {
-            r.entry_kind == kind
-                && r.pfn.0 + r.count == gfn.0
-                && match (r.mfn, mfn) {
-                    (Some(a0), Some(b)) => a0.0 + r.count == b.0,
-                    (None, None) => true,
-                    _ => false,
-                }
-        });
-        if joins {
-            if let Some(r) = run.as_mut() {
-                r.count += frames;
-            }
-        } else {
-            if let Some(r) = run.take() {
-                if let Err(e) = emit(&mut out, &r) {
-                    io_err = Some(e);
-                }
-            }
-            run = Some(P2mRangeLine {
-                kind: "p2m_range",
-                pfn: crate::addr::Pfn(gfn.0),
-                mfn,
-                count: frames,
-                entry_kind: kind,
-            });
-        }
+        runs.push(gfn.0, mfn, kind, frames);
     };
     let root_desc = match &p2m {
         HostP2m::Ept(ept) => {
@@ -1155,12 +1124,7 @@ fn hvm_p2m(
             )
         }
     };
-    if let Some(r) = run.take() {
-        emit(&mut out, &r)?;
-    }
-    if let Some(e) = io_err {
-        return Err(e.into());
-    }
+    runs.finish()?;
     if !a.json {
         writeln!(
             out,
