@@ -16,11 +16,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use common::qemu::Qemu;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 use xenwalk::dump::{Dump, Format, OpenOptions};
 use xenwalk::fixture::{Machine, PageTables, XEN_TABLE};
 
@@ -97,76 +97,15 @@ fn guest() -> (Machine, Vec<(u64, Option<u64>)>) {
     (m, vas)
 }
 
-/// A QMP session with a QEMU process.
-struct Qemu {
-    child: Child,
-    qmp: BufReader<UnixStream>,
-}
-
-impl Qemu {
-    fn start(qemu: &Path, dir: &Path, blobs: &[(PathBuf, u64)]) -> Qemu {
-        let sock = dir.join("qmp.sock");
-        let mut cmd = Command::new(qemu);
-        cmd.args(["-machine", "q35", "-accel", "tcg", "-m", "64", "-S", "-nodefaults", "-display", "none"]);
-        cmd.args(["-serial", "none", "-monitor", "none", "-qmp"]);
-        cmd.arg(format!("unix:{},server=on,wait=off", sock.display()));
-        for (file, addr) in blobs {
-            cmd.args(["-device", &format!("loader,file={},addr={addr:#x},force-raw=on", file.display())]);
-        }
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start QEMU");
-        let start = Instant::now();
-        let stream = loop {
-            if let Ok(s) = UnixStream::connect(&sock) {
-                break s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "QEMU's QMP socket did not appear");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut q = Qemu { child, qmp: BufReader::new(stream) };
-        let mut greeting = String::new();
-        q.qmp.read_line(&mut greeting).expect("QMP greeting");
-        q.cmd(serde_json::json!({"execute": "qmp_capabilities"}));
-        q
+/// QEMU stopped before its first instruction (`-S`), our blobs in its RAM.
+fn start_guest(qemu: &Path, dir: &Path, blobs: &[(PathBuf, u64)]) -> Qemu {
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-machine", "q35", "-accel", "tcg", "-m", "64", "-S", "-nodefaults", "-display", "none"]);
+    cmd.args(["-serial", "none", "-monitor", "none"]);
+    for (file, addr) in blobs {
+        cmd.args(["-device", &format!("loader,file={},addr={addr:#x},force-raw=on", file.display())]);
     }
-
-    /// Run one command; events before its answer are skipped.
-    fn cmd(&mut self, c: serde_json::Value) -> serde_json::Value {
-        let mut line = c.to_string();
-        line.push('\n');
-        self.qmp.get_mut().write_all(line.as_bytes()).expect("QMP write");
-        loop {
-            let mut l = String::new();
-            self.qmp.read_line(&mut l).expect("QMP read");
-            assert!(!l.is_empty(), "QEMU closed QMP");
-            let v: serde_json::Value = serde_json::from_str(&l).expect("QMP JSON");
-            if v.get("event").is_some() {
-                continue;
-            }
-            assert!(v.get("error").is_none(), "QMP {c}: {v}");
-            return v["return"].clone();
-        }
-    }
-
-    fn dump(&mut self, path: &Path, format: &str) {
-        self.cmd(serde_json::json!({"execute": "dump-guest-memory", "arguments": {
-            "paging": false, "protocol": format!("file:{}", path.display()), "format": format}}));
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.qmp.get_mut().write_all(b"{\"execute\":\"quit\"}\n");
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Qemu::start(cmd, &dir.join("qmp.sock"))
 }
 
 /// makedumpfile 1.7.2 reads the program headers right after the ELF header, not at
@@ -247,7 +186,7 @@ fn every_writer_gives_the_same_walks() {
     let qemu_elf = dir.join("qemu.elf");
     let mut flattened_zlib = None;
     {
-        let mut q = Qemu::start(&qemu, &dir, &blobs);
+        let mut q = start_guest(&qemu, &dir, &blobs);
         let caps = q.cmd(serde_json::json!({"execute": "query-dump-guest-memory-capability"}));
         let formats: Vec<String> =
             caps["formats"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();

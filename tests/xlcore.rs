@@ -1,5 +1,6 @@
-//! `xl dump-core` guest cores (no real writer runs here: it needs a Xen host; the
-//! cores are written by `xenwalk::fixture::xlcore` in xg_core.c's layout).
+//! `xl dump-core` guest cores written by `xenwalk::fixture::xlcore` in xg_core.c's
+//! layout, for the cases the real writer (tests/xl_real.rs) does not produce: a
+//! scrambled p2m, invalid entries, an HVM guest.
 //!
 //! PV: the Xen-like machine's 64-bit PV guest, its own frames (the tables of its
 //! guest slots and the pages they map) given scrambled pfns. Walks from its CR3 must
@@ -202,6 +203,24 @@ fn pv_core_vcpus_info_and_p2m() {
     let r = run(&[c, "--cpu", "0", "--va", &va]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("use --vcpu N"), "{}", r.stderr);
+    // --table: vCPU 1's user L4 (ctrlreg[1]) maps one user page; `cr3` follows the
+    // context's VGCF_in_kernel flag, clear here (VGCF_online only): the user L4.
+    for table in ["user", "cr3"] {
+        let r = run(&[c, "--vcpu", "1", "--table", table, "--va", "0x400123", "--brief"]);
+        assert_eq!((r.code, r.stdout.trim()), (0, "0x400123 0x2000123"), "{table}: {}", r.stderr);
+    }
+    let r = run(&[c, "--vcpu", "1", "--table", "user", "--va", "0x400123"]);
+    assert!(r.stdout.contains(&format!("L4 table at {:#x}", t.user_l4.0)), "{}", r.stdout);
+    assert!(r.stdout.contains("PV user L4, ctrlreg[1]"), "{}", r.stdout);
+    let r = run(&[c, "--vcpu", "0", "--table", "user", "--va", "0x400123"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("vCPU 0 has no user L4"), "{}", r.stderr);
+    let r = run(&[c, "--vcpu", "0", "--table", "monitor", "--va", "0x400123"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no monitor table"), "{}", r.stderr);
+    let r = run(&[t.raw.to_str().unwrap(), "--table", "user", "--va", "0x400123"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--table picks a root of a vCPU"), "{}", r.stderr);
     // info, human and JSON.
     let h = run(&["info", c]);
     assert_eq!(h.code, 0, "{}", h.stderr);

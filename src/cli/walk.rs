@@ -11,6 +11,7 @@ use crate::paging::root::{self, Root, RootInput, RootProblem};
 use crate::paging::{Translator, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
+use crate::xen::domains::TableKind;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::{self, BufRead, BufWriter, Write};
@@ -52,8 +53,10 @@ pub struct RootArgs {
     #[arg(long, value_name = "V")]
     pub vcpu: Option<u32>,
     /// Which root of the vCPU: guest (PV kernel L4), user (PV user L4), monitor (HVM
-    /// monitor table), cr3 (what Xen loads). Default: guest.
-    #[arg(long, value_enum, requires = "domain")]
+    /// monitor table), cr3 (what Xen loads). Default: guest. With --domain, or in an
+    /// xl dump-core guest core (guest: ctrlreg[3], user: ctrlreg[1], cr3: the one the
+    /// context's VGCF_in_kernel flag selects).
+    #[arg(long, value_enum)]
     pub table: Option<crate::xen::domains::TableKind>,
 }
 
@@ -113,12 +116,29 @@ pub(super) fn choose_root(a: &RootArgs, s: &Session, opts: WalkOptions) -> Resul
         let Some(v) = vcpus.get(n) else {
             bail!("{path}: --vcpu {n}: .xen_prstatus holds {} vCPU context(s) (0..{})", vcpus.len(), vcpus.len());
         };
-        let Some(cr3) = v.cr3 else {
+        let Some(kernel) = v.cr3 else {
             bail!("{path}: vCPU {n}: the CR3 of a 32-bit guest is not decoded; pass --cr3");
         };
-        let what = match g.kind() {
-            GuestKind::Pv => "PV kernel L4, machine address",
-            GuestKind::Hvm => "HVM guest CR3, guest-physical",
+        // VGCF_in_kernel (xen/include/public/arch-x86/xen.h, 4.17): the vCPU was in
+        // guest kernel mode, so Xen loads the kernel L4 for it, else the user L4.
+        let in_kernel = v.flags & (1 << 2) != 0;
+        let (cr3, what) = match (g.kind(), a.table.unwrap_or(TableKind::Guest)) {
+            (GuestKind::Hvm, TableKind::Guest | TableKind::Cr3) => (kernel, "HVM guest CR3, guest-physical"),
+            (GuestKind::Hvm, t) => bail!(
+                "{path}: --table {}: an HVM guest core holds the guest's own CR3 only (the monitor table is Xen's: give the whole machine with --domain)",
+                t.name()
+            ),
+            (GuestKind::Pv, TableKind::Guest) => (kernel, "PV kernel L4, machine address"),
+            (GuestKind::Pv, TableKind::Cr3) if in_kernel => (kernel, "PV kernel L4 (in kernel mode), machine address"),
+            (GuestKind::Pv, TableKind::User | TableKind::Cr3) => match v.user_cr3 {
+                Some(u) => (u, "PV user L4, ctrlreg[1], machine address"),
+                None => bail!(
+                    "{path}: vCPU {n} has no user L4 (ctrlreg[1] is 0: the guest never set one); use --table guest"
+                ),
+            },
+            (GuestKind::Pv, TableKind::Monitor) => {
+                bail!("{path}: --table monitor: a PV guest has no monitor table; use --table guest or user")
+            }
         };
         if implicit {
             eprintln!(
@@ -162,6 +182,11 @@ pub(super) fn choose_root(a: &RootArgs, s: &Session, opts: WalkOptions) -> Resul
         Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("CPU {cpu}, {}", src.describe()), pcide, opts))
     };
     let idle = s.xen.as_ref().and_then(|x| x.idle_root());
+    if a.table.is_some() && a.domain.is_none() && dump.guest_core().is_none() {
+        bail!(
+            "{path}: --table picks a root of a vCPU: give --domain D [--vcpu V] (with --xen-syms), or an xl dump-core guest core"
+        );
+    }
     let root = if let Some(e) = &a.cr3 {
         let value = match e {
             Expr::Value(v) => *v,
@@ -180,7 +205,7 @@ pub(super) fn choose_root(a: &RootArgs, s: &Session, opts: WalkOptions) -> Resul
     } else if let Some(cpu) = a.cpu {
         cpu_root(cpu, false)?
     } else if let Some(d) = &a.domain {
-        domain_root(s, d, a.vcpu.unwrap_or(0), a.table.unwrap_or(crate::xen::domains::TableKind::Guest), opts)?
+        domain_root(s, d, a.vcpu.unwrap_or(0), a.table.unwrap_or(TableKind::Guest), opts)?
     } else if let Some(n) = a.vcpu {
         if dump.guest_core().is_none() {
             bail!(

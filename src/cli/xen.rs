@@ -918,7 +918,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                     differ += 1;
                     if sum.mismatch_examples.len() < 48 {
                         sum.mismatch_examples.push(format!(
-                            "pfn {pfn}: {:?} says {:?}, {alt:?} says {:?}",
+                            "pfn {pfn}: {} says {:?}, {alt} says {:?}",
                             p2m.source,
                             p2m.raw(pfn),
                             p2m.raw_via(alt, pfn)
@@ -939,7 +939,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     } else {
         writeln!(
             out,
-            "summary: domain {} max_pfn {:#x} via {:?}: {} ram, {} invalid, {} identity, {} foreign, {} unreadable; p2m->M2P mismatches {}{}",
+            "summary: domain {} max_pfn {:#x} via {}: {} ram, {} invalid, {} identity, {} foreign, {} unreadable; p2m->M2P mismatches {}{}",
             d.id,
             sum.max_pfn,
             p2m.source,
@@ -958,7 +958,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
             }
         )?;
         for c in &sum.alternatives_checked {
-            writeln!(out, "  also published: {:?}: {} of {} entries differ", c.source, c.differing, sum.max_pfn)?;
+            writeln!(out, "  also published: {}: {} of {} entries differ", c.source, c.differing, sum.max_pfn)?;
         }
         for e in &sum.mismatch_examples {
             writeln!(out, "  mismatch: {e}")?;

@@ -377,6 +377,18 @@ pub enum TableKind {
     Cr3,
 }
 
+impl TableKind {
+    /// The option value (`--table NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Guest => "guest",
+            TableKind::User => "user",
+            TableKind::Monitor => "monitor",
+            TableKind::Cr3 => "cr3",
+        }
+    }
+}
+
 impl DomainInfo {
     /// The vCPU with id `v`.
     pub fn vcpu(&self, v: u32) -> Option<&VcpuInfo> {

@@ -171,6 +171,17 @@ pub enum P2mSource {
     },
 }
 
+impl std::fmt::Display for P2mSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            P2mSource::Linear { cr3, vaddr } => {
+                write!(f, "the guest's linear p2m list at {vaddr} (under the L4 at {cr3})")
+            }
+            P2mSource::FrameListList { fll, from } => write!(f, "the frame-list-list at mfn {fll} ({from})"),
+        }
+    }
+}
+
 /// A PV guest's p2m.
 pub struct PvP2m<'a> {
     pub max_pfn: u64,

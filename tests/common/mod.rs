@@ -2,6 +2,8 @@
 //! directories, and the real machine images in `../shared`.
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

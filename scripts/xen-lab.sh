@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Builds the boot files of the "Xen lab": a real Xen 4.17 host under QEMU (software
+# emulation) whose dom0 runs Debian's own toolstack and writes `xl dump-core` of a
+# PV guest, so tests/xl_real.rs can check xenwalk against the real writer.
+#
+#   scripts/xen-lab.sh DIR
+#
+# Into DIR: `xen` (Debian's xen-hypervisor-4.17-amd64, gunzipped for QEMU's
+# multiboot loader), `vmlinuz` (Debian's linux-image-6.1.0-56-amd64: dom0's kernel
+# and the guest's) and `initrd.gz`, a busybox initramfs holding xl, xenstored, their
+# libraries, the Xen and virtio modules and an /init that starts xenstored,
+# xenconsoled and xen-init-dom0, creates the guest (the same kernel with a busybox
+# initramfs of its own), waits for it to reach its init, pauses it (`xl pause`),
+# prints linux_banner's address from /proc/kallsyms, dumps the guest
+# (`xl dump-core`) onto the virtio disk and says `marker: CORE-WRITTEN <size>` on
+# the console. (A guest that never ran cannot be dumped: xc_domain_dumpcore reads
+# the p2m size from the shared info page the guest's kernel fills in.)
+#
+# Nothing is installed: the packages are fetched with `apt-get download` into
+# DIR/debs (76 MB, kept for reruns) and unpacked with `dpkg-deb -x` into DIR/root,
+# which is removed once the initramfs is built. Quiet unless something fails; exit
+# 1 then.
+set -euo pipefail
+out=${1:?usage: scripts/xen-lab.sh DIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+[ -s "$out/initrd.gz" ] && [ -s "$out/xen" ] && [ -s "$out/vmlinuz" ] && exit 0
+
+kver=6.1.0-56-amd64
+xver=4.17
+pkgs=(xen-hypervisor-$xver-amd64 xen-utils-$xver libxenmisc$xver libxencall1 libxenevtchn1
+      libxenforeignmemory1 libxengnttab1 libxenstore4 libxentoollog1 libyajl2 libxendevicemodel1
+      libxenhypfs1 libxentoolcore1 busybox-static linux-image-$kver)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+fail() { echo "xen-lab: $*" >&2; tail -n 20 "$log" >&2; exit 1; }
+
+mkdir -p "$out/debs"
+if ! ls "$out/debs"/linux-image-"$kver"_*.deb >/dev/null 2>&1 || [ "$(ls "$out/debs" | wc -l)" -lt ${#pkgs[@]} ]; then
+    command -v apt-get >/dev/null || fail "needs apt-get (a Debian system) to fetch ${pkgs[*]}"
+    # apt-get download needs current package lists; refresh them once if it fails.
+    if ! (cd "$out/debs" && apt-get -qq download "${pkgs[@]}") >"$log" 2>&1; then
+        apt-get -qq update >"$log" 2>&1 || fail "apt-get update failed"
+        (cd "$out/debs" && apt-get -qq download "${pkgs[@]}") >"$log" 2>&1 || fail "apt-get download ${pkgs[*]} failed"
+    fi
+fi
+root="$out/root"
+rm -rf "$root"
+mkdir -p "$root"
+for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$root" || fail "dpkg-deb -x $d failed"; done
+gunzip -c "$root/boot/xen-$xver-amd64.gz" >"$out/xen"
+cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+
+# The initramfs.
+ird="$out/initrd"
+rm -rf "$ird"
+mkdir -p "$ird"/{bin,sbin,etc/xen,proc,sys,dev,tmp,lib64,lib/x86_64-linux-gnu,modules,boot,var/lib/xen,var/log/xen,var/run/xen,run/xen,var/lock}
+cp "$root/bin/busybox" "$ird/bin/busybox"
+bin="$root/usr/lib/xen-$xver/bin"
+for b in xl xenstored xenconsoled xen-init-dom0; do cp "$bin/$b" "$ird/bin/"; done
+# Their libraries: Xen's from the packages, the C library and the rest from this
+# Debian system (the same release as the packages).
+for l in "$root"/usr/lib/x86_64-linux-gnu/lib*.so.*; do cp -a "$l" "$ird/lib/x86_64-linux-gnu/"; done
+libs=$(LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$ird/bin/xl" "$ird/bin/xenstored" "$ird/bin/xenconsoled" "$ird/bin/xen-init-dom0" |
+       awk '/=> \// && !/xen-lab/ {print $3} /^\t\/lib64/ {print $1}' | sort -u)
+for l in $libs; do
+    case "$l" in
+        "$root"/*) ;;
+        /lib64/*) cp -L "$l" "$ird/lib64/" ;;
+        *) cp -L "$l" "$ird/lib/x86_64-linux-gnu/" ;;
+    esac
+done
+# pthread_cancel (in xl) loads libgcc_s at run time: ldd does not list it.
+cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$ird/lib/x86_64-linux-gnu/"
+mods="$root/lib/modules/$kver/kernel"
+# Load order: each after what it depends on (the modules' own depends= lines).
+for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+         drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
+         drivers/xen/xen-privcmd drivers/xen/xenfs/xenfs drivers/xen/xen-evtchn drivers/xen/xen-gntdev \
+         drivers/xen/xen-gntalloc; do
+    cp "$mods/$m.ko" "$ird/modules/"
+    echo "$(basename "$m").ko" >>"$ird/modules/order"
+done
+cp "$out/vmlinuz" "$ird/boot/vmlinuz"
+: >"$ird/etc/xen/xl.conf"
+# The guest: the same kernel with a busybox initramfs of its own that says
+# `marker: GUEST-UP` on its console (logged by xenconsoled) and sleeps.
+gi="$out/guest-initrd"
+rm -rf "$gi"
+mkdir -p "$gi"/{bin,proc,sys,dev}
+cp "$root/bin/busybox" "$gi/bin/busybox"
+cat >"$gi/init" <<'GINIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+echo "marker: GUEST-UP $(cut -d' ' -f1 /proc/uptime)"
+exec sleep 1000000
+GINIT
+chmod +x "$gi/init"
+(cd "$gi" && find . | "$gi/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$ird/boot/guest-initrd.gz") || fail "cpio failed"
+: >"$ird/etc/xen/xl.conf"
+cat >"$ird/etc/xen/guest.cfg" <<'CFG'
+name = "guest"
+type = "pv"
+kernel = "/boot/vmlinuz"
+ramdisk = "/boot/guest-initrd.gz"
+cmdline = "console=hvc0 rdinit=/init"
+memory = 128
+vcpus = 2
+CFG
+cat >"$ird/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
+for m in $(cat /modules/order); do insmod /modules/$m || echo "marker: FAILED insmod $m"; done
+mount -t xenfs xenfs /proc/xen
+step() { echo "marker: step $*"; }
+fail() { echo "marker: FAILED $*"; while true; do sleep 60; done; }
+step xenstored
+xenstored --pid-file=/var/run/xenstored.pid || fail xenstored
+step xen-init-dom0
+xen-init-dom0 || fail xen-init-dom0
+step xenconsoled
+mkdir -p /var/log/xen/console
+xenconsoled --pid-file=/var/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console || fail xenconsoled
+step xl create
+xl create /etc/xen/guest.cfg || fail "xl create"
+n=0
+until grep -q "marker: GUEST-UP" /var/log/xen/console/guest-guest.log 2>/dev/null; do
+    n=$((n + 1)); [ $n -gt 600 ] && fail "the guest did not come up"; sleep 1
+done
+sleep 2
+xl pause guest || fail "xl pause"
+xl list
+echo 0 > /proc/sys/kernel/kptr_restrict
+echo "marker: linux_banner $(grep ' linux_banner$' /proc/kallsyms)"
+step xl dump-core
+xl dump-core guest /tmp/guest.core || fail "xl dump-core"
+size=$(wc -c < /tmp/guest.core)
+dd if=/tmp/guest.core of=/dev/vda bs=1M conv=fsync 2>/dev/null || fail "writing /dev/vda"
+sync
+echo "marker: CORE-WRITTEN $size"
+while true; do sleep 60; done
+INIT
+chmod +x "$ird/init"
+(cd "$ird" && find . | "$ird/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$out/initrd.gz.tmp") || fail "cpio failed"
+mv "$out/initrd.gz.tmp" "$out/initrd.gz"
+# Keep the packages (a rerun starts from them), not what was unpacked from them.
+rm -rf "$root" "$ird" "$gi"
