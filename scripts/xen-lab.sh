@@ -6,8 +6,9 @@
 #   scripts/xen-lab.sh DIR
 #
 # Into DIR: `xen` (Debian's xen-hypervisor-4.17-amd64, gunzipped for QEMU's
-# multiboot loader), `vmlinuz` (Debian's linux-image-6.1.0-56-amd64: dom0's kernel
-# and the guest's) and `initrd.gz`, a busybox initramfs holding xl, xenstored, their
+# multiboot loader), `xen-syms` (its symbols, from the -dbg package of the same
+# version), `vmlinuz` (Debian's current linux-image-amd64, 6.1.0-56-amd64 when this
+# was written: dom0's kernel and the guest's) and `initrd.gz`, a busybox initramfs holding xl, xenstored, their
 # libraries, the Xen and virtio modules and an /init that starts xenstored,
 # xenconsoled and xen-init-dom0, creates the guest (the same kernel with a busybox
 # initramfs of its own), waits for it to reach its init, pauses it (`xl pause`),
@@ -24,20 +25,29 @@ set -euo pipefail
 out=${1:?usage: scripts/xen-lab.sh DIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-[ -s "$out/initrd.gz" ] && [ -s "$out/xen" ] && [ -s "$out/vmlinuz" ] && exit 0
+[ -s "$out/initrd.gz" ] && [ -s "$out/xen" ] && [ -s "$out/vmlinuz" ] && [ -s "$out/xen-syms" ] && exit 0
 
-kver=6.1.0-56-amd64
 xver=4.17
-pkgs=(xen-hypervisor-$xver-amd64 xen-utils-$xver libxenmisc$xver libxencall1 libxenevtchn1
-      libxenforeignmemory1 libxengnttab1 libxenstore4 libxentoollog1 libyajl2 libxendevicemodel1
-      libxenhypfs1 libxentoolcore1 busybox-static linux-image-$kver)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 fail() { echo "xen-lab: $*" >&2; tail -n 20 "$log" >&2; exit 1; }
+command -v apt-get >/dev/null || fail "needs apt-get (a Debian system) to fetch Debian's Xen, Linux and busybox packages"
+# Debian's current kernel ABI (linux-image-amd64's dependency); 6.1.0-56-amd64 when
+# this was written, the kernel of ../shared/dumps/xen-4.17-dom0.
+kver=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-\(.*-amd64\)$/\1/p' | head -n 1)
+if [ -z "$kver" ]; then
+    apt-get -qq update >"$log" 2>&1 || fail "apt-get update failed"
+    kver=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: linux-image-\(.*-amd64\)$/\1/p' | head -n 1)
+fi
+[ -n "$kver" ] || fail "no linux-image-amd64 in the package lists"
+# xen-syms comes from the -dbg package of the same version as the hypervisor.
+pkgs=(xen-hypervisor-$xver-amd64 xen-hypervisor-$xver-amd64-dbg xen-utils-$xver libxenmisc$xver libxencall1 libxenevtchn1
+      libxenforeignmemory1 libxengnttab1 libxenstore4 libxentoollog1 libyajl2 libxendevicemodel1
+      libxenhypfs1 libxentoolcore1 busybox-static linux-image-$kver)
 
 mkdir -p "$out/debs"
 if ! ls "$out/debs"/linux-image-"$kver"_*.deb >/dev/null 2>&1 || [ "$(ls "$out/debs" | wc -l)" -lt ${#pkgs[@]} ]; then
-    command -v apt-get >/dev/null || fail "needs apt-get (a Debian system) to fetch ${pkgs[*]}"
+    rm -f "$out/debs"/*.deb
     # apt-get download needs current package lists; refresh them once if it fails.
     if ! (cd "$out/debs" && apt-get -qq download "${pkgs[@]}") >"$log" 2>&1; then
         apt-get -qq update >"$log" 2>&1 || fail "apt-get update failed"
@@ -50,6 +60,7 @@ mkdir -p "$root"
 for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$root" || fail "dpkg-deb -x $d failed"; done
 gunzip -c "$root/boot/xen-$xver-amd64.gz" >"$out/xen"
 cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+cp "$root/usr/lib/debug/boot/xen-syms-$xver-amd64" "$out/xen-syms"
 
 # The initramfs.
 ird="$out/initrd"
@@ -136,6 +147,7 @@ done
 sleep 2
 xl pause guest || fail "xl pause"
 xl list
+echo "marker: kernel $(uname -r)"
 echo 0 > /proc/sys/kernel/kptr_restrict
 echo "marker: linux_banner $(grep ' linux_banner$' /proc/kallsyms)"
 step xl dump-core

@@ -193,6 +193,13 @@ fn every_writer_gives_the_same_walks() {
         eprintln!("QEMU dump formats: {formats:?}");
         q.dump(&qemu_elf, "elf");
         files.push(("QEMU elf".into(), qemu_elf.clone()));
+        // QEMU 8.2 and later also write the seekable layout (kdump-raw-*), which
+        // scripts/setup-writers.sh installs; an older QEMU leaves that part unproven.
+        if !formats.iter().any(|f| f.starts_with("kdump-raw-")) {
+            let why = "this QEMU (< 8.2) writes no seekable kdump (kdump-raw-*): that part of the test did not run";
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{why}, and CI=true requires it");
+            let _ = writeln!(std::io::stderr(), "NOT RUN: every_writer_gives_the_same_walks: {why}");
+        }
         for f in formats.iter().filter(|f| f.starts_with("kdump")) {
             let p = dir.join(format!("qemu.{f}"));
             q.dump(&p, f);
@@ -241,6 +248,10 @@ fn every_writer_gives_the_same_walks() {
         match &d.format {
             Format::Kdump(k) => {
                 kinds_seen.insert(format!("kdump{}", if k.flattened.is_some() { " flattened" } else { "" }));
+                // QEMU's names: kdump-raw-* is the seekable layout, kdump-* the flattened.
+                if let Some(f) = name.strip_prefix("QEMU kdump") {
+                    assert_eq!(k.flattened.is_none(), f.starts_with("-raw-"), "{name}");
+                }
                 let c = d.kdump_census().unwrap();
                 assert_eq!((c.unknown, c.unreadable), (0, 0), "{name}");
             }
