@@ -365,4 +365,26 @@ fn real_machine_sees_the_guest_as_its_core_describes_it() {
     let from_core: Vec<(u64, u64)> = core.guest_core().unwrap().p2m().map(|(p, m)| (p.0, m.0)).collect();
     assert_eq!(from_machine.len(), 32768);
     assert!(from_machine == from_core, "the machine's p2m of domain 1 differs from .xen_p2m");
+
+    // The M2P and the frame table: every 97th frame of the guest, and its vCPUs' L4s
+    // (pinned as L4 pages, which the frame table's type says).
+    let g = core.guest_core().unwrap();
+    let mut mfns: Vec<u64> = from_core.iter().step_by(97).map(|p| p.1).collect();
+    let roots: Vec<u64> = sum.vcpus.iter().flat_map(|v| [v.cr3, v.user_cr3]).flatten().map(|c| c >> 12).collect();
+    mfns.extend(&roots);
+    let mut args = vec!["m2p".to_string(), m.to_string(), "--xen-syms".into(), xs.into(), "--json".into()];
+    args.extend(mfns.iter().map(|f| format!("{f:#x}")));
+    let r = common::run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = r.json_of("m2p");
+    assert_eq!(lines.len(), mfns.len());
+    for (l, &mfn) in lines.iter().zip(&mfns) {
+        assert_eq!(hex(&l["mfn"]), mfn);
+        let pfn = g.mfn_to_pfn(Mfn(mfn)).unwrap().0;
+        assert_eq!(hex(&l["m2p"]["pfn"]), pfn, "{l}");
+        assert_eq!(l["page"]["owner_id"], 1, "{l}");
+        if roots.contains(&mfn) {
+            assert_eq!(l["page"]["page_type"], "L4", "{l}");
+        }
+    }
 }
