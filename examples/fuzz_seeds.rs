@@ -1,7 +1,10 @@
 //! Writes the seed corpora of the fuzz targets (`fuzz/`): small valid inputs of every
 //! format, from the fixture writers. `scripts/fuzz.sh` runs it; not part of the tool.
 //!
-//! Usage: `cargo run --example fuzz_seeds -- DIR` (writes DIR/<target>/<name>).
+//! Usage: `cargo run --example fuzz_seeds -- DIR [XL_CORE]` (writes
+//! DIR/<target>/<name>). With XL_CORE, a core written by the real `xl dump-core`
+//! (tests/xl_real.rs's), a cut of it is a seed too: its headers, notes and vCPU
+//! contexts as Xen's toolstack wrote them, with a few of its pages.
 
 use std::fs;
 use std::path::Path;
@@ -70,6 +73,19 @@ fn main() -> std::io::Result<()> {
     let hvm = XlCoreOptions { hvm: true, pages: (0..16).map(|f| (f, f)).collect(), ..pv };
     m.write_xl_core(&xl.join("hvm.core"), &hvm)?;
     m.write_raw(&dump.join("m.raw"))?;
+    if let Some(real) = std::env::args().nth(2) {
+        // The vCPUs' roots and the first pages: about 40 KiB, under the fuzzer's max_len.
+        let core = xenwalk::dump::Dump::open(Path::new(&real), Default::default())
+            .map_err(|e| std::io::Error::other(format!("{real}: {e}")))?;
+        let roots: Vec<u64> = match &core.format {
+            xenwalk::dump::Format::XlCore(s) => {
+                s.vcpus.iter().flat_map(|v| [v.cr3, v.user_cr3]).flatten().map(|c| c >> 12).collect()
+            }
+            _ => Vec::new(),
+        };
+        let cut = xenwalk::fixture::xlcore::cut(&fs::read(&real)?, &|pfn, mfn| pfn < 4 || roots.contains(&mfn))?;
+        fs::write(xl.join("real-cut.core"), cut)?;
+    }
     for d in [&elf, &kd, &fl, &xl] {
         for e in fs::read_dir(d)? {
             let e = e?;

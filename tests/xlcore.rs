@@ -306,3 +306,29 @@ fn hvm_core_is_guest_physical() {
     assert!(h.stdout.contains("HVM guest"), "{}", h.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_cut_core_keeps_the_chosen_pages_and_stays_consistent() {
+    let t = pv("xl-pv-cut");
+    let data = std::fs::read(&t.core).unwrap();
+    let cut = xenwalk::fixture::xlcore::cut(&data, &|pfn, _| pfn % 3 == 0).unwrap();
+    let path = t.dir.join("cut.core");
+    std::fs::write(&path, &cut).unwrap();
+    let (full, small) = (open(&t.core), open(&path));
+    assert!(small.warnings.is_empty(), "{:?}", small.warnings);
+    let (Format::XlCore(a), Format::XlCore(b)) = (&full.format, &small.format) else { panic!() };
+    let kept: Vec<(u64, u64)> = t.p2m.iter().copied().filter(|(pfn, _)| pfn % 3 == 0).collect();
+    // The invalid tail (pfn ~0) is divisible by 3 too: it stays.
+    assert_eq!(b.pages, kept.len() as u64 + 2);
+    assert_eq!(b.vcpus, a.vcpus);
+    for &(pfn, mfn) in &t.p2m {
+        let got = small.mem.page(Mfn(mfn));
+        if pfn % 3 == 0 {
+            assert!(*got.unwrap() == *full.mem.page(Mfn(mfn)).unwrap(), "mfn {mfn:#x}");
+        } else {
+            assert!(got.is_err(), "mfn {mfn:#x} was cut");
+        }
+    }
+    // Not a core: an error, not a panic.
+    assert!(xenwalk::fixture::xlcore::cut(&data[..100], &|_, _| true).is_err());
+}
