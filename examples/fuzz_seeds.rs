@@ -3,7 +3,7 @@
 //!
 //! Usage: `cargo run --example fuzz_seeds -- DIR [XL_CORE]` (writes
 //! DIR/<target>/<name>). With XL_CORE, a core written by the real `xl dump-core`
-//! (tests/xl_real.rs's), a cut of it is a seed too: its headers, notes and vCPU
+//! (tests/xen_lab.rs's), a cut of it is a seed too: its headers, notes and vCPU
 //! contexts as Xen's toolstack wrote them, with a few of its pages.
 
 use std::fs;

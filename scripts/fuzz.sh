@@ -18,7 +18,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked --quiet cargo-fu
 export RUSTC_BOOTSTRAP=1
 out=target/fuzz
 mkdir -p "$out/logs"
-# With the Xen lab's core (tests/xl_real.rs made it), a cut of it seeds xlcore too.
+# With the Xen lab's core (tests/xen_lab.rs made it), a cut of it seeds xlcore too.
 lab_core=target/tmp/xen-lab/run/guest.core
 cargo run --quiet --example fuzz_seeds -- "$out/seeds" $( [ -s "$lab_core" ] && echo "$lab_core" )
 # A small ELF executable with symbols, for xen_syms (the real xen-syms is 2.8 MB).

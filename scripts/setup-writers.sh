@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the independent programs the tests check xenwalk against: the dump
 # writers QEMU >= 8.2 (dump-guest-memory: ELF and kdump-compressed, flattened and
-# seekable; it also runs tests/xl_real.rs's Xen host) and makedumpfile (kdump
+# seekable; it also runs tests/xen_lab.rs's Xen host) and makedumpfile (kdump
 # compressions, flattened format), and a headless browser (chromium) that renders
 # `xenwalk map --html`. Debian packages, installed with apt-get only when a tool is
 # missing, so a second run does nothing. Quiet unless something fails.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the boot files of the "Xen lab": a real Xen 4.17 host under QEMU (software
 # emulation) whose dom0 runs Debian's own toolstack and writes `xl dump-core` of a
-# PV guest, so tests/xl_real.rs can check xenwalk against the real writer.
+# PV guest, then makes Xen crash into a kexec crash kernel that saves Xen's own
+# crash dump, so tests/xen_lab.rs can check xenwalk against the real writers.
 #
 #   scripts/xen-lab.sh DIR
 #
@@ -13,9 +14,13 @@
 # xenconsoled and xen-init-dom0, creates the guest (the same kernel with a busybox
 # initramfs of its own), waits for it to reach its init, pauses it (`xl pause`),
 # prints linux_banner's address from /proc/kallsyms, dumps the guest
-# (`xl dump-core`) onto the virtio disk and says `marker: CORE-WRITTEN <size>` on
-# the console. (A guest that never ran cannot be dumped: xc_domain_dumpcore reads
-# the p2m size from the shared info page the guest's kernel fills in.)
+# (`xl dump-core`) onto the virtio disk and says `marker: CORE-WRITTEN` on the
+# console; then, once the harness says GO, loads a crash kernel (`kexec -p`) and
+# makes Xen crash into it (debug key C): that kernel copies /proc/vmcore, Xen's
+# kexec crash dump, onto the second disk and says `marker: VMCORE-WRITTEN <size>`. (A guest that never ran cannot be dumped: xc_domain_dumpcore reads
+# the p2m size from the shared info page the guest's kernel fills in.) The crash
+# kernel is the same Linux, booted natively by Xen's kexec path, with an initramfs
+# of busybox and the virtio modules.
 #
 # Nothing is installed: the packages are fetched with `apt-get download` into
 # DIR/debs (76 MB, kept for reruns) and unpacked with `dpkg-deb -x` into DIR/root,
@@ -43,7 +48,7 @@ fi
 # xen-syms comes from the -dbg package of the same version as the hypervisor.
 pkgs=(xen-hypervisor-$xver-amd64 xen-hypervisor-$xver-amd64-dbg xen-utils-$xver libxenmisc$xver libxencall1 libxenevtchn1
       libxenforeignmemory1 libxengnttab1 libxenstore4 libxentoollog1 libyajl2 libxendevicemodel1
-      libxenhypfs1 libxentoolcore1 busybox-static linux-image-$kver)
+      libxenhypfs1 libxentoolcore1 busybox-static linux-image-$kver kexec-tools)
 
 mkdir -p "$out/debs"
 if ! ls "$out/debs"/linux-image-"$kver"_*.deb >/dev/null 2>&1 || [ "$(ls "$out/debs" | wc -l)" -lt ${#pkgs[@]} ]; then
@@ -69,10 +74,11 @@ mkdir -p "$ird"/{bin,sbin,etc/xen,proc,sys,dev,tmp,lib64,lib/x86_64-linux-gnu,mo
 cp "$root/bin/busybox" "$ird/bin/busybox"
 bin="$root/usr/lib/xen-$xver/bin"
 for b in xl xenstored xenconsoled xen-init-dom0; do cp "$bin/$b" "$ird/bin/"; done
+cp "$root/sbin/kexec" "$ird/bin/kexec"
 # Their libraries: Xen's from the packages, the C library and the rest from this
 # Debian system (the same release as the packages).
 for l in "$root"/usr/lib/x86_64-linux-gnu/lib*.so.*; do cp -a "$l" "$ird/lib/x86_64-linux-gnu/"; done
-libs=$(LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$ird/bin/xl" "$ird/bin/xenstored" "$ird/bin/xenconsoled" "$ird/bin/xen-init-dom0" |
+libs=$(LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$ird/bin/xl" "$ird/bin/xenstored" "$ird/bin/xenconsoled" "$ird/bin/xen-init-dom0" "$ird/bin/kexec" |
        awk '/=> \// && !/xen-lab/ {print $3} /^\t\/lib64/ {print $1}' | sort -u)
 for l in $libs; do
     case "$l" in
@@ -151,15 +157,51 @@ echo "marker: kernel $(uname -r)"
 echo 0 > /proc/sys/kernel/kptr_restrict
 echo "marker: linux_banner $(grep ' linux_banner$' /proc/kallsyms)"
 step xl dump-core
-xl dump-core guest /tmp/guest.core || fail "xl dump-core"
-size=$(wc -c < /tmp/guest.core)
-dd if=/tmp/guest.core of=/dev/vda bs=1M conv=fsync 2>/dev/null || fail "writing /dev/vda"
+# Straight onto the disk: dom0's RAM-backed root has no room for it. The harness
+# finds the core's end from its section headers.
+xl dump-core guest /dev/vda || fail "xl dump-core"
 sync
-echo "marker: CORE-WRITTEN $size"
-while true; do sleep 60; done
+echo "marker: CORE-WRITTEN"
+# The crash: the harness first has QEMU dump the machine as it is now, then writes
+# GO into the last sector of /dev/vda. Then a crash kernel is loaded into the region
+# Xen reserved (crashkernel=) and Xen is made to crash (debug key C): Xen's kexec
+# path writes its crash notes and jumps to the crash kernel, whose /init copies
+# /proc/vmcore onto /dev/vdb.
+last=$(( $(cat /sys/block/vda/size) - 1 ))
+until [ "$(dd if=/dev/vda bs=512 skip=$last count=1 iflag=direct 2>/dev/null | head -c 2)" = GO ]; do sleep 0.5; done
+step kexec
+kexec -p /boot/vmlinuz --initrd=/boot/crash-initrd.gz \
+    --append="console=ttyS0,115200 irqpoll nr_cpus=1 reset_devices rdinit=/init" || fail "kexec -p"
+step crash
+xl debug-keys C
+sleep 60
+fail "Xen did not crash into the crash kernel"
 INIT
+# The crash kernel's initramfs: busybox and the virtio modules.
+ck="$out/crash-initrd"
+rm -rf "$ck"
+mkdir -p "$ck"/{bin,proc,sys,dev,modules}
+cp "$root/bin/busybox" "$ck/bin/busybox"
+grep virtio "$ird/modules/order" >"$ck/modules/order"
+for m in $(cat "$ck/modules/order"); do cp "$ird/modules/$m" "$ck/modules/"; done
+cat >"$ck/init" <<'CINIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /modules/order); do insmod /modules/$m || echo "marker: FAILED insmod $m"; done
+size=$(stat -c %s /proc/vmcore) || { echo "marker: FAILED no /proc/vmcore"; exec sleep 1000000; }
+echo "marker: crash kernel $(uname -r): /proc/vmcore is $size bytes"
+dd if=/proc/vmcore of=/dev/vdb bs=1M conv=fsync 2>/dev/null || echo "marker: FAILED writing /dev/vdb"
+sync
+echo "marker: VMCORE-WRITTEN $size"
+exec sleep 1000000
+CINIT
+chmod +x "$ck/init"
+(cd "$ck" && find . | "$ck/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$ird/boot/crash-initrd.gz") || fail "cpio failed"
 chmod +x "$ird/init"
 (cd "$ird" && find . | "$ird/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$out/initrd.gz.tmp") || fail "cpio failed"
 mv "$out/initrd.gz.tmp" "$out/initrd.gz"
 # Keep the packages (a rerun starts from them), not what was unpacked from them.
-rm -rf "$root" "$ird" "$gi"
+rm -rf "$root" "$ird" "$gi" "$ck"

@@ -1,5 +1,5 @@
 //! `xl dump-core` guest cores written by `xenwalk::fixture::xlcore` in xg_core.c's
-//! layout, for the cases the real writer (tests/xl_real.rs) does not produce: a
+//! layout, for the cases the real writer (tests/xen_lab.rs) does not produce: a
 //! scrambled p2m, invalid entries, an HVM guest.
 //!
 //! PV: the Xen-like machine's 64-bit PV guest, its own frames (the tables of its

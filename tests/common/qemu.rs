@@ -1,7 +1,7 @@
 //! A QEMU process driven over QMP (its JSON machine protocol), for the tests that
 //! have the real writer produce their files: tests/writers.rs (dump-guest-memory of a
-//! guest whose RAM we chose) and tests/xl_real.rs (a Xen host whose dom0 runs
-//! `xl dump-core`).
+//! guest whose RAM we chose) and tests/xen_lab.rs (a Xen host whose dom0 runs
+//! `xl dump-core`, then crashes into a kexec crash kernel).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
