@@ -56,7 +56,7 @@ pub struct RootArgs {
     /// monitor table), cr3 (what Xen loads). Default: guest. With --domain, or in an
     /// xl dump-core guest core (guest: ctrlreg[3], user: ctrlreg[1], cr3: the one the
     /// context's VGCF_in_kernel flag selects).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with_all = ["cr3", "cr3_mfn", "cpu"])]
     pub table: Option<crate::xen::domains::TableKind>,
 }
 
@@ -214,7 +214,7 @@ pub(super) fn choose_root(a: &RootArgs, s: &Session, opts: WalkOptions) -> Resul
         }
         vcpu_root(n as usize, false)?
     } else if dump.guest_core().is_some() {
-        vcpu_root(0, true)?
+        vcpu_root(0, a.table.is_none())?
     } else if let Some(idle) = idle {
         root::resolve(mem, RootInput::Cr3(idle.0), "idle_pg_table (xen-syms + xen_phys_start)".into(), None, opts)
     } else if let Some(first) = dump.notes.cpus.iter().find(|c| c.cr3.is_some()) {
