@@ -30,7 +30,7 @@ use xenwalk::fixture::kdump::KdumpOptions;
 use xenwalk::fixture::{Machine, XEN_TABLE};
 use xenwalk::mem::resident;
 use xenwalk::paging::entry::bits;
-use xenwalk::paging::{EnumerateOptions, Event, Translator, WalkOptions, enumerate, enumerate_with, walk};
+use xenwalk::paging::{EnumerateOptions, Event, Resolved, Translator, WalkOptions, enumerate, enumerate_with, walk};
 use xenwalk::{Maddr, Mfn, Vaddr};
 
 const GIB: u64 = 1 << 30;
@@ -710,6 +710,8 @@ fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>) -> 
         mf.as_ref().and_then(|m| seq_rate(m, "seq_warm_s")),
         "M/s",
     );
+    row("  (xenwalk: lean translate_many(), cold)", rate(&xw, "lean_cold_s"), None, "M/s");
+    row("  (xenwalk: lean translate_many(), warm)", rate(&xw, "lean_warm_s"), None, "M/s");
     row("  (xenwalk: translate() one VA at a time)", rate(&xw, "random_single_s"), None, "M/s");
     row("  (xenwalk: walk() per VA, no cache/budget)", rate(&xw, "random_walk_s"), None, "M/s");
     row(
@@ -970,6 +972,41 @@ fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: usiz
     println!("random_single_s {}", secs(median(single)));
     drop(one);
     drop(t);
+    drop(dump);
+
+    // Lean translations (`translate_many`: the answers only, as `--brief` uses them):
+    // a fresh dump and translator (cold), then warm passes; the same answers.
+    let dump = open()?;
+    let mem = dump.mem.as_ref();
+    let mut out: Vec<Resolved> = Vec::new();
+    let lean = |t: &mut Translator<'_>, out: &mut Vec<Resolved>| {
+        t.translate_many(&random, out);
+        let (mut sum, mut failed) = (0u64, 0u64);
+        for r in out.iter() {
+            match r.maddr() {
+                Some(m) => sum = sum.wrapping_add(m.0),
+                None => failed += 1,
+            }
+        }
+        (sum, failed)
+    };
+    let mut t = Translator::new(mem, root, opts);
+    let start = Instant::now();
+    let got = lean(&mut t, &mut out);
+    println!("lean_cold_s {}", secs(start.elapsed()));
+    if got != (sum, failed) {
+        return Err(format!("lean translations differ: {got:?} against {:?}", (sum, failed)));
+    }
+    let warm = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            std::hint::black_box(lean(&mut t, &mut out));
+            s.elapsed()
+        })
+        .collect();
+    println!("lean_warm_s {}", secs(median(warm)));
+    drop(t);
+    drop(out);
 
     let mut t = Translator::new(mem, root, opts);
     let start = Instant::now();

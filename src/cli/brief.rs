@@ -10,14 +10,14 @@ use crate::addr::Vaddr;
 use crate::diagnose;
 use crate::paging::enumerate::{EnumerateOptions, Event, Progress, Range, enumerate_with};
 use crate::paging::root::{Root, RootProblem};
-use crate::paging::{Coalescer, Translator, WalkOptions};
+use crate::paging::{Coalescer, Resolved, Translator, WalkOptions};
 use crate::parse::{self, VaLine};
 use anyhow::{Context, Result};
 use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
-/// VAs translated together (see `Translator::translate_batch`): one window.
+/// VAs translated together (see `Translator::translate_many`): one window.
 const BATCH: usize = crate::paging::batch::WINDOW;
 
 /// `0x` and the lowest hex digits of `v` into the end of `buf`; returns where they start.
@@ -72,7 +72,7 @@ fn line(out: &mut dyn Write, values: &[Option<u64>]) -> io::Result<()> {
 struct Walks<'a, 'm> {
     translator: Option<Translator<'m>>,
     pending: Vec<Vaddr>,
-    maddrs: Vec<Option<u64>>,
+    answers: Vec<Resolved>,
     out: &'a mut dyn Write,
     failed: bool,
 }
@@ -84,20 +84,16 @@ impl Walks<'_, '_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.maddrs.clear();
-        self.maddrs.resize(self.pending.len(), None);
-        if let Some(t) = &mut self.translator {
-            let maddrs = &mut self.maddrs;
-            t.translate_batch(&self.pending, |i, w| {
-                if let Some(slot) = maddrs.get_mut(i) {
-                    *slot = w.mapping().map(|m| m.maddr.0);
-                }
-            });
+        // Only the answers are printed: the lean path, no walk records.
+        match &mut self.translator {
+            Some(t) => t.translate_many(&self.pending, &mut self.answers),
+            None => self.answers.clear(),
         }
         // Without a translator the root cannot be walked: nothing translates.
-        for (va, maddr) in self.pending.iter().zip(&self.maddrs) {
+        for (k, va) in self.pending.iter().enumerate() {
+            let maddr = self.answers.get(k).and_then(|r| r.maddr()).map(|m| m.0);
             self.failed |= maddr.is_none();
-            line(self.out, &[Some(va.0), *maddr])?;
+            line(self.out, &[Some(va.0), maddr])?;
         }
         self.pending.clear();
         Ok(())
@@ -118,7 +114,7 @@ pub(super) fn walks(
     let mut w = Walks {
         translator: (!blocked).then(|| Translator::new(mem, root.maddr, opts)),
         pending: Vec::with_capacity(BATCH),
-        maddrs: Vec::with_capacity(BATCH),
+        answers: Vec::with_capacity(BATCH),
         out,
         failed: false,
     };

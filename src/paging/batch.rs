@@ -18,8 +18,8 @@
 //! plus at most one copied page per slot for compressed dumps). Nothing is shortcut
 //! by value: equal entries at different prefixes are cached and walked separately.
 
-use super::entry::{Level, Rights};
-use super::walk::{self, Next, Step, Walk, WalkOptions, walk};
+use super::entry::{Entry, Level, Rights, addr_mask, bits};
+use super::walk::{self, Next, Resolved, Step, StopCode, Walk, WalkOptions, walk};
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::resident::{self, Resident};
 use crate::mem::{Page, PhysMem, ReadError};
@@ -94,6 +94,84 @@ pub struct Translator<'m> {
     sort_next: bool,
     /// The dump is memory-mapped: walk directly (see [`Translator::new`]).
     direct: bool,
+    /// The dump as one slice, for lean translations (see [`Linear`]).
+    linear: Option<Linear<'m>>,
+}
+
+/// Lean translation over a source that is one slice of machine memory
+/// ([`PhysMem::linear`]): entries are loaded from the slice and decoded with masks
+/// computed once from the walker's own rules ([`Entry::reserved_bits`],
+/// [`addr_mask`]), so no per-level segment search, copy or step record. Any entry
+/// outside the slice sends the VA to [`walk`], which knows why it cannot be read.
+struct Linear<'m> {
+    base: u64,
+    bytes: &'m [u8],
+    /// Address bits of a table pointer (bits M-1:12).
+    table_mask: u64,
+    /// Per level (index: level number - 1): the reserved bits of an entry that points
+    /// to a table, and of a leaf.
+    rsvd_table: [u64; 4],
+    rsvd_leaf: [u64; 4],
+}
+
+impl<'m> Linear<'m> {
+    fn new(base: u64, bytes: &'m [u8], opts: WalkOptions) -> Linear<'m> {
+        let (m, nxe) = (opts.maxphyaddr, opts.nxe);
+        let mut rsvd_table = [0u64; 4];
+        let mut rsvd_leaf = [0u64; 4];
+        for level in Level::WALK {
+            let i = usize::from(level.number() - 1);
+            // `reserved_bits` is the entry masked by the level's reserved set, which
+            // depends only on whether the entry is a leaf (PS): ask it with every bit
+            // set, PS clear (a table; at L4 PS is itself reserved, and never a leaf)
+            // and PS set (a leaf at L3/L2; at L1 PS is the PAT bit, not a size).
+            let table = if level == Level::L4 { Entry(u64::MAX) } else { Entry(!bits::PS) };
+            if let Some(t) = rsvd_table.get_mut(i) {
+                *t = table.reserved_bits(level, m, nxe);
+            }
+            if let Some(l) = rsvd_leaf.get_mut(i) {
+                *l = Entry(u64::MAX).reserved_bits(level, m, nxe);
+            }
+        }
+        Linear { base, bytes, table_mask: addr_mask(m), rsvd_table, rsvd_leaf }
+    }
+
+    /// The entry at machine address `a`, if the slice holds it.
+    #[inline(always)]
+    fn load(&self, a: u64) -> Option<u64> {
+        let off = usize::try_from(a.wrapping_sub(self.base)).ok()?;
+        let b = self.bytes.get(off..off.checked_add(8)?)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Walk canonical `va` from `root` (page-aligned) as [`walk`] would, or `None`
+    /// when an entry is outside the slice. Also returns the last table read.
+    #[inline(always)]
+    fn resolve(&self, root: u64, va: u64) -> Option<(Resolved, u64)> {
+        let mut table = root;
+        for level in Level::WALK {
+            let shift = level.shift();
+            let e = self.load(table | (((va >> shift) & 0x1ff) << 3))?;
+            let i = usize::from(level.number() - 1);
+            if e & bits::P == 0 {
+                return Some((Resolved::Stopped { level, code: StopCode::NotPresent }, table));
+            }
+            let leaf = level == Level::L1 || (level != Level::L4 && e & bits::PS != 0);
+            if leaf {
+                if e & self.rsvd_leaf.get(i).copied().unwrap_or(u64::MAX) != 0 {
+                    return Some((Resolved::Stopped { level, code: StopCode::Reserved }, table));
+                }
+                let low = (1u64 << shift) - 1;
+                let maddr = Maddr((e & self.table_mask & !low) | (va & low));
+                return Some((Resolved::Mapped { maddr, level }, table));
+            }
+            if e & self.rsvd_table.get(i).copied().unwrap_or(u64::MAX) != 0 {
+                return Some((Resolved::Stopped { level, code: StopCode::Reserved }, table));
+            }
+            table = e & self.table_mask;
+        }
+        None
+    }
 }
 
 /// The entry at `a`: from the table's cached page, or read from the dump.
@@ -131,6 +209,7 @@ impl<'m> Translator<'m> {
         let root = Maddr(root.0 & !0xfff);
         let root_page = mem.page(root.mfn()).ok();
         let direct = matches!(root_page, Some(Page::Borrowed(_)));
+        let linear = mem.linear().map(|(base, bytes)| Linear::new(base, bytes, opts));
         let slots = |n: usize| if direct { Vec::new() } else { (0..n).map(|_| Slot::empty()).collect::<Vec<_>>() };
         Translator {
             mem,
@@ -138,6 +217,7 @@ impl<'m> Translator<'m> {
             opts,
             root_page,
             direct,
+            linear,
             l4: slots(L4_SLOTS),
             l3: slots(L3_SLOTS),
             l2: slots(L2_SLOTS),
@@ -205,6 +285,75 @@ impl<'m> Translator<'m> {
             _ => return walk(mem, root, va, opts),
         };
         Walk::from_parts(va, root, steps, outcome)
+    }
+
+    /// Translate `va` to its answer alone: `Resolved::of(&walk(mem, root, va, opts))`,
+    /// without building the [`Walk`] record. Over a memory-mapped raw image the
+    /// entries are read straight from the map ([`PhysMem::linear`]); over a compressed
+    /// dump the prefix caches answer the upper levels and only the L1 entry is
+    /// decoded. Whatever this fast path cannot read goes to the full walk.
+    #[inline]
+    pub fn translate_addr(&mut self, va: Vaddr) -> Resolved {
+        if !va.is_canonical() {
+            self.stats.translations += 1;
+            return Resolved::Stopped { level: Level::L4, code: StopCode::NonCanonical };
+        }
+        if self.direct {
+            if let Some(lin) = &self.linear {
+                if let Some((r, last)) = lin.resolve(self.root.0, va.0) {
+                    self.stats.translations += 1;
+                    self.resident.tick(self.mem, Maddr(last));
+                    return r;
+                }
+            }
+            return Resolved::of(&self.translate(va));
+        }
+        let opts = self.opts;
+        if let Some(Slot { ended: false, unreadable: false, len: 3, page: Some(p), .. }) = self.answer(va) {
+            let e = Entry(p.entry(va.index_at(Level::L1.shift())));
+            let r = if !e.present() {
+                Resolved::Stopped { level: Level::L1, code: StopCode::NotPresent }
+            } else if e.reserved_bits(Level::L1, opts.maxphyaddr, opts.nxe) != 0 {
+                Resolved::Stopped { level: Level::L1, code: StopCode::Reserved }
+            } else {
+                Resolved::Mapped { maddr: Maddr(e.addr(Level::L1, opts.maxphyaddr) | (va.0 & 0xfff)), level: Level::L1 }
+            };
+            self.stats.translations += 1;
+            return r;
+        }
+        Resolved::of(&self.translate(va))
+    }
+
+    /// [`Translator::translate_addr`] for every VA of `vas`: `out` is cleared and
+    /// filled with their answers, in the order of `vas`. Windows are walked in VA
+    /// order when the previous one had to release mapped pages or kept fetching
+    /// table pages, as by [`Translator::translate_batch`]; no allocation per VA.
+    pub fn translate_many(&mut self, vas: &[Vaddr], out: &mut Vec<Resolved>) {
+        out.clear();
+        let mut order: Vec<(u64, u32)> = Vec::new();
+        for window in vas.chunks(WINDOW) {
+            let (pages, releases) = (self.stats.pages, self.resident.releases);
+            let base = out.len();
+            if self.sort_next && window.len() >= SORT_MIN {
+                order.clear();
+                order.extend(window.iter().enumerate().map(|(i, va)| (va.0, i as u32)));
+                order.sort_unstable();
+                out.resize(base + window.len(), Resolved::Stopped { level: Level::L4, code: StopCode::NonCanonical });
+                for &(va, i) in &order {
+                    let r = self.translate_addr(Vaddr(va));
+                    if let Some(slot) = out.get_mut(base + i as usize) {
+                        *slot = r;
+                    }
+                }
+            } else {
+                for &va in window {
+                    let r = self.translate_addr(va);
+                    out.push(r);
+                }
+            }
+            self.sort_next = self.resident.releases > releases
+                || (!self.direct && (self.stats.pages - pages) * 16 > window.len() as u64);
+        }
     }
 
     /// The slot that answers canonical `va`: its 2 MiB-prefix slot, or its 1 GiB one
@@ -438,6 +587,9 @@ mod tests {
             let mut t = Translator::new(mem, root, opts).with_prefix_cache(cached);
             for &va in vas {
                 assert_eq!(t.translate(va), walk(mem, root, va, opts), "{va}");
+            }
+            for &va in vas {
+                assert_eq!(t.translate_addr(va), Resolved::of(&walk(mem, root, va, opts)), "lean {va}");
             }
             let mut called = vec![0u8; vas.len()];
             t.translate_batch(vas, |i, w| {

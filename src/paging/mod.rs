@@ -16,4 +16,4 @@ pub use enumerate::{
     Coalescer, EnumerateOptions, Event, Leaf, Progress, Range, Summary, enumerate, enumerate_par, enumerate_with,
 };
 pub use root::{Root, RootInput, RootProblem, resolve};
-pub use walk::{Mapping, Outcome, Step, Stop, StopKind, Walk, WalkOptions, walk};
+pub use walk::{Mapping, Outcome, Resolved, Step, Stop, StopCode, StopKind, Walk, WalkOptions, walk};
