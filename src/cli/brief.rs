@@ -17,9 +17,6 @@ use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
-/// VAs translated together (see `Translator::translate_many`): one window.
-const BATCH: usize = crate::paging::batch::WINDOW;
-
 /// `0x` and the lowest hex digits of `v` into the end of `buf`; returns where they start.
 #[inline]
 fn hex(buf: &mut [u8; 18], v: u64) -> usize {
@@ -73,6 +70,8 @@ struct Walks<'a, 'm> {
     translator: Option<Translator<'m>>,
     pending: Vec<Vaddr>,
     answers: Vec<Resolved>,
+    /// VAs translated together (see `Translator::translate_many`): one window.
+    batch: usize,
     out: &'a mut dyn Write,
     failed: bool,
 }
@@ -80,7 +79,7 @@ struct Walks<'a, 'm> {
 impl Walks<'_, '_> {
     fn push(&mut self, va: u64) -> io::Result<()> {
         self.pending.push(Vaddr(va));
-        if self.pending.len() >= BATCH { self.flush() } else { Ok(()) }
+        if self.pending.len() >= self.batch { self.flush() } else { Ok(()) }
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -111,10 +110,13 @@ pub(super) fn walks(
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
     let blocked = root.problem.filter(RootProblem::blocks_walks).is_some();
+    let translator = (!blocked).then(|| Translator::new(mem, root.maddr, opts));
+    let batch = translator.as_ref().map_or(1 << 12, Translator::window);
     let mut w = Walks {
-        translator: (!blocked).then(|| Translator::new(mem, root.maddr, opts)),
-        pending: Vec::with_capacity(BATCH),
-        answers: Vec::with_capacity(BATCH),
+        translator,
+        pending: Vec::with_capacity(batch),
+        answers: Vec::with_capacity(batch),
+        batch,
         out,
         failed: false,
     };

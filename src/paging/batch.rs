@@ -35,9 +35,32 @@ pub const L2_SLOTS: usize = 4096;
 /// memory loads of their L1 entries overlap.
 const GROUP: usize = 8;
 
-/// VAs [`Translator::translate_batch`] may reorder among themselves (16 bytes each of
-/// working memory).
+/// VAs [`Translator::translate_batch`] and [`Translator::translate_many`] may reorder
+/// among themselves on a memory-mapped dump (8 bytes each of working memory).
 pub const WINDOW: usize = 1 << 18;
+
+/// The same on a dump whose pages must be decoded (kdump).
+pub const DECODE_WINDOW: usize = 1 << INDEX_BITS;
+
+/// Bits of a window index in a sort key of [`Translator::translate_many`], and the
+/// mask of the page-number bits above them (VA bits 47:12).
+const INDEX_BITS: u32 = 20;
+const PAGE_BITS: u64 = (1 << 36) - 1;
+
+/// Sort keys for `window` into `order`, ascending: one u64 per VA, its page number
+/// (VA bits 47:12) above its index in the window, so that sorting groups VAs by page
+/// with 8 bytes of working memory per VA. Windows hold at most 2^[`INDEX_BITS`] VAs.
+fn sort_keys(window: &[Vaddr], order: &mut Vec<u64>) {
+    order.clear();
+    order.extend(window.iter().enumerate().map(|(i, va)| ((va.0 >> 12) & PAGE_BITS) << INDEX_BITS | i as u64));
+    order.sort_unstable();
+}
+
+/// The window index in a sort key.
+#[inline]
+fn key_index(key: u64) -> usize {
+    (key & ((1 << INDEX_BITS) - 1)) as usize
+}
 
 /// Windows smaller than this are never sorted.
 const SORT_MIN: usize = 4096;
@@ -330,18 +353,18 @@ impl<'m> Translator<'m> {
     /// table pages, as by [`Translator::translate_batch`]; no allocation per VA.
     pub fn translate_many(&mut self, vas: &[Vaddr], out: &mut Vec<Resolved>) {
         out.clear();
-        let mut order: Vec<(u64, u32)> = Vec::new();
-        for window in vas.chunks(WINDOW) {
+        let mut order: Vec<u64> = Vec::new();
+        for window in vas.chunks(self.window()) {
             let (pages, releases) = (self.stats.pages, self.resident.releases);
             let base = out.len();
             if self.sort_next && window.len() >= SORT_MIN {
-                order.clear();
-                order.extend(window.iter().enumerate().map(|(i, va)| (va.0, i as u32)));
-                order.sort_unstable();
+                sort_keys(window, &mut order);
                 out.resize(base + window.len(), Resolved::Stopped { level: Level::L4, code: StopCode::NonCanonical });
-                for &(va, i) in &order {
-                    let r = self.translate_addr(Vaddr(va));
-                    if let Some(slot) = out.get_mut(base + i as usize) {
+                for &key in &order {
+                    let i = key_index(key);
+                    let Some(&va) = window.get(i) else { continue };
+                    let r = self.translate_addr(va);
+                    if let Some(slot) = out.get_mut(base + i) {
                         *slot = r;
                     }
                 }
@@ -351,8 +374,7 @@ impl<'m> Translator<'m> {
                     out.push(r);
                 }
             }
-            self.sort_next = self.resident.releases > releases
-                || (!self.direct && (self.stats.pages - pages) * 16 > window.len() as u64);
+            self.sort_next = self.keep_sorting(pages, releases, window.len());
         }
     }
 
@@ -380,28 +402,32 @@ impl<'m> Translator<'m> {
     /// `walk` exactly [`walk`]`(vas[i])`.
     ///
     /// The order of the calls is the translator's choice: VAs are taken in windows of
-    /// [`WINDOW`]; when the previous window's walks kept fetching table pages (more
+    /// [`Translator::window`]; when the previous window's walks kept fetching table pages (more
     /// tables in play than the caches hold), a window is walked in VA order, so that
     /// VAs under one table run together and each table page is read (and, for a
     /// compressed dump, decompressed) once per window rather than once per VA.
     /// Otherwise VAs go in input order. Either way they go in small groups whose L1
     /// entries are fetched together, so their memory loads overlap.
     pub fn translate_batch(&mut self, vas: &[Vaddr], mut f: impl FnMut(usize, &Walk)) {
-        let mut order: Vec<(u64, u32)> = Vec::new();
-        for (w, window) in vas.chunks(WINDOW).enumerate() {
-            let base = w * WINDOW;
+        let mut order: Vec<u64> = Vec::new();
+        let size = self.window();
+        for (w, window) in vas.chunks(size).enumerate() {
+            let base = w * size;
             let (pages, releases) = (self.stats.pages, self.resident.releases);
             if self.sort_next && window.len() >= SORT_MIN {
-                order.clear();
-                order.extend(window.iter().enumerate().map(|(i, va)| (va.0, i as u32)));
-                order.sort_unstable();
+                sort_keys(window, &mut order);
                 for group in order.chunks(GROUP) {
-                    for &(va, _) in group {
-                        self.prefetch(Vaddr(va));
+                    for &key in group {
+                        if let Some(&va) = window.get(key_index(key)) {
+                            self.prefetch(va);
+                        }
                     }
-                    for &(va, i) in group {
-                        let w = self.translate(Vaddr(va));
-                        f(base + i as usize, &w);
+                    for &key in group {
+                        let i = key_index(key);
+                        if let Some(&va) = window.get(i) {
+                            let w = self.translate(va);
+                            f(base + i, &w);
+                        }
                     }
                 }
             } else {
@@ -415,12 +441,26 @@ impl<'m> Translator<'m> {
                     }
                 }
             }
-            // Sort the next window if this one had to give back mapped pages (its
-            // tables do not fit the residency budget), or, for a compressed dump,
-            // fetched more than one table page per 16 VAs.
-            self.sort_next = self.resident.releases > releases
-                || (!self.direct && (self.stats.pages - pages) * 16 > window.len() as u64);
+            self.sort_next = self.keep_sorting(pages, releases, window.len());
         }
+    }
+
+    /// VAs taken together (and sorted when [`Translator::keep_sorting`] says so):
+    /// [`WINDOW`] for memory-mapped dumps, [`DECODE_WINDOW`] for compressed ones, where
+    /// each table page met in a sorted window is decompressed once for it and a
+    /// random sample of a large space meets most tables in every window.
+    pub fn window(&self) -> usize {
+        if self.direct { WINDOW } else { DECODE_WINDOW }
+    }
+
+    /// Sort the next window if this one had to give back mapped pages (its tables
+    /// do not fit the residency budget), or, for a compressed dump, fetched more than
+    /// one table page per 16 VAs or more pages than half the 2 MiB-prefix cache holds
+    /// (a sorted window fetches each of its tables once: many tables, keep sorting).
+    fn keep_sorting(&self, pages: u64, releases: u64, len: usize) -> bool {
+        let fetched = self.stats.pages - pages;
+        self.resident.releases > releases
+            || (!self.direct && (fetched * 16 > len as u64 || fetched > (L2_SLOTS / 2) as u64))
     }
 
     /// Fill the caches for `va` and ask the CPU to start loading its L1 entry.
@@ -442,8 +482,10 @@ impl<'m> Translator<'m> {
             return i;
         }
         let root = Slot { tag, page: None, ..Slot::empty() };
-        let page = self.root_page.as_ref().map(copy_page);
+        // Lent to `extend` rather than copied (a kdump page is 4 KiB of heap).
+        let page = self.root_page.take();
         let slot = self.extend(root, page.as_ref(), va);
+        self.root_page = page;
         if let Some(s) = self.l4.get_mut(i) {
             *s = slot;
         }
@@ -467,8 +509,8 @@ impl<'m> Translator<'m> {
     }
 
     /// The slot for `tag` one level under slot `p` of the `parent` cache.
-    fn below(&mut self, parent: Level, p: usize, tag: u64, va: Vaddr) -> Slot<'m> {
-        let cache = if parent == Level::L4 { &self.l4 } else { &self.l3 };
+    fn below(&mut self, parent_level: Level, p: usize, tag: u64, va: Vaddr) -> Slot<'m> {
+        let cache = if parent_level == Level::L4 { &self.l4 } else { &self.l3 };
         let Some(parent) = cache.get(p) else { return Slot { tag, unreadable: true, ..Slot::empty() } };
         let base = Slot {
             tag,
@@ -481,8 +523,15 @@ impl<'m> Translator<'m> {
         if parent.ended || parent.unreadable {
             return base;
         }
-        let page = parent.page.as_ref().map(copy_page);
-        self.extend(base, page.as_ref(), va)
+        // The parent's page, lent to `extend` and put back (not copied).
+        let cache = if parent_level == Level::L4 { &mut self.l4 } else { &mut self.l3 };
+        let page = cache.get_mut(p).and_then(|s| s.page.take());
+        let slot = self.extend(base, page.as_ref(), va);
+        let cache = if parent_level == Level::L4 { &mut self.l4 } else { &mut self.l3 };
+        if let Some(s) = cache.get_mut(p) {
+            s.page = page;
+        }
+        slot
     }
 
     /// Read one more entry for `slot` (from `page`, the table below its entries, or
@@ -517,14 +566,6 @@ impl<'m> Translator<'m> {
             }
         }
         slot
-    }
-}
-
-/// Another handle on a page: the same reference into the map, or a copy.
-fn copy_page<'m>(p: &Page<'m>) -> Page<'m> {
-    match p {
-        Page::Borrowed(b) => Page::Borrowed(b),
-        Page::Owned(o) => Page::Owned(o.clone()),
     }
 }
 
