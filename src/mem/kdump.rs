@@ -369,12 +369,6 @@ fn zstd_page(src: &[u8], out: &mut [u8; PAGE]) -> Result<(), &'static str> {
     Ok(())
 }
 
-thread_local! {
-    /// One zlib decompressor per thread: libdeflate's allocates its tables once.
-    static INFLATER: std::cell::RefCell<libdeflater::Decompressor> =
-        std::cell::RefCell::new(libdeflater::Decompressor::new());
-}
-
 /// Decode one page stored as `kind` into `out`. Every way of failing is an error
 /// (never a panic, never output past the page).
 pub fn decompress(kind: Compression, src: &[u8], out: &mut [u8; PAGE]) -> Result<(), &'static str> {
@@ -386,23 +380,15 @@ pub fn decompress(kind: Compression, src: &[u8], out: &mut [u8; PAGE]) -> Result
         }
         Compression::Zlib => {
             // makedumpfile `compress2`, crash `uncompress`: a zlib stream (RFC 1950).
-            // libdeflate inflates a whole buffer of known size without streaming
-            // state (several times miniz_oxide's speed on 4 KiB pages, which made
-            // kdump random translation inflate-bound); it checks the header and the
-            // Adler-32, and reports output that would not fit the page as
-            // `InsufficientSpace` (libdeflate.h, LIBDEFLATE_INSUFFICIENT_SPACE).
-            let r = INFLATER.with(|d| match d.try_borrow_mut() {
-                Ok(mut d) => d.zlib_decompress(src, out),
-                // Re-entered on this thread (cannot happen: no callback runs inside).
-                Err(_) => libdeflater::Decompressor::new().zlib_decompress(src, out),
-            });
-            match r {
-                Ok(PAGE) => Ok(()),
-                Ok(_) => Err("zlib data does not inflate to exactly one 4 KiB page"),
-                Err(libdeflater::DecompressionError::InsufficientSpace) => {
-                    Err("zlib data inflates past the end of the page")
-                }
-                Err(libdeflater::DecompressionError::BadData) => Err("zlib data is corrupt or truncated"),
+            // zlib-rs's one-shot `uncompress` (zlib's, ported): the whole page in one
+            // call, Z_BUF_ERROR when the data would inflate past the page and
+            // Z_DATA_ERROR when it is corrupt or ends early (zlib.h, uncompress()).
+            let (got, code) = zlib_rs::decompress_slice(out, src, zlib_rs::InflateConfig::default());
+            match code {
+                zlib_rs::ReturnCode::Ok if got.len() == PAGE => Ok(()),
+                zlib_rs::ReturnCode::Ok => Err("zlib data does not inflate to exactly one 4 KiB page"),
+                zlib_rs::ReturnCode::BufError => Err("zlib data inflates past the end of the page"),
+                _ => Err("zlib data is corrupt or truncated"),
             }
         }
         Compression::Lzo => match lzo::decompress(src, out) {
