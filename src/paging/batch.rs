@@ -13,6 +13,14 @@
 //! — steps, stop, rights and all (the tests compare them on every fixture and on a
 //! real dom0 root).
 //!
+//! Callers that want only the answers use the lean path,
+//! [`Translator::translate_addr`] / [`Translator::translate_many`]: a 16-byte
+//! [`Resolved`] per VA, no [`Walk`] record. On a raw image it reads the four entries
+//! straight from the memory map with masks computed once from the walker's rules (no
+//! segment search, copy or step record: several times `walk()`'s speed on the real
+//! dom0 root, BENCHMARKS.md); whatever it cannot read there goes to the full walk, so
+//! its answers are `Resolved::of(&walk(..))` for every VA (tests/lean.rs).
+//!
 //! Caches are direct-mapped arrays of fixed size ([`L4_SLOTS`], [`L3_SLOTS`],
 //! [`L2_SLOTS`]): memory does not grow with the number of VAs (about 1.5 MiB of slots,
 //! plus at most one copied page per slot for compressed dumps). Nothing is shortcut
@@ -291,7 +299,20 @@ impl<'m> Translator<'m> {
             return walk(mem, root, va, opts);
         }
         if self.direct {
-            let w = walk(mem, root, va, opts);
+            let w = match &self.linear {
+                // The walker's steps over entries loaded from the slice; an entry
+                // outside it is asked of the dump (which says why it is absent).
+                Some(lin) => {
+                    let mut steps = [None; 4];
+                    let read = |a: Maddr| match lin.load(a.0) {
+                        Some(v) => Ok(v),
+                        None => mem.read_u64(a),
+                    };
+                    let outcome = walk::walk_from(Level::L4, root, Rights::ALL, va, opts, &mut steps, read);
+                    Walk::from_parts(va, root, steps, outcome)
+                }
+                None => walk(mem, root, va, opts),
+            };
             if let Some(last) = w.steps().last() {
                 self.resident.tick(mem, last.table);
             }

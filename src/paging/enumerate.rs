@@ -1,11 +1,19 @@
 //! Whole-address-space enumeration: every present leaf reachable from a root.
 //!
-//! Each table page is read once per path through it, 512 entries at a time, and every
-//! present entry is followed, including entries equal to their neighbours and
-//! self-references (Xen's linear page-table slot 258 maps the L4 onto itself, and the
-//! MMU follows it like any other entry; memflow's and volatility3's shortcuts drop
-//! such mappings, see STYLE.md §3). Leaves stream to a callback in ascending VA order;
-//! nothing proportional to the number of mappings is kept.
+//! Each table is visited once per path through it, and every present entry is
+//! followed, including entries equal to their neighbours and self-references (Xen's
+//! linear page-table slot 258 maps the L4 onto itself, and the MMU follows it like any
+//! other entry; memflow's and volatility3's shortcuts drop such mappings, see STYLE.md
+//! §3). Leaves stream to a callback in ascending VA order; nothing proportional to the
+//! number of mappings is kept.
+//!
+//! The core works a table at a time ([`enumerate_tables`]): a table page is decoded
+//! once into masks (leaves, tables below, reserved, junk), the decoding is reused
+//! when the same frame is met again at the same level (it depends on nothing else),
+//! and a table's leaves go to the callback as one [`Leaves`] run. Counting or bulk
+//! work then costs per table, not per leaf — on a root whose entries all lead to one
+//! table, millions of leaves cost a few thousand runs — and still every leaf is
+//! there: the per-leaf [`enumerate`] expands the runs.
 
 use super::entry::{Entry, Level, Rights, addr_mask, bits};
 use super::walk::WalkOptions;
