@@ -1051,17 +1051,12 @@ impl Census {
 }
 
 impl PhysMem for KdumpImage {
-    /// A cached page is copied; a page not in the cache is decoded and handed over
-    /// as it is, not cached: whole pages go to callers that keep them (the
-    /// translator's prefix slots, the enumeration), so caching them would cost a
-    /// copy and an eviction per page for no later hit.
     fn page(&self, mfn: Mfn) -> Result<Page<'_>, ReadError> {
-        let (pfn, addr) = (mfn.0, mfn.maddr());
-        if let Some(p) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(pfn) {
-            return Ok(Page::Owned(Box::new(*p)));
-        }
-        self.classify(pfn).map_err(|why| ReadError::Absent { addr, why })?;
-        Ok(Page::Owned(self.decode(pfn, addr)?))
+        // Decoded pages stay in the cache too: a translator's prefix slot that is
+        // evicted and needed again (two 2 MiB prefixes sharing a slot) then costs a
+        // copy, not a decompression.
+        let p = self.with_page(mfn.0, mfn.maddr(), |p| Box::new(*p))?;
+        Ok(Page::Owned(p))
     }
 
     fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError> {
