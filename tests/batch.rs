@@ -15,7 +15,7 @@ use xenwalk::fixture::xen;
 use xenwalk::mem::PhysMem;
 use xenwalk::mem::kdump::Compression;
 use xenwalk::paging::{
-    EnumerateOptions, Event, Summary, Translator, WalkOptions, enumerate, enumerate_par, enumerate_with, walk,
+    EnumerateOptions, Event, Resolved, Summary, Translator, WalkOptions, enumerate, enumerate_par, enumerate_with, walk,
 };
 use xenwalk::{Maddr, Vaddr};
 
@@ -80,6 +80,13 @@ fn check_root(mem: &dyn PhysMem, root: Maddr, what: &str) -> usize {
         assert_eq!(n, vas.len());
         for &va in vas.iter().step_by(7) {
             assert_eq!(t.translate(va), walk(mem, root, va, opts), "{what}: {va} alone");
+        }
+        // The lean path: the same answers.
+        let mut out = Vec::new();
+        t.translate_many(&vas, &mut out);
+        assert_eq!(out.len(), vas.len());
+        for (&va, r) in vas.iter().zip(&out) {
+            assert_eq!(*r, Resolved::of(&walk(mem, root, va, opts)), "{what}: {va} lean");
         }
     }
     leaves

@@ -30,7 +30,10 @@ use xenwalk::fixture::kdump::KdumpOptions;
 use xenwalk::fixture::{Machine, XEN_TABLE};
 use xenwalk::mem::resident;
 use xenwalk::paging::entry::bits;
-use xenwalk::paging::{EnumerateOptions, Event, Translator, WalkOptions, enumerate, enumerate_with, walk};
+use xenwalk::paging::{
+    EnumerateOptions, Event, Resolved, TableEvent, Translator, WalkOptions, enumerate, enumerate_tables_with,
+    enumerate_with, walk,
+};
 use xenwalk::{Maddr, Mfn, Vaddr};
 
 const GIB: u64 = 1 << 30;
@@ -710,22 +713,25 @@ fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>) -> 
         mf.as_ref().and_then(|m| seq_rate(m, "seq_warm_s")),
         "M/s",
     );
+    row("  (xenwalk: lean translate_many(), cold)", rate(&xw, "lean_cold_s"), None, "M/s");
+    row("  (xenwalk: lean translate_many(), warm)", rate(&xw, "lean_warm_s"), None, "M/s");
     row("  (xenwalk: translate() one VA at a time)", rate(&xw, "random_single_s"), None, "M/s");
     row("  (xenwalk: walk() per VA, no cache/budget)", rate(&xw, "random_walk_s"), None, "M/s");
     row(
-        "whole-space enumeration, cold (ms)",
+        "whole-space enumeration, tables, cold (ms)",
         xw.get("enum_cold_s").map(|t| t * 1e3),
         mfv("enum_cold_s").map(|t| t * 1e3),
         "ms",
     );
     row(
-        "whole-space enumeration, warm (ms)",
+        "whole-space enumeration, tables, warm (ms)",
         xw.get("enum_warm_s").map(|t| t * 1e3),
         mfv("enum_warm_s").map(|t| t * 1e3),
         "ms",
     );
     row("  (xenwalk: one thread, warm)", xw.get("enum_seq_budget_s").map(|t| t * 1e3), None, "ms");
-    row("  (xenwalk: enumerate(), one thread, no budget)", xw.get("enum_seq_s").map(|t| t * 1e3), None, "ms");
+    row("  (xenwalk: a callback per leaf, parallel, warm)", xw.get("enum_leaf_warm_s").map(|t| t * 1e3), None, "ms");
+    row("  (xenwalk: enumerate(), per leaf, one thread)", xw.get("enum_seq_s").map(|t| t * 1e3), None, "ms");
     let lps = |fig: &Figures, k: &str, l: &str| match (fig.get(k), fig.get(l)) {
         (Some(t), Some(l)) if t > 0.0 => Some(l / t / 1e6),
         _ => None,
@@ -800,9 +806,13 @@ fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>) -> 
         );
     }
     if let Some(base) = sc.copy_of.and_then(|k| done.get(k)) {
-        for (k, what) in
-            [("random_cold_s", "random cold"), ("random_warm_s", "random warm"), ("enum_warm_s", "enumeration")]
-        {
+        for (k, what) in [
+            ("random_cold_s", "random cold"),
+            ("random_warm_s", "random warm"),
+            ("lean_cold_s", "lean random cold"),
+            ("lean_warm_s", "lean random warm"),
+            ("enum_warm_s", "enumeration"),
+        ] {
             if let (Some(kd), Some(raw)) = (xw.get(k), base.get(k)) {
                 println!("  kdump / raw ({what}): {:.2}x the raw image's time", kd / raw);
             }
@@ -814,11 +824,12 @@ fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>) -> 
 fn print_summary(all: &[(&str, Figures)]) {
     println!("\n== summary (M/s = million translations per second; xw/mf = xenwalk over memflow) ==");
     println!(
-        "{:<11} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>12} {:>12} {:>9} {:>9} {:>9}",
+        "{:<11} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7} {:>12} {:>12} {:>9} {:>9} {:>9}",
         "scenario",
         "rnd cold",
         "rnd warm",
         "xw/mf",
+        "lean wrm",
         "seq warm",
         "enum ms",
         "mf enum",
@@ -845,11 +856,12 @@ fn print_summary(all: &[(&str, Figures)]) {
         let rss =
             [f.get("peak_rss"), f.get("cli_va_rss"), f.get("cli_list_rss")].into_iter().flatten().fold(0.0, f64::max);
         println!(
-            "{:<11} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>12} {:>12} {:>9} {:>9} {:>9}",
+            "{:<11} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7} {:>12} {:>12} {:>9} {:>9} {:>9}",
             k,
             o(r("random_cold_s"), 2),
             o(r("random_warm_s"), 2),
             ratio,
+            o(r("lean_warm_s"), 2),
             o(seq, 2),
             o(f.get("enum_warm_s").map(|t| t * 1e3), 1),
             o(f.get("mf_enum_warm_s").map(|t| t * 1e3), 1),
@@ -970,6 +982,41 @@ fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: usiz
     println!("random_single_s {}", secs(median(single)));
     drop(one);
     drop(t);
+    drop(dump);
+
+    // Lean translations (`translate_many`: the answers only, as `--brief` uses them):
+    // a fresh dump and translator (cold), then warm passes; the same answers.
+    let dump = open()?;
+    let mem = dump.mem.as_ref();
+    let mut out: Vec<Resolved> = Vec::new();
+    let lean = |t: &mut Translator<'_>, out: &mut Vec<Resolved>| {
+        t.translate_many(&random, out);
+        let (mut sum, mut failed) = (0u64, 0u64);
+        for r in out.iter() {
+            match r.maddr() {
+                Some(m) => sum = sum.wrapping_add(m.0),
+                None => failed += 1,
+            }
+        }
+        (sum, failed)
+    };
+    let mut t = Translator::new(mem, root, opts);
+    let start = Instant::now();
+    let got = lean(&mut t, &mut out);
+    println!("lean_cold_s {}", secs(start.elapsed()));
+    if got != (sum, failed) {
+        return Err(format!("lean translations differ: {got:?} against {:?}", (sum, failed)));
+    }
+    let warm = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            std::hint::black_box(lean(&mut t, &mut out));
+            s.elapsed()
+        })
+        .collect();
+    println!("lean_warm_s {}", secs(median(warm)));
+    drop(t);
+    drop(out);
 
     let mut t = Translator::new(mem, root, opts);
     let start = Instant::now();
@@ -1007,11 +1054,30 @@ fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: usiz
         }
         (s.elapsed(), leaves)
     };
-    let (cold, leaves) = count(true, false);
+    // The table-at-a-time API: one callback per run of a table's leaves, counted.
+    let tables = |par: bool| {
+        let mut leaves = 0u64;
+        let s = Instant::now();
+        let o = EnumerateOptions { parallel: par, ..EnumerateOptions::default() };
+        enumerate_tables_with(mem, root, opts, &o, |te| {
+            if let TableEvent::Leaves(run) = te {
+                leaves += run.count();
+            }
+            ControlFlow::Continue(())
+        });
+        (s.elapsed(), leaves)
+    };
+    let (cold, leaves) = tables(true);
     println!("enum_cold_s {}", secs(cold));
     println!("leaves {leaves}");
-    println!("enum_warm_s {}", secs(median((0..reps).map(|_| count(true, false).0).collect())));
-    println!("enum_seq_budget_s {}", secs(median((0..reps.min(3)).map(|_| count(false, false).0).collect())));
+    println!("enum_warm_s {}", secs(median((0..reps).map(|_| tables(true).0).collect())));
+    println!("enum_seq_budget_s {}", secs(median((0..reps.min(3)).map(|_| tables(false).0).collect())));
+    // One callback per leaf (enumerate_with), as before: the same leaves.
+    let (t, per_leaf) = count(true, false);
+    if per_leaf != leaves {
+        return Err(format!("per-leaf enumeration found {per_leaf} leaves, the table-at-a-time one {leaves}"));
+    }
+    println!("enum_leaf_warm_s {}", secs(median((0..reps).map(|_| count(true, false).0).chain([t]).collect())));
     // Everything above runs under the default residency budget: its peak.
     println!("peak_rss {}", resident::rss().map_or(0, |r| r.peak));
     // References without the budget (they map every table page they read).

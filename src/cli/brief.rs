@@ -10,15 +10,12 @@ use crate::addr::Vaddr;
 use crate::diagnose;
 use crate::paging::enumerate::{EnumerateOptions, Event, Progress, Range, enumerate_with};
 use crate::paging::root::{Root, RootProblem};
-use crate::paging::{Coalescer, Translator, WalkOptions};
+use crate::paging::{Coalescer, Resolved, Translator, WalkOptions};
 use crate::parse::{self, VaLine};
 use anyhow::{Context, Result};
 use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
 use std::process::ExitCode;
-
-/// VAs translated together (see `Translator::translate_batch`): one window.
-const BATCH: usize = crate::paging::batch::WINDOW;
 
 /// `0x` and the lowest hex digits of `v` into the end of `buf`; returns where they start.
 #[inline]
@@ -72,7 +69,9 @@ fn line(out: &mut dyn Write, values: &[Option<u64>]) -> io::Result<()> {
 struct Walks<'a, 'm> {
     translator: Option<Translator<'m>>,
     pending: Vec<Vaddr>,
-    maddrs: Vec<Option<u64>>,
+    answers: Vec<Resolved>,
+    /// VAs translated together (see `Translator::translate_many`): one window.
+    batch: usize,
     out: &'a mut dyn Write,
     failed: bool,
 }
@@ -80,24 +79,20 @@ struct Walks<'a, 'm> {
 impl Walks<'_, '_> {
     fn push(&mut self, va: u64) -> io::Result<()> {
         self.pending.push(Vaddr(va));
-        if self.pending.len() >= BATCH { self.flush() } else { Ok(()) }
+        if self.pending.len() >= self.batch { self.flush() } else { Ok(()) }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.maddrs.clear();
-        self.maddrs.resize(self.pending.len(), None);
-        if let Some(t) = &mut self.translator {
-            let maddrs = &mut self.maddrs;
-            t.translate_batch(&self.pending, |i, w| {
-                if let Some(slot) = maddrs.get_mut(i) {
-                    *slot = w.mapping().map(|m| m.maddr.0);
-                }
-            });
+        // Only the answers are printed: the lean path, no walk records.
+        match &mut self.translator {
+            Some(t) => t.translate_many(&self.pending, &mut self.answers),
+            None => self.answers.clear(),
         }
         // Without a translator the root cannot be walked: nothing translates.
-        for (va, maddr) in self.pending.iter().zip(&self.maddrs) {
+        for (k, va) in self.pending.iter().enumerate() {
+            let maddr = self.answers.get(k).and_then(|r| r.maddr()).map(|m| m.0);
             self.failed |= maddr.is_none();
-            line(self.out, &[Some(va.0), *maddr])?;
+            line(self.out, &[Some(va.0), maddr])?;
         }
         self.pending.clear();
         Ok(())
@@ -115,10 +110,13 @@ pub(super) fn walks(
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
     let blocked = root.problem.filter(RootProblem::blocks_walks).is_some();
+    let translator = (!blocked).then(|| Translator::new(mem, root.maddr, opts));
+    let batch = translator.as_ref().map_or(1 << 12, Translator::window);
     let mut w = Walks {
-        translator: (!blocked).then(|| Translator::new(mem, root.maddr, opts)),
-        pending: Vec::with_capacity(BATCH),
-        maddrs: Vec::with_capacity(BATCH),
+        translator,
+        pending: Vec::with_capacity(batch),
+        answers: Vec::with_capacity(batch),
+        batch,
         out,
         failed: false,
     };

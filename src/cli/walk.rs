@@ -8,7 +8,7 @@ use crate::mem::Absent;
 use crate::mem::xlcore::GuestKind;
 use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
 use crate::paging::root::{self, Root, RootInput, RootProblem};
-use crate::paging::{Translator, WalkOptions};
+use crate::paging::{Translator, Walk, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
 use crate::xen::domains::TableKind;
@@ -326,6 +326,10 @@ fn domain_root(s: &Session, d: &str, v: u32, table: crate::xen::domains::TableKi
     }
 }
 
+/// VAs of a full (not `--brief`) walk translated together: enough for the
+/// translator's grouped loads, few enough records (270 bytes each) to stay small.
+const WALK_BATCH: usize = 4096;
+
 pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let Some(path) = a.dump.as_deref() else { bail!("no dump file given (see --help)") };
     let s = Session::open(path, &a.open, &a.xen)?;
@@ -372,27 +376,47 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let mut any_failed = false;
     let mut bad_input = false;
     let mut translator = Translator::new(view.mem, root.maddr, opts);
-    let mut one = |out: &mut dyn Write, va: u64| -> Result<()> {
-        let w = translator.translate(Vaddr(va));
-        let mut t = diagnose::explain(view.mem, &root, w, opts);
-        if let (Some(x), Some(w)) = (view.xen, &t.walk) {
-            if t.diagnosis.is_some() || a.long {
-                t.pitfalls.extend(x.pointer_pitfalls(view.mem, root.maddr, w));
+    // VAs go through the translator's batch API a few thousand at a time (its
+    // grouped loads and, when tables do not fit, VA-ordered windows); the records
+    // are explained and printed in input order, exactly as one by one.
+    let mut batch: Vec<Vaddr> = Vec::with_capacity(WALK_BATCH);
+    let mut walks: Vec<Option<Walk>> = Vec::with_capacity(WALK_BATCH);
+    let mut flush = |out: &mut dyn Write, batch: &mut Vec<Vaddr>| -> Result<()> {
+        walks.clear();
+        walks.resize(batch.len(), None);
+        translator.translate_batch(batch, |i, w| {
+            if let Some(slot) = walks.get_mut(i) {
+                *slot = Some(*w);
             }
+        });
+        batch.clear();
+        for w in walks.iter().flatten() {
+            let mut t = diagnose::explain(view.mem, &root, *w, opts);
+            if let (Some(x), Some(w)) = (view.xen, &t.walk) {
+                if t.diagnosis.is_some() || a.long {
+                    t.pitfalls.extend(x.pointer_pitfalls(view.mem, root.maddr, w));
+                }
+            }
+            any_failed |= !t.translated();
+            emit_walk(out, &t, &root, &a, &view)?;
         }
-        any_failed |= !t.translated();
-        emit_walk(out, &t, &root, &a, &view)
+        Ok(())
     };
-    for &va in &vas {
-        one(&mut out, va)?;
-    }
+    batch.extend(vas.iter().map(|&va| Vaddr(va)));
     if let Some((name, reader)) = va_list {
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("{name}: line {}: cannot read", n + 1))?;
             match parse::va_line(&line).map(|r| r.and_then(|e| s.resolve(&e))) {
                 None => {}
-                Some(Ok(va)) => one(&mut out, va)?,
+                Some(Ok(va)) => {
+                    batch.push(Vaddr(va));
+                    if batch.len() >= WALK_BATCH {
+                        flush(&mut out, &mut batch)?;
+                    }
+                }
                 Some(Err(e)) => {
+                    // Everything before the bad line is printed before its error.
+                    flush(&mut out, &mut batch)?;
                     out.flush()?;
                     eprintln!("xenwalk: error: {name}:{}: {e}; skipped", n + 1);
                     bad_input = true;
@@ -400,6 +424,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
             }
         }
     }
+    flush(&mut out, &mut batch)?;
     out.flush()?;
     Ok(if bad_input {
         ExitCode::from(2)

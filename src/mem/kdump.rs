@@ -380,13 +380,15 @@ pub fn decompress(kind: Compression, src: &[u8], out: &mut [u8; PAGE]) -> Result
         }
         Compression::Zlib => {
             // makedumpfile `compress2`, crash `uncompress`: a zlib stream (RFC 1950).
-            match miniz_oxide::inflate::decompress_slice_iter_to_slice(out, std::iter::once(src), true, false) {
-                Ok(PAGE) => Ok(()),
-                Ok(_) => Err("zlib data does not inflate to exactly one 4 KiB page"),
-                Err(miniz_oxide::inflate::TINFLStatus::HasMoreOutput) => {
-                    Err("zlib data inflates past the end of the page")
-                }
-                Err(_) => Err("zlib data is corrupt or truncated"),
+            // zlib-rs's one-shot `uncompress` (zlib's, ported): the whole page in one
+            // call, Z_BUF_ERROR when the data would inflate past the page and
+            // Z_DATA_ERROR when it is corrupt or ends early (zlib.h, uncompress()).
+            let (got, code) = zlib_rs::decompress_slice(out, src, zlib_rs::InflateConfig::default());
+            match code {
+                zlib_rs::ReturnCode::Ok if got.len() == PAGE => Ok(()),
+                zlib_rs::ReturnCode::Ok => Err("zlib data does not inflate to exactly one 4 KiB page"),
+                zlib_rs::ReturnCode::BufError => Err("zlib data inflates past the end of the page"),
+                _ => Err("zlib data is corrupt or truncated"),
             }
         }
         Compression::Lzo => match lzo::decompress(src, out) {
@@ -1050,6 +1052,9 @@ impl Census {
 
 impl PhysMem for KdumpImage {
     fn page(&self, mfn: Mfn) -> Result<Page<'_>, ReadError> {
+        // Decoded pages stay in the cache too: a translator's prefix slot that is
+        // evicted and needed again (two 2 MiB prefixes sharing a slot) then costs a
+        // copy, not a decompression.
         let p = self.with_page(mfn.0, mfn.maddr(), |p| Box::new(*p))?;
         Ok(Page::Owned(p))
     }

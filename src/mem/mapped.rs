@@ -142,6 +142,15 @@ impl PhysMem for MappedImage {
         release_map(&self.map);
     }
 
+    /// One segment's file bytes (a raw image): they are the machine's bytes from its
+    /// start on; the part past `filesz`, and everything outside, stays with `read`.
+    fn linear(&self) -> Option<(u64, &[u8])> {
+        let [s] = self.segs.as_slice() else { return None };
+        let start = usize::try_from(s.offset).ok()?;
+        let end = start.checked_add(usize::try_from(s.filesz).ok()?)?;
+        Some((s.paddr, self.map.get(start..end)?))
+    }
+
     fn extents(&self) -> Vec<Extent> {
         let mut v = Vec::with_capacity(self.segs.len() + 1);
         for s in &self.segs {

@@ -199,6 +199,16 @@ pub trait PhysMem: Send + Sync {
     /// The described ranges, in address order.
     fn extents(&self) -> Vec<Extent>;
 
+    /// All of this source's bytes as one slice starting at machine address `.0`,
+    /// when the format stores them so (a raw image: one memory-mapped segment, no
+    /// byte absent). Every address in the slice reads as the slice says; addresses
+    /// outside it must be asked through the other methods. Lean translation
+    /// ([`crate::paging::Translator::translate_addr`]) reads its entries straight from
+    /// it: a bounds check per level instead of a segment search and a copy.
+    fn linear(&self) -> Option<(u64, &[u8])> {
+        None
+    }
+
     /// Give back this process's resident copies of the pages read so far, where the
     /// format maps the file into memory: the data stays readable (the next read maps it
     /// again from the page cache) and borrowed pages stay valid. Long scans call it
@@ -227,5 +237,8 @@ impl<T: PhysMem + ?Sized> PhysMem for std::sync::Arc<T> {
     }
     fn release_resident(&self) {
         (**self).release_resident()
+    }
+    fn linear(&self) -> Option<(u64, &[u8])> {
+        (**self).linear()
     }
 }

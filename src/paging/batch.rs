@@ -13,13 +13,21 @@
 //! — steps, stop, rights and all (the tests compare them on every fixture and on a
 //! real dom0 root).
 //!
+//! Callers that want only the answers use the lean path,
+//! [`Translator::translate_addr`] / [`Translator::translate_many`]: a 16-byte
+//! [`Resolved`] per VA, no [`Walk`] record. On a raw image it reads the four entries
+//! straight from the memory map with masks computed once from the walker's rules (no
+//! segment search, copy or step record: several times `walk()`'s speed on the real
+//! dom0 root, BENCHMARKS.md); whatever it cannot read there goes to the full walk, so
+//! its answers are `Resolved::of(&walk(..))` for every VA (tests/lean.rs).
+//!
 //! Caches are direct-mapped arrays of fixed size ([`L4_SLOTS`], [`L3_SLOTS`],
 //! [`L2_SLOTS`]): memory does not grow with the number of VAs (about 1.5 MiB of slots,
 //! plus at most one copied page per slot for compressed dumps). Nothing is shortcut
 //! by value: equal entries at different prefixes are cached and walked separately.
 
-use super::entry::{Level, Rights};
-use super::walk::{self, Next, Step, Walk, WalkOptions, walk};
+use super::entry::{Entry, Level, Rights, addr_mask, bits};
+use super::walk::{self, Next, Resolved, Step, StopCode, Walk, WalkOptions, walk};
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::resident::{self, Resident};
 use crate::mem::{Page, PhysMem, ReadError};
@@ -35,9 +43,32 @@ pub const L2_SLOTS: usize = 4096;
 /// memory loads of their L1 entries overlap.
 const GROUP: usize = 8;
 
-/// VAs [`Translator::translate_batch`] may reorder among themselves (16 bytes each of
-/// working memory).
+/// VAs [`Translator::translate_batch`] and [`Translator::translate_many`] may reorder
+/// among themselves on a memory-mapped dump (8 bytes each of working memory).
 pub const WINDOW: usize = 1 << 18;
+
+/// The same on a dump whose pages must be decoded (kdump).
+pub const DECODE_WINDOW: usize = 1 << INDEX_BITS;
+
+/// Bits of a window index in a sort key of [`Translator::translate_many`], and the
+/// mask of the page-number bits above them (VA bits 47:12).
+const INDEX_BITS: u32 = 20;
+const PAGE_BITS: u64 = (1 << 36) - 1;
+
+/// Sort keys for `window` into `order`, ascending: one u64 per VA, its page number
+/// (VA bits 47:12) above its index in the window, so that sorting groups VAs by page
+/// with 8 bytes of working memory per VA. Windows hold at most 2^[`INDEX_BITS`] VAs.
+fn sort_keys(window: &[Vaddr], order: &mut Vec<u64>) {
+    order.clear();
+    order.extend(window.iter().enumerate().map(|(i, va)| ((va.0 >> 12) & PAGE_BITS) << INDEX_BITS | i as u64));
+    order.sort_unstable();
+}
+
+/// The window index in a sort key.
+#[inline]
+fn key_index(key: u64) -> usize {
+    (key & ((1 << INDEX_BITS) - 1)) as usize
+}
 
 /// Windows smaller than this are never sorted.
 const SORT_MIN: usize = 4096;
@@ -94,6 +125,84 @@ pub struct Translator<'m> {
     sort_next: bool,
     /// The dump is memory-mapped: walk directly (see [`Translator::new`]).
     direct: bool,
+    /// The dump as one slice, for lean translations (see [`Linear`]).
+    linear: Option<Linear<'m>>,
+}
+
+/// Lean translation over a source that is one slice of machine memory
+/// ([`PhysMem::linear`]): entries are loaded from the slice and decoded with masks
+/// computed once from the walker's own rules ([`Entry::reserved_bits`],
+/// [`addr_mask`]), so no per-level segment search, copy or step record. Any entry
+/// outside the slice sends the VA to [`walk`], which knows why it cannot be read.
+struct Linear<'m> {
+    base: u64,
+    bytes: &'m [u8],
+    /// Address bits of a table pointer (bits M-1:12).
+    table_mask: u64,
+    /// Per level (index: level number - 1): the reserved bits of an entry that points
+    /// to a table, and of a leaf.
+    rsvd_table: [u64; 4],
+    rsvd_leaf: [u64; 4],
+}
+
+impl<'m> Linear<'m> {
+    fn new(base: u64, bytes: &'m [u8], opts: WalkOptions) -> Linear<'m> {
+        let (m, nxe) = (opts.maxphyaddr, opts.nxe);
+        let mut rsvd_table = [0u64; 4];
+        let mut rsvd_leaf = [0u64; 4];
+        for level in Level::WALK {
+            let i = usize::from(level.number() - 1);
+            // `reserved_bits` is the entry masked by the level's reserved set, which
+            // depends only on whether the entry is a leaf (PS): ask it with every bit
+            // set, PS clear (a table; at L4 PS is itself reserved, and never a leaf)
+            // and PS set (a leaf at L3/L2; at L1 PS is the PAT bit, not a size).
+            let table = if level == Level::L4 { Entry(u64::MAX) } else { Entry(!bits::PS) };
+            if let Some(t) = rsvd_table.get_mut(i) {
+                *t = table.reserved_bits(level, m, nxe);
+            }
+            if let Some(l) = rsvd_leaf.get_mut(i) {
+                *l = Entry(u64::MAX).reserved_bits(level, m, nxe);
+            }
+        }
+        Linear { base, bytes, table_mask: addr_mask(m), rsvd_table, rsvd_leaf }
+    }
+
+    /// The entry at machine address `a`, if the slice holds it.
+    #[inline(always)]
+    fn load(&self, a: u64) -> Option<u64> {
+        let off = usize::try_from(a.wrapping_sub(self.base)).ok()?;
+        let b = self.bytes.get(off..off.checked_add(8)?)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    /// Walk canonical `va` from `root` (page-aligned) as [`walk`] would, or `None`
+    /// when an entry is outside the slice. Also returns the last table read.
+    #[inline(always)]
+    fn resolve(&self, root: u64, va: u64) -> Option<(Resolved, u64)> {
+        let mut table = root;
+        for level in Level::WALK {
+            let shift = level.shift();
+            let e = self.load(table | (((va >> shift) & 0x1ff) << 3))?;
+            let i = usize::from(level.number() - 1);
+            if e & bits::P == 0 {
+                return Some((Resolved::Stopped { level, code: StopCode::NotPresent }, table));
+            }
+            let leaf = level == Level::L1 || (level != Level::L4 && e & bits::PS != 0);
+            if leaf {
+                if e & self.rsvd_leaf.get(i).copied().unwrap_or(u64::MAX) != 0 {
+                    return Some((Resolved::Stopped { level, code: StopCode::Reserved }, table));
+                }
+                let low = (1u64 << shift) - 1;
+                let maddr = Maddr((e & self.table_mask & !low) | (va & low));
+                return Some((Resolved::Mapped { maddr, level }, table));
+            }
+            if e & self.rsvd_table.get(i).copied().unwrap_or(u64::MAX) != 0 {
+                return Some((Resolved::Stopped { level, code: StopCode::Reserved }, table));
+            }
+            table = e & self.table_mask;
+        }
+        None
+    }
 }
 
 /// The entry at `a`: from the table's cached page, or read from the dump.
@@ -131,6 +240,7 @@ impl<'m> Translator<'m> {
         let root = Maddr(root.0 & !0xfff);
         let root_page = mem.page(root.mfn()).ok();
         let direct = matches!(root_page, Some(Page::Borrowed(_)));
+        let linear = mem.linear().map(|(base, bytes)| Linear::new(base, bytes, opts));
         let slots = |n: usize| if direct { Vec::new() } else { (0..n).map(|_| Slot::empty()).collect::<Vec<_>>() };
         Translator {
             mem,
@@ -138,6 +248,7 @@ impl<'m> Translator<'m> {
             opts,
             root_page,
             direct,
+            linear,
             l4: slots(L4_SLOTS),
             l3: slots(L3_SLOTS),
             l2: slots(L2_SLOTS),
@@ -188,7 +299,20 @@ impl<'m> Translator<'m> {
             return walk(mem, root, va, opts);
         }
         if self.direct {
-            let w = walk(mem, root, va, opts);
+            let w = match &self.linear {
+                // The walker's steps over entries loaded from the slice; an entry
+                // outside it is asked of the dump (which says why it is absent).
+                Some(lin) => {
+                    let mut steps = [None; 4];
+                    let read = |a: Maddr| match lin.load(a.0) {
+                        Some(v) => Ok(v),
+                        None => mem.read_u64(a),
+                    };
+                    let outcome = walk::walk_from(Level::L4, root, Rights::ALL, va, opts, &mut steps, read);
+                    Walk::from_parts(va, root, steps, outcome)
+                }
+                None => walk(mem, root, va, opts),
+            };
             if let Some(last) = w.steps().last() {
                 self.resident.tick(mem, last.table);
             }
@@ -205,6 +329,74 @@ impl<'m> Translator<'m> {
             _ => return walk(mem, root, va, opts),
         };
         Walk::from_parts(va, root, steps, outcome)
+    }
+
+    /// Translate `va` to its answer alone: `Resolved::of(&walk(mem, root, va, opts))`,
+    /// without building the [`Walk`] record. Over a memory-mapped raw image the
+    /// entries are read straight from the map ([`PhysMem::linear`]); over a compressed
+    /// dump the prefix caches answer the upper levels and only the L1 entry is
+    /// decoded. Whatever this fast path cannot read goes to the full walk.
+    #[inline]
+    pub fn translate_addr(&mut self, va: Vaddr) -> Resolved {
+        if !va.is_canonical() {
+            self.stats.translations += 1;
+            return Resolved::Stopped { level: Level::L4, code: StopCode::NonCanonical };
+        }
+        if self.direct {
+            if let Some(lin) = &self.linear {
+                if let Some((r, last)) = lin.resolve(self.root.0, va.0) {
+                    self.stats.translations += 1;
+                    self.resident.tick(self.mem, Maddr(last));
+                    return r;
+                }
+            }
+            return Resolved::of(&self.translate(va));
+        }
+        let opts = self.opts;
+        if let Some(Slot { ended: false, unreadable: false, len: 3, page: Some(p), .. }) = self.answer(va) {
+            let e = Entry(p.entry(va.index_at(Level::L1.shift())));
+            let r = if !e.present() {
+                Resolved::Stopped { level: Level::L1, code: StopCode::NotPresent }
+            } else if e.reserved_bits(Level::L1, opts.maxphyaddr, opts.nxe) != 0 {
+                Resolved::Stopped { level: Level::L1, code: StopCode::Reserved }
+            } else {
+                Resolved::Mapped { maddr: Maddr(e.addr(Level::L1, opts.maxphyaddr) | (va.0 & 0xfff)), level: Level::L1 }
+            };
+            self.stats.translations += 1;
+            return r;
+        }
+        Resolved::of(&self.translate(va))
+    }
+
+    /// [`Translator::translate_addr`] for every VA of `vas`: `out` is cleared and
+    /// filled with their answers, in the order of `vas`. Windows are walked in VA
+    /// order when the previous one had to release mapped pages or kept fetching
+    /// table pages, as by [`Translator::translate_batch`]; no allocation per VA.
+    pub fn translate_many(&mut self, vas: &[Vaddr], out: &mut Vec<Resolved>) {
+        out.clear();
+        let mut order: Vec<u64> = Vec::new();
+        for window in vas.chunks(self.window()) {
+            let (pages, releases) = (self.stats.pages, self.resident.releases);
+            let base = out.len();
+            if self.sort_next && window.len() >= SORT_MIN {
+                sort_keys(window, &mut order);
+                out.resize(base + window.len(), Resolved::Stopped { level: Level::L4, code: StopCode::NonCanonical });
+                for &key in &order {
+                    let i = key_index(key);
+                    let Some(&va) = window.get(i) else { continue };
+                    let r = self.translate_addr(va);
+                    if let Some(slot) = out.get_mut(base + i) {
+                        *slot = r;
+                    }
+                }
+            } else {
+                for &va in window {
+                    let r = self.translate_addr(va);
+                    out.push(r);
+                }
+            }
+            self.sort_next = self.keep_sorting(pages, releases, window.len());
+        }
     }
 
     /// The slot that answers canonical `va`: its 2 MiB-prefix slot, or its 1 GiB one
@@ -231,28 +423,32 @@ impl<'m> Translator<'m> {
     /// `walk` exactly [`walk`]`(vas[i])`.
     ///
     /// The order of the calls is the translator's choice: VAs are taken in windows of
-    /// [`WINDOW`]; when the previous window's walks kept fetching table pages (more
+    /// [`Translator::window`]; when the previous window's walks kept fetching table pages (more
     /// tables in play than the caches hold), a window is walked in VA order, so that
     /// VAs under one table run together and each table page is read (and, for a
     /// compressed dump, decompressed) once per window rather than once per VA.
     /// Otherwise VAs go in input order. Either way they go in small groups whose L1
     /// entries are fetched together, so their memory loads overlap.
     pub fn translate_batch(&mut self, vas: &[Vaddr], mut f: impl FnMut(usize, &Walk)) {
-        let mut order: Vec<(u64, u32)> = Vec::new();
-        for (w, window) in vas.chunks(WINDOW).enumerate() {
-            let base = w * WINDOW;
+        let mut order: Vec<u64> = Vec::new();
+        let size = self.window();
+        for (w, window) in vas.chunks(size).enumerate() {
+            let base = w * size;
             let (pages, releases) = (self.stats.pages, self.resident.releases);
             if self.sort_next && window.len() >= SORT_MIN {
-                order.clear();
-                order.extend(window.iter().enumerate().map(|(i, va)| (va.0, i as u32)));
-                order.sort_unstable();
+                sort_keys(window, &mut order);
                 for group in order.chunks(GROUP) {
-                    for &(va, _) in group {
-                        self.prefetch(Vaddr(va));
+                    for &key in group {
+                        if let Some(&va) = window.get(key_index(key)) {
+                            self.prefetch(va);
+                        }
                     }
-                    for &(va, i) in group {
-                        let w = self.translate(Vaddr(va));
-                        f(base + i as usize, &w);
+                    for &key in group {
+                        let i = key_index(key);
+                        if let Some(&va) = window.get(i) {
+                            let w = self.translate(va);
+                            f(base + i, &w);
+                        }
                     }
                 }
             } else {
@@ -266,12 +462,26 @@ impl<'m> Translator<'m> {
                     }
                 }
             }
-            // Sort the next window if this one had to give back mapped pages (its
-            // tables do not fit the residency budget), or, for a compressed dump,
-            // fetched more than one table page per 16 VAs.
-            self.sort_next = self.resident.releases > releases
-                || (!self.direct && (self.stats.pages - pages) * 16 > window.len() as u64);
+            self.sort_next = self.keep_sorting(pages, releases, window.len());
         }
+    }
+
+    /// VAs taken together (and sorted when [`Translator::keep_sorting`] says so):
+    /// [`WINDOW`] for memory-mapped dumps, [`DECODE_WINDOW`] for compressed ones, where
+    /// each table page met in a sorted window is decompressed once for it and a
+    /// random sample of a large space meets most tables in every window.
+    pub fn window(&self) -> usize {
+        if self.direct { WINDOW } else { DECODE_WINDOW }
+    }
+
+    /// Sort the next window if this one had to give back mapped pages (its tables
+    /// do not fit the residency budget), or, for a compressed dump, fetched more than
+    /// one table page per 16 VAs or more pages than half the 2 MiB-prefix cache holds
+    /// (a sorted window fetches each of its tables once: many tables, keep sorting).
+    fn keep_sorting(&self, pages: u64, releases: u64, len: usize) -> bool {
+        let fetched = self.stats.pages - pages;
+        self.resident.releases > releases
+            || (!self.direct && (fetched * 16 > len as u64 || fetched > (L2_SLOTS / 2) as u64))
     }
 
     /// Fill the caches for `va` and ask the CPU to start loading its L1 entry.
@@ -293,8 +503,10 @@ impl<'m> Translator<'m> {
             return i;
         }
         let root = Slot { tag, page: None, ..Slot::empty() };
-        let page = self.root_page.as_ref().map(copy_page);
+        // Lent to `extend` rather than copied (a kdump page is 4 KiB of heap).
+        let page = self.root_page.take();
         let slot = self.extend(root, page.as_ref(), va);
+        self.root_page = page;
         if let Some(s) = self.l4.get_mut(i) {
             *s = slot;
         }
@@ -318,8 +530,8 @@ impl<'m> Translator<'m> {
     }
 
     /// The slot for `tag` one level under slot `p` of the `parent` cache.
-    fn below(&mut self, parent: Level, p: usize, tag: u64, va: Vaddr) -> Slot<'m> {
-        let cache = if parent == Level::L4 { &self.l4 } else { &self.l3 };
+    fn below(&mut self, parent_level: Level, p: usize, tag: u64, va: Vaddr) -> Slot<'m> {
+        let cache = if parent_level == Level::L4 { &self.l4 } else { &self.l3 };
         let Some(parent) = cache.get(p) else { return Slot { tag, unreadable: true, ..Slot::empty() } };
         let base = Slot {
             tag,
@@ -332,8 +544,15 @@ impl<'m> Translator<'m> {
         if parent.ended || parent.unreadable {
             return base;
         }
-        let page = parent.page.as_ref().map(copy_page);
-        self.extend(base, page.as_ref(), va)
+        // The parent's page, lent to `extend` and put back (not copied).
+        let cache = if parent_level == Level::L4 { &mut self.l4 } else { &mut self.l3 };
+        let page = cache.get_mut(p).and_then(|s| s.page.take());
+        let slot = self.extend(base, page.as_ref(), va);
+        let cache = if parent_level == Level::L4 { &mut self.l4 } else { &mut self.l3 };
+        if let Some(s) = cache.get_mut(p) {
+            s.page = page;
+        }
+        slot
     }
 
     /// Read one more entry for `slot` (from `page`, the table below its entries, or
@@ -368,14 +587,6 @@ impl<'m> Translator<'m> {
             }
         }
         slot
-    }
-}
-
-/// Another handle on a page: the same reference into the map, or a copy.
-fn copy_page<'m>(p: &Page<'m>) -> Page<'m> {
-    match p {
-        Page::Borrowed(b) => Page::Borrowed(b),
-        Page::Owned(o) => Page::Owned(o.clone()),
     }
 }
 
@@ -438,6 +649,9 @@ mod tests {
             let mut t = Translator::new(mem, root, opts).with_prefix_cache(cached);
             for &va in vas {
                 assert_eq!(t.translate(va), walk(mem, root, va, opts), "{va}");
+            }
+            for &va in vas {
+                assert_eq!(t.translate_addr(va), Resolved::of(&walk(mem, root, va, opts)), "lean {va}");
             }
             let mut called = vec![0u8; vas.len()];
             t.translate_batch(vas, |i, w| {

@@ -1,13 +1,21 @@
 //! Whole-address-space enumeration: every present leaf reachable from a root.
 //!
-//! Each table page is read once per path through it, 512 entries at a time, and every
-//! present entry is followed, including entries equal to their neighbours and
-//! self-references (Xen's linear page-table slot 258 maps the L4 onto itself, and the
-//! MMU follows it like any other entry; memflow's and volatility3's shortcuts drop
-//! such mappings, see STYLE.md §3). Leaves stream to a callback in ascending VA order;
-//! nothing proportional to the number of mappings is kept.
+//! Each table is visited once per path through it, and every present entry is
+//! followed, including entries equal to their neighbours and self-references (Xen's
+//! linear page-table slot 258 maps the L4 onto itself, and the MMU follows it like any
+//! other entry; memflow's and volatility3's shortcuts drop such mappings, see STYLE.md
+//! §3). Leaves stream to a callback in ascending VA order; nothing proportional to the
+//! number of mappings is kept.
+//!
+//! The core works a table at a time ([`enumerate_tables`]): a table page is decoded
+//! once into masks (leaves, tables below, reserved, junk), the decoding is reused
+//! when the same frame is met again at the same level (it depends on nothing else),
+//! and a table's leaves go to the callback as one [`Leaves`] run. Counting or bulk
+//! work then costs per table, not per leaf — on a root whose entries all lead to one
+//! table, millions of leaves cost a few thousand runs — and still every leaf is
+//! there: the per-leaf [`enumerate`] expands the runs.
 
-use super::entry::{Entry, Level, Rights, bits};
+use super::entry::{Entry, Level, Rights, addr_mask, bits};
 use super::walk::WalkOptions;
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::resident::{self, Resident};
@@ -115,15 +123,180 @@ pub fn enumerate<F>(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions, mut f: F)
 where
     F: FnMut(Event<'_>) -> ControlFlow<()>,
 {
+    enumerate_tables(mem, root, opts, per_leaf(&mut f))
+}
+
+/// [`enumerate`] a table at a time: `f` gets each table's leaves at once (a
+/// [`Leaves`]: the table, its base VA, level and rights, and which of its entries are
+/// leaves), and the other events as they come, all in VA order. A table whose
+/// leaves are interrupted by a sub-table or an entry with reserved bits comes as
+/// several runs. This is what [`enumerate`] and [`enumerate_with`] are built on:
+/// counting or bulk-processing leaves costs nothing per leaf here.
+pub fn enumerate_tables<F>(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions, mut f: F) -> Summary
+where
+    F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
+{
     let mut e = Enumerator::new(mem, opts, Direct(&mut f), Resident::new(None, u32::MAX));
     let _ = e.table(Level::L4, Maddr(root.0 & !0xfff), 0, Rights::ALL);
     e.summary.distinct_tables = e.seen.len() as u64;
     e.summary
 }
 
+/// A per-leaf event function as a table-event function: each leaf of a run in turn.
+fn per_leaf<F>(f: &mut F) -> impl FnMut(TableEvent<'_>) -> ControlFlow<()> + '_
+where
+    F: FnMut(Event<'_>) -> ControlFlow<()>,
+{
+    move |te| match te {
+        TableEvent::Leaves(run) => run.try_for_each(|leaf| f(Event::Leaf(leaf))),
+        TableEvent::Other(ev) => f(ev),
+    }
+}
+
+/// What a table-at-a-time enumeration meets, in VA order.
+#[derive(Clone, Copy, Debug)]
+pub enum TableEvent<'a> {
+    /// Consecutive leaves of one table.
+    Leaves(&'a Leaves),
+    /// Anything but a leaf ([`Event::Unreadable`], [`Event::Reserved`]).
+    Other(Event<'a>),
+}
+
+/// One table page's entries, decoded once: which are leaves, which lead to tables,
+/// which have reserved bits. It depends only on the page's bytes, its level and the
+/// walk options — not on the VA or the rights above — and dumps do not change, so
+/// an enumeration that meets the same frame again at the same level reuses it
+/// (tables shared by many entries cost one decode, whatever the fan-in).
+#[derive(Debug)]
+struct Decoded {
+    entries: [u64; 512],
+    /// Present, no reserved bits, a page.
+    leaf: [u64; 8],
+    /// Present, no reserved bits, a table below.
+    table: [u64; 8],
+    /// Present with reserved bits set.
+    reserved: [u64; 8],
+    /// Not present but not zero.
+    junk: [u64; 8],
+}
+
+impl Decoded {
+    /// Decode `raw` (entry `i`, or `None` where the dump cannot supply it) at `level`.
+    fn new(level: Level, opts: WalkOptions, raw: impl Fn(usize) -> Option<u64>) -> Decoded {
+        let mut d = Decoded { entries: [0; 512], leaf: [0; 8], table: [0; 8], reserved: [0; 8], junk: [0; 8] };
+        let (m, nxe) = (opts.maxphyaddr, opts.nxe);
+        // The reserved bits of a table pointer and of a leaf at this level, from
+        // `reserved_bits` itself (the entry masked by a set that depends only on
+        // whether it is a leaf; at L4 PS is reserved and never makes a leaf).
+        let rsvd_table =
+            if level == Level::L4 { Entry(u64::MAX) } else { Entry(!bits::PS) }.reserved_bits(level, m, nxe);
+        let rsvd_leaf = Entry(u64::MAX).reserved_bits(level, m, nxe);
+        for i in 0..512 {
+            let Some(v) = raw(i) else { continue };
+            if let Some(e) = d.entries.get_mut(i) {
+                *e = v;
+            }
+            let mask = if v & bits::P == 0 {
+                if v == 0 {
+                    continue;
+                }
+                &mut d.junk
+            } else {
+                let leaf = Entry(v).is_leaf(level);
+                if v & if leaf { rsvd_leaf } else { rsvd_table } != 0 {
+                    &mut d.reserved
+                } else if leaf {
+                    &mut d.leaf
+                } else {
+                    &mut d.table
+                }
+            };
+            if let Some(x) = mask.get_mut(i / 64) {
+                *x |= 1u64 << (i % 64);
+            }
+        }
+        d
+    }
+
+    fn entry(&self, i: usize) -> u64 {
+        self.entries.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// Leaves of one table delivered together ([`TableEvent::Leaves`]): entries `i` of
+/// the table whose bit is set in the mask, each a present leaf without reserved bits.
+#[derive(Clone, Debug)]
+pub struct Leaves {
+    decoded: Arc<Decoded>,
+    pub level: Level,
+    /// The table's machine address.
+    pub table: Maddr,
+    /// The VA of the table's entry 0 (bits 63:48 clear).
+    pub va_base: u64,
+    /// Rights accumulated by the entries above the table (each leaf folds in its own).
+    pub rights: Rights,
+    mask: [u64; 8],
+    opts: WalkOptions,
+}
+
+impl Leaves {
+    /// Number of leaves.
+    #[inline]
+    pub fn count(&self) -> u64 {
+        self.mask.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+    /// Bit `i % 64` of word `i / 64`: entry `i` is one of these leaves.
+    pub fn mask(&self) -> &[u64; 8] {
+        &self.mask
+    }
+    /// The raw entry `i` of the table.
+    pub fn entry(&self, i: usize) -> Entry {
+        Entry(self.decoded.entry(i))
+    }
+    /// The leaf at entry `i` (which must be set in the mask).
+    #[inline]
+    pub fn leaf(&self, i: usize) -> Leaf {
+        let e = self.entry(i);
+        let va = self.va_base | ((i as u64) << self.level.shift());
+        Leaf {
+            va: Vaddr::canonicalize(va),
+            page: Maddr(e.addr(self.level, self.opts.maxphyaddr)),
+            level: self.level,
+            entry: e,
+            rights: self.rights.through(e, self.opts.nxe),
+        }
+    }
+    /// Call `f` on each leaf in VA order until it breaks.
+    #[inline]
+    pub fn try_for_each(&self, mut f: impl FnMut(&Leaf) -> ControlFlow<()>) -> ControlFlow<()> {
+        let (level, shift, nxe) = (self.level, self.level.shift(), self.opts.nxe);
+        let frame = addr_mask(self.opts.maxphyaddr) & !(level.page_size() - 1);
+        for (w, &bits) in self.mask.iter().enumerate() {
+            let mut b = bits;
+            while b != 0 {
+                let i = w * 64 + b.trailing_zeros() as usize;
+                b &= b - 1;
+                let e = Entry(self.decoded.entry(i));
+                let leaf = Leaf {
+                    va: Vaddr::canonicalize(self.va_base | ((i as u64) << shift)),
+                    page: Maddr(e.0 & frame),
+                    level,
+                    entry: e,
+                    rights: self.rights.through(e, nxe),
+                };
+                f(&leaf)?;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Where an [`Enumerator`] sends what it finds.
 trait Sink {
+    /// Anything but a leaf.
     fn event(&mut self, ev: Event<'_>) -> ControlFlow<()>;
+    /// Consecutive leaves of a table.
+    fn leaves(&mut self, run: &Leaves) -> ControlFlow<()>;
     /// A present entry leads to the table `table` one level down, `below`. Return
     /// `None` to descend into it here and now, or take it elsewhere.
     fn split(&mut self, _below: Level, _table: Maddr, _va: u64, _rights: Rights) -> Option<ControlFlow<()>> {
@@ -136,13 +309,20 @@ struct Direct<'f, F>(&'f mut F);
 
 impl<F> Sink for Direct<'_, F>
 where
-    F: FnMut(Event<'_>) -> ControlFlow<()>,
+    F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
 {
     #[inline]
     fn event(&mut self, ev: Event<'_>) -> ControlFlow<()> {
-        (self.0)(ev)
+        (self.0)(TableEvent::Other(ev))
+    }
+    #[inline]
+    fn leaves(&mut self, run: &Leaves) -> ControlFlow<()> {
+        (self.0)(TableEvent::Leaves(run))
     }
 }
+
+/// Decoded tables kept by one enumerator (direct-mapped by frame and level).
+const MEMO_SLOTS: usize = 64;
 
 struct Enumerator<'m, S> {
     mem: &'m dyn PhysMem,
@@ -151,21 +331,108 @@ struct Enumerator<'m, S> {
     seen: HashSet<u64>,
     sink: S,
     resident: Resident,
+    /// (frame << 3 | level, its decoded entries); only wholly readable pages.
+    memo: Vec<Option<(u64, Arc<Decoded>)>>,
 }
 
-/// The 512 entries of a table, with the ones the dump cannot supply marked.
-enum Entries<'m> {
-    Page(crate::mem::Page<'m>),
-    Partial(Box<[Option<u64>; 512]>),
+/// Mask of entries `range` (within 0..512) in word `w`.
+#[inline]
+fn range_word(range: &std::ops::Range<usize>, w: usize) -> u64 {
+    let (lo, hi) = (w * 64, w * 64 + 64);
+    let (a, b) = (range.start.clamp(lo, hi) - lo, range.end.clamp(lo, hi) - lo);
+    if a >= b {
+        0
+    } else if b - a == 64 {
+        u64::MAX
+    } else {
+        ((1u64 << (b - a)) - 1) << a
+    }
 }
 
 impl<'m, S: Sink> Enumerator<'m, S> {
     fn new(mem: &'m dyn PhysMem, opts: WalkOptions, sink: S, resident: Resident) -> Self {
-        Enumerator { mem, opts, summary: Summary::default(), seen: HashSet::new(), sink, resident }
+        Enumerator {
+            mem,
+            opts,
+            summary: Summary::default(),
+            seen: HashSet::new(),
+            sink,
+            resident,
+            memo: vec![None; MEMO_SLOTS],
+        }
     }
 
     fn table(&mut self, level: Level, table: Maddr, va_base: u64, rights: Rights) -> ControlFlow<()> {
         self.entries(level, table, va_base, rights, 0..512)
+    }
+
+    /// The decoded table at `table`, from the memo or read now; `None` (after the
+    /// event, for the head) when the dump holds none of it.
+    fn decoded(
+        &mut self,
+        level: Level,
+        table: Maddr,
+        va_base: u64,
+        head: bool,
+    ) -> Result<Arc<Decoded>, ControlFlow<()>> {
+        let key = (table.0 >> 12) << 3 | u64::from(level.number());
+        let slot = ((key ^ (key >> 9) ^ (key >> 18)) as usize) % MEMO_SLOTS;
+        if let Some(Some((k, d))) = self.memo.get(slot) {
+            if *k == key {
+                return Ok(Arc::clone(d));
+            }
+        }
+        let mem = self.mem;
+        self.resident.tick(mem, table);
+        let opts = self.opts;
+        match mem.page(table.mfn()) {
+            Ok(p) => {
+                let d = Arc::new(Decoded::new(level, opts, |i| Some(p.entry(i))));
+                if let Some(s) = self.memo.get_mut(slot) {
+                    *s = Some((key, Arc::clone(&d)));
+                }
+                Ok(d)
+            }
+            Err(error) => {
+                // Segments may split a page: read what can be read, entry by entry.
+                let mut part = Box::new([None; 512]);
+                for (i, slot) in part.iter_mut().enumerate() {
+                    *slot = mem.read_u64(table.wrapping_add(i as u64 * 8)).ok();
+                }
+                let any = part.iter().any(Option::is_some);
+                if head {
+                    self.summary.unreadable_tables += 1;
+                    let va = Vaddr::canonicalize(va_base);
+                    if self.sink.event(Event::Unreadable { level, table, va, error, partial: any }).is_break() {
+                        return Err(ControlFlow::Break(()));
+                    }
+                }
+                if !any {
+                    return Err(ControlFlow::Continue(()));
+                }
+                Ok(Arc::new(Decoded::new(level, opts, |i| part.get(i).copied().flatten())))
+            }
+        }
+    }
+
+    /// Hand the leaves of `run` (if any) to the sink and count them.
+    #[inline]
+    fn flush(&mut self, run: &mut Leaves) -> ControlFlow<()> {
+        let n = run.count();
+        if n == 0 {
+            return ControlFlow::Continue(());
+        }
+        let (level, l) = (run.level, &mut self.summary.leaves);
+        match level {
+            Level::L4 => l.l4 += n,
+            Level::L3 => l.l3 += n,
+            Level::L2 => l.l2 += n,
+            Level::L1 => l.l1 += n,
+        }
+        self.summary.mapped_bytes = self.summary.mapped_bytes.saturating_add(n.saturating_mul(level.page_size()));
+        let flow = self.sink.leaves(run);
+        run.mask = [0; 8];
+        flow
     }
 
     /// Entries `range` of the table at `table`. The table itself (counted, its
@@ -183,76 +450,80 @@ impl<'m, S: Sink> Enumerator<'m, S> {
             self.summary.tables.bump(level);
             self.seen.insert(table.0);
         }
-        let mem = self.mem;
-        self.resident.tick(mem, table);
-        let entries = match mem.page(table.mfn()) {
-            Ok(p) => Entries::Page(p),
-            Err(error) => {
-                // Segments may split a page: read what can be read, entry by entry.
-                let mut part = Box::new([None; 512]);
-                for (i, slot) in part.iter_mut().enumerate() {
-                    *slot = mem.read_u64(table.wrapping_add(i as u64 * 8)).ok();
-                }
-                let any = part.iter().any(Option::is_some);
-                if head {
-                    self.summary.unreadable_tables += 1;
-                    let va = Vaddr::canonicalize(va_base);
-                    self.sink.event(Event::Unreadable { level, table, va, error, partial: any })?;
-                }
-                if !any {
-                    return ControlFlow::Continue(());
-                }
-                Entries::Partial(part)
-            }
+        let d = match self.decoded(level, table, va_base, head) {
+            Ok(d) => d,
+            Err(flow) => return flow,
         };
-        for i in range {
-            let raw = match &entries {
-                Entries::Page(p) => p.entry(i),
-                Entries::Partial(p) => match p.get(i).copied().flatten() {
-                    Some(v) => v,
-                    None => continue,
-                },
-            };
-            let e = Entry(raw);
-            if !e.present() {
-                if raw != 0 {
-                    self.summary.not_present_nonzero += 1;
+        let mut run = Leaves { decoded: Arc::clone(&d), level, table, va_base, rights, mask: [0; 8], opts: self.opts };
+        for w in 0..8 {
+            let within = range_word(&range, w);
+            let junk = d.junk.get(w).copied().unwrap_or(0) & within;
+            self.summary.not_present_nonzero += u64::from(junk.count_ones());
+            let leaves = d.leaf.get(w).copied().unwrap_or(0) & within;
+            let mut stops = (d.table.get(w).copied().unwrap_or(0) | d.reserved.get(w).copied().unwrap_or(0)) & within;
+            if stops == 0 {
+                if let Some(m) = run.mask.get_mut(w) {
+                    *m |= leaves;
                 }
                 continue;
             }
-            let va = va_base | ((i as u64) << level.shift());
-            let rsvd = e.reserved_bits(level, self.opts.maxphyaddr, self.opts.nxe);
-            if rsvd != 0 {
-                self.summary.reserved_entries += 1;
-                let ev = Event::Reserved {
-                    level,
-                    va: Vaddr::canonicalize(va),
-                    entry_maddr: table.wrapping_add(i as u64 * 8),
-                    entry: e,
-                    bits: rsvd,
-                };
-                self.sink.event(ev)?;
-                continue;
-            }
-            let r = rights.through(e, self.opts.nxe);
-            let next = e.addr(level, self.opts.maxphyaddr);
-            match level.below() {
-                Some(below) if !e.is_leaf(level) => match self.sink.split(below, Maddr(next), va, r) {
-                    Some(flow) => flow?,
-                    None => self.table(below, Maddr(next), va, r)?,
-                },
-                _ => {
-                    let leaf = Leaf { va: Vaddr::canonicalize(va), page: Maddr(next), level, entry: e, rights: r };
-                    self.summary.leaves.bump(level);
-                    self.summary.mapped_bytes = self.summary.mapped_bytes.saturating_add(level.page_size());
-                    self.sink.event(Event::Leaf(&leaf))?;
+            // Leaves before each stop go first, in VA order.
+            let mut done = 0u64; // bits of this word already taken
+            while stops != 0 {
+                let b = stops.trailing_zeros() as usize;
+                stops &= stops - 1;
+                let below_b = (1u64 << b) - 1;
+                if let Some(m) = run.mask.get_mut(w) {
+                    *m |= leaves & below_b & !done;
                 }
+                done = below_b | (1 << b);
+                self.flush(&mut run)?;
+                let i = w * 64 + b;
+                self.stop_or_descend(&d, level, table, va_base, rights, i)?;
+            }
+            if let Some(m) = run.mask.get_mut(w) {
+                *m |= leaves & !done;
             }
         }
-        ControlFlow::Continue(())
+        self.flush(&mut run)
+    }
+
+    /// Entry `i` of a table is present and not a leaf: a reserved entry's event, or
+    /// the table below.
+    fn stop_or_descend(
+        &mut self,
+        d: &Decoded,
+        level: Level,
+        table: Maddr,
+        va_base: u64,
+        rights: Rights,
+        i: usize,
+    ) -> ControlFlow<()> {
+        let e = Entry(d.entry(i));
+        let va = va_base | ((i as u64) << level.shift());
+        let rsvd = e.reserved_bits(level, self.opts.maxphyaddr, self.opts.nxe);
+        if rsvd != 0 {
+            self.summary.reserved_entries += 1;
+            let ev = Event::Reserved {
+                level,
+                va: Vaddr::canonicalize(va),
+                entry_maddr: table.wrapping_add(i as u64 * 8),
+                entry: e,
+                bits: rsvd,
+            };
+            return self.sink.event(ev);
+        }
+        let r = rights.through(e, self.opts.nxe);
+        let next = Maddr(e.addr(level, self.opts.maxphyaddr));
+        match level.below() {
+            Some(below) => match self.sink.split(below, next, va, r) {
+                Some(flow) => flow,
+                None => self.table(below, next, va, r),
+            },
+            None => ControlFlow::Continue(()),
+        }
     }
 }
-
 impl PerLevel {
     fn add(&mut self, o: &PerLevel) {
         self.l4 += o.l4;
@@ -319,16 +590,8 @@ where
 const TASK_L1_TABLES: usize = 16;
 
 /// Whole-space enumeration with the events of [`enumerate`], in the same order, and
-/// the same [`Summary`]; `f` runs on the calling thread only.
-///
-/// The calling thread reads the L4 and L3 tables itself; each L2 table is cut into
-/// runs of entries holding [`TASK_L1_TABLES`] L1 tables that rayon's threads expand
-/// into buffers, which the calling thread hands to `f` in
-/// VA order — or expands itself, straight to `f`, when a run it needs next has not
-/// been started. At most a few runs per thread are in flight, so memory stays flat
-/// however many mappings the root has; resident memory is bounded by
-/// `o.resident_limit`. If `f` returns `Break`, the enumeration stops (the summary then
-/// counts what was delivered and possibly some more).
+/// the same [`Summary`]; `f` runs on the calling thread only. Built on
+/// [`enumerate_tables_with`].
 pub fn enumerate_with<F>(
     mem: &dyn PhysMem,
     root: Maddr,
@@ -338,6 +601,31 @@ pub fn enumerate_with<F>(
 ) -> Summary
 where
     F: FnMut(Event<'_>) -> ControlFlow<()>,
+{
+    enumerate_tables_with(mem, root, opts, o, per_leaf(&mut f))
+}
+
+/// [`enumerate_tables`] with options: the events of [`enumerate_tables`] (the
+/// leaves of a table at once), in the same order, and the same [`Summary`]; `f` runs
+/// on the calling thread only.
+///
+/// The calling thread reads the L4 and L3 tables itself; each L2 table is cut into
+/// runs of entries holding [`TASK_L1_TABLES`] L1 tables that rayon's threads expand
+/// into buffers, which the calling thread hands to `f` in
+/// VA order — or expands itself, straight to `f`, when a run it needs next has not
+/// been started. At most a few runs per thread are in flight, so memory stays flat
+/// however many mappings the root has; resident memory is bounded by
+/// `o.resident_limit`. If `f` returns `Break`, the enumeration stops (the summary then
+/// counts what was delivered and possibly some more).
+pub fn enumerate_tables_with<F>(
+    mem: &dyn PhysMem,
+    root: Maddr,
+    opts: WalkOptions,
+    o: &EnumerateOptions<'_>,
+    mut f: F,
+) -> Summary
+where
+    F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
 {
     let root = Maddr(root.0 & !0xfff);
     let limit = resident::limit_from_now(o.resident_limit);
@@ -371,7 +659,7 @@ fn plan<'s, 'm: 's, F>(
     total: u64,
 ) -> Summary
 where
-    F: FnMut(Event<'_>) -> ControlFlow<()>,
+    F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
 {
     let plan = Plan {
         scope,
@@ -444,34 +732,38 @@ fn count_l2_tables(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions) -> u64 {
     n
 }
 
-/// Events of one task: the leaves, and anything else with the number of leaves
-/// before it.
+/// Events of one task: the runs of leaves, and anything else with the number of
+/// runs before it.
 #[derive(Default)]
 struct Buf {
-    leaves: Vec<Leaf>,
+    runs: Vec<Leaves>,
     others: Vec<(usize, Event<'static>)>,
 }
 
 impl Buf {
     fn clear(&mut self) {
-        self.leaves.clear();
+        self.runs.clear();
         self.others.clear();
+    }
+
+    fn leaves(&self) -> u64 {
+        self.runs.iter().map(Leaves::count).sum()
     }
 
     /// Hand the events to `f` in their order.
     fn replay<F>(&self, f: &mut F) -> ControlFlow<()>
     where
-        F: FnMut(Event<'_>) -> ControlFlow<()>,
+        F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
     {
         let mut others = self.others.iter().peekable();
-        for (n, leaf) in self.leaves.iter().enumerate() {
+        for (n, run) in self.runs.iter().enumerate() {
             while let Some((_, ev)) = others.next_if(|(at, _)| *at == n) {
-                f(*ev)?;
+                f(TableEvent::Other(*ev))?;
             }
-            f(Event::Leaf(leaf))?;
+            f(TableEvent::Leaves(run))?;
         }
         for (_, ev) in others {
-            f(*ev)?;
+            f(TableEvent::Other(*ev))?;
         }
         ControlFlow::Continue(())
     }
@@ -498,14 +790,19 @@ struct BufSink<'s> {
 
 impl Sink for BufSink<'_> {
     fn event(&mut self, ev: Event<'_>) -> ControlFlow<()> {
-        match ev {
-            Event::Leaf(l) => self.buf.leaves.push(*l),
-            other => {
-                if let Some(e) = detached(other) {
-                    self.buf.others.push((self.buf.leaves.len(), e));
-                }
-            }
+        if let Some(e) = detached(ev) {
+            self.buf.others.push((self.buf.runs.len(), e));
         }
+        self.go_on()
+    }
+    fn leaves(&mut self, run: &Leaves) -> ControlFlow<()> {
+        self.buf.runs.push(run.clone());
+        self.go_on()
+    }
+}
+
+impl BufSink<'_> {
+    fn go_on(&self) -> ControlFlow<()> {
         if self.stop.load(Ordering::Relaxed) {
             return ControlFlow::Break(());
         }
@@ -540,7 +837,7 @@ struct Done {
 
 /// Something waiting to be handed to `f`, in VA order.
 enum Pending {
-    Leaf(Leaf),
+    Leaves(Leaves),
     Other(Event<'static>),
     /// A task: its result comes through `rx` unless the calling thread claims it
     /// first and runs it itself; `last` when it ends an L2 table.
@@ -583,14 +880,14 @@ const MAX_QUEUED: usize = 4096;
 
 impl<F> Plan<'_, '_, '_, F>
 where
-    F: FnMut(Event<'_>) -> ControlFlow<()>,
+    F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
 {
     /// Hand the oldest pending item to `f`.
     fn deliver_front(&mut self) -> ControlFlow<()> {
         match self.queue.pop_front() {
             None => ControlFlow::Continue(()),
-            Some(Pending::Leaf(l)) => (self.f)(Event::Leaf(&l)),
-            Some(Pending::Other(e)) => (self.f)(e),
+            Some(Pending::Leaves(l)) => (self.f)(TableEvent::Leaves(&l)),
+            Some(Pending::Other(e)) => (self.f)(TableEvent::Other(e)),
             Some(Pending::Ready { done, last }) => {
                 self.in_flight -= 1;
                 let flow = self.replay(done);
@@ -635,7 +932,7 @@ where
     fn replay(&mut self, mut done: Done) -> ControlFlow<()> {
         self.summary.add(&done.summary);
         self.seen.append(&mut done.seen);
-        self.done.leaves += done.buf.leaves.len() as u64;
+        self.done.leaves += done.buf.leaves();
         let flow = done.buf.replay(self.f);
         done.buf.clear();
         self.spare.push(done.buf);
@@ -666,9 +963,9 @@ where
         let resident = Resident::new(self.limit, resident::ENUMERATE_EVERY);
         let mut leaves = 0u64;
         let f = &mut *self.f;
-        let mut count = |ev: Event<'_>| {
-            if let Event::Leaf(_) = ev {
-                leaves += 1;
+        let mut count = |ev: TableEvent<'_>| {
+            if let TableEvent::Leaves(l) = ev {
+                leaves += l.count();
             }
             f(ev)
         };
@@ -721,26 +1018,26 @@ where
 
 impl<'s, 'm: 's, F> Sink for Plan<'_, 's, 'm, F>
 where
-    F: FnMut(Event<'_>) -> ControlFlow<()>,
+    F: FnMut(TableEvent<'_>) -> ControlFlow<()>,
 {
     fn event(&mut self, ev: Event<'_>) -> ControlFlow<()> {
         if self.queue.is_empty() {
-            if let Event::Leaf(_) = ev {
-                self.done.leaves += 1;
-            }
-            return (self.f)(ev);
+            return (self.f)(TableEvent::Other(ev));
         }
-        let pending = match ev {
-            Event::Leaf(l) => {
-                self.done.leaves += 1;
-                Pending::Leaf(*l)
-            }
-            other => match detached(other) {
-                Some(e) => Pending::Other(e),
-                None => return ControlFlow::Continue(()),
-            },
-        };
-        self.queue.push_back(pending);
+        let Some(e) = detached(ev) else { return ControlFlow::Continue(()) };
+        self.queue.push_back(Pending::Other(e));
+        while self.queue.len() > MAX_QUEUED {
+            self.deliver_front()?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn leaves(&mut self, run: &Leaves) -> ControlFlow<()> {
+        self.done.leaves += run.count();
+        if self.queue.is_empty() {
+            return (self.f)(TableEvent::Leaves(run));
+        }
+        self.queue.push_back(Pending::Leaves(run.clone()));
         while self.queue.len() > MAX_QUEUED {
             self.deliver_front()?;
         }
@@ -898,6 +1195,86 @@ mod tests {
         // A table page that is partly readable, and one that is malformed.
         x.machine.malformed.insert(x.noise.mfn().0);
         all_ways_agree(&x.machine, x.pv);
+    }
+
+    /// The table-at-a-time events, expanded, are the per-leaf events; the counts
+    /// of the runs add up to the leaves.
+    fn tables_agree(mem: &dyn PhysMem, root: Maddr) -> Summary {
+        let opts = WalkOptions::default();
+        let plain = sequence(|f| enumerate(mem, root, opts, f));
+        for parallel in [false, true] {
+            let o = EnumerateOptions { parallel, resident_limit: None, progress: None };
+            let (mut v, mut counted) = (Vec::new(), 0u64);
+            let s = enumerate_tables_with(mem, root, opts, &o, |te| {
+                match te {
+                    TableEvent::Leaves(run) => {
+                        counted += run.count();
+                        let _ = run.try_for_each(|l| {
+                            v.push(format!("{:?}", Event::Leaf(l)));
+                            ControlFlow::Continue(())
+                        });
+                    }
+                    TableEvent::Other(ev) => v.push(format!("{ev:?}")),
+                }
+                ControlFlow::Continue(())
+            });
+            assert_eq!((v, s.clone()), plain, "parallel {parallel}");
+            assert_eq!(counted, s.leaves.total());
+        }
+        plain.1
+    }
+
+    #[test]
+    fn table_events_equal_leaf_events_on_the_xenlike_machine() {
+        let mut x = xen::build();
+        x.machine.uncaptured.extend(x.omitted.iter().map(|m| m.0));
+        x.machine.malformed.insert(x.noise.mfn().0);
+        for root in [x.idle, x.pv] {
+            assert!(tables_agree(&x.machine, root).leaves.total() > 100);
+        }
+    }
+
+    /// One L1 table (leaves, reserved entries, junk) under every entry of one L2
+    /// table, under 3 L3 entries: decoded once, counted every time.
+    #[test]
+    fn a_shared_table_counts_once_per_path() {
+        let mut m = Machine::new(16 << 20);
+        let pt = PageTables::new(&mut m);
+        let base = Vaddr(0xffff_8880_0000_0000);
+        let leaf = bits::P | bits::RW;
+        pt.map_range(&mut m, base, Maddr(0x40_0000), 0x20_0000, Level::L1, leaf, XEN_TABLE);
+        let l1 = pt.table_of(&m, base, Level::L1).expect("L1");
+        m.write_u64(Maddr(l1.0 + 8 * 7), 0x5000 | bits::P | (1 << 51)); // reserved (M = 40 below)
+        m.write_u64(Maddr(l1.0 + 8 * 300), 0x5000 | bits::P | (1 << 50));
+        m.write_u64(Maddr(l1.0 + 8 * 301), 0x1234_5000); // not present, not zero
+        m.write_u64(Maddr(l1.0 + 8 * 302), 0);
+        let l2 = pt.table_of(&m, base, Level::L2).expect("L2");
+        let l2e = m.read_u64(l2);
+        for i in 0..512 {
+            m.write_u64(Maddr(l2.0 + 8 * i), l2e);
+        }
+        let l3 = pt.table_of(&m, base, Level::L3).expect("L3");
+        let l3e = m.read_u64(Maddr(l3.0 + 8 * base.index_at(30) as u64));
+        for i in 1..3 {
+            m.write_u64(Maddr(l3.0 + 8 * (base.index_at(30) as u64 + i)), l3e);
+        }
+        let s = tables_agree(&m, pt.root);
+        assert_eq!(s.leaves.l1, 3 * 512 * 510); // with M = 52 bits 51 and 50 are address bits
+        assert_eq!(s.not_present_nonzero, 3 * 512);
+        let opts = WalkOptions { maxphyaddr: 40, ..WalkOptions::default() };
+        let (mut runs, mut leaves) = (0u64, 0u64);
+        let s = enumerate_tables(&m, pt.root, opts, |te| {
+            if let TableEvent::Leaves(r) = te {
+                runs += 1;
+                leaves += r.count();
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!((s.reserved_entries, s.leaves.l1, leaves), (3 * 512 * 2, 3 * 512 * 508, 3 * 512 * 508));
+        // Each L1 table comes in three runs, cut by its two reserved entries.
+        assert_eq!(runs, 3 * 512 * 3);
+        assert_eq!(s.tables.l1, 3 * 512);
+        assert_eq!(s.distinct_tables, 4);
     }
 
     /// Many L2 tables, each split into several runs, shared tables reached through

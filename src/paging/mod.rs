@@ -13,7 +13,8 @@ pub mod walk;
 pub use batch::{Translator, translate_all};
 pub use entry::{Entry, Level, Rights};
 pub use enumerate::{
-    Coalescer, EnumerateOptions, Event, Leaf, Progress, Range, Summary, enumerate, enumerate_par, enumerate_with,
+    Coalescer, EnumerateOptions, Event, Leaf, Leaves, Progress, Range, Summary, TableEvent, enumerate, enumerate_par,
+    enumerate_tables, enumerate_tables_with, enumerate_with,
 };
 pub use root::{Root, RootInput, RootProblem, resolve};
-pub use walk::{Mapping, Outcome, Step, Stop, StopKind, Walk, WalkOptions, walk};
+pub use walk::{Mapping, Outcome, Resolved, Step, Stop, StopCode, StopKind, Walk, WalkOptions, walk};

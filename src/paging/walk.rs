@@ -130,6 +130,60 @@ impl Walk {
     }
 }
 
+/// Why a walk stopped, without its details: [`StopKind`] less the payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StopCode {
+    NonCanonical,
+    Unreadable,
+    NotPresent,
+    Reserved,
+}
+
+/// What a walk found, without the record of it: the machine address and the level
+/// that mapped it, or the level and reason it stopped. Sixteen bytes and `Copy`, for
+/// callers that translate millions of VAs and want only the answer (`--brief`,
+/// [`crate::paging::Translator::translate_many`]); it is exactly what
+/// [`Resolved::of`] takes from the full [`Walk`] of the same VA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Mapped { maddr: Maddr, level: Level },
+    Stopped { level: Level, code: StopCode },
+}
+
+impl Resolved {
+    /// The answer of a full walk.
+    pub fn of(w: &Walk) -> Resolved {
+        match &w.outcome {
+            Outcome::Mapped(m) => Resolved::Mapped { maddr: m.maddr, level: m.level },
+            Outcome::Stopped(s) => Resolved::Stopped {
+                level: s.level,
+                code: match s.kind {
+                    StopKind::NonCanonical => StopCode::NonCanonical,
+                    StopKind::Unreadable(_) => StopCode::Unreadable,
+                    StopKind::NotPresent => StopCode::NotPresent,
+                    StopKind::Reserved(_) => StopCode::Reserved,
+                },
+            },
+        }
+    }
+    /// The translated machine address, if the VA maps.
+    #[inline]
+    pub fn maddr(self) -> Option<Maddr> {
+        match self {
+            Resolved::Mapped { maddr, .. } => Some(maddr),
+            Resolved::Stopped { .. } => None,
+        }
+    }
+    /// The size of the page that maps the VA, if it maps.
+    #[inline]
+    pub fn page_size(self) -> Option<u64> {
+        match self {
+            Resolved::Mapped { level, .. } => Some(level.page_size()),
+            Resolved::Stopped { .. } => None,
+        }
+    }
+}
+
 /// Walk `va` from the L4 table at `root`.
 pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Walk {
     let mut steps = [None; 4];
