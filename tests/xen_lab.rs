@@ -243,6 +243,9 @@ fn make_lab() -> Result<Lab, String> {
     let size = elf_end(&disk);
     std::fs::write(run.join("guest.core"), &disk[..size]).unwrap();
     eprintln!("Xen lab: xl dump-core ({size} bytes) and the machine image made in {:?}", t0.elapsed());
+    for l in log.lines().filter(|l| l.starts_with("marker: note")) {
+        eprintln!("Xen lab: {l}");
+    }
 
     // Part two: GO in the disk's last sector; dom0 loads the crash kernel and makes
     // Xen crash into it; the crash kernel copies /proc/vmcore to the second disk.
