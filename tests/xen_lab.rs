@@ -30,6 +30,7 @@
 mod common;
 
 use common::qemu::Qemu;
+use common::{find_in_path, not_run};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,7 +38,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use xenwalk::Mfn;
 use xenwalk::dump::{Dump, Format, OpenOptions};
-use xenwalk::mem::xlcore::GuestKind;
+use xenwalk::mem::xlcore::{GuestKind, XlCoreSummary};
 
 /// What one lab run produced.
 struct Lab {
@@ -73,21 +74,6 @@ const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=
 const CPU: &str = "max,-smap,-smep";
 /// Bump when the lab's procedure changes in a way the key below cannot see.
 const LAB_VERSION: &str = "2";
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn not_run(test: &str, why: &str) {
-    if ci() {
-        panic!("{test}: {why}, and CI=true requires it");
-    }
-    let _ = writeln!(std::io::stderr(), "NOT RUN: {test}: {why}");
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
-}
 
 /// FNV-1a: a cache key that stays the same across Rust versions.
 fn fnv(bytes: &[u8]) -> u64 {
@@ -337,19 +323,22 @@ fn is_xen_slot(va: u64) -> bool {
     (256..272).contains(&((va >> 39) & 0x1ff))
 }
 
-/// `--brief` listing lines outside Xen's L4 slots 256-271 (which a guest core does
-/// not hold).
-fn guest_listing(args: &[&str]) -> Vec<String> {
+/// `--brief` listing of a root, whole.
+fn listing(args: &[&str]) -> Vec<String> {
     let r = common::run(args);
     assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
-    r.stdout
-        .lines()
-        .filter(|l| {
-            let va = l.split(' ').next().and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
-            !is_xen_slot(va.unwrap_or_else(|| panic!("not a --brief line: {l}")))
-        })
-        .map(str::to_string)
-        .collect()
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+/// The `--brief` listing's lines outside Xen's L4 slots 256-271 (which a guest
+/// core does not hold).
+fn guest_listing(args: &[&str]) -> Vec<String> {
+    let mut lines = listing(args);
+    lines.retain(|l| {
+        let va = l.split(' ').next().and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+        !is_xen_slot(va.unwrap_or_else(|| panic!("not a --brief line: {l}")))
+    });
+    lines
 }
 
 #[test]
@@ -413,6 +402,48 @@ fn hex(v: &serde_json::Value) -> u64 {
         .unwrap()
 }
 
+/// `domains DUMP --xen-syms XS --json`: every domain, after checking that domain 1
+/// is the guest as its core describes it (PV, its page count, each vCPU's kernel and
+/// user L4).
+fn domains_with_the_guest(dump: &str, xs: &str, sum: &XlCoreSummary) -> Vec<serde_json::Value> {
+    let r = common::run(&["domains", dump, "--xen-syms", xs, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doms = r.json_of("domain");
+    let guest = doms.iter().find(|d| d["id"] == 1).unwrap_or_else(|| panic!("no domain 1: {}", r.stdout));
+    assert_eq!(guest["kind"], "pv64");
+    assert_eq!(guest["tot_pages"], sum.pages);
+    let vcpus = guest["vcpus"].as_array().unwrap();
+    assert_eq!(vcpus.len(), sum.vcpus.len());
+    for (v, c) in vcpus.iter().zip(&sum.vcpus) {
+        assert_eq!(hex(&v["guest_table"]) << 12, c.cr3.unwrap(), "vCPU {}", c.vcpu);
+        let user = v["guest_table_user"].as_str().map(|_| hex(&v["guest_table_user"]) << 12);
+        assert_eq!(user, c.user_cr3, "vCPU {}", c.vcpu);
+    }
+    doms
+}
+
+/// `p2m DUMP --xen-syms XS --domain D --check --json`: its runs as (pfn, mfn) pairs
+/// (every one RAM) and its summary line, which must find no M2P mismatch either way.
+fn checked_p2m(dump: &str, xs: &str, domain: &str) -> (Vec<(u64, u64)>, serde_json::Value) {
+    let r = common::run(&["p2m", dump, "--xen-syms", xs, "--domain", domain, "--check", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut pairs = Vec::new();
+    for l in r.json_of("p2m_range") {
+        if l["entry_kind"] == "ram" {
+            let (pfn, mfn) = (hex(&l["pfn"]), hex(&l["mfn"]));
+            pairs.extend((0..l["count"].as_u64().unwrap()).map(|i| (pfn + i, mfn + i)));
+        }
+    }
+    let summary = r.json_of("p2m_summary").remove(0);
+    assert_eq!((summary["m2p_mismatches"].as_u64(), summary["reverse_mismatches"].as_u64()), (Some(0), Some(0)));
+    (pairs, summary)
+}
+
+/// The guest's pfn → mfn pairs as its core's `.xen_p2m` has them.
+fn core_p2m(core: &Dump) -> Vec<(u64, u64)> {
+    core.guest_core().unwrap().p2m().map(|(p, m)| (p.0, m.0)).collect()
+}
+
 /// The same guest seen from the hypervisor's side of the machine image (its
 /// `struct domain` and `struct vcpu`s found through the hypervisor's own xen-syms
 /// from Debian's -dbg package, without DWARF, as in the field; its p2m read
@@ -426,37 +457,16 @@ fn real_machine_sees_the_guest_as_its_core_describes_it() {
     let core = open(&lab.core);
     let Format::XlCore(sum) = &core.format else { panic!() };
 
-    let r = common::run(&["domains", m, "--xen-syms", xs, "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let doms = r.json_of("domain");
-    let guest = doms.iter().find(|d| d["id"] == 1).unwrap_or_else(|| panic!("no domain 1: {}", r.stdout));
-    assert_eq!(guest["kind"], "pv64");
-    assert_eq!(guest["tot_pages"], sum.pages);
-    let vcpus = guest["vcpus"].as_array().unwrap();
-    assert_eq!(vcpus.len(), sum.vcpus.len());
-    for (v, c) in vcpus.iter().zip(&sum.vcpus) {
-        assert_eq!(hex(&v["guest_table"]) << 12, c.cr3.unwrap(), "vCPU {}", c.vcpu);
-        let user = v["guest_table_user"].as_str().map(|_| hex(&v["guest_table_user"]) << 12);
-        assert_eq!(user, c.user_cr3, "vCPU {}", c.vcpu);
-    }
+    domains_with_the_guest(m, xs, sum);
 
-    // The p2m from the machine (the guest's linear list), checked both ways there.
-    let r = common::run(&["p2m", m, "--xen-syms", xs, "--domain", "1", "--check", "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut from_machine = Vec::new();
-    for l in r.json_of("p2m_range") {
-        assert_eq!(l["entry_kind"], "ram", "{l}");
-        let (pfn, mfn) = (hex(&l["pfn"]), hex(&l["mfn"]));
-        from_machine.extend((0..l["count"].as_u64().unwrap()).map(|i| (pfn + i, mfn + i)));
-    }
-    let summary = &r.json_of("p2m_summary")[0];
-    assert_eq!(summary["m2p_mismatches"], 0, "{summary}");
-    assert_eq!(summary["reverse_mismatches"], 0, "{summary}");
+    // The p2m from the machine (the guest's linear list), checked both ways there
+    // and against the frame-list-list.
+    let (from_machine, summary) = checked_p2m(m, xs, "1");
+    assert_eq!(summary["ram"], 32768, "{summary}");
     assert_eq!(summary["reverse_checked"], 32768, "{summary}");
     let alts = summary["alternatives_checked"].as_array().unwrap();
     assert!(!alts.is_empty() && alts.iter().all(|a| a["differing"] == 0), "{summary}");
-    let from_core: Vec<(u64, u64)> = core.guest_core().unwrap().p2m().map(|(p, m)| (p.0, m.0)).collect();
-    assert_eq!(from_machine.len(), 32768);
+    let from_core = core_p2m(&core);
     assert!(from_machine == from_core, "the machine's p2m of domain 1 differs from .xen_p2m");
 
     // The M2P and the frame table: every 97th frame of the guest, and its vCPUs' L4s
@@ -547,13 +557,6 @@ fn real_vmcore_notes_and_pages_agree_with_the_machine() {
     assert!(differ.len() < 32, "{differ:x?}");
 }
 
-/// `--brief` listing of a root, whole.
-fn listing(args: &[&str]) -> Vec<String> {
-    let r = common::run(args);
-    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
-    r.stdout.lines().map(str::to_string).collect()
-}
-
 /// Walks in Xen's own dump: the root its CRASH_REGS note gives (`--cpu 0`: the
 /// loaded CR3 of dom0's vCPU) and Xen's idle root (from xen-syms and CRASH_INFO's
 /// xen_phys_start) list exactly what QEMU's dump of the machine lists.
@@ -585,32 +588,16 @@ fn real_vmcore_domains_and_p2m() {
     let (v, xs) = (s(&c.vmcore), s(&lab.xen_syms));
     let core = open(&lab.core);
     let Format::XlCore(sum) = &core.format else { panic!() };
-    let r = common::run(&["domains", v, "--xen-syms", xs, "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let doms = r.json_of("domain");
-    let guest = doms.iter().find(|d| d["id"] == 1).unwrap_or_else(|| panic!("no domain 1: {}", r.stdout));
-    for (v, c) in guest["vcpus"].as_array().unwrap().iter().zip(&sum.vcpus) {
-        assert_eq!(hex(&v["guest_table"]) << 12, c.cr3.unwrap(), "vCPU {}", c.vcpu);
-    }
+    let doms = domains_with_the_guest(v, xs, sum);
     let dom0 = doms.iter().find(|d| d["id"] == 0).unwrap();
     assert_eq!(dom0["kind"], "pv64");
     // The guest's p2m, read from Xen's dump, is the core's.
-    let r = common::run(&["p2m", v, "--xen-syms", xs, "--domain", "1", "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut pairs = Vec::new();
-    for l in r.json_of("p2m_range") {
-        let (pfn, mfn) = (hex(&l["pfn"]), hex(&l["mfn"]));
-        pairs.extend((0..l["count"].as_u64().unwrap()).map(|i| (pfn + i, mfn + i)));
-    }
-    let from_core: Vec<(u64, u64)> = core.guest_core().unwrap().p2m().map(|(p, m)| (p.0, m.0)).collect();
-    assert!(pairs == from_core, "domain 1's p2m in the vmcore differs from its core's");
+    let (pairs, _) = checked_p2m(v, xs, "1");
+    assert!(pairs == core_p2m(&core), "domain 1's p2m in the vmcore differs from its core's");
     // dom0's: consistent with the M2P both ways, and the frame-list-list that
     // CRASH_INFO names (the one in dom0's shared info) says the same as Linux's
     // linear list.
-    let r = common::run(&["p2m", v, "--xen-syms", xs, "--domain", "0", "--check", "--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let summary = &r.json_of("p2m_summary")[0];
-    assert_eq!((summary["m2p_mismatches"].as_u64(), summary["reverse_mismatches"].as_u64()), (Some(0), Some(0)));
+    let (_, summary) = checked_p2m(v, xs, "0");
     assert!(summary["ram"].as_u64().unwrap() > 90_000, "{summary}");
     let alts = summary["alternatives_checked"].as_array().unwrap();
     let fll = open(&c.vmcore).notes.xen_crash_info.as_ref().unwrap().dom0_pfn_to_mfn_frame_list_list;
@@ -643,8 +630,8 @@ fn real_vmcore_filtered_by_makedumpfile_x() {
     let info = &common::run(&["info", f, "--json"]).json()[0];
     assert!(info["kdump"]["pages"]["excluded"].as_u64().unwrap() >= 32768, "{}", info["kdump"]);
     let core = open(&lab.core);
-    for (_, mfn) in core.guest_core().unwrap().p2m() {
-        let e = filtered.mem.page(mfn).err().unwrap_or_else(|| panic!("guest frame {mfn:?} kept"));
+    for (_, mfn) in core_p2m(&core) {
+        let e = filtered.mem.page(Mfn(mfn)).err().unwrap_or_else(|| panic!("guest frame {mfn:?} kept"));
         assert!(e.to_string().contains("excluded"), "{e}");
     }
     // The guest's root: excluded, and the diagnosis says so.

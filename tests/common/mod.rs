@@ -87,22 +87,35 @@ pub fn tempdir(name: &str) -> PathBuf {
     d
 }
 
-/// `../shared` beside the project (or `$XENWALK_SHARED`), where the real images live. On a user's clone
-/// it is absent: the test says plainly that it did not run (straight to stderr, so
-/// cargo's capture does not hide it). Under CI (`CI=true`) absence is a failure.
+/// Say plainly that `test` (or a part of it) did not run and why (straight to
+/// stderr, so cargo's capture does not hide it); under CI (`CI=true`), where every
+/// artifact and tool must be present, fail instead.
+pub fn not_run(test: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}, and CI=true requires it");
+    }
+    let _ = writeln!(std::io::stderr(), "NOT RUN: {test}: {why}");
+}
+
+/// A program on `PATH`.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
+}
+
+/// `../shared` beside the project, where the real images live. On a user's clone it
+/// is absent: the test says NOT RUN ([`not_run`]; a failure under CI).
 pub fn shared(test: &str) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared");
     if dir.join("dumps").is_dir() {
         return Some(dir);
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: {} is missing, and CI=true requires it", dir.display());
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "NOT RUN: {test}: needs the real machine images in {} (present beside the project on \
-         developer machines and in CI, not in a user's clone)",
-        dir.display()
+    not_run(
+        test,
+        &format!(
+            "needs the real machine images in {} (present beside the project on developer machines and in CI, \
+             not in a user's clone)",
+            dir.display()
+        ),
     );
     None
 }
