@@ -22,6 +22,7 @@ pub mod notes;
 pub mod paging;
 pub mod parse;
 pub mod render;
+pub mod session;
 pub mod xen;
 
 pub use addr::{Gfn, Maddr, Mfn, Pfn, Vaddr};

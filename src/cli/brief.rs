@@ -140,7 +140,7 @@ pub(super) fn walks(
                 VaLine::Value(va) => w.push(va)?,
                 VaLine::Slow => {
                     let line = String::from_utf8_lossy(&text);
-                    match parse::va_line(&line).map(|r| r.and_then(|e| s.resolve(&e))) {
+                    match parse::va_line(&line).map(|r| r.and_then(|e| super::resolve(s, &e))) {
                         None => {}
                         Some(Ok(va)) => w.push(va)?,
                         Some(Err(e)) => {

@@ -2,7 +2,7 @@
 //! shared (the very same table pages), equal in content (different pages, the same
 //! mappings), or different (with the ranges only one side maps, or maps differently).
 
-use super::{OpenArgs, Session, XenArgs};
+use super::{OpenArgs, XenArgs};
 use crate::addr::{Maddr, Vaddr};
 use crate::paging::WalkOptions;
 use crate::paging::enumerate::{Coalescer, Event, Range, enumerate};
@@ -163,20 +163,12 @@ fn compare(a: &[Range], b: &[Range]) -> Vec<RangeLine> {
 }
 
 pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let mem = s.dump.mem.as_ref();
     let path = s.dump.path.display().to_string();
     let mut roots: Vec<(Maddr, String)> = Vec::new();
     for e in &a.cr3 {
-        let v = match e {
-            Expr::Value(v) => *v,
-            Expr::Symbolic(t) if t.starts_with('*') => s.resolve(e).map_err(|m| anyhow::anyhow!("--cr3: {m}"))?,
-            sym => {
-                let va = s.resolve(sym).map_err(|m| anyhow::anyhow!("--cr3: {m}"))?;
-                let x = s.xen.as_ref().context("--cr3 with a symbol needs --xen-syms")?;
-                x.virt_to_maddr(Vaddr(va)).map_err(|m| anyhow::anyhow!("--cr3 {va:#x}: {m}"))?.0
-            }
-        };
+        let v = s.cr3_value(e).map_err(|e| super::root::cr3_error(&e).unwrap_or_else(|| e.into()))?;
         let name = match e {
             Expr::Value(v) => format!("CR3 {v:#x}"),
             Expr::Symbolic(t) => t.clone(),

@@ -1,6 +1,6 @@
 //! `xenwalk info DUMP`.
 
-use super::{OpenArgs, Session, XenArgs};
+use super::{OpenArgs, XenArgs};
 use crate::render::{human, json};
 use anyhow::Result;
 use clap::Args;
@@ -23,7 +23,7 @@ pub struct InfoArgs {
 }
 
 pub(super) fn run(a: InfoArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if a.json {

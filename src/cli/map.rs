@@ -2,8 +2,9 @@
 //! Xen's regions, what each maps by page size, to scale on a log axis — as a
 //! terminal table, `--svg FILE`, `--html FILE` (self-contained) or `--json`.
 
-use super::walk::{RootArgs, hvm_view, root_and_view};
-use super::{OpenArgs, Session, XenArgs};
+use super::root::RootArgs;
+use super::walk::View;
+use super::{OpenArgs, XenArgs};
 use crate::paging::WalkOptions;
 use crate::paging::root::RootProblem;
 use crate::render::json;
@@ -40,18 +41,18 @@ pub struct MapArgs {
 
 pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
     let MapArgs { dump, open, xen, root, svg, html, json: as_json, maxphyaddr } = m;
-    let s = Session::open(&dump, &open, &xen)?;
+    let s = super::open_session(&dump, &open, &xen)?;
     let opts = WalkOptions { maxphyaddr, ..WalkOptions::default() };
-    let hvm = hvm_view(&root, &s)?;
-    let (root, view) = root_and_view(&root, &s, hvm.as_ref(), opts)?;
+    let space = root.space(&s, opts)?;
+    let (root, view) = (&space.root, View::of(&space, &s));
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if as_json {
-        serde_json::to_writer(&mut out, &json::RootLine::new(&root))?;
+        serde_json::to_writer(&mut out, &json::RootLine::new(root))?;
         writeln!(out)?;
     }
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
-        let d = crate::diagnose::root_diagnosis(&root, &p);
+        let d = crate::diagnose::root_diagnosis(root, &p);
         out.flush()?;
         let next = d.next.as_ref().map(|n| format!("; next: {}", super::next::command(n, None))).unwrap_or_default();
         eprintln!("xenwalk: cannot map this root: {}: {}{next}", d.reason.code(), d.explanation);

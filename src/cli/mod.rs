@@ -13,14 +13,16 @@ mod map;
 mod next;
 mod p2m;
 mod progress;
+mod root;
 mod walk;
 mod xen;
 
-use crate::dump::{Dump, FormatHint, OpenOptions};
+use crate::dump::{FormatHint, OpenOptions};
 use crate::parse;
-use crate::xen::symbols::XenSyms;
-use crate::xen::{Xen, XenOptions};
-use anyhow::{Context, Result};
+pub(crate) use crate::session::Session;
+use crate::session::{SessionError, SessionOptions};
+use crate::xen::XenOptions;
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -112,12 +114,35 @@ pub enum Command {
     Man,
 }
 
+/// How to interpret the file (`--format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Detect by magic; a file with no known magic and a size that is a whole number
+    /// of pages is taken as a raw image.
+    #[default]
+    Auto,
+    /// A flat physical memory image.
+    Raw,
+    /// An ELF core.
+    Elf,
+}
+
+impl From<FormatArg> for FormatHint {
+    fn from(f: FormatArg) -> FormatHint {
+        match f {
+            FormatArg::Auto => FormatHint::Auto,
+            FormatArg::Raw => FormatHint::Raw,
+            FormatArg::Elf => FormatHint::Elf,
+        }
+    }
+}
+
 /// How to open the dump.
 #[derive(Args, Debug, Clone)]
 pub struct OpenArgs {
     /// Dump format; by default detected from the file's magic.
-    #[arg(long, value_enum, default_value_t = FormatHint::Auto)]
-    pub format: FormatHint,
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
     /// Machine address of the first byte of a raw image.
     #[arg(long, value_name = "MADDR", value_parser = parse::hex_u64, default_value = "0")]
     pub base: u64,
@@ -152,74 +177,31 @@ fn parse_version(s: &str) -> Result<(u32, u32), String> {
     Ok((a.parse().map_err(|_| format!("'{s}': bad major"))?, b.parse().map_err(|_| format!("'{s}': bad minor"))?))
 }
 
-/// An opened dump and, when there is reason to, the hypervisor in it.
-pub(crate) struct Session {
-    pub dump: Dump,
-    pub xen: Option<Xen>,
+/// Open the dump and its hypervisor as the options say; warnings go to stderr
+/// (unless `--quiet`), errors are worded for this command line.
+pub(crate) fn open_session(path: &Path, o: &OpenArgs, x: &XenArgs) -> Result<Session> {
+    let opts = SessionOptions {
+        open: OpenOptions { format: o.format.into(), base: o.base, skip_bad_notes: o.skip_bad_notes },
+        xen_syms: x.xen_syms.clone(),
+        xen: XenOptions { version: x.xen_version, xen_phys_start: x.xen_phys_start },
+        allow_mismatch: x.allow_mismatch,
+    };
+    let s = Session::open(path, &opts).map_err(|e| match e {
+        SessionError::Syms { path, source } => {
+            anyhow::Error::new(source).context(format!("{} (--xen-syms)", path.display()))
+        }
+        m @ SessionError::Mismatch { .. } => anyhow::anyhow!("{m} (--allow-mismatch to go on anyway)"),
+        other => other.into(),
+    })?;
+    for w in &s.warnings {
+        note(format_args!("{}", w.describe(path)));
+    }
+    Ok(s)
 }
 
-impl Session {
-    /// Open the dump, load xen-syms, and work out the hypervisor when the dump is
-    /// Xen's (notes), symbols are given, or a version is forced.
-    pub fn open(path: &Path, o: &OpenArgs, x: &XenArgs) -> Result<Session> {
-        let dump = Dump::open(path, OpenOptions { format: o.format, base: o.base, skip_bad_notes: o.skip_bad_notes })
-            .with_context(|| path.display().to_string())?;
-        for w in &dump.warnings {
-            note(format_args!("warning: {}: {w}", path.display()));
-        }
-        let syms = match &x.xen_syms {
-            Some(p) => Some(XenSyms::load(p).with_context(|| format!("{} (--xen-syms)", p.display()))?),
-            None => None,
-        };
-        let wanted = syms.is_some() || x.xen_version.is_some() || x.xen_phys_start.is_some() || Xen::dump_is_xen(&dump);
-        let xen = wanted
-            .then(|| Xen::new(&dump, syms, &XenOptions { version: x.xen_version, xen_phys_start: x.xen_phys_start }));
-        if let Some(xen) = &xen {
-            let syms = xen.syms.as_ref().map(|s| s.path.display().to_string()).unwrap_or_default();
-            let mut problems: Vec<String> = Vec::new();
-            if let Some(c) = xen.image_check.as_ref().filter(|c| !c.ok) {
-                if c.unverifiable {
-                    note(format_args!("warning: {}: {}", path.display(), c.problems.join("; ")));
-                } else {
-                    problems.extend(c.problems.iter().cloned());
-                }
-            }
-            if let (Some(ci), Some(v)) =
-                (&dump.notes.xen_crash_info, xen.syms.as_ref().and_then(|s| s.version.as_ref()))
-            {
-                if (ci.major, ci.minor) != (u64::from(v.major), u64::from(v.minor)) {
-                    problems.push(format!("the dump's CRASH_INFO says Xen {}.{}, xen-syms is {v}", ci.major, ci.minor));
-                }
-            }
-            if !problems.is_empty() {
-                let msg =
-                    format!("{syms} does not match the hypervisor in {}: {}", path.display(), problems.join("; "));
-                if !x.allow_mismatch {
-                    anyhow::bail!("{msg} (--allow-mismatch to go on anyway)");
-                }
-                note(format_args!("WARNING: {msg}"));
-            }
-            if let (Some(d), None) = (&xen.discovery, &xen.xen_phys_start) {
-                note(format_args!("warning: {}: xen_phys_start not found: {}", path.display(), d.why));
-            }
-        }
-        Ok(Session { dump, xen })
-    }
-
-    /// Evaluate an address expression: hex, or (with --xen-syms) an expression over
-    /// the hypervisor's symbols and structures.
-    pub fn resolve(&self, e: &parse::Expr) -> Result<u64, String> {
-        match e {
-            parse::Expr::Value(v) => Ok(*v),
-            parse::Expr::Symbolic(text) => {
-                let Some(xen) = self.xen.as_ref().filter(|x| x.syms.is_some()) else {
-                    return Err(format!("'{text}' looks like a symbol expression: pass --xen-syms to use symbols"));
-                };
-                let ctx = crate::xen::expr::Ctx { xen, mem: self.dump.mem.as_ref(), root: xen.idle_root() };
-                crate::xen::expr::eval(text, &ctx, self.dump.notes.vmcoreinfo_xen.as_deref())
-            }
-        }
-    }
+/// Evaluate an address expression; the error in this command line's words.
+pub(crate) fn resolve(s: &Session, e: &parse::Expr) -> Result<u64, String> {
+    s.resolve(e).map_err(|e| root::resolve_error(&e))
 }
 
 /// Parse the command line, run, and map the result to an exit code.

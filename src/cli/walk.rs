@@ -1,17 +1,16 @@
 //! `xenwalk DUMP [ROOT] [--va VA ...]`: walks, and the whole-space listing.
 
 use super::progress::Bar;
+use super::root::RootArgs;
 use super::{OpenArgs, Session, XenArgs, brief};
 use crate::addr::Vaddr;
 use crate::diagnose::{self, Translation};
-use crate::mem::Absent;
-use crate::mem::xlcore::GuestKind;
 use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
-use crate::paging::root::{self, Root, RootInput, RootProblem};
+use crate::paging::root::{Root, RootProblem};
 use crate::paging::{Translator, Walk, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
-use crate::xen::domains::TableKind;
+use crate::session::AddressSpace;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::{self, BufRead, BufWriter, Write};
@@ -27,37 +26,6 @@ pub enum Style {
     Table,
     /// Exactly Xen's own show_page_walk() console lines, to diff against a crash log.
     Xen,
-}
-
-/// Which address space: the root options shared by walks, listings and `map`.
-#[derive(Args, Debug, Default)]
-#[command(group = clap::ArgGroup::new("root").args(["cr3", "cr3_mfn", "cpu", "domain"]))]
-pub struct RootArgs {
-    /// Root of the address space: a CR3 value (PCID bits 11:0 and bit 63 are stripped
-    /// and reported), or with --xen-syms an image symbol such as idle_pg_table.
-    #[arg(long, value_name = "CR3", value_parser = Expr::parse)]
-    pub cr3: Option<Expr>,
-    /// Root of the address space as the L4 table's machine frame number.
-    #[arg(long, value_name = "MFN", value_parser = parse::hex_u64)]
-    pub cr3_mfn: Option<u64>,
-    /// Take the root from this CPU's CR3 in the dump's notes. Without any root
-    /// option: idle_pg_table with --xen-syms, else CPU 0's CR3 from the notes.
-    #[arg(long, value_name = "N")]
-    pub cpu: Option<usize>,
-    /// Take the root from a domain's vCPU (with --xen-syms): a domain id, or `idle`.
-    #[arg(long, value_name = "D")]
-    pub domain: Option<String>,
-    /// The vCPU: of --domain (default 0), or in an xl dump-core guest core the vCPU
-    /// whose context (ctrlreg[3]: a PV guest's kernel L4, an HVM guest's CR3) is the
-    /// root (without any root option a core uses vCPU 0).
-    #[arg(long, value_name = "V")]
-    pub vcpu: Option<u32>,
-    /// Which root of the vCPU: guest (PV kernel L4), user (PV user L4), monitor (HVM
-    /// monitor table), cr3 (what Xen loads). Default: guest. With --domain, or in an
-    /// xl dump-core guest core (guest: ctrlreg[3], user: ctrlreg[1], cr3: the one the
-    /// context's VGCF_in_kernel flag selects).
-    #[arg(long, value_enum, conflicts_with_all = ["cr3", "cr3_mfn", "cpu"])]
-    pub table: Option<crate::xen::domains::TableKind>,
 }
 
 #[derive(Args, Debug)]
@@ -101,245 +69,20 @@ pub struct WalkArgs {
     pub maxphyaddr: u8,
 }
 
-/// Choose the root from the flags, the symbols or the dump's notes.
-pub(super) fn choose_root(a: &RootArgs, s: &Session, opts: WalkOptions) -> Result<Root> {
-    let dump = &s.dump;
-    let path = dump.path.display();
-    let mem = dump.mem.as_ref();
-    let vcpu_root = |n: usize, implicit: bool| -> Result<Root> {
-        let Some(g) = dump.guest_core() else {
-            bail!(
-                "{path}: --vcpu {n}: vCPU contexts come from xl dump-core guest cores; this dump has CPUs: use --cpu N"
-            );
-        };
-        let vcpus = &g.summary().vcpus;
-        let Some(v) = vcpus.get(n) else {
-            bail!("{path}: --vcpu {n}: .xen_prstatus holds {} vCPU context(s) (0..{})", vcpus.len(), vcpus.len());
-        };
-        let Some(kernel) = v.cr3 else {
-            bail!("{path}: vCPU {n}: the CR3 of a 32-bit guest is not decoded; pass --cr3");
-        };
-        // VGCF_in_kernel (xen/include/public/arch-x86/xen.h, 4.17): the vCPU was in
-        // guest kernel mode, so Xen loads the kernel L4 for it, else the user L4.
-        let in_kernel = v.flags & (1 << 2) != 0;
-        let (cr3, what) = match (g.kind(), a.table.unwrap_or(TableKind::Guest)) {
-            (GuestKind::Hvm, TableKind::Guest | TableKind::Cr3) => (kernel, "HVM guest CR3, guest-physical"),
-            (GuestKind::Hvm, t) => bail!(
-                "{path}: --table {}: an HVM guest core holds the guest's own CR3 only (the monitor table is Xen's: give the whole machine with --domain)",
-                t.name()
-            ),
-            (GuestKind::Pv, TableKind::Guest) => (kernel, "PV kernel L4, machine address"),
-            (GuestKind::Pv, TableKind::Cr3) if in_kernel => (kernel, "PV kernel L4 (in kernel mode), machine address"),
-            (GuestKind::Pv, TableKind::User | TableKind::Cr3) => match v.user_cr3 {
-                Some(u) => (u, "PV user L4, ctrlreg[1], machine address"),
-                None => bail!(
-                    "{path}: vCPU {n} has no user L4 (ctrlreg[1] is 0: the guest never set one); use --table guest"
-                ),
-            },
-            (GuestKind::Pv, TableKind::Monitor) => {
-                bail!("{path}: --table monitor: a PV guest has no monitor table; use --table guest or user")
-            }
-        };
-        if implicit {
-            eprintln!(
-                "xenwalk: no root given: using CR3 {cr3:#x} of vCPU {n} from .xen_prstatus ({what}; choose with --vcpu N, --cr3 or --cr3-mfn)"
-            );
-        }
-        let pcide = v.cr4.map(|cr4| cr4 & (1 << 17) != 0);
-        Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("vCPU {n}, .xen_prstatus ({what})"), pcide, opts))
-    };
-    let cpu_root = |cpu: usize, implicit: bool| -> Result<Root> {
-        if dump.guest_core().is_some() {
-            bail!("{path}: --cpu {cpu}: an xl dump-core guest core has vCPU contexts, not CPU notes: use --vcpu N");
-        }
-        let Some(c) = dump.notes.cpu(cpu) else {
-            let have: Vec<String> = dump.notes.cpus.iter().map(|c| c.cpu.to_string()).collect();
-            if have.is_empty() && !dump.notes.problems.is_empty() {
-                bail!(
-                    "{path}: --cpu {cpu}: no usable per-CPU note ({}); pass --cr3 or --cr3-mfn",
-                    dump.notes.problems.join("; ")
-                );
-            }
-            if have.is_empty() {
-                bail!("{path}: --cpu {cpu}: the dump has no per-CPU notes; pass --cr3 or --cr3-mfn");
-            }
-            bail!(
-                "{path}: --cpu {cpu}: the dump's notes describe CPUs {} only; next: {}",
-                have.join(", "),
-                super::next::command(&crate::diagnose::Next::Info, None)
-            );
-        };
-        let (Some(cr3), Some(src)) = (c.cr3, c.regs_source) else {
-            bail!("{path}: CPU {cpu}: the dump's notes have no CR3 for it (NT_PRSTATUS only); pass --cr3");
-        };
-        let pcide = c.cr4.map(|cr4| cr4 & (1 << 17) != 0);
-        if implicit {
-            super::note(format_args!(
-                "no root given: using CR3 {cr3:#x} of CPU {cpu} from the {} (choose with --cpu N, --cr3 or --cr3-mfn)",
-                src.describe()
-            ));
-        }
-        Ok(root::resolve(mem, RootInput::Cr3(cr3), format!("CPU {cpu}, {}", src.describe()), pcide, opts))
-    };
-    let idle = s.xen.as_ref().and_then(|x| x.idle_root());
-    if a.table.is_some() && a.domain.is_none() && dump.guest_core().is_none() {
-        bail!(
-            "{path}: --table picks a root of a vCPU: give --domain D [--vcpu V] (with --xen-syms), or an xl dump-core guest core"
-        );
-    }
-    let root = if let Some(e) = &a.cr3 {
-        let value = match e {
-            Expr::Value(v) => *v,
-            // `*expr`: the value stored there is the CR3 (`*idle_vcpu[0]->arch.cr3`).
-            Expr::Symbolic(t) if t.starts_with('*') => s.resolve(e).map_err(|m| anyhow::anyhow!("--cr3: {m}"))?,
-            // Otherwise the object itself is the L4 (`idle_pg_table`).
-            sym => {
-                let va = s.resolve(sym).map_err(|m| anyhow::anyhow!("--cr3: {m}"))?;
-                let x = s.xen.as_ref().context("--cr3 with a symbol needs --xen-syms")?;
-                x.virt_to_maddr(Vaddr(va)).map_err(|m| anyhow::anyhow!("--cr3 {va:#x}: {m}"))?.0
-            }
-        };
-        root::resolve(mem, RootInput::Cr3(value), "--cr3".into(), None, opts)
-    } else if let Some(m) = a.cr3_mfn {
-        root::resolve(mem, RootInput::Mfn(m), "--cr3-mfn".into(), None, opts)
-    } else if let Some(cpu) = a.cpu {
-        cpu_root(cpu, false)?
-    } else if let Some(d) = &a.domain {
-        domain_root(s, d, a.vcpu.unwrap_or(0), a.table.unwrap_or(TableKind::Guest), opts)?
-    } else if let Some(n) = a.vcpu {
-        if dump.guest_core().is_none() {
-            bail!(
-                "{path}: --vcpu without --domain picks a vCPU of an xl dump-core guest core; for a whole machine give --domain D --vcpu V (with --xen-syms)"
-            );
-        }
-        vcpu_root(n as usize, false)?
-    } else if dump.guest_core().is_some() {
-        vcpu_root(0, a.table.is_none())?
-    } else if let Some(idle) = idle {
-        root::resolve(mem, RootInput::Cr3(idle.0), "idle_pg_table (xen-syms + xen_phys_start)".into(), None, opts)
-    } else if let Some(first) = dump.notes.cpus.iter().find(|c| c.cr3.is_some()) {
-        cpu_root(first.cpu, true)?
-    } else {
-        bail!(
-            "{path}: no root: pass --cr3 VALUE or --cr3-mfn FRAME (this dump has no CPU notes with CR3), or --xen-syms for idle_pg_table; next: {}",
-            super::next::command(&crate::diagnose::Next::Info, None)
-        );
-    };
-    // A root outside the image is bad input, not a per-address result.
-    if let Some(RootProblem::Absent(why @ Absent::OutsideImage { .. })) = root.problem {
-        bail!("{path}: root {} (from {}): the L4 table is {why}", root.maddr, root.source);
-    }
-    Ok(root)
-}
-
-#[cold]
-fn unreachable_hvm(name: &str) -> Result<Root> {
-    bail!("{name}: an HVM guest's own tables are walked through its p2m (internal: see hvm_view)")
-}
-
-/// An HVM/PVH guest's own address space: its guest-physical memory through the host
-/// p2m, and the guest's CR3 (`arch.hvm.guest_cr[3]`), for `--domain D [--vcpu V]
-/// [--table guest]` on an HVM domain. `None` for every other root.
-pub(super) fn hvm_view<'a>(
-    a: &RootArgs,
-    s: &'a Session,
-) -> Result<Option<(crate::xen::hvm::GuestPhys<'a>, u64, String)>> {
-    use crate::xen::domains::{self, TableKind};
-    let (Some(d), Some(x)) = (&a.domain, s.xen.as_ref()) else { return Ok(None) };
-    if a.table.unwrap_or(TableKind::Guest) != TableKind::Guest || d == "idle" || x.syms.is_none() {
-        return Ok(None);
-    }
-    let Ok(id) = d.parse::<u16>() else { return Ok(None) };
-    let f = domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
-    let all = domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
-    let Some(dom) = all.domains.iter().find(|x| x.id == id && x.kind.is_hvm()) else { return Ok(None) };
-    let v = a.vcpu.unwrap_or(0);
-    let vc = dom.vcpu(v).ok_or_else(|| anyhow::anyhow!("{}: domain {id} has no vCPU {v}", s.dump.path.display()))?;
-    let cr3 = vc.guest_cr3.ok_or_else(|| anyhow::anyhow!("domain {id} vCPU {v}: no guest CR3"))?;
-    let p2m = crate::xen::hvm::HostP2m::of(&f, dom).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
-    let src = format!("domain {id} vCPU {v} guest CR3 (guest-physical, through the {} p2m)", p2m.kind());
-    Ok(Some((crate::xen::hvm::GuestPhys { mem: s.dump.mem.as_ref(), p2m }, cr3, src)))
-}
-
-/// The root the options choose and the memory its walks read: an HVM guest's own
-/// space through its p2m (`hvm`, from [`hvm_view`]), else the machine's.
-pub(super) fn root_and_view<'a>(
-    a: &RootArgs,
-    s: &'a Session,
-    hvm: Option<&'a (crate::xen::hvm::GuestPhys<'a>, u64, String)>,
-    opts: WalkOptions,
-) -> Result<(Root, View<'a>)> {
-    Ok(match hvm {
-        Some((gp, cr3, src)) => (
-            root::resolve(gp, RootInput::Cr3(*cr3), src.clone(), None, opts),
-            View { mem: gp, xen: None, p2m: Some(gp.p2m) },
-        ),
-        None => (choose_root(a, s, opts)?, View { mem: s.dump.mem.as_ref(), xen: s.xen.as_ref(), p2m: None }),
-    })
-}
-
-/// The root of `--domain D --vcpu V --table T`.
-fn domain_root(s: &Session, d: &str, v: u32, table: crate::xen::domains::TableKind, opts: WalkOptions) -> Result<Root> {
-    use crate::xen::domains::{self, DomKind, TableKind};
-    let path = s.dump.path.display();
-    let x = s.xen.as_ref().filter(|x| x.syms.is_some()).context("--domain needs --xen-syms")?;
-    let f = domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
-    let all = domains::domains(&f).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    let want_idle = d == "idle";
-    let id: Option<u16> = if want_idle {
-        None
-    } else {
-        Some(d.parse().map_err(|_| anyhow::anyhow!("--domain {d}: a domain id or `idle`"))?)
-    };
-    let Some(dom) = all
-        .domains
-        .iter()
-        .find(|x| if want_idle { x.kind == DomKind::Idle } else { Some(x.id) == id && x.kind != DomKind::Idle })
-    else {
-        let ids: Vec<String> = all
-            .domains
-            .iter()
-            .map(|x| if x.kind == DomKind::Idle { "idle".into() } else { x.id.to_string() })
-            .collect();
-        bail!("{path}: --domain {d}: no such domain (found: {})", ids.join(", "));
-    };
-    let Some(vc) = dom.vcpu(v) else {
-        bail!(
-            "{path}: --domain {d} --vcpu {v}: the domain has vCPUs {:?}",
-            dom.vcpus.iter().map(|x| x.id).collect::<Vec<_>>()
-        );
-    };
-    let name = format!("domain {d} vCPU {v}");
-    let by_mfn = |m: Option<crate::addr::Mfn>, what: &str| -> Result<Root> {
-        let m = m.ok_or_else(|| anyhow::anyhow!("{path}: {name} has no {what} ({} guest)", dom.kind.name()))?;
-        Ok(root::resolve(s.dump.mem.as_ref(), RootInput::Mfn(m.0), format!("{name} {what}"), None, opts))
-    };
-    match table {
-        // hvm_view() takes this case before choose_root() runs.
-        TableKind::Guest if dom.kind.is_hvm() => unreachable_hvm(&name),
-        TableKind::Guest => by_mfn(vc.guest_table, "guest_table"),
-        TableKind::User => by_mfn(vc.guest_table_user, "guest_table_user"),
-        TableKind::Monitor => by_mfn(vc.monitor_table, "monitor_table"),
-        TableKind::Cr3 => {
-            Ok(root::resolve(s.dump.mem.as_ref(), RootInput::Cr3(vc.cr3), format!("{name} arch.cr3"), None, opts))
-        }
-    }
-}
-
 /// VAs of a full (not `--brief`) walk translated together: enough for the
 /// translator's grouped loads, few enough records (270 bytes each) to stay small.
 const WALK_BATCH: usize = 4096;
 
 pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let Some(path) = a.dump.as_deref() else { bail!("no dump file given (see --help)") };
-    let s = Session::open(path, &a.open, &a.xen)?;
+    let s = super::open_session(path, &a.open, &a.xen)?;
     let opts = WalkOptions { maxphyaddr: a.maxphyaddr, ..WalkOptions::default() };
-    let hvm = hvm_view(&a.root, &s)?;
-    let (root, view) = root_and_view(&a.root, &s, hvm.as_ref(), opts)?;
+    let space = a.root.space(&s, opts)?;
+    let (root, view) = (&space.root, View::of(&space, &s));
     // Resolve --va before printing anything: a bad one is bad usage.
     let mut vas = Vec::with_capacity(a.va.len());
     for e in &a.va {
-        vas.push(s.resolve(e).map_err(|m| anyhow::anyhow!("--va: {m}"))?);
+        vas.push(super::resolve(&s, e).map_err(|m| anyhow::anyhow!("--va: {m}"))?);
     }
     // Open the VA list before printing anything: a missing list is bad input.
     let va_list: Option<(String, Box<dyn BufRead>)> = match &a.va_file {
@@ -355,20 +98,20 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
     if a.brief {
         return if vas.is_empty() && va_list.is_none() {
-            brief::list(view.mem, &root, opts, a.leaves, &mut out)
+            brief::list(view.mem, root, opts, a.leaves, &mut out)
         } else {
-            brief::walks(&s, view.mem, &root, opts, &vas, va_list, &mut out)
+            brief::walks(&s, view.mem, root, opts, &vas, va_list, &mut out)
         };
     }
     if a.json {
-        serde_json::to_writer(&mut out, &json::RootLine::new(&root))?;
+        serde_json::to_writer(&mut out, &json::RootLine::new(root))?;
         writeln!(out)?;
     } else if a.style == Style::Table {
-        human::root(&mut out, &root, a.long, view.xen, Some(view.mem))?;
+        human::root(&mut out, root, a.long, view.xen, Some(view.mem))?;
     }
 
     if vas.is_empty() && va_list.is_none() {
-        let code = list(&mut out, &view, &root, opts, &a)?;
+        let code = list(&mut out, &view, root, opts, &a)?;
         out.flush()?;
         return Ok(code);
     }
@@ -391,14 +134,14 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
         });
         batch.clear();
         for w in walks.iter().flatten() {
-            let mut t = diagnose::explain(view.mem, &root, *w, opts);
+            let mut t = diagnose::explain(view.mem, root, *w, opts);
             if let (Some(x), Some(w)) = (view.xen, &t.walk) {
                 if t.diagnosis.is_some() || a.long {
                     t.pitfalls.extend(x.pointer_pitfalls(view.mem, root.maddr, w));
                 }
             }
             any_failed |= !t.translated();
-            emit_walk(out, &t, &root, &a, &view)?;
+            emit_walk(out, &t, root, &a, &view)?;
         }
         Ok(())
     };
@@ -406,7 +149,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     if let Some((name, reader)) = va_list {
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("{name}: line {}: cannot read", n + 1))?;
-            match parse::va_line(&line).map(|r| r.and_then(|e| s.resolve(&e))) {
+            match parse::va_line(&line).map(|r| r.and_then(|e| super::resolve(&s, &e))) {
                 None => {}
                 Some(Ok(va)) => {
                     batch.push(Vaddr(va));
@@ -441,6 +184,12 @@ pub(super) struct View<'a> {
     pub mem: &'a dyn crate::mem::PhysMem,
     pub xen: Option<&'a crate::xen::Xen>,
     pub p2m: Option<crate::xen::hvm::HostP2m<'a>>,
+}
+
+impl<'a> View<'a> {
+    pub fn of(space: &'a AddressSpace<'a>, s: &'a Session) -> View<'a> {
+        View { mem: space.mem(s), xen: space.xen, p2m: space.p2m() }
+    }
 }
 
 fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v: &View<'_>) -> Result<()> {

@@ -90,7 +90,7 @@ struct TableLine {
 }
 
 pub(super) fn tables(a: TablesArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let mem = s.dump.mem.as_ref();
     let opts = WalkOptions::default();
     let mut lines: Vec<TableLine> = Vec::new();
@@ -279,13 +279,13 @@ struct V2mLine {
 }
 
 pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = check_root(&s, a.cr3);
     let mut vas = Vec::new();
     for e in &a.va {
-        vas.push(s.resolve(e).map_err(|m| anyhow::anyhow!("{m}"))?);
+        vas.push(super::resolve(&s, e).map_err(|m| anyhow::anyhow!("{m}"))?);
     }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -351,7 +351,7 @@ struct M2vLine {
 }
 
 pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = check_root(&s, a.cr3);
@@ -431,7 +431,7 @@ struct ProblemLine<'a> {
 }
 
 pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let x = xen_of(&s)?;
     let f = crate::xen::domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
     let found = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
@@ -540,7 +540,7 @@ struct M2pLine {
 }
 
 pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = x.idle_root().context("the M2P is read through idle_pg_table: pass --xen-syms")?;
@@ -754,7 +754,7 @@ struct P2mSummary {
 
 pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     use crate::xen::p2m::{M2p, M2pEntry, P2mEntry, PvP2m};
-    let s = Session::open(&a.dump, &a.open, &a.xen)?;
+    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
     let path = s.dump.path.display().to_string();
     if let Some(core) = s.dump.guest_core() {
         if a.domain.is_some() || a.check {
