@@ -75,6 +75,11 @@ hex_newtype!(
     /// An HVM/PVH guest-physical frame number. Never an index into the dump.
     Gfn
 );
+hex_newtype!(
+    /// An HVM/PVH guest-physical address: what a guest's own tables hold. Never an
+    /// index into the dump (the host p2m turns its frame into a machine frame).
+    Gpa
+);
 
 impl Maddr {
     /// The frame containing this address.
@@ -99,6 +104,14 @@ impl Maddr {
     #[inline]
     pub const fn wrapping_add(self, n: u64) -> Maddr {
         Maddr(self.0.wrapping_add(n))
+    }
+}
+
+impl Gpa {
+    /// The guest frame containing this address.
+    #[inline]
+    pub const fn gfn(self) -> Gfn {
+        Gfn(self.0 >> PAGE_SHIFT)
     }
 }
 

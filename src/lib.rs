@@ -8,14 +8,21 @@
 //! * [`dump`]: opening a file (format by magic) and its [`notes`];
 //! * [`paging`]: x86-64 entries, the walker, the root (CR3), enumeration;
 //! * [`diagnose`]: why a walk stopped, with stable reason codes;
-//! * [`render`]: human and JSON output; [`cli`]: the command line.
+//! * [`xen`]: the hypervisor in a dump (symbols, DWARF, layouts, domains, p2m);
+//! * [`session`]: a dump with its hypervisor, and the address spaces in it
+//!   ([`session::RootSpec`] → [`session::AddressSpace`]): where a program starts;
+//! * [`render`]: JSON records (and, with the `cli` feature, human output); `cli`
+//!   (feature `cli`, on by default): the command line.
 //!
-//! [`fixture`] builds realistic page tables and images for tests and benchmarks.
+//! `fixture` (feature `fixture`) builds realistic page tables and images for tests
+//! and benchmarks.
 
 pub mod addr;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod diagnose;
 pub mod dump;
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod mem;
 pub mod notes;

@@ -48,8 +48,8 @@ pub use walk::WalkArgs;
 )]
 pub struct Cli {
     /// Colour human output: auto (on a terminal, unless NO_COLOR is set), always, never.
-    #[arg(long, value_enum, global = true, default_value_t = crate::render::color::When::Auto)]
-    pub color: crate::render::color::When,
+    #[arg(long, value_enum, global = true, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
@@ -112,6 +112,27 @@ pub enum Command {
     },
     /// Print the man page (roff), generated from these definitions.
     Man,
+}
+
+/// When to colour (`--color`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for crate::render::color::When {
+    fn from(c: ColorArg) -> Self {
+        use crate::render::color::When;
+        match c {
+            ColorArg::Auto => When::Auto,
+            ColorArg::Always => When::Always,
+            ColorArg::Never => When::Never,
+        }
+    }
 }
 
 /// How to interpret the file (`--format`).
@@ -207,7 +228,7 @@ pub(crate) fn resolve(s: &Session, e: &parse::Expr) -> Result<u64, String> {
 /// Parse the command line, run, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::render::color::init(cli.color);
+    crate::render::color::init(cli.color.into());
     QUIET.store(cli.quiet, Ordering::Relaxed);
     let r = match cli.command {
         Some(Command::Info(a)) => info::run(a),

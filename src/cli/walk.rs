@@ -11,6 +11,7 @@ use crate::paging::{Translator, Walk, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
 use crate::session::AddressSpace;
+use crate::xen::annotate;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::{self, BufRead, BufWriter, Write};
@@ -107,7 +108,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
         serde_json::to_writer(&mut out, &json::RootLine::new(root))?;
         writeln!(out)?;
     } else if a.style == Style::Table {
-        human::root(&mut out, root, a.long, view.xen, Some(view.mem))?;
+        human::root(&mut out, root, a.long, &annotate::root(view.xen, Some(view.mem), root))?;
     }
 
     if vas.is_empty() && va_list.is_none() {
@@ -119,6 +120,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let mut any_failed = false;
     let mut bad_input = false;
     let mut translator = Translator::new(view.mem, root.maddr, opts);
+    let annotate_opts = annotate::AnnotateOptions { maxphyaddr: a.maxphyaddr, pitfalls_always: a.long };
     // VAs go through the translator's batch API a few thousand at a time (its
     // grouped loads and, when tables do not fit, VA-ordered windows); the records
     // are explained and printed in input order, exactly as one by one.
@@ -134,14 +136,10 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
         });
         batch.clear();
         for w in walks.iter().flatten() {
-            let mut t = diagnose::explain(view.mem, root, *w, opts);
-            if let (Some(x), Some(w)) = (view.xen, &t.walk) {
-                if t.diagnosis.is_some() || a.long {
-                    t.pitfalls.extend(x.pointer_pitfalls(view.mem, root.maddr, w));
-                }
-            }
+            let t = diagnose::explain(view.mem, root, *w, opts);
             any_failed |= !t.translated();
-            emit_walk(out, &t, root, &a, &view)?;
+            let notes = annotate::walk(view.xen, view.mem, root, &t, view.p2m.as_ref(), annotate_opts);
+            emit_walk(out, &t, &notes, root, &a, &view)?;
         }
         Ok(())
     };
@@ -192,7 +190,14 @@ impl<'a> View<'a> {
     }
 }
 
-fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v: &View<'_>) -> Result<()> {
+fn emit_walk(
+    out: &mut dyn Write,
+    t: &Translation,
+    notes: &annotate::WalkNotes,
+    root: &Root,
+    a: &WalkArgs,
+    v: &View<'_>,
+) -> Result<()> {
     // Spell the diagnosis' next command against this invocation.
     let filled;
     let t = match t.diagnosis.as_ref().and_then(|d| d.next.as_ref()) {
@@ -206,57 +211,8 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v:
         }
         _ => t,
     };
-    // The second dimension of an HVM guest walk: each guest table and the final guest
-    // frame, through the host p2m.
-    let dim2: Vec<json::P2mStepJson> = match (&v.p2m, &t.walk) {
-        (Some(p2m), Some(w)) => {
-            let mut frames: Vec<(String, u64)> = w.steps().map(|s| (format!("{} table", s.level), s.table.0)).collect();
-            if let Some(m) = w.mapping() {
-                frames.push(("data".into(), m.maddr.0));
-            }
-            frames
-                .into_iter()
-                .map(|(what, gpa)| {
-                    let hit = p2m.translate(crate::addr::Gfn(gpa >> 12));
-                    json::P2mStepJson {
-                        what,
-                        gpa: crate::addr::Maddr(gpa),
-                        maddr: hit.mfn.map(|m| crate::addr::Maddr(m.maddr().0 | (gpa & 0xfff))),
-                        p2m_type: hit.p2m_type,
-                        stop: hit.stop,
-                    }
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
     if a.json {
-        let mut line = json::WalkLine::new(t, root, a.maxphyaddr);
-        if v.p2m.is_some() {
-            line.p2m = Some(dim2.clone());
-        }
-        if let Some(x) = v.xen {
-            line.region = x.region_in(v.mem, root.maddr, t.va).map(|r| r.name);
-            line.symbol = x.syms.as_ref().and_then(|sy| sy.name_of(t.va));
-            line.section = x.syms.as_ref().and_then(|sy| sy.section_of(t.va)).map(|sec| sec.name.clone());
-            let mem = v.mem;
-            let kind = x.root_kind(mem, root.maddr);
-            line.root_kind = Some(kind);
-            let m2p = match (kind, x.idle_root()) {
-                (crate::xen::RootKind::PvGuest, Some(r)) => Some(crate::xen::p2m::M2p::new(x, mem, r)),
-                _ => None,
-            };
-            for l in &mut line.levels {
-                l.table_name = x.describe_table(l.table);
-                if let (Some(m), Some(next)) = (&m2p, l.next_mfn) {
-                    l.m2p_pfn = Some(match m.get(next) {
-                        Ok(crate::xen::p2m::M2pEntry::Pfn(p)) => Some(p),
-                        _ => None,
-                    });
-                }
-            }
-        }
-        serde_json::to_writer(&mut *out, &line)?;
+        serde_json::to_writer(&mut *out, &json::WalkLine::annotated(t, root, a.maxphyaddr, notes))?;
         writeln!(out)?;
     } else if a.style == Style::Xen {
         let lines = match v.xen {
@@ -268,24 +224,8 @@ fn emit_walk(out: &mut dyn Write, t: &Translation, root: &Root, a: &WalkArgs, v:
         }
     } else {
         writeln!(out)?;
-        human::walk(out, t, a.maxphyaddr, a.long, v.xen, v.mem, v.p2m.is_some())?;
-        if !dim2.is_empty() {
-            writeln!(out, "   through the p2m (guest-physical -> machine):")?;
-            for d in &dim2 {
-                match (d.maddr, &d.stop) {
-                    (Some(m), _) => {
-                        writeln!(out, "     {:<9} gpa {} -> maddr {m} ({})", d.what, d.gpa, d.p2m_type.unwrap_or("?"))?
-                    }
-                    (None, Some(why)) => writeln!(out, "     {:<9} gpa {} -> not mapped: {why}", d.what, d.gpa)?,
-                    (None, None) => writeln!(out, "     {:<9} gpa {} -> ?", d.what, d.gpa)?,
-                }
-            }
-            if let Some(last) = dim2.last().filter(|d| d.what == "data") {
-                if let Some(m) = last.maddr {
-                    writeln!(out, "=> machine address {m}")?;
-                }
-            }
-        }
+        let style = human::WalkStyle { maxphyaddr: a.maxphyaddr, long: a.long, guest_physical: v.p2m.is_some() };
+        human::walk(out, t, notes, style)?;
     }
     Ok(())
 }

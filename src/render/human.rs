@@ -11,17 +11,12 @@ use crate::paging::Level;
 use crate::paging::enumerate::{Event, Range, Summary};
 use crate::paging::root::{Root, RootInput};
 use crate::xen::Xen;
+use crate::xen::annotate::{LevelNotes, M2pNote, RootNotes, WalkNotes};
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use std::io::{self, Write};
 
 /// Describe the root once, before walks or a listing.
-pub fn root(
-    out: &mut dyn Write,
-    root: &Root,
-    long: bool,
-    xen: Option<&Xen>,
-    mem: Option<&dyn crate::mem::PhysMem>,
-) -> io::Result<()> {
+pub fn root(out: &mut dyn Write, root: &Root, long: bool, notes: &RootNotes) -> io::Result<()> {
     let input = match root.input {
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
         RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
@@ -34,14 +29,11 @@ pub fn root(
         root.maddr,
         root.source
     )?;
-    if let Some(name) = xen.and_then(|x| x.describe_table(root.maddr)) {
+    if let Some(name) = &notes.table_name {
         writeln!(out, "  the L4 is {name}")?;
     }
-    if let (Some(x), Some(mem)) = (xen, mem) {
-        let kind = x.root_kind(mem, root.maddr);
-        if kind != crate::xen::RootKind::Idle {
-            writeln!(out, "  it is {}", kind.describe())?;
-        }
+    if let Some(kind) = notes.kind.filter(|k| *k != crate::xen::RootKind::Idle) {
+        writeln!(out, "  it is {}", kind.describe())?;
     }
     let frame_number = matches!(root.problem, Some(crate::paging::RootProblem::LooksLikeFrame { .. }));
     for s in root.stripped.iter().filter(|_| !frame_number) {
@@ -72,22 +64,27 @@ fn table() -> Table {
 }
 
 /// One walk: the levels as a table, then the result or the diagnosis.
-pub fn walk(
-    out: &mut dyn Write,
-    t: &Translation,
-    maxphyaddr: u8,
-    long: bool,
-    xen: Option<&Xen>,
-    mem: &dyn crate::mem::PhysMem,
-    guest_physical: bool,
-) -> io::Result<()> {
+/// How to print walks.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkStyle {
+    pub maxphyaddr: u8,
+    /// Every bit in words, Intel's level names, static tables' roles.
+    pub long: bool,
+    /// The space is an HVM guest's own (addresses and frames are guest-physical).
+    pub guest_physical: bool,
+}
+
+/// One walk: the levels as a table, then the result or the diagnosis, then (an HVM
+/// guest's walk) its second dimension through the p2m.
+pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyle) -> io::Result<()> {
+    let WalkStyle { maxphyaddr, long, guest_physical } = o;
+    let xen = notes.root_kind.is_some();
     let va = t.va;
     // In an HVM guest's own tables, addresses and frames are guest-physical.
     let (addr, frame) = if guest_physical { ("gpa", "gfn") } else { ("maddr", "mfn") };
     let idx: Vec<String> = Level::WALK.iter().map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift()))).collect();
     writeln!(out, "VA {va}  ({}, offset {:#x})", idx.join(", "), va.0 & 0xfff)?;
-    let root = t.walk.as_ref().map(|w| w.root);
-    if let Some(d) = xen.and_then(|x| x.describe_va(va, root.map(|r| (mem, r)))) {
+    if let Some(d) = crate::xen::annotate::describe_va(notes) {
         writeln!(out, "   {d}")?;
     }
     if let Some(w) = &t.walk {
@@ -97,22 +94,16 @@ pub fn walk(
             if long {
                 header.insert(1, "name");
             }
-            let pv = match (xen, t.walk.as_ref()) {
-                (Some(x), Some(w)) => x.root_kind(mem, w.root) == crate::xen::RootKind::PvGuest,
-                _ => false,
-            };
-            let m2p = match (xen, pv) {
-                (Some(x), true) => x.idle_root().map(|r| crate::xen::p2m::M2p::new(x, mem, r)),
-                _ => None,
-            };
-            if m2p.is_some() {
+            if notes.pv {
                 header.push("pfn (M2P)");
             }
-            if xen.is_some() {
+            if xen {
                 header.push("table (as Xen sees it)");
             }
             tab.set_header(header);
-            for s in w.steps() {
+            let none = LevelNotes::default();
+            for (k, s) in w.steps().enumerate() {
+                let ln = notes.levels.get(k).unwrap_or(&none);
                 let present = s.entry.present();
                 let next = if !present {
                     "-".to_string()
@@ -150,33 +141,25 @@ pub fn walk(
                 if long {
                     row.insert(1, Cell::new(s.level.intel_name()));
                 }
-                if let Some(m) = &m2p {
-                    let pfn = if present {
-                        match m.get(crate::addr::Mfn(s.entry.addr(s.level, maxphyaddr) >> 12)) {
-                            Ok(crate::xen::p2m::M2pEntry::Pfn(p)) => p.to_string(),
-                            Ok(crate::xen::p2m::M2pEntry::Invalid) => "invalid".into(),
-                            Ok(crate::xen::p2m::M2pEntry::Shared) => "shared".into(),
-                            Err(_) => "?".into(),
-                        }
-                    } else {
-                        "-".into()
-                    };
-                    row.push(Cell::new(pfn));
+                if notes.pv {
+                    row.push(Cell::new(match ln.m2p {
+                        Some(M2pNote::Pfn(p)) => p.to_string(),
+                        Some(M2pNote::Invalid) => "invalid".into(),
+                        Some(M2pNote::Shared) => "shared".into(),
+                        Some(M2pNote::Unreadable) => "?".into(),
+                        None => "-".into(),
+                    }));
                 }
-                if let Some(x) = xen {
-                    row.push(Cell::new(x.describe_table(s.table).unwrap_or_else(|| "-".into())));
+                if xen {
+                    row.push(Cell::new(ln.table_name.clone().unwrap_or_else(|| "-".into())));
                 }
                 tab.add_row(row);
             }
             writeln!(out, "{}", tab.trim_fmt())?;
             if long {
-                if let Some(x) = xen {
-                    for s in w.steps() {
-                        let name = x.describe_table(s.table).unwrap_or_default();
-                        if let Some(role) = crate::xen::layout::static_table_role(name.split('+').next().unwrap_or(""))
-                        {
-                            writeln!(out, "  {} table {name}: {role}", s.level)?;
-                        }
+                for (s, ln) in w.steps().zip(&notes.levels) {
+                    if let (Some(role), Some(name)) = (ln.static_role, &ln.table_name) {
+                        writeln!(out, "  {} table {name}: {role}", s.level)?;
                     }
                 }
                 for s in w.steps() {
@@ -211,8 +194,23 @@ pub fn walk(
     }
     let show_pitfalls = long || t.diagnosis.is_some();
     if show_pitfalls {
-        for p in &t.pitfalls {
+        for p in t.pitfalls.iter().chain(&notes.pointer_pitfalls) {
             writeln!(out, "   note: {p}")?;
+        }
+    }
+    if let Some(dim2) = notes.p2m.as_ref().filter(|d| !d.is_empty()) {
+        writeln!(out, "   through the p2m (guest-physical -> machine):")?;
+        for d in dim2 {
+            match (d.maddr, &d.stop) {
+                (Some(m), _) => {
+                    writeln!(out, "     {:<9} gpa {} -> maddr {m} ({})", d.what, d.gpa, d.p2m_type.unwrap_or("?"))?
+                }
+                (None, Some(why)) => writeln!(out, "     {:<9} gpa {} -> not mapped: {why}", d.what, d.gpa)?,
+                (None, None) => writeln!(out, "     {:<9} gpa {} -> ?", d.what, d.gpa)?,
+            }
+        }
+        if let Some(m) = dim2.last().filter(|d| d.what == "data").and_then(|d| d.maddr) {
+            writeln!(out, "=> machine address {m}")?;
         }
     }
     Ok(())

@@ -166,18 +166,7 @@ pub struct WalkLine {
     /// guest-physical address through the host p2m (`va`..`maddr` above are then
     /// guest-physical).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub p2m: Option<Vec<P2mStepJson>>,
-}
-
-/// One guest-physical address translated by the host p2m.
-#[derive(Serialize, Clone)]
-pub struct P2mStepJson {
-    /// `L4 table` … `L1 table`, or `data`.
-    pub what: String,
-    pub gpa: Maddr,
-    pub maddr: Option<Maddr>,
-    pub p2m_type: Option<&'static str>,
-    pub stop: Option<String>,
+    pub p2m: Option<Vec<crate::xen::annotate::P2mStep>>,
 }
 
 impl WalkLine {
@@ -205,6 +194,30 @@ impl WalkLine {
             root_kind: None,
             p2m: None,
         }
+    }
+
+    /// The walk with what it means to the hypervisor ([`crate::xen::annotate`]).
+    pub fn annotated(t: &Translation, root: &Root, maxphyaddr: u8, n: &crate::xen::annotate::WalkNotes) -> Self {
+        use crate::xen::annotate::M2pNote;
+        let mut line = WalkLine::new(t, root, maxphyaddr);
+        line.notes.extend(n.pointer_pitfalls.iter().cloned());
+        line.p2m = n.p2m.clone();
+        if n.root_kind.is_some() {
+            line.region = n.region;
+            line.symbol = n.symbol.clone();
+            line.section = n.section.clone();
+            line.root_kind = n.root_kind;
+            for (l, ln) in line.levels.iter_mut().zip(&n.levels) {
+                l.table_name = ln.table_name.clone();
+                if l.next_mfn.is_some() {
+                    l.m2p_pfn = ln.m2p.map(|m| match m {
+                        M2pNote::Pfn(p) => Some(p),
+                        _ => None,
+                    });
+                }
+            }
+        }
+        line
     }
 }
 

@@ -1,6 +1,7 @@
 //! Output: the library computes walks, enumerations and diagnoses as data; these
 //! modules print them, for people ([`human`]) and for scripts ([`json`]).
 
+#[cfg(feature = "cli")]
 pub mod human;
 pub mod json;
 pub mod map;
@@ -53,7 +54,7 @@ pub mod color {
     static ON: AtomicBool = AtomicBool::new(false);
 
     /// When to colour.
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub enum When {
         #[default]
         Auto,

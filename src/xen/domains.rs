@@ -363,7 +363,7 @@ pub fn domains(f: &Fields<'_>) -> Result<Domains, String> {
 }
 
 /// Which root of a vCPU to walk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TableKind {
     /// PV: the guest-kernel L4 (`arch.guest_table`); HVM: the guest's own CR3

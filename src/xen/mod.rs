@@ -5,6 +5,7 @@
 //! Everything here works from symbols alone (no DWARF), because that is what people
 //! have: Debian's `xen-syms` has a symbol table and nothing more.
 
+pub mod annotate;
 pub mod domains;
 pub mod dwarf;
 pub mod expr;
