@@ -331,3 +331,39 @@ fn corrupt_domain_list_and_vcpu_pointers_are_diagnosed() {
     assert_eq!(doms[0]["vcpus"].as_array().unwrap().len(), 1);
     assert!(doms.iter().any(|d| d["id"] == 1));
 }
+
+/// `examples/vcpu_walk.rs` (the library alone, issue 11's measure of a usable
+/// library) prints the same JSON as the CLI's `--domain D --vcpu 0 --va V --json`: for
+/// the HVM domU (its own tables through the EPT), the PV dom0, and a stop.
+#[test]
+fn library_example_walks_like_the_cli() {
+    let test = "library_example_walks_like_the_cli";
+    let Some(s) = synth(test, Breakage::default()) else { return };
+    // Examples are built by `cargo test` beside the test binaries' directory.
+    let exe = std::env::current_exe().unwrap();
+    let example = exe.parent().unwrap().parent().unwrap().join("examples").join("vcpu_walk");
+    if !example.is_file() {
+        common::not_run(test, &format!("needs {} (plain `cargo test` builds the examples)", example.display()));
+        return;
+    }
+    let m = &s.model;
+    let cases: Vec<(&str, u64)> =
+        vec![("1", *m.domu_va.keys().next().unwrap()), ("1", m.domu_bad_va), ("0", *m.dom0_va.keys().next().unwrap())];
+    for (dom, va) in cases {
+        let va = format!("{va:#x}");
+        let cli = xw(&s, &["--domain", dom, "--vcpu", "0", "--va", &va, "--json"]);
+        assert!(cli.code <= 1 && !cli.stdout.is_empty(), "{}", cli.stderr);
+        let out = std::process::Command::new(&example).args([p(&s.vmcore), p(&s.syms), dom, &va]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let lib: Vec<serde_json::Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let mut want: Vec<serde_json::Value> = cli.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lib.len(), 2);
+        assert_eq!(want.len(), 2);
+        // The next command is spelled against the CLI's own invocation.
+        if let Some(stop) = want[1]["stop"].as_object_mut() {
+            stop.insert("next_command".into(), serde_json::Value::Null);
+        }
+        assert_eq!(lib, want, "domain {dom} VA {va}");
+    }
+}
