@@ -7,6 +7,7 @@
 
 mod brief;
 mod diff;
+mod domains;
 mod explain;
 mod info;
 mod map;
@@ -89,13 +90,13 @@ pub enum Command {
     M2v(xen::M2vArgs),
     /// List every domain and vCPU from the hypervisor's own lists, with their roots
     /// (guest_table, guest_table_user, monitor_table, the HVM guest's CR3).
-    Domains(xen::DomainsArgs),
+    Domains(domains::DomainsArgs),
     /// Read the M2P (machine_to_phys_mapping) and the frame table for machine frames:
     /// the guest pfn, the owner, the page's state and type.
-    M2p(xen::M2pArgs),
+    M2p(domains::M2pArgs),
     /// Read a PV guest's p2m (its linear list, or the frame-list-list in shared info
     /// or dom0's CRASH_INFO) and check it against the M2P.
-    P2m(xen::P2mArgs),
+    P2m(p2m::P2mArgs),
     /// Decode one raw page-table entry value (as printed in a console log), without a
     /// dump: flags in words, frame, large page, reserved bits, the mask to apply.
     Explain(explain::ExplainArgs),
@@ -235,9 +236,9 @@ pub fn main() -> ExitCode {
         Some(Command::Tables(a)) => xen::tables(a),
         Some(Command::V2m(a)) => xen::v2m(a),
         Some(Command::M2v(a)) => xen::m2v(a),
-        Some(Command::Domains(a)) => xen::domains(a),
-        Some(Command::M2p(a)) => xen::m2p(a),
-        Some(Command::P2m(a)) => xen::p2m(a),
+        Some(Command::Domains(a)) => domains::domains(a),
+        Some(Command::M2p(a)) => domains::m2p(a),
+        Some(Command::P2m(a)) => p2m::p2m(a),
         Some(Command::Explain(a)) => explain::run(a),
         Some(Command::Diff(a)) => diff::run(a),
         Some(Command::Map(a)) => map::run(a),

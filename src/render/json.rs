@@ -673,3 +673,12 @@ impl<'a> XenInfo<'a> {
         }
     }
 }
+
+/// `xenwalk tables --json`: one per root.
+#[derive(Serialize)]
+pub struct TableLine<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub root: &'a crate::xen::roots::KnownRoot,
+}

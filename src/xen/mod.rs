@@ -14,6 +14,7 @@ pub mod image;
 pub mod layout;
 pub mod offsets;
 pub mod p2m;
+pub mod roots;
 pub mod symbols;
 
 use crate::addr::{Maddr, Vaddr};

@@ -302,3 +302,70 @@ impl super::Pdx {
         (pfn & self.pfn_pdx_bottom_mask) | ((pfn & self.pfn_top_mask) >> self.hole_shift)
     }
 }
+
+/// A run of p2m entries: `count` frames from `first` (a pfn or a gfn) of one kind,
+/// whose machine frames (when they have one) continue from `mfn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct P2mRun {
+    pub first: u64,
+    pub mfn: Option<Mfn>,
+    pub count: u64,
+    /// `ram`, `identity`, `foreign`, `invalid`, `unreadable` (PV); the p2m type (HVM).
+    pub kind: &'static str,
+}
+
+/// Coalesces p2m entries, fed in frame order, into runs of one kind whose machine
+/// frames continue too: the PV list and the EPT and NPT listings all go through it.
+/// Memory does not grow with the number of entries.
+#[derive(Debug, Default)]
+pub struct RunCoalescer {
+    cur: Option<P2mRun>,
+}
+
+impl RunCoalescer {
+    /// `count` frames from `first`, mapped from `mfn` on (or to none); the run this
+    /// closes, if any.
+    pub fn push(&mut self, first: u64, mfn: Option<Mfn>, kind: &'static str, count: u64) -> Option<P2mRun> {
+        if let Some(r) = self.cur.as_mut() {
+            let continues = r.kind == kind
+                && r.first + r.count == first
+                && match (r.mfn, mfn) {
+                    (Some(a), Some(b)) => a.0 + r.count == b.0,
+                    (None, None) => true,
+                    _ => false,
+                };
+            if continues {
+                r.count += count;
+                return None;
+            }
+        }
+        self.cur.replace(P2mRun { first, mfn, count, kind })
+    }
+
+    /// The last run.
+    pub fn finish(&mut self) -> Option<P2mRun> {
+        self.cur.take()
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn runs_continue_only_when_both_frames_do() {
+        let mut c = RunCoalescer::default();
+        assert_eq!(c.push(0, Some(Mfn(10)), "ram", 1), None);
+        assert_eq!(c.push(1, Some(Mfn(11)), "ram", 2), None);
+        // The pfn continues, the mfn does not: a new run.
+        let r = c.push(3, Some(Mfn(20)), "ram", 1).unwrap();
+        assert_eq!((r.first, r.mfn, r.count), (0, Some(Mfn(10)), 3));
+        // Another kind: a new run.
+        let r = c.push(4, None, "invalid", 1).unwrap();
+        assert_eq!((r.first, r.count), (3, 1));
+        assert_eq!(c.push(5, None, "invalid", 4), None);
+        let r = c.finish().unwrap();
+        assert_eq!((r.first, r.mfn, r.count, r.kind), (4, None, 5, "invalid"));
+        assert_eq!(c.finish(), None);
+    }
+}
