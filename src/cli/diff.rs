@@ -2,7 +2,8 @@
 //! shared (the very same table pages), equal in content (different pages, the same
 //! mappings), or different (with the ranges only one side maps, or maps differently).
 
-use super::{OpenArgs, XenArgs};
+use super::DumpArgs;
+use super::OutputArgs;
 use crate::addr::{Maddr, Vaddr};
 use crate::paging::WalkOptions;
 use crate::paging::enumerate::{Coalescer, Event, Range, enumerate};
@@ -15,13 +16,12 @@ use clap::Args;
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// The dump.
-    pub dump: PathBuf,
+    #[command(flatten)]
+    pub input: DumpArgs,
     /// A root: a CR3 value or, with --xen-syms, an expression (`idle_pg_table`,
     /// `*domain_list->vcpu[0]->arch.cr3`). Give two roots in all, with --cr3 or --cpu.
     #[arg(long, value_name = "CR3", value_parser = Expr::parse)]
@@ -29,16 +29,11 @@ pub struct DiffArgs {
     /// A root from that CPU's CR3 in the notes.
     #[arg(long, value_name = "N")]
     pub cpu: Vec<usize>,
-    #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
     /// List every differing range (default: the first 8 per slot).
     #[arg(long)]
     pub all: bool,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// How one slot compares.
@@ -163,12 +158,12 @@ fn compare(a: &[Range], b: &[Range]) -> Vec<RangeLine> {
 }
 
 pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let mem = s.dump.mem.as_ref();
     let path = s.dump.path.display().to_string();
     let mut roots: Vec<(Maddr, String)> = Vec::new();
     for e in &a.cr3 {
-        let v = s.cr3_value(e).map_err(|e| super::root::cr3_error(&e).unwrap_or_else(|| e.into()))?;
+        let v = super::root::cr3_value(&s, e)?;
         let name = match e {
             Expr::Value(v) => format!("CR3 {v:#x}"),
             Expr::Symbolic(t) => t.clone(),
@@ -201,10 +196,10 @@ pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
     let pb = mem.page(rb.mfn()).map_err(|e| anyhow::anyhow!("{path}: {}: {e}", roots[1].1))?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "diff")?;
     }
-    if !a.json {
+    if !a.output.json {
         writeln!(out, "A: {} (L4 at {ra})", roots[0].1)?;
         writeln!(out, "B: {} (L4 at {rb})", roots[1].1)?;
     }
@@ -237,7 +232,7 @@ pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
         if status != SlotStatus::Shared {
             differing += 1;
         }
-        if a.json {
+        if a.output.json {
             let line = SlotLine {
                 kind: "slot_diff",
                 slot,
@@ -326,7 +321,7 @@ pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
             }
         }
     }
-    if !a.json {
+    if !a.output.json {
         flush_run(&mut out, run.take())?;
         writeln!(out, "{differing} slots differ")?;
     }

@@ -1,27 +1,22 @@
 //! `xenwalk domains` and `m2p`: the hypervisor's domains and vCPUs with their roots,
 //! and machine frames' owners and pfns.
 
+use super::DumpArgs;
+use super::OutputArgs;
 use super::xen::xen_of;
-use super::{OpenArgs, XenArgs};
 use crate::parse;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct DomainsArgs {
-    /// The dump.
-    pub dump: PathBuf,
     #[command(flatten)]
-    pub open: OpenArgs,
+    pub input: DumpArgs,
     #[command(flatten)]
-    pub xen: XenArgs,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -40,13 +35,13 @@ struct ProblemLine<'a> {
 }
 
 pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let x = xen_of(&s)?;
     let f = crate::xen::domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
     let found = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "domains")?;
     }
     let cpu_cr3 = |cr3: u64| -> Option<usize> {
@@ -58,7 +53,7 @@ pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
             .map(|c| c.cpu)
     };
     for d in &found.domains {
-        if a.json {
+        if a.output.json {
             serde_json::to_writer(&mut out, &DomainLine { kind: "domain", domain: d })?;
             writeln!(out)?;
             continue;
@@ -110,7 +105,7 @@ pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
         }
     }
     for p in &found.problems {
-        if a.json {
+        if a.output.json {
             serde_json::to_writer(&mut out, &ProblemLine { kind: "problem", what: &p.what })?;
             writeln!(out)?;
         } else {
@@ -123,18 +118,13 @@ pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 pub struct M2pArgs {
-    /// The dump.
-    pub dump: PathBuf,
+    #[command(flatten)]
+    pub input: DumpArgs,
     /// Machine frame numbers (hex).
     #[arg(required = true, value_parser = parse::hex_u64)]
     pub mfn: Vec<u64>,
     #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -149,7 +139,7 @@ struct M2pLine {
 }
 
 pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = x.idle_root().context("the M2P is read through idle_pg_table: pass --xen-syms")?;
@@ -157,7 +147,7 @@ pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
     let f = crate::xen::domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "m2p")?;
     }
     let mut ok = true;
@@ -166,7 +156,7 @@ pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
         let e = m2p.get(mfn);
         let p = crate::xen::p2m::page_owner(&f, mfn);
         ok &= e.is_ok();
-        if a.json {
+        if a.output.json {
             let line = M2pLine {
                 kind: "m2p",
                 mfn,

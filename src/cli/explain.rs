@@ -1,6 +1,7 @@
 //! `xenwalk explain ENTRY`: decode one raw entry value, as printed in a Xen or Linux
 //! console log, without any dump.
 
+use super::{OutputArgs, PagingArgs};
 use crate::paging::entry::{Entry, Level, addr_mask, bits};
 use crate::parse;
 use crate::render::size_name;
@@ -18,12 +19,10 @@ pub struct ExplainArgs {
     /// The level it was read at (4..1); without it, every level is shown.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub level: Option<u8>,
-    /// Physical-address width: bits 51:N are reserved.
-    #[arg(long, value_name = "N", default_value_t = 52, value_parser = clap::value_parser!(u8).range(32..=52))]
-    pub maxphyaddr: u8,
-    /// JSON output (one object per level).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub paging: PagingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -67,18 +66,18 @@ pub(super) fn run(a: ExplainArgs) -> Result<ExitCode> {
     };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "explain")?;
     }
     for (i, n) in levels.into_iter().enumerate() {
-        if i > 0 && !a.json {
+        if i > 0 && !a.output.json {
             writeln!(out)?;
         }
         let level = level_of(n);
         let present = e.present();
         let leaf = present && e.is_leaf(level);
-        let mask = e.frame_mask(level, a.maxphyaddr);
-        let reserved = if present { e.reserved_bits(level, a.maxphyaddr, true) } else { 0 };
+        let mask = e.frame_mask(level, a.paging.maxphyaddr);
+        let reserved = if present { e.reserved_bits(level, a.paging.maxphyaddr, true) } else { 0 };
         let line = ExplainLine {
             kind: "explain",
             level: n,
@@ -86,14 +85,14 @@ pub(super) fn run(a: ExplainArgs) -> Result<ExitCode> {
             present,
             leaf,
             flags: e.flag_names(level),
-            address: present.then(|| crate::addr::Maddr(e.addr(level, a.maxphyaddr))),
+            address: present.then(|| crate::addr::Maddr(e.addr(level, a.paging.maxphyaddr))),
             page_size: leaf.then(|| level.page_size()),
             reserved,
             mask,
             naive_address: a.entry & !0xfff,
             words: e.explain_bits(level),
         };
-        if a.json {
+        if a.output.json {
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
             continue;
@@ -102,7 +101,7 @@ pub(super) fn run(a: ExplainArgs) -> Result<ExitCode> {
         if !present {
             writeln!(out, "  not present (P=0): the CPU ignores every other bit; software may keep data in them")?;
             if a.entry != 0 {
-                writeln!(out, "  frame bits read {:#x}", a.entry & addr_mask(a.maxphyaddr))?;
+                writeln!(out, "  frame bits read {:#x}", a.entry & addr_mask(a.paging.maxphyaddr))?;
             }
             continue;
         }
@@ -123,7 +122,7 @@ pub(super) fn run(a: ExplainArgs) -> Result<ExitCode> {
             _ => {}
         }
         writeln!(out, "  a walker must mask with {mask:#018x}")?;
-        if line.naive_address != e.addr(level, a.maxphyaddr) {
+        if line.naive_address != e.addr(level, a.paging.maxphyaddr) {
             let why = if a.entry & bits::NX != 0 {
                 "NX (bit 63)"
             } else if leaf && level != Level::L1 && e.has(bits::PAT_LARGE) {

@@ -2,9 +2,10 @@
 //! Xen's regions, what each maps by page size, to scale on a log axis — as a
 //! terminal table, `--svg FILE`, `--html FILE` (self-contained) or `--json`.
 
+use super::DumpArgs;
 use super::root::RootArgs;
 use super::walk::View;
-use super::{OpenArgs, XenArgs};
+use super::{OutputArgs, PagingArgs};
 use crate::paging::WalkOptions;
 use crate::paging::root::RootProblem;
 use crate::render::json;
@@ -17,12 +18,8 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct MapArgs {
-    /// The dump.
-    pub dump: PathBuf,
     #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
+    pub input: DumpArgs,
     #[command(flatten)]
     pub root: RootArgs,
     /// Write the picture as SVG to FILE.
@@ -31,17 +28,16 @@ pub struct MapArgs {
     /// Write the picture as one self-contained HTML file (hover details) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// JSON Lines on stdout: map_slot, map_cell, map_summary.
-    #[arg(long)]
-    pub json: bool,
-    /// Physical-address width: entry bits 51:N are reserved.
-    #[arg(long, value_name = "N", default_value_t = 52, value_parser = clap::value_parser!(u8).range(32..=52))]
-    pub maxphyaddr: u8,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub paging: PagingArgs,
 }
 
 pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
-    let MapArgs { dump, open, xen, root, svg, html, json: as_json, maxphyaddr } = m;
-    let s = super::open_session(&dump, &open, &xen)?;
+    let MapArgs { input, root, svg, html, output, paging } = m;
+    let (as_json, maxphyaddr) = (output.json, paging.maxphyaddr);
+    let s = input.open()?;
     let opts = WalkOptions { maxphyaddr, ..WalkOptions::default() };
     let space = root.space(&s, opts)?;
     let (root, view) = (&space.root, View::of(&space, &s));

@@ -159,6 +159,52 @@ impl From<FormatArg> for FormatHint {
     }
 }
 
+/// The dump and how to open it, with what is known of its hypervisor: the same
+/// definitions for every command that reads a dump.
+#[derive(Args, Debug, Clone)]
+pub struct DumpArgs {
+    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
+    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened), xl dump-core guest core
+    /// or raw image.
+    // An Option only so that the walk's arguments, flattened beside the subcommands,
+    // can be absent when a subcommand is given; clap requires it everywhere.
+    #[arg(required = true, value_name = "DUMP")]
+    pub dump: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: OpenArgs,
+    #[command(flatten)]
+    pub xen: XenArgs,
+}
+
+impl DumpArgs {
+    /// The dump's path.
+    pub fn path(&self) -> Result<&Path> {
+        self.dump.as_deref().ok_or_else(|| anyhow::anyhow!("no dump file given (see --help)"))
+    }
+
+    /// Open the dump and its hypervisor.
+    pub fn open(&self) -> Result<Session> {
+        open_session(self.path()?, &self.open, &self.xen)
+    }
+}
+
+/// Output for scripts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// JSON Lines output: one object per line, each with a `type` (schemas in the
+    /// README, "JSON output").
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the machine's paging is read.
+#[derive(Args, Debug, Clone)]
+pub struct PagingArgs {
+    /// Physical-address width of the machine: entry bits 51:N are reserved.
+    #[arg(long, value_name = "N", default_value_t = 52, value_parser = clap::value_parser!(u8).range(32..=52))]
+    pub maxphyaddr: u8,
+}
+
 /// How to open the dump.
 #[derive(Args, Debug, Clone)]
 pub struct OpenArgs {

@@ -2,24 +2,39 @@
 //! invocation: their dump path, their `--xen-syms` and other options, with only the
 //! root or the VA changed — so it can be pasted as it is.
 
+use super::root::RootArgs;
 use crate::addr::Vaddr;
 use crate::diagnose::Next;
 
-/// Options that take a value and choose the root or the VAs (replaced by a `Next`).
-const ROOT_OPTS: [&str; 6] = ["--cr3", "--cr3-mfn", "--cpu", "--domain", "--vcpu", "--table"];
+/// What the command line's own definitions (clap's) say about its options: which
+/// take a value, which choose the root (replaced by a `Next`), which choose the VAs.
+struct Flags {
+    /// Long names (`--cr3`) of the options that take a value.
+    takes_value: Vec<String>,
+    /// Those of [`RootArgs`].
+    root: Vec<String>,
+}
+
+fn longs(cmd: &clap::Command, pick: impl Fn(&clap::Arg) -> bool) -> Vec<String> {
+    cmd.get_arguments().filter(|a| pick(a)).filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect()
+}
+
+impl Flags {
+    /// For `cmd` (the walk, or the subcommand the invocation names).
+    fn of(cmd: &clap::Command) -> Flags {
+        let root_cmd = <RootArgs as clap::Args>::augment_args(clap::Command::new("root"));
+        Flags { takes_value: longs(cmd, |a| a.get_action().takes_values()), root: longs(&root_cmd, |_| true) }
+    }
+    fn is_root(&self, name: &str) -> bool {
+        self.root.iter().any(|r| r == name)
+    }
+    fn takes_value(&self, name: &str) -> bool {
+        self.takes_value.iter().any(|r| r == name)
+    }
+}
+
+/// Options of a walk that choose its VAs (dropped or replaced by a `Next`).
 const VA_OPTS: [&str; 2] = ["--va", "--va-file"];
-/// Options of a walk that take a value and are kept as they are.
-const VALUE_OPTS: [&str; 9] = [
-    "--format",
-    "--base",
-    "--xen-syms",
-    "--xen-version",
-    "--xen-phys-start",
-    "--maxphyaddr",
-    "--style",
-    "--color",
-    "--threads",
-];
 
 /// The command line for `next`, when the walk of `va` (or the listing, `None`) stopped, from this process's
 /// own arguments (`std::env::args`).
@@ -28,14 +43,15 @@ pub fn command(next: &Next, va: Option<Vaddr>) -> String {
     command_from(&argv, next, va)
 }
 
-/// Subcommands whose name comes before the dump.
-const SUBCOMMANDS: [&str; 9] = ["info", "tables", "v2m", "m2v", "domains", "m2p", "p2m", "diff", "map"];
-
 fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
-    let argv = match argv.first() {
-        Some(first) if SUBCOMMANDS.contains(&first.as_str()) => &argv[1..],
-        _ => argv,
+    let mut cli = <super::Cli as clap::CommandFactory>::command();
+    cli.build();
+    // A subcommand's name comes before the dump.
+    let (cmd, argv) = match argv.first().and_then(|first| cli.find_subcommand(first)) {
+        Some(sub) => (sub, &argv[1..]),
+        None => (&cli, argv),
     };
+    let flags = Flags::of(cmd);
     // Split the invocation into the dump, kept options and the dropped ones.
     let mut dump: Option<&str> = None;
     let mut kept: Vec<&str> = Vec::new();
@@ -45,8 +61,8 @@ fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
         let a = argv[i].as_str();
         let name = a.split_once('=').map_or(a, |(n, _)| n);
         let inline = a.contains('=');
-        let takes_value = ROOT_OPTS.contains(&name) || VA_OPTS.contains(&name) || VALUE_OPTS.contains(&name);
-        let drop = ROOT_OPTS.contains(&name) || VA_OPTS.contains(&name) || name == "--json";
+        let takes_value = flags.takes_value(name);
+        let drop = flags.is_root(name) || VA_OPTS.contains(&name) || name == "--json";
         let n = if takes_value && !inline { 2 } else { 1 };
         let part = &argv[i..(i + n).min(argv.len())];
         if name == "--xen-syms" {
@@ -67,7 +83,7 @@ fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
         while i < argv.len() {
             let a = argv[i].as_str();
             let name = a.split_once('=').map_or(a, |(n, _)| n);
-            if ROOT_OPTS.contains(&name) {
+            if flags.is_root(name) {
                 if a.contains('=') {
                     v.push(quote(a));
                     i += 1;
@@ -150,5 +166,25 @@ mod tests {
             command_from(&a, &Next::Explain { entry: 0x8000_0000_0000_0080, level: Level::L4 }, None),
             "xenwalk explain 0x8000000000000080 --level 4"
         );
+    }
+
+    #[test]
+    fn every_value_option_keeps_its_value_from_clap_definitions() {
+        // Values that look like dumps (no leading '-') must stay with their option.
+        let a = argv(
+            "--color never d.raw --format raw --base 1000 --maxphyaddr 46 --xen-version 4.17 \
+             --xen-phys-start 3f800000 --cpu 1 --va 1 --va-file list.txt",
+        );
+        assert_eq!(
+            command_from(&a, &Next::Listing, Some(Vaddr(1))),
+            "xenwalk d.raw --color never --format raw --base 1000 --maxphyaddr 46 --xen-version 4.17 \
+             --xen-phys-start 3f800000 --cpu 1"
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        // A subcommand's own options: `map`'s --svg takes a file.
+        let a = argv("map d.raw --svg out.svg --domain 1 --vcpu 2");
+        assert_eq!(command_from(&a, &Next::Info, None), "xenwalk info d.raw");
     }
 }

@@ -2,8 +2,9 @@
 //! against the M2P; an HVM guest's EPT or NPT), or a PV guest's p2m from its
 //! `xl dump-core` core alone.
 
+use super::OutputArgs;
 use super::xen::xen_of;
-use super::{OpenArgs, Session, XenArgs};
+use super::{DumpArgs, Session};
 use crate::addr::{Mfn, Pfn};
 use crate::mem::xlcore::{GuestKind, XlCore};
 use crate::parse;
@@ -14,7 +15,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A run of pfns whose mfns are consecutive too.
@@ -102,9 +102,8 @@ pub(super) fn run(s: &Session, core: &XlCore, a: CoreP2mArgs<'_>) -> Result<Exit
 
 #[derive(Args, Debug)]
 pub struct P2mArgs {
-    /// The dump: a whole machine (with --xen-syms and --domain), or an xl dump-core
-    /// guest core (its .xen_p2m table is the p2m).
-    pub dump: PathBuf,
+    #[command(flatten)]
+    pub input: DumpArgs,
     /// Guest frame numbers (hex); with --mfn on a guest core, machine frames. None:
     /// the whole p2m as ranges.
     #[arg(value_parser = parse::hex_u64)]
@@ -120,12 +119,7 @@ pub struct P2mArgs {
     #[arg(long)]
     pub check: bool,
     #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    pub output: OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -249,13 +243,13 @@ struct P2mSummary {
 
 pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     use crate::xen::p2m::{M2p, M2pEntry, P2mEntry, PvP2m};
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let path = s.dump.path.display().to_string();
     if let Some(core) = s.dump.guest_core() {
         if a.domain.is_some() || a.check {
             bail!("{path}: an xl dump-core core holds one guest: --domain and --check apply to whole-machine dumps");
         }
-        return run(&s, core, CoreP2mArgs { frames: &a.pfn, mfn: a.mfn, json: a.json });
+        return run(&s, core, CoreP2mArgs { frames: &a.pfn, mfn: a.mfn, json: a.output.json });
     }
     if a.mfn {
         bail!("{path}: --mfn answers mfn -> pfn from an xl dump-core core; on a whole machine, `xenwalk m2p` does");
@@ -286,7 +280,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
     let m2p = M2p::new(x, mem, root);
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "p2m")?;
     }
     if !a.pfn.is_empty() {
@@ -297,7 +291,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
             let m = e.as_ref().ok().and_then(|e| e.mfn()).map(|mfn| m2p.get(mfn));
             let agree = m.as_ref().and_then(|r| r.as_ref().ok()).map(|m| *m == M2pEntry::Pfn(pfn));
             ok &= e.is_ok() && agree != Some(false);
-            if a.json {
+            if a.output.json {
                 let line = P2mLine {
                     kind: "p2m",
                     pfn,
@@ -344,7 +338,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
         Ok(P2mEntry::Mfn(m) | P2mEntry::Identity(m) | P2mEntry::Foreign(m)) => Some(*m),
         _ => None,
     };
-    let mut runs = Runs::new(&mut out, a.json, "pfn");
+    let mut runs = Runs::new(&mut out, a.output.json, "pfn");
     for pfn in 0..p2m.max_pfn {
         let e = p2m.get(crate::addr::Pfn(pfn));
         let k = kind_of(&e);
@@ -428,7 +422,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
         && sum.reverse_mismatches.unwrap_or(0) == 0
         && sum.unreadable == 0
         && sum.alternatives_checked.iter().all(|c| c.differing == 0);
-    if a.json {
+    if a.output.json {
         serde_json::to_writer(&mut out, &sum)?;
         writeln!(out)?;
     } else {
@@ -499,7 +493,7 @@ fn hvm_p2m(
     let minor = f.xen.layout().minor;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "p2m")?;
     }
     if !a.pfn.is_empty() {
@@ -534,7 +528,7 @@ fn hvm_p2m(
                 stop: hit.stop.clone(),
                 ept,
             };
-            if a.json {
+            if a.output.json {
                 serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             } else {
@@ -563,7 +557,7 @@ fn hvm_p2m(
     }
     // Every leaf in gfn order, coalesced into runs of one type with contiguous mfns.
     let (mut mapped, mut other) = (0u64, 0u64);
-    let mut runs = Runs::new(&mut out, a.json, "gfn");
+    let mut runs = Runs::new(&mut out, a.output.json, "gfn");
     let mut push = |gfn: crate::addr::Gfn, mfn: Option<crate::addr::Mfn>, kind: &'static str, frames: u64| {
         if mfn.is_some() && kind != "misconfigured" {
             mapped += frames;
@@ -620,7 +614,7 @@ fn hvm_p2m(
         }
     };
     runs.finish()?;
-    if !a.json {
+    if !a.output.json {
         writeln!(
             out,
             "summary: domain {} ({}), {root_desc}: {mapped} frames mapped, {other} in valid non-present or misconfigured entries",

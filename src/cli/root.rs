@@ -128,6 +128,12 @@ pub fn cr3_error(e: &RootError) -> Option<anyhow::Error> {
     })
 }
 
+/// The CR3 value of `--cr3 EXPR` (the library's rule, [`Session::cr3_value`]),
+/// errors in this command line's words.
+pub fn cr3_value(s: &Session, e: &Expr) -> anyhow::Result<u64> {
+    s.cr3_value(e).map_err(|e| cr3_error(&e).unwrap_or_else(|| e.into()))
+}
+
 /// A root error, in this command line's words.
 fn root_error(s: &Session, spec: &RootSpec, e: RootError) -> anyhow::Error {
     if let Some(e) = cr3_error(&e) {

@@ -2,7 +2,8 @@
 
 use super::progress::Bar;
 use super::root::RootArgs;
-use super::{OpenArgs, Session, XenArgs, brief};
+use super::{DumpArgs, Session, brief};
+use super::{OutputArgs, PagingArgs};
 use crate::addr::Vaddr;
 use crate::diagnose::{self, Translation};
 use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
@@ -31,14 +32,8 @@ pub enum Style {
 
 #[derive(Args, Debug)]
 pub struct WalkArgs {
-    /// The dump: ELF core (Xen kexec vmcore, QEMU dump-guest-memory), kdump-compressed
-    /// file (makedumpfile, QEMU -z/-l/-s; plain or flattened) or raw image.
-    #[arg(required = true)]
-    pub dump: Option<PathBuf>,
     #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
+    pub input: DumpArgs,
     #[command(flatten)]
     pub root: RootArgs,
     /// Virtual address to translate (repeatable); with --xen-syms also `symbol` or
@@ -49,9 +44,8 @@ pub struct WalkArgs {
     /// token of a line is used, so `info tlb`-style listings work.
     #[arg(long, value_name = "FILE")]
     pub va_file: Option<PathBuf>,
-    /// JSON Lines output (schema in README.md).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Explain every bit of every entry, with Intel's level names.
     #[arg(long, conflicts_with = "json")]
     pub long: bool,
@@ -65,9 +59,8 @@ pub struct WalkArgs {
     /// listing `VA MADDR SIZE` per range, in hex with 0x, and nothing else.
     #[arg(long, conflicts_with_all = ["json", "long", "style"])]
     pub brief: bool,
-    /// Physical-address width of the machine: entry bits 51:N are reserved.
-    #[arg(long, value_name = "N", default_value_t = 52, value_parser = clap::value_parser!(u8).range(32..=52))]
-    pub maxphyaddr: u8,
+    #[command(flatten)]
+    pub paging: PagingArgs,
 }
 
 /// VAs of a full (not `--brief`) walk translated together: enough for the
@@ -75,9 +68,8 @@ pub struct WalkArgs {
 const WALK_BATCH: usize = 4096;
 
 pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
-    let Some(path) = a.dump.as_deref() else { bail!("no dump file given (see --help)") };
-    let s = super::open_session(path, &a.open, &a.xen)?;
-    let opts = WalkOptions { maxphyaddr: a.maxphyaddr, ..WalkOptions::default() };
+    let s = a.input.open()?;
+    let opts = WalkOptions { maxphyaddr: a.paging.maxphyaddr, ..WalkOptions::default() };
     let space = a.root.space(&s, opts)?;
     let (root, view) = (&space.root, View::of(&space, &s));
     // Resolve --va before printing anything: a bad one is bad usage.
@@ -104,7 +96,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
             brief::walks(&s, view.mem, root, opts, &vas, va_list, &mut out)
         };
     }
-    if a.json {
+    if a.output.json {
         serde_json::to_writer(&mut out, &json::RootLine::new(root))?;
         writeln!(out)?;
     } else if a.style == Style::Table {
@@ -120,7 +112,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let mut any_failed = false;
     let mut bad_input = false;
     let mut translator = Translator::new(view.mem, root.maddr, opts);
-    let annotate_opts = annotate::AnnotateOptions { maxphyaddr: a.maxphyaddr, pitfalls_always: a.long };
+    let annotate_opts = annotate::AnnotateOptions { maxphyaddr: a.paging.maxphyaddr, pitfalls_always: a.long };
     // VAs go through the translator's batch API a few thousand at a time (its
     // grouped loads and, when tables do not fit, VA-ordered windows); the records
     // are explained and printed in input order, exactly as one by one.
@@ -211,8 +203,8 @@ fn emit_walk(
         }
         _ => t,
     };
-    if a.json {
-        serde_json::to_writer(&mut *out, &json::WalkLine::annotated(t, root, a.maxphyaddr, notes))?;
+    if a.output.json {
+        serde_json::to_writer(&mut *out, &json::WalkLine::annotated(t, root, a.paging.maxphyaddr, notes))?;
         writeln!(out)?;
     } else if a.style == Style::Xen {
         let lines = match v.xen {
@@ -224,7 +216,7 @@ fn emit_walk(
         }
     } else {
         writeln!(out)?;
-        let style = human::WalkStyle { maxphyaddr: a.maxphyaddr, long: a.long, guest_physical: v.p2m.is_some() };
+        let style = human::WalkStyle { maxphyaddr: a.paging.maxphyaddr, long: a.long, guest_physical: v.p2m.is_some() };
         human::walk(out, t, notes, style)?;
     }
     Ok(())
@@ -235,7 +227,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let d = diagnose::root_diagnosis(root, &p);
         let next_command = d.next.as_ref().map(|n| super::next::command(n, None));
-        if a.json {
+        if a.output.json {
             let line = json::StopLine {
                 kind: "stop",
                 level: d.level.number(),
@@ -259,7 +251,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
         return Ok(ExitCode::from(1));
     }
     let xen = v.xen;
-    if !a.json {
+    if !a.output.json {
         human::ranges_header(out, xen.is_some())?;
     }
     let mut coalescer = Coalescer::default();
@@ -271,7 +263,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
         let syms = xen.and_then(|x| x.syms.as_ref()).filter(|_| region == Some("xen_image"));
         let symbol = syms.and_then(|sy| sy.name_of(r.va));
         let section = syms.and_then(|sy| sy.section_of(r.va)).map(|sec| sec.name.clone());
-        if a.json {
+        if a.output.json {
             let mut line = json::MappingLine::new(r);
             line.region = region;
             line.symbol = symbol;
@@ -313,7 +305,8 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             other => {
                 // Keep the listing in VA order: close the open range first.
                 let closed = coalescer.finish().map(|r| emit(out, &r)).unwrap_or(Ok(()));
-                closed.and_then(|()| if a.json { json::event_line(out, other) } else { human::event(out, other) })
+                closed
+                    .and_then(|()| if a.output.json { json::event_line(out, other) } else { human::event(out, other) })
             }
         };
         match res {
@@ -331,7 +324,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
     if let Some(r) = coalescer.finish() {
         emit(out, &r)?;
     }
-    if a.json {
+    if a.output.json {
         serde_json::to_writer(
             &mut *out,
             &json::SummaryLine { kind: "summary", root: root.maddr, ranges, summary: &summary },

@@ -1,6 +1,7 @@
 //! `xenwalk tables`, `v2m`, `m2v`: the hypervisor's roots and its own translations.
 
-use super::{OpenArgs, Session, XenArgs};
+use super::OutputArgs;
+use super::{DumpArgs, Session};
 use crate::addr::{Maddr, Vaddr};
 use crate::parse::{self, Expr};
 use crate::xen::Xen;
@@ -8,58 +9,44 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct TablesArgs {
-    /// The dump.
-    pub dump: PathBuf,
     #[command(flatten)]
-    pub open: OpenArgs,
+    pub input: DumpArgs,
     #[command(flatten)]
-    pub xen: XenArgs,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct V2mArgs {
-    /// The dump.
-    pub dump: PathBuf,
+    #[command(flatten)]
+    pub input: DumpArgs,
     /// Hypervisor virtual addresses: hex, `symbol` or `symbol+0x10`.
     #[arg(required = true, value_parser = Expr::parse)]
     pub va: Vec<Expr>,
+    /// Root to cross-check against (default: idle_pg_table): a CR3 value or, as for
+    /// walks, an expression.
+    #[arg(long, value_name = "CR3", value_parser = Expr::parse)]
+    pub cr3: Option<Expr>,
     #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
-    /// Root to cross-check against (default: idle_pg_table).
-    #[arg(long, value_name = "CR3", value_parser = parse::hex_u64)]
-    pub cr3: Option<u64>,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct M2vArgs {
-    /// The dump.
-    pub dump: PathBuf,
+    #[command(flatten)]
+    pub input: DumpArgs,
     /// Machine addresses (hex).
     #[arg(required = true, value_parser = parse::hex_u64)]
     pub maddr: Vec<u64>,
+    /// Root to cross-check against (default: idle_pg_table): a CR3 value or, as for
+    /// walks, an expression.
+    #[arg(long, value_name = "CR3", value_parser = Expr::parse)]
+    pub cr3: Option<Expr>,
     #[command(flatten)]
-    pub open: OpenArgs,
-    #[command(flatten)]
-    pub xen: XenArgs,
-    /// Root to cross-check against (default: idle_pg_table).
-    #[arg(long, value_name = "CR3", value_parser = parse::hex_u64)]
-    pub cr3: Option<u64>,
-    /// JSON Lines output.
-    #[arg(long)]
-    pub json: bool,
+    pub output: OutputArgs,
 }
 
 pub(super) fn xen_of(s: &Session) -> Result<&Xen> {
@@ -69,24 +56,30 @@ pub(super) fn xen_of(s: &Session) -> Result<&Xen> {
     ))
 }
 
-/// The root to cross-check with: --cr3, else the idle table.
-fn check_root(s: &Session, cr3: Option<u64>) -> Option<Maddr> {
-    cr3.map(|v| Maddr(v & 0x000f_ffff_ffff_f000)).or_else(|| s.xen.as_ref().and_then(|x| x.idle_root()))
+/// The root to cross-check with: --cr3 (read as for walks), else the idle table.
+fn check_root(s: &Session, cr3: Option<&Expr>) -> Result<Option<Maddr>> {
+    Ok(match cr3 {
+        Some(e) => {
+            let v = super::root::cr3_value(s, e)?;
+            Some(Maddr(v & 0x000f_ffff_ffff_f000))
+        }
+        None => s.xen.as_ref().and_then(|x| x.idle_root()),
+    })
 }
 
 pub(super) fn tables(a: TablesArgs) -> Result<ExitCode> {
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let lines = crate::xen::roots::known_roots(&s.dump, s.xen.as_ref());
     if lines.is_empty() {
         bail!("{}: no root can be resolved: the dump has no CPU notes; pass --xen-syms", s.dump.path.display());
     }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "tables")?;
     }
     for l in &lines {
-        if a.json {
+        if a.output.json {
             serde_json::to_writer(&mut out, &crate::render::json::TableLine { kind: "table", root: l })?;
             writeln!(out)?;
         } else {
@@ -133,17 +126,17 @@ struct V2mLine {
 }
 
 pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
-    let root = check_root(&s, a.cr3);
+    let root = check_root(&s, a.cr3.as_ref())?;
     let mut vas = Vec::new();
     for e in &a.va {
         vas.push(super::resolve(&s, e).map_err(|m| anyhow::anyhow!("{m}"))?);
     }
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "v2m")?;
     }
     let mut all_ok = true;
@@ -170,7 +163,7 @@ pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
             walk_error: w.as_ref().err().cloned(),
             agree,
         };
-        if a.json {
+        if a.output.json {
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
         } else {
@@ -205,13 +198,13 @@ struct M2vLine {
 }
 
 pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
-    let s = super::open_session(&a.dump, &a.open, &a.xen)?;
+    let s = a.input.open()?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
-    let root = check_root(&s, a.cr3);
+    let root = check_root(&s, a.cr3.as_ref())?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    if a.json {
+    if a.output.json {
         crate::render::json::header(&mut out, "m2v")?;
     }
     let mut all_ok = true;
@@ -229,7 +222,7 @@ pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
         };
         all_ok &= dm.is_some() && walk_agrees != Some(false);
         let symbol = image.and_then(|v| x.syms.as_ref().and_then(|sy| sy.name_of(v)));
-        if a.json {
+        if a.output.json {
             let line = M2vLine { kind: "m2v", maddr: ma, directmap: dm, image, symbol, walk_agrees, walk_error };
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
