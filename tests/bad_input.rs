@@ -7,10 +7,11 @@
 //! on stdout, exits with code 2, and never panics or hangs. Exit code 1 is reserved for
 //! "some VA did not translate" (a result, not an error).
 //!
-//! Every input is written by the test itself into a private temporary directory. ELF
-//! cores are built byte by byte from a small valid core (one PT_LOAD of three pages
-//! holding a four-level mapping of VA 0), which is first checked to work, and every
-//! bad variant is derived from it by changing one thing.
+//! Every input is written by the test itself into a private temporary directory
+//! (`common::sandbox`). ELF cores are built byte by byte (`common::elf`) from a small
+//! valid core (one PT_LOAD of three pages holding a four-level mapping of VA 0), which
+//! is first checked to work, and every bad variant is derived from it by changing one
+//! thing.
 //!
 //! kdump-compressed files are written by `xenwalk::fixture::kdump` from the same three
 //! pages and derived by patching one header field or one page descriptor.
@@ -18,206 +19,16 @@
 //! Each test collects every violated case and fails once at the end with the full
 //! list, so one run shows all problems, not just the first.
 
-use std::cell::Cell;
-use std::fmt;
+mod common;
+
+use common::elf::*;
+use common::sandbox::{Bad, Report, Run, Sandbox, ok_problems, path_str};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
-
-/// A child that runs longer than this is taken as hung, killed, and reported.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use std::path::Path;
 
 // ---------------------------------------------------------------------------------
-// Running the binary
+// Running the binary (the sandbox and the contract checks: `common::sandbox`)
 // ---------------------------------------------------------------------------------
-
-/// A private directory under the system temp dir, removed when dropped (also when the
-/// test fails). The name holds the process id and the test name, so parallel tests
-/// and concurrent `cargo test` runs never share files.
-struct Sandbox {
-    dir: PathBuf,
-    runs: Cell<u32>,
-}
-
-impl Sandbox {
-    fn new(test: &str) -> Sandbox {
-        let dir = std::env::temp_dir().join(format!("xenwalk-bad-input-{}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create sandbox directory");
-        Sandbox { dir, runs: Cell::new(0) }
-    }
-
-    /// Write `bytes` to a file called `name` in the sandbox and return its path.
-    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.dir.join(name);
-        fs::write(&p, bytes).expect("write test input");
-        p
-    }
-
-    /// A path in the sandbox that does not exist.
-    fn missing(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// Run `xenwalk ARGS` with a timeout. The child's stdout and stderr go to files,
-    /// not pipes, so a chatty child can never block on a full pipe while we poll.
-    fn run(&self, args: &[&str]) -> Run {
-        let n = self.runs.get();
-        self.runs.set(n + 1);
-        let out_path = self.dir.join(format!("run{n}.stdout"));
-        let err_path = self.dir.join(format!("run{n}.stderr"));
-        let out = fs::File::create(&out_path).expect("create stdout file");
-        let err = fs::File::create(&err_path).expect("create stderr file");
-        let cmd = format!("xenwalk {}", args.join(" "));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xenwalk"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn xenwalk");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait for xenwalk") {
-                break s;
-            }
-            if start.elapsed() > TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("`{cmd}` did not finish within {TIMEOUT:?} (hang): killed");
-            }
-            sleep(Duration::from_millis(5));
-        };
-        Run {
-            cmd,
-            // None when the child was killed by a signal (abort, SIGSEGV, SIGBUS).
-            code: status.code(),
-            stdout: fs::read_to_string(&out_path).expect("read stdout file"),
-            stderr: fs::read_to_string(&err_path).expect("read stderr file"),
-        }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// What one run of the binary did.
-struct Run {
-    cmd: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "    command: {}", self.cmd)?;
-        writeln!(f, "    exit:    {:?}", self.code)?;
-        writeln!(f, "    stderr:  {:?}", self.stderr)?;
-        let so: String = self.stdout.chars().take(300).collect();
-        write!(f, "    stdout:  {so:?}")
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("temp paths are UTF-8")
-}
-
-/// Collects contract violations of many cases; `finish` fails the test with all of
-/// them.
-#[derive(Default)]
-struct Report {
-    failures: Vec<String>,
-}
-
-impl Report {
-    fn check(&mut self, case: &str, run: &Run, problems: Vec<String>) {
-        if !problems.is_empty() {
-            self.failures.push(format!("case `{case}`:\n    - {}\n{run}", problems.join("\n    - ")));
-        }
-    }
-
-    fn finish(self) {
-        if !self.failures.is_empty() {
-            panic!("{} case(s) broke the bad-input contract:\n\n{}", self.failures.len(), self.failures.join("\n\n"));
-        }
-    }
-}
-
-/// What a rejected input must look like. `what` lists words of which at least one
-/// must appear (case-insensitively) in the error line: it says what is wrong.
-struct Bad<'a> {
-    path: &'a Path,
-    what: &'a [&'a str],
-    /// ELF problems also give the file offset of the offending structure.
-    elf_offset: bool,
-}
-
-impl Bad<'_> {
-    fn problems(&self, r: &Run) -> Vec<String> {
-        let mut p = Vec::new();
-        if r.stderr.contains("panicked") {
-            p.push("panicked".into());
-        }
-        if r.code != Some(2) {
-            p.push(format!("exit code {:?}, expected 2 (bad input)", r.code));
-        }
-        if !r.stdout.is_empty() {
-            p.push("stdout is not empty".into());
-        }
-        let lines: Vec<&str> = r.stderr.lines().collect();
-        if lines.len() != 1 {
-            p.push(format!("stderr has {} lines, expected exactly one", lines.len()));
-        }
-        let path = self.path.display().to_string();
-        if !r.stderr.contains(&path) {
-            p.push(format!("error does not name the file {path}"));
-        }
-        let lower = r.stderr.to_lowercase();
-        if !self.what.iter().any(|w| lower.contains(&w.to_lowercase())) {
-            p.push(format!("error does not say what is wrong (none of {:?})", self.what));
-        }
-        if self.elf_offset && !r.stderr.contains("offset 0x") {
-            p.push("ELF error without the file offset (`offset 0x...`)".into());
-        }
-        if let Some(rep) = repeated_tail(r.stderr.trim_end()) {
-            p.push(format!("error says the same thing twice: {rep:?}"));
-        }
-        p
-    }
-}
-
-/// The repeated part if `line` ends in `X: X` (whole `: `-separated parts). This is
-/// how an error chain prints a cause that the outer message already includes, which
-/// makes the one line twice as long and no clearer.
-fn repeated_tail(line: &str) -> Option<String> {
-    let parts: Vec<&str> = line.split(": ").collect();
-    let n = parts.len();
-    (1..=n / 2).find(|&k| parts[n - k..] == parts[n - 2 * k..n - k]).map(|k| parts[n - k..].join(": "))
-}
-
-/// The problems of a run that must succeed with `code` (0 or 1) and a quiet stderr.
-fn ok_problems(r: &Run, code: i32) -> Vec<String> {
-    let mut p = Vec::new();
-    if r.stderr.contains("panicked") {
-        p.push("panicked".into());
-    }
-    if r.code != Some(code) {
-        p.push(format!("exit code {:?}, expected {code}", r.code));
-    }
-    if !r.stderr.is_empty() {
-        p.push("unexpected output on stderr".into());
-    }
-    if r.stdout.is_empty() {
-        p.push("stdout is empty".into());
-    }
-    p
-}
 
 /// The walk used on every file: translate VA 0 from the L4 at 0x1000.
 fn walk_args(p: &Path) -> Vec<&str> {
@@ -237,34 +48,6 @@ fn check_rejected(report: &mut Report, sb: &Sandbox, case: &str, bad: Bad<'_>) {
 // Building inputs
 // ---------------------------------------------------------------------------------
 
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-const ET_CORE: u16 = 4;
-const ET_EXEC: u16 = 2;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-
-// Byte offsets of the ELF64 header fields the variants change.
-const EI_CLASS: usize = 4;
-const EI_DATA: usize = 5;
-const E_TYPE: usize = 16;
-const E_MACHINE: usize = 18;
-const E_PHOFF: usize = 32;
-const E_PHENTSIZE: usize = 54;
-const E_PHNUM: usize = 56;
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-// Byte offsets inside one program header.
-const P_TYPE: usize = 0;
-const P_OFFSET: usize = 8;
-const P_PADDR: usize = 24;
-const P_MEMSZ: usize = 40;
-
-/// File offset of program header `i` in files made by [`elf64_core`].
-const fn ph(i: usize) -> usize {
-    EHDR_SIZE + i * PHDR_SIZE
-}
-
 /// Write each malformed ELF `(case, bytes, words the message must contain)` to the
 /// sandbox and check that it is rejected with an ELF offset.
 fn reject_elf_cases(report: &mut Report, sb: &Sandbox, prefix: &str, cases: &[(&str, Vec<u8>, &[&str])]) {
@@ -272,89 +55,6 @@ fn reject_elf_cases(report: &mut Report, sb: &Sandbox, prefix: &str, cases: &[(&
         let p = sb.file(&format!("{prefix}-{i}.elf"), bytes);
         check_rejected(report, sb, case, Bad { path: &p, what, elf_offset: true });
     }
-}
-
-/// One ELF64 program header.
-#[derive(Clone, Copy)]
-struct Phdr {
-    p_type: u32,
-    p_flags: u32,
-    p_offset: u64,
-    p_vaddr: u64,
-    p_paddr: u64,
-    p_filesz: u64,
-    p_memsz: u64,
-    p_align: u64,
-}
-
-impl Phdr {
-    /// A PT_LOAD of `size` bytes of machine memory at `paddr`, all in the file at
-    /// `offset`. p_vaddr 0, as QEMU writes it.
-    fn load(offset: u64, paddr: u64, size: u64) -> Phdr {
-        Phdr {
-            p_type: PT_LOAD,
-            p_flags: 7, // RWX
-            p_offset: offset,
-            p_vaddr: 0,
-            p_paddr: paddr,
-            p_filesz: size,
-            p_memsz: size,
-            p_align: 0,
-        }
-    }
-
-    fn note(offset: u64, size: u64) -> Phdr {
-        Phdr {
-            p_type: PT_NOTE,
-            p_flags: 0,
-            p_offset: offset,
-            p_vaddr: 0,
-            p_paddr: 0,
-            p_filesz: size,
-            p_memsz: size,
-            p_align: 4,
-        }
-    }
-}
-
-/// A little-endian x86-64 ELF64 `ET_CORE` file: the 64-byte header, the program
-/// headers right after it (e_phoff 64), then each blob at its file offset (gaps are
-/// zero). No section headers.
-fn elf64_core(phdrs: &[Phdr], blobs: &[(usize, &[u8])]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(b"\x7fELF");
-    f.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT, SysV ABI
-    f.resize(16, 0); // rest of e_ident
-    f.extend_from_slice(&ET_CORE.to_le_bytes()); // e_type
-    f.extend_from_slice(&EM_X86_64.to_le_bytes()); // e_machine
-    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    f.extend_from_slice(&0u64.to_le_bytes()); // e_entry
-    f.extend_from_slice(&(EHDR_SIZE as u64).to_le_bytes()); // e_phoff
-    f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    f.extend_from_slice(&(EHDR_SIZE as u16).to_le_bytes()); // e_ehsize
-    f.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes()); // e_phentsize
-    f.extend_from_slice(&(phdrs.len() as u16).to_le_bytes()); // e_phnum
-    f.extend_from_slice(&0u16.to_le_bytes()); // e_shentsize
-    f.extend_from_slice(&0u16.to_le_bytes()); // e_shnum
-    f.extend_from_slice(&0u16.to_le_bytes()); // e_shstrndx
-    assert_eq!(f.len(), EHDR_SIZE);
-    for p in phdrs {
-        f.extend_from_slice(&p.p_type.to_le_bytes());
-        f.extend_from_slice(&p.p_flags.to_le_bytes());
-        f.extend_from_slice(&p.p_offset.to_le_bytes());
-        f.extend_from_slice(&p.p_vaddr.to_le_bytes());
-        f.extend_from_slice(&p.p_paddr.to_le_bytes());
-        f.extend_from_slice(&p.p_filesz.to_le_bytes());
-        f.extend_from_slice(&p.p_memsz.to_le_bytes());
-        f.extend_from_slice(&p.p_align.to_le_bytes());
-    }
-    for &(off, bytes) in blobs {
-        assert!(off >= f.len(), "blob at {off:#x} overlaps the headers");
-        f.resize(off, 0);
-        f.extend_from_slice(bytes);
-    }
-    f
 }
 
 /// Three pages of machine memory, 0x1000-0x3fff: a four-level mapping of VA 0.

@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests: running the binary, temporary
-//! directories, and the real machine images in `../shared`.
+//! directories, and the real machine images in `../shared`; beside them `sandbox`
+//! (runs in a private directory, checked against the bad-input contract), `elf`
+//! (an ELF core written byte by byte) and `qemu`.
 #![allow(dead_code)]
 
+pub mod elf;
 pub mod qemu;
+pub mod sandbox;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
