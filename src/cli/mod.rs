@@ -216,7 +216,7 @@ impl Session {
                     return Err(format!("'{text}' looks like a symbol expression: pass --xen-syms to use symbols"));
                 };
                 let ctx = crate::xen::expr::Ctx { xen, mem: self.dump.mem.as_ref(), root: xen.idle_root() };
-                crate::xen::expr::eval(text, &ctx, self.dump.notes.vmcoreinfo_xen.as_deref())
+                crate::xen::expr::eval(text, &ctx, self.dump.notes.vmcoreinfo_xen.as_deref()).map_err(|e| e.to_string())
             }
         }
     }

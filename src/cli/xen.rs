@@ -297,7 +297,7 @@ pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
         let va = Vaddr(va);
         let f = x.virt_to_maddr(va);
         let w = match root {
-            Some(r) => x.walk_maddr(mem, r, va),
+            Some(r) => x.walk_maddr(mem, r, va).map_err(|e| e.to_string()),
             None => Err("no root to walk (idle_pg_table unknown; pass --cr3)".into()),
         };
         let agree = match (&f, &w) {
@@ -368,7 +368,7 @@ pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
         let (walk_agrees, walk_error) = match (dm, root) {
             (Some(v), Some(r)) => match x.walk_maddr(mem, r, v) {
                 Ok(m) => (Some(m == ma), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             },
             (None, _) => (None, Some("no direct-map address (PDX hole or above the direct map)".into())),
             (_, None) => (None, Some("no root to walk".into())),
@@ -562,9 +562,9 @@ pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
                 kind: "m2p",
                 mfn,
                 m2p: e.as_ref().ok().copied(),
-                m2p_error: e.as_ref().err().cloned(),
+                m2p_error: e.as_ref().err().map(ToString::to_string),
                 page: p.as_ref().ok().cloned(),
-                page_error: p.as_ref().err().cloned(),
+                page_error: p.as_ref().err().map(ToString::to_string),
             };
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
@@ -807,7 +807,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                     kind: "p2m",
                     pfn,
                     entry: e.as_ref().ok().copied(),
-                    error: e.as_ref().err().cloned(),
+                    error: e.as_ref().err().map(ToString::to_string),
                     m2p: m.and_then(|r| r.ok()),
                     agree,
                 };
@@ -838,14 +838,14 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
         source: Some(p2m.source.clone()),
         ..Default::default()
     };
-    let kind_of = |e: &Result<P2mEntry, String>| match e {
+    let kind_of = |e: &Result<P2mEntry, crate::xen::p2m::P2mError>| match e {
         Ok(P2mEntry::Mfn(_)) => "ram",
         Ok(P2mEntry::Identity(_)) => "identity",
         Ok(P2mEntry::Foreign(_)) => "foreign",
         Ok(P2mEntry::Invalid) => "invalid",
         Err(_) => "unreadable",
     };
-    let mfn_of = |e: &Result<P2mEntry, String>| match e {
+    let mfn_of = |e: &Result<P2mEntry, crate::xen::p2m::P2mError>| match e {
         Ok(P2mEntry::Mfn(m) | P2mEntry::Identity(m) | P2mEntry::Foreign(m)) => Some(*m),
         _ => None,
     };
@@ -861,7 +861,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
             _ => sum.unreadable += 1,
         }
         if let Ok(P2mEntry::Mfn(mfn)) = &e {
-            match m2p.get(*mfn) {
+            match m2p.get(*mfn).map_err(|e| e.to_string()) {
                 Ok(M2pEntry::Pfn(p)) if p.0 == pfn => {}
                 other => {
                     sum.m2p_mismatches += 1;
@@ -902,7 +902,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                         "mfn {:#x} (owned by domain {}): M2P says {:?}, p2m does not map it back",
                         mfn.0,
                         d.id,
-                        m2p.get(mfn)
+                        m2p.get(mfn).map_err(|e| e.to_string())
                     ));
                 }
             }
@@ -920,8 +920,8 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                         sum.mismatch_examples.push(format!(
                             "pfn {pfn}: {} says {:?}, {alt} says {:?}",
                             p2m.source,
-                            p2m.raw(pfn),
-                            p2m.raw_via(alt, pfn)
+                            p2m.raw(pfn).map_err(|e| e.to_string()),
+                            p2m.raw_via(alt, pfn).map_err(|e| e.to_string())
                         ));
                     }
                 }
