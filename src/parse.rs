@@ -2,24 +2,46 @@
 //! crash and gdb sessions: hexadecimal, with or without `0x`, with optional `_` or
 //! `` ` `` digit separators (`ffff82d0_40200000`, WinDbg's `fffff800`00000000`).
 
+/// Why a string is not a value or an address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    #[error("'{text}' is not a hexadecimal value")]
+    NotHex { text: String },
+    #[error("'{text}' does not fit in 64 bits")]
+    TooWide { text: String },
+    /// Neither hex nor anything an expression over symbols could be.
+    #[error("'{text}' is neither a hexadecimal value nor a symbol expression")]
+    NotAnAddress { text: String },
+}
+
+/// The message, for callers that still collect errors as text.
+impl From<ParseError> for String {
+    fn from(e: ParseError) -> String {
+        e.to_string()
+    }
+}
+
 /// Parse a hexadecimal u64. Addresses in this field are always hex (crash's `vtop`
 /// and Xen's messages print them without `0x`), so a bare `100` is 0x100.
-pub fn hex_u64(s: &str) -> Result<u64, String> {
+pub fn hex_u64(s: &str) -> Result<u64, ParseError> {
     let t = s.trim();
     let body = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
     let digits: String = body.chars().filter(|&c| c != '_' && c != '`').collect();
+    let not_hex = || ParseError::NotHex { text: s.to_string() };
     if digits.is_empty() {
-        return Err(format!("'{s}' is not a hexadecimal value"));
+        return Err(not_hex());
     }
     if digits.len() > 16 && digits.trim_start_matches('0').len() > 16 {
-        return Err(format!("'{s}' does not fit in 64 bits"));
+        return Err(ParseError::TooWide { text: s.to_string() });
     }
-    u64::from_str_radix(&digits, 16).map_err(|_| format!("'{s}' is not a hexadecimal value"))
+    u64::from_str_radix(&digits, 16).map_err(|_| not_hex())
 }
 
 /// The VA on one line of a VA list: the first whitespace-separated token, with a
 /// trailing `:` removed (so QEMU's `info tlb` lines and similar listings can be fed
-/// back in). Blank lines and `#` comments give `None`.
+/// back in). Blank lines and `#` comments give `None`. The error is text because the
+/// CLI goes on to evaluate the expression with its own (text) errors.
 pub fn va_line(line: &str) -> Option<Result<Expr, String>> {
     let line = line.split(" #").next().unwrap_or("");
     let tok = line.split_whitespace().next()?;
@@ -27,7 +49,7 @@ pub fn va_line(line: &str) -> Option<Result<Expr, String>> {
         return None;
     }
     let tok = tok.strip_suffix(':').unwrap_or(tok);
-    Some(Expr::parse(tok))
+    Some(Expr::parse(tok).map_err(String::from))
 }
 
 /// A line of a VA list, read without allocating (see [`va_line_bytes`]).
@@ -198,7 +220,7 @@ pub enum Expr {
 
 impl Expr {
     /// Parse without evaluating: hex, or anything that looks like an expression.
-    pub fn parse(s: &str) -> Result<Expr, String> {
+    pub fn parse(s: &str) -> Result<Expr, ParseError> {
         let t = s.trim();
         if let Ok(v) = hex_u64(t) {
             return Ok(Expr::Value(v));
@@ -207,7 +229,7 @@ impl Expr {
             && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.#$`+-*>[]()/ ".contains(c))
             && t.chars().any(|c| c.is_ascii_alphabetic() || c == '_');
         if !ok {
-            return Err(format!("'{s}' is neither a hexadecimal value nor a symbol expression"));
+            return Err(ParseError::NotAnAddress { text: s.to_string() });
         }
         Ok(Expr::Symbolic(t.to_string()))
     }

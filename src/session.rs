@@ -20,8 +20,10 @@ use crate::mem::{Absent, PhysMem};
 use crate::paging::WalkOptions;
 use crate::paging::root::{self, Root, RootInput, RootProblem};
 use crate::parse::Expr;
-use crate::xen::domains::{self, DomKind, DomainInfo, TableKind};
+use crate::xen::domains::{self, DomKind, DomainError, DomainInfo, TableKind};
+use crate::xen::expr::ExprError;
 use crate::xen::hvm::{GuestPhys, HostP2m};
+use crate::xen::p2m::P2mError;
 use crate::xen::symbols::{SymsError, XenSyms};
 use crate::xen::{Xen, XenOptions};
 use std::fmt;
@@ -167,7 +169,7 @@ impl Session {
                 };
                 let ctx = crate::xen::expr::Ctx { xen, mem: self.mem(), root: xen.idle_root() };
                 crate::xen::expr::eval(text, &ctx, self.dump.notes.vmcoreinfo_xen.as_deref())
-                    .map_err(|e| ResolveError::Eval(e.to_string()))
+                    .map_err(ResolveError::Eval)
             }
         }
     }
@@ -193,7 +195,7 @@ impl Session {
     pub fn domains(&self) -> Result<domains::Domains, RootError> {
         let x = self.xen_with_syms().ok_or(RootError::NeedsSymbols)?;
         let f = domains::Fields::new(x, self.mem(), self.dump.notes.vmcoreinfo_xen.as_deref());
-        domains::domains(&f).map_err(|e| RootError::Domains(e.to_string()))
+        domains::domains(&f).map_err(RootError::Domains)
     }
 
     /// The address space `spec` names. A root whose L4 lies wholly outside the image
@@ -349,7 +351,7 @@ impl Session {
         })?;
         let cr3 = vc.guest_cr3.ok_or(RootError::NoGuestCr3 { domain: id, vcpu: v })?;
         let f = domains::Fields::new(x, self.mem(), self.dump.notes.vmcoreinfo_xen.as_deref());
-        let p2m = HostP2m::of(&f, dom).map_err(|e| RootError::P2m(e.to_string()))?;
+        let p2m = HostP2m::of(&f, dom).map_err(RootError::P2m)?;
         let src = format!("domain {id} vCPU {v} guest CR3 (guest-physical, through the {} p2m)", p2m.kind());
         let guest = GuestPhys { mem: self.mem(), p2m };
         let root = root::resolve(&guest, RootInput::Cr3(cr3), src, None, opts);
@@ -450,10 +452,12 @@ pub enum RootError {
     NeedsSymbols,
     #[error("{va:#x}: {why}")]
     NotLinear { va: Vaddr, why: String },
-    #[error("{0}")]
-    Domains(String),
-    #[error("{0}")]
-    P2m(String),
+    /// The hypervisor's domain list cannot be read.
+    #[error(transparent)]
+    Domains(DomainError),
+    /// An HVM guest's host p2m cannot be read.
+    #[error(transparent)]
+    P2m(P2mError),
     #[error("no such domain {domain} (found: {})", list(found))]
     NoSuchDomain { domain: DomainSel, found: Vec<DomainSel> },
     #[error("domain {domain} has no vCPU {vcpu} (it has vCPUs {have:?})")]
@@ -501,6 +505,6 @@ pub enum ResolveError {
     #[error("'{text}' looks like a symbol expression: symbols need the hypervisor's xen-syms")]
     NeedsSymbols { text: String },
     /// The expression does not evaluate (syntax, unknown symbol, unreadable pointer).
-    #[error("{0}")]
-    Eval(String),
+    #[error(transparent)]
+    Eval(ExprError),
 }

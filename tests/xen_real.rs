@@ -313,7 +313,7 @@ fn synthetic_vmcores_every_xen_phys_start_source_and_pdx() {
         assert_eq!(x.idle_root(), Some(Maddr(expect_idle)));
         let va = Vaddr(syms.addr("xen_phys_start").unwrap());
         assert_eq!(
-            x.walk_maddr(dump.mem.as_ref(), x.idle_root().unwrap(), va),
+            x.walk_maddr(dump.mem.as_ref(), x.idle_root().unwrap(), va).map_err(|e| e.to_string()),
             x.virt_to_maddr(va).map_err(|e| e.to_string())
         );
     }

@@ -161,9 +161,9 @@ pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
                 kind: "m2p",
                 mfn,
                 m2p: e.as_ref().ok().copied(),
-                m2p_error: e.as_ref().err().cloned(),
+                m2p_error: e.as_ref().err().map(ToString::to_string),
                 page: p.as_ref().ok().cloned(),
-                page_error: p.as_ref().err().cloned(),
+                page_error: p.as_ref().err().map(ToString::to_string),
             };
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;

@@ -296,7 +296,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                     kind: "p2m",
                     pfn,
                     entry: e.as_ref().ok().copied(),
-                    error: e.as_ref().err().cloned(),
+                    error: e.as_ref().err().map(ToString::to_string),
                     m2p: m.and_then(|r| r.ok()),
                     agree,
                 };
@@ -327,14 +327,14 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
         source: Some(p2m.source.clone()),
         ..Default::default()
     };
-    let kind_of = |e: &Result<P2mEntry, String>| match e {
+    let kind_of = |e: &Result<P2mEntry, crate::xen::p2m::P2mError>| match e {
         Ok(P2mEntry::Mfn(_)) => "ram",
         Ok(P2mEntry::Identity(_)) => "identity",
         Ok(P2mEntry::Foreign(_)) => "foreign",
         Ok(P2mEntry::Invalid) => "invalid",
         Err(_) => "unreadable",
     };
-    let mfn_of = |e: &Result<P2mEntry, String>| match e {
+    let mfn_of = |e: &Result<P2mEntry, crate::xen::p2m::P2mError>| match e {
         Ok(P2mEntry::Mfn(m) | P2mEntry::Identity(m) | P2mEntry::Foreign(m)) => Some(*m),
         _ => None,
     };
@@ -350,7 +350,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
             _ => sum.unreadable += 1,
         }
         if let Ok(P2mEntry::Mfn(mfn)) = &e {
-            match m2p.get(*mfn) {
+            match m2p.get(*mfn).map_err(|e| e.to_string()) {
                 Ok(M2pEntry::Pfn(p)) if p.0 == pfn => {}
                 other => {
                     sum.m2p_mismatches += 1;
@@ -391,7 +391,7 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                         "mfn {:#x} (owned by domain {}): M2P says {:?}, p2m does not map it back",
                         mfn.0,
                         d.id,
-                        m2p.get(mfn)
+                        m2p.get(mfn).map_err(|e| e.to_string())
                     ));
                 }
             }
@@ -409,8 +409,8 @@ pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
                         sum.mismatch_examples.push(format!(
                             "pfn {pfn}: {} says {:?}, {alt} says {:?}",
                             p2m.source,
-                            p2m.raw(pfn),
-                            p2m.raw_via(alt, pfn)
+                            p2m.raw(pfn).map_err(|e| e.to_string()),
+                            p2m.raw_via(alt, pfn).map_err(|e| e.to_string())
                         ));
                     }
                 }

@@ -114,7 +114,7 @@ pub fn resolve_error(e: &ResolveError) -> String {
         ResolveError::NeedsSymbols { text } => {
             format!("'{text}' looks like a symbol expression: pass --xen-syms to use symbols")
         }
-        ResolveError::Eval(m) => m.clone(),
+        ResolveError::Eval(e) => e.to_string(),
     }
 }
 
@@ -148,7 +148,8 @@ fn root_error(s: &Session, spec: &RootSpec, e: RootError) -> anyhow::Error {
     let m = match e {
         RootError::NeedsSymbols => return anyhow::anyhow!("--domain needs --xen-syms"),
         RootError::NoGuestCr3 { domain, vcpu } => return anyhow::anyhow!("domain {domain} vCPU {vcpu}: no guest CR3"),
-        RootError::Domains(m) | RootError::P2m(m) => m,
+        RootError::Domains(e) => e.to_string(),
+        RootError::P2m(e) => e.to_string(),
         RootError::NoSuchDomain { found, .. } => format!(
             "--domain {d}: no such domain (found: {})",
             found.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")

@@ -144,7 +144,7 @@ pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
         let va = Vaddr(va);
         let f = x.virt_to_maddr(va);
         let w = match root {
-            Some(r) => x.walk_maddr(mem, r, va),
+            Some(r) => x.walk_maddr(mem, r, va).map_err(|e| e.to_string()),
             None => Err("no root to walk (idle_pg_table unknown; pass --cr3)".into()),
         };
         let agree = match (&f, &w) {
@@ -215,7 +215,7 @@ pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
         let (walk_agrees, walk_error) = match (dm, root) {
             (Some(v), Some(r)) => match x.walk_maddr(mem, r, v) {
                 Ok(m) => (Some(m == ma), None),
-                Err(e) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
             },
             (None, _) => (None, Some("no direct-map address (PDX hole or above the direct map)".into())),
             (_, None) => (None, Some("no root to walk".into())),

@@ -190,6 +190,15 @@ pub struct EptWalk {
     pub stop: Option<String>,
 }
 
+/// An EPTP whose walk length xenwalk does not follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("EPTP {eptp:#x}: walk length {levels} (only 4-level EPT is supported)")]
+pub struct UnsupportedEptp {
+    pub eptp: u64,
+    /// Levels the EPTP asks for (its bits 5:3, plus one).
+    pub levels: u64,
+}
+
 /// An EPT hierarchy.
 #[derive(Clone, Copy)]
 pub struct Ept<'a> {
@@ -203,10 +212,10 @@ pub struct Ept<'a> {
 impl<'a> Ept<'a> {
     /// From an EPTP: memory type 2:0, walk length − 1 5:3 (must be 3: 4 levels),
     /// A/D enable 6, root 51:12.
-    pub fn from_eptp(mem: &'a dyn PhysMem, eptp: u64, minor: u32) -> Result<Ept<'a>, String> {
+    pub fn from_eptp(mem: &'a dyn PhysMem, eptp: u64, minor: u32) -> Result<Ept<'a>, UnsupportedEptp> {
         let wl = (eptp >> 3) & 7;
         if wl != 3 {
-            return Err(format!("EPTP {eptp:#x}: walk length {} (only 4-level EPT is supported)", wl + 1));
+            return Err(UnsupportedEptp { eptp, levels: wl + 1 });
         }
         Ok(Ept { mem, root: Maddr(eptp & 0x000f_ffff_ffff_f000), minor, maxphyaddr: 52 })
     }

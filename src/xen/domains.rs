@@ -7,8 +7,8 @@
 //! followed; the lists are walked with a bound and cycle detection, and a broken link
 //! becomes a [`Problem`] rather than a panic or a hang.
 
-use super::Xen;
-use super::offsets::Offsets;
+use super::offsets::{OffsetError, Offsets};
+use super::{VaReadError, Xen};
 use crate::addr::{Maddr, Mfn, Vaddr};
 use crate::mem::PhysMem;
 use serde::Serialize;
@@ -147,6 +147,43 @@ pub struct Domains {
     pub problems: Vec<Problem>,
 }
 
+/// Why a pointer read from a hypervisor structure cannot be followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PointerError {
+    #[error("NULL")]
+    Null,
+    /// Outside the direct map and the image, in `region` (`None`: non-canonical or in
+    /// no region xenwalk knows).
+    #[error("points outside the direct map and the image ({})", region.unwrap_or("non-canonical"))]
+    Outside { region: Option<&'static str> },
+    #[error("points nowhere the dump holds: {error}")]
+    Unreadable { error: VaReadError },
+}
+
+/// Why a field, a domain or the domain list cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DomainError {
+    #[error(transparent)]
+    Offset(#[from] OffsetError),
+    #[error(transparent)]
+    Read(#[from] VaReadError),
+    #[error(transparent)]
+    Pointer(#[from] PointerError),
+    /// The pointer field `key` holds `pointer`, which cannot be followed.
+    #[error("{key} = {pointer}: {error}")]
+    PointerField { key: String, pointer: Vaddr, error: PointerError },
+    /// No symbols are loaded (CLI: pass `--xen-syms`).
+    #[error("domains need --xen-syms")]
+    NoSymbols,
+    #[error("xen-syms has no domain_list")]
+    NoDomainList,
+    /// The variable `domain_list` itself cannot be read.
+    #[error("domain_list: {0}")]
+    DomainList(VaReadError),
+}
+
 /// Reads fields of hypervisor structures.
 pub struct Fields<'a> {
     pub xen: &'a Xen,
@@ -161,13 +198,13 @@ impl<'a> Fields<'a> {
     }
 
     /// Read `size` bytes (1, 2, 4, 8) of field `key` of the object at `base`.
-    pub fn field(&self, base: Vaddr, key: &str, size: u64) -> Result<u64, String> {
+    pub fn field(&self, base: Vaddr, key: &str, size: u64) -> Result<u64, DomainError> {
         let off = self.offs.offset(key)?.value;
-        self.read(Vaddr(base.0.wrapping_add(off)), size)
+        Ok(self.read(Vaddr(base.0.wrapping_add(off)), size)?)
     }
 
     /// Read `size` bytes at a hypervisor VA.
-    pub fn read(&self, va: Vaddr, size: u64) -> Result<u64, String> {
+    pub fn read(&self, va: Vaddr, size: u64) -> Result<u64, VaReadError> {
         let v = self.xen.read_va_u64(self.mem, self.root, va)?;
         Ok(match size {
             1 => v & 0xff,
@@ -179,21 +216,21 @@ impl<'a> Fields<'a> {
 
     /// A pointer field: must be a canonical hypervisor VA in the direct map (where
     /// Xen allocates domains and vCPUs) or the image, and readable.
-    pub fn pointer(&self, base: Vaddr, key: &str) -> Result<Vaddr, String> {
+    pub fn pointer(&self, base: Vaddr, key: &str) -> Result<Vaddr, DomainError> {
         let p = Vaddr(self.field(base, key, 8)?);
-        self.check_pointer(p).map_err(|e| format!("{key} = {p}: {e}"))?;
+        self.check_pointer(p).map_err(|error| DomainError::PointerField { key: key.to_string(), pointer: p, error })?;
         Ok(p)
     }
 
-    fn check_pointer(&self, p: Vaddr) -> Result<(), String> {
+    fn check_pointer(&self, p: Vaddr) -> Result<(), PointerError> {
         if p.0 == 0 {
-            return Err("NULL".into());
+            return Err(PointerError::Null);
         }
         let region = self.xen.region(p).map(|r| r.name);
         if !matches!(region, Some("directmap" | "directmap_high" | "xen_image")) {
-            return Err(format!("points outside the direct map and the image ({})", region.unwrap_or("non-canonical")));
+            return Err(PointerError::Outside { region });
         }
-        self.read(p, 8).map(|_| ()).map_err(|e| format!("points nowhere the dump holds: {e}"))
+        self.read(p, 8).map(|_| ()).map_err(|error| PointerError::Unreadable { error })
     }
 }
 
@@ -201,7 +238,7 @@ fn mfn_or_none(v: u64) -> Option<Mfn> {
     (v != 0 && v >> 40 == 0).then_some(Mfn(v))
 }
 
-fn read_vcpu(f: &Fields<'_>, v: Vaddr, hvm: bool) -> Result<VcpuInfo, String> {
+fn read_vcpu(f: &Fields<'_>, v: Vaddr, hvm: bool) -> Result<VcpuInfo, DomainError> {
     Ok(VcpuInfo {
         addr: v,
         id: f.field(v, "vcpu.vcpu_id", 4)? as u32,
@@ -222,7 +259,7 @@ fn read_vcpu(f: &Fields<'_>, v: Vaddr, hvm: bool) -> Result<VcpuInfo, String> {
     })
 }
 
-fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<DomainInfo, String> {
+fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<DomainInfo, DomainError> {
     let id = f.field(d, "domain.domain_id", 2)? as u16;
     let options = f.field(d, "domain.options", 4)?;
     let hvm = options & CDF_HVM != 0;
@@ -297,12 +334,12 @@ fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<
 }
 
 /// Walk `domain_list`, then the idle domain through `idle_vcpu[0]`.
-pub fn domains(f: &Fields<'_>) -> Result<Domains, String> {
-    let syms = f.xen.syms.as_ref().ok_or("domains need --xen-syms")?;
-    let list = syms.addr("domain_list").ok_or("xen-syms has no domain_list")?;
+pub fn domains(f: &Fields<'_>) -> Result<Domains, DomainError> {
+    let syms = f.xen.syms.as_ref().ok_or(DomainError::NoSymbols)?;
+    let list = syms.addr("domain_list").ok_or(DomainError::NoDomainList)?;
     let mut out = Domains::default();
     let mut seen = HashSet::new();
-    let mut p = Vaddr(f.read(Vaddr(list), 8).map_err(|e| format!("domain_list: {e}"))?);
+    let mut p = Vaddr(f.read(Vaddr(list), 8).map_err(DomainError::DomainList)?);
     let mut prev_id: Option<u16> = None;
     while p.0 != 0 {
         if out.domains.len() >= MAX_DOMAINS {
@@ -347,7 +384,7 @@ pub fn domains(f: &Fields<'_>) -> Result<Domains, String> {
     }
     // The idle domain is on no list: reach it through idle_vcpu[0]->domain.
     if let Some(iv) = syms.addr("idle_vcpu") {
-        let idle = f.read(Vaddr(iv), 8).map(Vaddr).and_then(|v| {
+        let idle = f.read(Vaddr(iv), 8).map(Vaddr).map_err(DomainError::from).and_then(|v| {
             f.check_pointer(v)?;
             f.pointer(v, "vcpu.domain")
         });

@@ -65,6 +65,50 @@ impl Type {
     }
 }
 
+/// Why a type, a variable or a member cannot be had from the DWARF.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DwarfError {
+    /// `xen-syms` has no `.debug_info` (built without `CONFIG_DEBUG_INFO`).
+    #[error("xen-syms has no DWARF (.debug_info)")]
+    NoDwarf,
+    /// The list of unit headers cannot be read.
+    #[error("DWARF unit headers: {0}")]
+    UnitHeaders(gimli::Error),
+    /// The unit whose header is at `.debug_info` offset `unit` cannot be read.
+    #[error("DWARF unit at {unit:#x}: {error}")]
+    Unit { unit: usize, error: gimli::Error },
+    /// A DIE or its children cannot be read.
+    #[error(transparent)]
+    Gimli(#[from] gimli::Error),
+    #[error("no DWARF unit holds offset {offset:#x}")]
+    NoUnit { offset: usize },
+    #[error("no struct {name} in the DWARF")]
+    NoStruct { name: String },
+    #[error("no variable {name} in the DWARF")]
+    NoVariable { name: String },
+    #[error("variable {name} has no type")]
+    UntypedVariable { name: String },
+    /// Typedefs and qualifiers nest deeper than xenwalk follows.
+    #[error("type chain too long")]
+    TypeChainTooLong,
+    /// A member path of `struct strukt` goes wrong.
+    #[error("struct {strukt}: {error}")]
+    InStruct { strukt: String, error: Box<DwarfError> },
+    /// Path component `component` accesses a member of something that is not a struct.
+    #[error("'{component}': not a struct member access")]
+    NotAStruct { component: String },
+    #[error("no member '{name}'")]
+    NoMember { name: String },
+    #[error("'{name}' is not an array")]
+    NotAnArray { name: String },
+    #[error("array element of unknown size")]
+    UnsizedElement,
+    /// Path component `component` has an index that is not a number.
+    #[error("'{component}': bad index")]
+    BadIndex { component: String },
+}
+
 /// A member found along a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
@@ -72,16 +116,20 @@ pub struct Member {
     pub ty: Type,
 }
 
-fn load(syms: &XenSyms) -> Result<gimli::Dwarf<R<'_>>, String> {
-    gimli::Dwarf::load(|id| -> Result<R<'_>, String> {
+fn load(syms: &XenSyms) -> gimli::Dwarf<R<'_>> {
+    let sections = gimli::Dwarf::load(|id| -> Result<R<'_>, std::convert::Infallible> {
         Ok(EndianSlice::new(syms.section_data(id.name()).unwrap_or(&[]), LittleEndian))
-    })
+    });
+    match sections {
+        Ok(dwarf) => dwarf,
+        Err(never) => match never {},
+    }
 }
 
-fn unit_at<'a>(dwarf: &gimli::Dwarf<R<'a>>, at: usize) -> Result<gimli::Unit<R<'a>>, String> {
-    let h =
-        dwarf.debug_info.header_from_offset(DebugInfoOffset(at)).map_err(|e| format!("DWARF unit at {at:#x}: {e}"))?;
-    dwarf.unit(h).map_err(|e| format!("DWARF unit at {at:#x}: {e}"))
+fn unit_at<'a>(dwarf: &gimli::Dwarf<R<'a>>, at: usize) -> Result<gimli::Unit<R<'a>>, DwarfError> {
+    let unit_error = |error| DwarfError::Unit { unit: at, error };
+    let h = dwarf.debug_info.header_from_offset(DebugInfoOffset(at)).map_err(unit_error)?;
+    dwarf.unit(h).map_err(unit_error)
 }
 
 fn name_of(
@@ -99,16 +147,17 @@ fn udata(e: &gimli::DebuggingInformationEntry<R<'_>>, at: gimli::DwAt) -> Option
 
 impl DwarfIndex {
     /// Index `syms`' DWARF.
-    pub fn build(syms: &XenSyms) -> Result<DwarfIndex, String> {
-        let dwarf = load(syms)?;
+    pub fn build(syms: &XenSyms) -> Result<DwarfIndex, DwarfError> {
+        let dwarf = load(syms);
         let mut idx = DwarfIndex::default();
         let mut headers = dwarf.units();
-        while let Some(h) = headers.next().map_err(|e| format!("DWARF unit headers: {e}"))? {
+        while let Some(h) = headers.next().map_err(DwarfError::UnitHeaders)? {
             let Some(uoff) = h.offset().to_debug_info_offset(&h) else { continue };
-            let unit = dwarf.unit(h).map_err(|e| format!("DWARF unit at {:#x}: {e}", uoff.0))?;
+            let unit_error = |error| DwarfError::Unit { unit: uoff.0, error };
+            let unit = dwarf.unit(h).map_err(unit_error)?;
             idx.units += 1;
             let mut cur = unit.entries();
-            while let Some(e) = cur.next_dfs().map_err(|e| format!("DWARF unit at {:#x}: {e}", uoff.0))? {
+            while let Some(e) = cur.next_dfs().map_err(unit_error)? {
                 let tag = e.tag();
                 let map = match tag {
                     gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
@@ -131,50 +180,50 @@ impl DwarfIndex {
     }
 
     /// `struct name` (or a typedef of one).
-    pub fn struct_type(&self, syms: &XenSyms, name: &str) -> Result<Type, String> {
-        let dwarf = load(syms)?;
+    pub fn struct_type(&self, syms: &XenSyms, name: &str) -> Result<Type, DwarfError> {
+        let dwarf = load(syms);
         if let Some(&d) = self.structs.get(name) {
             return resolve(&dwarf, d);
         }
         if let Some(&d) = self.typedefs.get(name) {
             return resolve(&dwarf, d);
         }
-        Err(format!("no struct {name} in the DWARF"))
+        Err(DwarfError::NoStruct { name: name.to_string() })
     }
 
     /// The type of global variable `name`.
-    pub fn var_type(&self, syms: &XenSyms, name: &str) -> Result<Type, String> {
-        let dwarf = load(syms)?;
-        let d = *self.vars.get(name).ok_or_else(|| format!("no variable {name} in the DWARF"))?;
+    pub fn var_type(&self, syms: &XenSyms, name: &str) -> Result<Type, DwarfError> {
+        let dwarf = load(syms);
+        let d = *self.vars.get(name).ok_or_else(|| DwarfError::NoVariable { name: name.to_string() })?;
         let unit = unit_at(&dwarf, d.unit)?;
-        let e = unit.entry(UnitOffset(d.die)).map_err(|e| e.to_string())?;
-        let t = type_ref(&e, d.unit).ok_or_else(|| format!("variable {name} has no type"))?;
+        let e = unit.entry(UnitOffset(d.die))?;
+        let t = type_ref(&e, d.unit).ok_or_else(|| DwarfError::UntypedVariable { name: name.to_string() })?;
         resolve(&dwarf, t)
     }
 
     /// The member at `path` (dot-separated, `[n]` for array elements) of `struct sname`.
-    pub fn member(&self, syms: &XenSyms, sname: &str, path: &str) -> Result<Member, String> {
+    pub fn member(&self, syms: &XenSyms, sname: &str, path: &str) -> Result<Member, DwarfError> {
         let ty = self.struct_type(syms, sname)?;
-        member_of(syms, &ty, path).map_err(|e| format!("struct {sname}: {e}"))
+        member_of(syms, &ty, path).map_err(|e| DwarfError::InStruct { strukt: sname.to_string(), error: Box::new(e) })
     }
 }
 
 /// Walk `path` from a struct type.
-pub fn member_of(syms: &XenSyms, ty: &Type, path: &str) -> Result<Member, String> {
-    let dwarf = load(syms)?;
+pub fn member_of(syms: &XenSyms, ty: &Type, path: &str) -> Result<Member, DwarfError> {
+    let dwarf = load(syms);
     let mut ty = ty.clone();
     let mut offset = 0u64;
     for comp in path.split('.').filter(|c| !c.is_empty()) {
         let (name, indices) = split_indices(comp)?;
         let Type::Struct { die, .. } = &ty else {
-            return Err(format!("'{comp}': not a struct member access"));
+            return Err(DwarfError::NotAStruct { component: comp.to_string() });
         };
-        let m = find_member(&dwarf, *die, name)?.ok_or_else(|| format!("no member '{name}'"))?;
+        let m = find_member(&dwarf, *die, name)?.ok_or_else(|| DwarfError::NoMember { name: name.to_string() })?;
         offset += m.offset;
         ty = m.ty;
         for i in indices {
-            let Type::Array { elem, .. } = &ty else { return Err(format!("'{name}' is not an array")) };
-            offset += i * elem.size().ok_or("array element of unknown size")?;
+            let Type::Array { elem, .. } = &ty else { return Err(DwarfError::NotAnArray { name: name.to_string() }) };
+            offset += i * elem.size().ok_or(DwarfError::UnsizedElement)?;
             ty = (**elem).clone();
         }
     }
@@ -182,12 +231,13 @@ pub fn member_of(syms: &XenSyms, ty: &Type, path: &str) -> Result<Member, String
 }
 
 /// `name[1][2]` → ("name", [1, 2]).
-fn split_indices(comp: &str) -> Result<(&str, Vec<u64>), String> {
+fn split_indices(comp: &str) -> Result<(&str, Vec<u64>), DwarfError> {
     let Some(b) = comp.find('[') else { return Ok((comp, Vec::new())) };
+    let bad_index = || DwarfError::BadIndex { component: comp.to_string() };
     let mut out = Vec::new();
     for part in comp[b..].split('[').skip(1) {
-        let n = part.strip_suffix(']').ok_or_else(|| format!("'{comp}': bad index"))?;
-        out.push(n.parse().or_else(|_| crate::parse::hex_u64(n)).map_err(|_| format!("'{comp}': bad index"))?);
+        let n = part.strip_suffix(']').ok_or_else(bad_index)?;
+        out.push(n.parse().or_else(|_| crate::parse::hex_u64(n)).map_err(|_| bad_index())?);
     }
     Ok((&comp[..b], out))
 }
@@ -201,13 +251,13 @@ fn type_ref(e: &gimli::DebuggingInformationEntry<R<'_>>, unit: usize) -> Option<
 }
 
 /// Read the DIE `d` as a type, following typedefs and qualifiers (depth-bounded).
-fn resolve(dwarf: &gimli::Dwarf<R<'_>>, mut d: DieRef) -> Result<Type, String> {
+fn resolve(dwarf: &gimli::Dwarf<R<'_>>, mut d: DieRef) -> Result<Type, DwarfError> {
     for _ in 0..32 {
         if d.unit == usize::MAX {
             d = global_to_unit(dwarf, d.die)?;
         }
         let unit = unit_at(dwarf, d.unit)?;
-        let e = unit.entry(UnitOffset(d.die)).map_err(|e| e.to_string())?;
+        let e = unit.entry(UnitOffset(d.die))?;
         match e.tag() {
             gimli::DW_TAG_typedef
             | gimli::DW_TAG_const_type
@@ -240,10 +290,10 @@ fn resolve(dwarf: &gimli::Dwarf<R<'_>>, mut d: DieRef) -> Result<Type, String> {
                     None => Type::Other { size: None },
                 };
                 let mut count = None;
-                let mut tree = unit.entries_tree(Some(UnitOffset(d.die))).map_err(|e| e.to_string())?;
-                let root = tree.root().map_err(|e| e.to_string())?;
+                let mut tree = unit.entries_tree(Some(UnitOffset(d.die)))?;
+                let root = tree.root()?;
                 let mut kids = root.children();
-                if let Some(k) = kids.next().map_err(|e| e.to_string())? {
+                if let Some(k) = kids.next()? {
                     let k = k.entry();
                     count = udata(k, gimli::DW_AT_count).or_else(|| udata(k, gimli::DW_AT_upper_bound).map(|u| u + 1));
                 }
@@ -258,29 +308,29 @@ fn resolve(dwarf: &gimli::Dwarf<R<'_>>, mut d: DieRef) -> Result<Type, String> {
             _ => return Ok(Type::Other { size: udata(&e, gimli::DW_AT_byte_size) }),
         }
     }
-    Err("type chain too long".into())
+    Err(DwarfError::TypeChainTooLong)
 }
 
 /// Turn a `.debug_info` offset into (unit, offset in unit).
-fn global_to_unit(dwarf: &gimli::Dwarf<R<'_>>, off: usize) -> Result<DieRef, String> {
+fn global_to_unit(dwarf: &gimli::Dwarf<R<'_>>, off: usize) -> Result<DieRef, DwarfError> {
     let mut headers = dwarf.units();
-    while let Some(h) = headers.next().map_err(|e| e.to_string())? {
+    while let Some(h) = headers.next()? {
         let Some(u) = h.offset().to_debug_info_offset(&h) else { continue };
         if off >= u.0 && off < u.0 + h.length_including_self() {
             return Ok(DieRef { unit: u.0, die: off - u.0 });
         }
     }
-    Err(format!("no DWARF unit holds offset {off:#x}"))
+    Err(DwarfError::NoUnit { offset: off })
 }
 
 /// Find member `name` of the struct at `d`, looking inside anonymous members.
-fn find_member(dwarf: &gimli::Dwarf<R<'_>>, d: DieRef, name: &str) -> Result<Option<Member>, String> {
+fn find_member(dwarf: &gimli::Dwarf<R<'_>>, d: DieRef, name: &str) -> Result<Option<Member>, DwarfError> {
     let unit = unit_at(dwarf, d.unit)?;
-    let mut tree = unit.entries_tree(Some(UnitOffset(d.die))).map_err(|e| e.to_string())?;
-    let root = tree.root().map_err(|e| e.to_string())?;
+    let mut tree = unit.entries_tree(Some(UnitOffset(d.die)))?;
+    let root = tree.root()?;
     let mut kids = root.children();
     let mut anonymous = Vec::new();
-    while let Some(k) = kids.next().map_err(|e| e.to_string())? {
+    while let Some(k) = kids.next()? {
         let e = k.entry();
         if e.tag() != gimli::DW_TAG_member {
             continue;

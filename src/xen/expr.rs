@@ -14,11 +14,54 @@
 //! otherwise from VMCOREINFO_XEN and the built-in table (see [`super::offsets`]) plus
 //! the types of the well-known variables listed in [`known_var`].
 
-use super::Xen;
-use super::dwarf::{self, Type};
-use super::offsets::Offsets;
+use super::dwarf::{self, DwarfError, Type};
+use super::offsets::{OffsetError, Offsets};
+use super::{VaReadError, Xen};
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::PhysMem;
+use crate::parse::ParseError;
+
+/// Why an expression cannot be evaluated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExprError {
+    /// A number in the expression is malformed.
+    #[error(transparent)]
+    Number(#[from] ParseError),
+    #[error("unexpected '{ch}' in '{expr}'")]
+    UnexpectedChar { ch: char, expr: String },
+    /// A fixed part of the syntax is missing: `what` says which ("a struct name", …).
+    #[error("expected {what}")]
+    Expected { what: &'static str },
+    #[error("expected {expected:?}, found {found:?}")]
+    ExpectedToken { expected: Tok, found: Option<Tok> },
+    #[error("expected a number, a symbol or '(', found {found:?}")]
+    ExpectedOperand { found: Option<Tok> },
+    /// The expression ends before its last token.
+    #[error("'{expr}': unexpected {found:?}")]
+    Trailing { expr: String, found: Option<Tok> },
+    /// A symbol is used but no symbols are loaded (CLI: pass `--xen-syms`).
+    #[error("symbols need --xen-syms")]
+    NoSymbols,
+    #[error("unknown symbol '{name}'")]
+    UnknownSymbol { name: String },
+    /// Reading the object at `addr` fails.
+    #[error("reading {addr:#x}: {error}")]
+    Read { addr: Vaddr, error: VaReadError },
+    #[error("cannot index {value:?}")]
+    CannotIndex { value: Box<Val> },
+    /// A member access (`.path` or `->path`) on something of no known struct type.
+    #[error("'.{path}' needs a struct; cast with (struct NAME *) when the type is unknown")]
+    NotAStruct { path: String },
+    #[error("sizeof(struct {name}) unknown")]
+    UnknownStructSize { name: String },
+    #[error("element size unknown")]
+    UnknownElementSize,
+    #[error(transparent)]
+    Dwarf(#[from] DwarfError),
+    #[error(transparent)]
+    Offset(#[from] OffsetError),
+}
 
 /// A C type, as far as expressions need one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,9 +146,9 @@ impl Ctx<'_> {
         Offsets::new(self.xen.syms.as_ref(), dump_vmcoreinfo)
     }
 
-    fn read(&self, addr: u64, size: u64) -> Result<u64, String> {
-        let v =
-            self.xen.read_va_u64(self.mem, self.root, Vaddr(addr)).map_err(|e| format!("reading {addr:#x}: {e}"))?;
+    fn read(&self, addr: u64, size: u64) -> Result<u64, ExprError> {
+        let addr = Vaddr(addr);
+        let v = self.xen.read_va_u64(self.mem, self.root, addr).map_err(|error| ExprError::Read { addr, error })?;
         Ok(match size {
             1 => v & 0xff,
             2 => v & 0xffff,
@@ -115,9 +158,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Tokens.
+/// A token of an expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Tok {
+pub enum Tok {
     Num(u64),
     Ident(String),
     Arrow,
@@ -131,7 +174,7 @@ enum Tok {
     Minus,
 }
 
-fn lex(s: &str) -> Result<Vec<Tok>, String> {
+fn lex(s: &str) -> Result<Vec<Tok>, ExprError> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -190,7 +233,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                     out.push(Tok::Ident(word));
                 }
             }
-            _ => return Err(format!("unexpected '{c}' in '{s}'")),
+            _ => return Err(ExprError::UnexpectedChar { ch: c, expr: s.to_string() }),
         }
     }
     Ok(out)
@@ -212,18 +255,20 @@ impl Parser<'_, '_> {
         self.pos += 1;
         t
     }
-    fn expect(&mut self, t: Tok) -> Result<(), String> {
+    fn expect(&mut self, t: Tok) -> Result<(), ExprError> {
         match self.next() {
             Some(x) if x == t => Ok(()),
-            other => Err(format!("expected {t:?}, found {other:?}")),
+            found => Err(ExprError::ExpectedToken { expected: t, found }),
         }
     }
 
-    fn expr(&mut self) -> Result<Val, String> {
+    fn expr(&mut self) -> Result<Val, ExprError> {
         let mut v = self.unary()?;
         while let Some(op @ (Tok::Plus | Tok::Minus)) = self.peek().cloned() {
             self.pos += 1;
-            let Some(Tok::Num(n)) = self.next() else { return Err("expected a hex number after + or -".into()) };
+            let Some(Tok::Num(n)) = self.next() else {
+                return Err(ExprError::Expected { what: "a hex number after + or -" });
+            };
             let add = |x: u64| if op == Tok::Plus { x.wrapping_add(n) } else { x.wrapping_sub(n) };
             v = match v {
                 Val::Object { addr, .. } => Val::Object { addr: add(addr), ty: Ty::Unknown },
@@ -233,7 +278,7 @@ impl Parser<'_, '_> {
         Ok(v)
     }
 
-    fn unary(&mut self) -> Result<Val, String> {
+    fn unary(&mut self) -> Result<Val, ExprError> {
         match self.peek() {
             Some(Tok::Star) => {
                 self.pos += 1;
@@ -242,12 +287,14 @@ impl Parser<'_, '_> {
             }
             Some(Tok::LPar) if matches!(self.toks.get(self.pos + 1), Some(Tok::Ident(w)) if w == "struct") => {
                 self.pos += 2;
-                let Some(Tok::Ident(name)) = self.next() else { return Err("expected a struct name".into()) };
+                let Some(Tok::Ident(name)) = self.next() else {
+                    return Err(ExprError::Expected { what: "a struct name" });
+                };
                 self.expect(Tok::Star)?;
                 self.expect(Tok::RPar)?;
                 let v = self.unary()?;
                 let p = self.value_of(v)?;
-                let ty = self.struct_ty(&name)?;
+                let ty = self.struct_ty(&name);
                 self.postfix(Val::Value { v: p, ty: Ty::ptr(ty) })
             }
             _ => {
@@ -257,12 +304,12 @@ impl Parser<'_, '_> {
         }
     }
 
-    fn primary(&mut self) -> Result<Val, String> {
+    fn primary(&mut self) -> Result<Val, ExprError> {
         match self.next() {
             Some(Tok::Num(n)) => Ok(Val::Value { v: n, ty: Ty::Unknown }),
             Some(Tok::Ident(name)) => {
-                let syms = self.ctx.xen.syms.as_ref().ok_or("symbols need --xen-syms")?;
-                let addr = syms.addr(&name).ok_or_else(|| format!("unknown symbol '{name}'"))?;
+                let syms = self.ctx.xen.syms.as_ref().ok_or(ExprError::NoSymbols)?;
+                let Some(addr) = syms.addr(&name) else { return Err(ExprError::UnknownSymbol { name }) };
                 let ty = syms
                     .dwarf()
                     .ok()
@@ -277,16 +324,16 @@ impl Parser<'_, '_> {
                 self.expect(Tok::RPar)?;
                 Ok(v)
             }
-            other => Err(format!("expected a number, a symbol or '(', found {other:?}")),
+            found => Err(ExprError::ExpectedOperand { found }),
         }
     }
 
-    fn postfix(&mut self, mut v: Val) -> Result<Val, String> {
+    fn postfix(&mut self, mut v: Val) -> Result<Val, ExprError> {
         loop {
             match self.peek() {
                 Some(Tok::LBr) => {
                     self.pos += 1;
-                    let Some(Tok::Num(n)) = self.next() else { return Err("expected an index".into()) };
+                    let Some(Tok::Num(n)) = self.next() else { return Err(ExprError::Expected { what: "an index" }) };
                     self.expect(Tok::RBr)?;
                     v = self.index(v, n)?;
                 }
@@ -307,10 +354,10 @@ impl Parser<'_, '_> {
     }
 
     /// `a.b.c` after `->` or `.`: taken whole, so built-in keys like `arch.cr3` work.
-    fn member_path(&mut self) -> Result<String, String> {
+    fn member_path(&mut self) -> Result<String, ExprError> {
         let mut path = String::new();
         loop {
-            let Some(Tok::Ident(w)) = self.next() else { return Err("expected a member name".into()) };
+            let Some(Tok::Ident(w)) = self.next() else { return Err(ExprError::Expected { what: "a member name" }) };
             path.push_str(&w);
             if self.peek() == Some(&Tok::Dot) && matches!(self.toks.get(self.pos + 1), Some(Tok::Ident(_))) {
                 self.pos += 1;
@@ -321,15 +368,15 @@ impl Parser<'_, '_> {
         }
     }
 
-    fn struct_ty(&self, name: &str) -> Result<Ty, String> {
+    fn struct_ty(&self, name: &str) -> Ty {
         let syms = self.ctx.xen.syms.as_ref();
-        Ok(match syms.and_then(|s| s.dwarf().ok().and_then(|d| d.struct_type(s, name).ok())) {
+        match syms.and_then(|s| s.dwarf().ok().and_then(|d| d.struct_type(s, name).ok())) {
             Some(t) => Ty::Struct(name.into(), Some(t)),
             None => Ty::strukt(name),
-        })
+        }
     }
 
-    fn value_of(&self, v: Val) -> Result<u64, String> {
+    fn value_of(&self, v: Val) -> Result<u64, ExprError> {
         match v {
             Val::Value { v, .. } => Ok(v),
             Val::Object { addr, ty } => self.ctx.read(addr, scalar_size(&ty)),
@@ -337,7 +384,7 @@ impl Parser<'_, '_> {
     }
 
     /// `*v`: the object a pointer points to, or the value stored in an object.
-    fn deref(&self, v: Val) -> Result<Val, String> {
+    fn deref(&self, v: Val) -> Result<Val, ExprError> {
         match v {
             Val::Value { v, ty: Ty::Ptr(to) } => Ok(Val::Object { addr: v, ty: *to }),
             Val::Value { v, .. } => Ok(Val::Object { addr: v, ty: Ty::Unknown }),
@@ -349,7 +396,7 @@ impl Parser<'_, '_> {
         }
     }
 
-    fn index(&self, v: Val, n: u64) -> Result<Val, String> {
+    fn index(&self, v: Val, n: u64) -> Result<Val, ExprError> {
         match v {
             Val::Object { addr, ty: Ty::Array(elem) } => {
                 let size = ty_size(self, &elem)?;
@@ -367,13 +414,13 @@ impl Parser<'_, '_> {
             Val::Object { addr, ty: Ty::Unknown } => {
                 Ok(Val::Object { addr: addr.wrapping_add(n * 8), ty: Ty::Unknown })
             }
-            other => Err(format!("cannot index {other:?}")),
+            other => Err(ExprError::CannotIndex { value: Box::new(other) }),
         }
     }
 
-    fn member(&self, v: Val, path: &str) -> Result<Val, String> {
+    fn member(&self, v: Val, path: &str) -> Result<Val, ExprError> {
         let Val::Object { addr, ty: Ty::Struct(name, dty) } = v else {
-            return Err(format!("'.{path}' needs a struct; cast with (struct NAME *) when the type is unknown"));
+            return Err(ExprError::NotAStruct { path: path.to_string() });
         };
         if let (Some(t), Some(syms)) = (&dty, self.ctx.xen.syms.as_ref()) {
             let m = dwarf::member_of(syms, t, path)?;
@@ -391,24 +438,24 @@ fn scalar_size(ty: &Ty) -> u64 {
     }
 }
 
-fn ty_size(p: &Parser<'_, '_>, ty: &Ty) -> Result<u64, String> {
+fn ty_size(p: &Parser<'_, '_>, ty: &Ty) -> Result<u64, ExprError> {
     match ty {
         Ty::Ptr(_) => Ok(8),
         Ty::Scalar(n) => Ok(*n),
-        Ty::Struct(name, Some(t)) => t.size().ok_or_else(|| format!("sizeof(struct {name}) unknown")),
+        Ty::Struct(name, Some(t)) => t.size().ok_or_else(|| ExprError::UnknownStructSize { name: name.clone() }),
         Ty::Struct(name, None) => Ok(p.ctx.offsets(p.vmcoreinfo).size(name)?.value),
-        Ty::Array(_) | Ty::Unknown => Err("element size unknown".into()),
+        Ty::Array(_) | Ty::Unknown => Err(ExprError::UnknownElementSize),
     }
 }
 
 /// Evaluate `s`: the address of the object it names, or with a leading `*` the value
 /// stored there.
-pub fn eval(s: &str, ctx: &Ctx<'_>, vmcoreinfo: Option<&str>) -> Result<u64, String> {
+pub fn eval(s: &str, ctx: &Ctx<'_>, vmcoreinfo: Option<&str>) -> Result<u64, ExprError> {
     let toks = lex(s)?;
     let mut p = Parser { toks, pos: 0, ctx, vmcoreinfo };
     let v = p.expr()?;
     if p.pos != p.toks.len() {
-        return Err(format!("'{s}': unexpected {:?}", p.toks.get(p.pos)));
+        return Err(ExprError::Trailing { expr: s.to_string(), found: p.toks.get(p.pos).cloned() });
     }
     Ok(match v {
         Val::Object { addr, .. } => addr,

@@ -11,6 +11,7 @@
 //! p2m type in bits 52–58 (`p2m_flags_to_type`, `X:xen/arch/x86/mm/p2m-pt.c@4.17.0`).
 
 use super::domains::{DomainInfo, Fields};
+use super::p2m::P2mError;
 use crate::addr::{Gfn, Maddr, Mfn, Vaddr};
 use crate::mem::{Absent, Extent, Page, PhysMem, ReadError};
 use crate::paging::ept::{Ept, EptWalk};
@@ -40,18 +41,18 @@ pub enum HostP2m<'a> {
 
 impl<'a> HostP2m<'a> {
     /// Read `d->arch.p2m` of `dom`.
-    pub fn of(f: &Fields<'a>, dom: &DomainInfo) -> Result<HostP2m<'a>, String> {
+    pub fn of(f: &Fields<'a>, dom: &DomainInfo) -> Result<HostP2m<'a>, P2mError> {
         let p = dom.p2m;
-        f.read(p, 8).map_err(|e| format!("domain {}: arch.p2m = {p}: {e}", dom.id))?;
+        f.read(p, 8).map_err(|error| P2mError::HostP2mUnreadable { domain: dom.id, p2m: p, error })?;
         let phys_table = f.field(p, "p2m_domain.phys_table", 8)?;
         let eptp = f.field(p, "p2m_domain.ept", 8)?;
         let minor = f.xen.layout().minor;
         if eptp != 0 {
-            Ept::from_eptp(f.mem, eptp, minor).map(HostP2m::Ept)
+            Ok(Ept::from_eptp(f.mem, eptp, minor).map(HostP2m::Ept)?)
         } else if phys_table != 0 {
             Ok(HostP2m::Pt { mem: f.mem, root: Mfn(phys_table).maddr() })
         } else {
-            Err(format!("domain {}: its p2m has neither an EPTP nor a phys_table", dom.id))
+            Err(P2mError::NoHostTable { domain: dom.id })
         }
     }
 

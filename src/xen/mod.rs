@@ -17,10 +17,10 @@ pub mod p2m;
 pub mod roots;
 pub mod symbols;
 
-use crate::addr::{Maddr, Vaddr};
+use crate::addr::{Maddr, Mfn, Vaddr};
 use crate::dump::Dump;
 use crate::mem::{PhysMem, ReadError};
-use crate::paging::{WalkOptions, walk};
+use crate::paging::{Level, WalkOptions, walk};
 use layout::{Layout, Region};
 use serde::Serialize;
 use symbols::{XenSyms, XenVersion};
@@ -132,10 +132,33 @@ pub enum V2mError {
         "{va} is in the image slot but outside the image itself (_start..__2M_rwdata_end): stubs, livepatch and the executable fixmap are not linear"
     )]
     OutsideImage { va: Vaddr },
+    /// The image's machine address is unknown (CLI: `--xen-syms` to discover it, or
+    /// `--xen-phys-start`).
     #[error("xen_phys_start is unknown: pass --xen-syms (to discover it) or --xen-phys-start")]
     NoPhysStart,
     #[error("{va} is not a hypervisor address")]
     NotXen { va: Vaddr },
+}
+
+/// Why 8 bytes at a hypervisor VA (or an M2P entry) could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaReadError {
+    /// The walk of the root does not translate `va`: it stops at `level`.
+    #[error("the walk stops at {level}")]
+    WalkStops { va: Vaddr, level: Level },
+    /// The walk neither translates `va` nor says where it stops.
+    #[error("no walk")]
+    NoWalk { va: Vaddr },
+    /// `va` is not linear for Xen's own formula and there is no root to walk.
+    #[error("no root to walk")]
+    NoRoot { va: Vaddr },
+    /// The M2P entry of `mfn` lies beyond the address space.
+    #[error("mfn too large")]
+    MfnTooLarge { mfn: Mfn },
+    /// The machine address the VA translates to is not in the dump.
+    #[error(transparent)]
+    Memory(#[from] ReadError),
 }
 
 /// The hypervisor as seen in one dump.
@@ -352,23 +375,23 @@ impl Xen {
 
     /// Cross-check of the formula against a walk of `root`: the machine address a
     /// walk gives for `va`, when it translates.
-    pub fn walk_maddr(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Result<Maddr, String> {
+    pub fn walk_maddr(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Result<Maddr, VaReadError> {
         let w = walk(mem, root, va, WalkOptions::default());
         match (w.mapping(), w.stop()) {
             (Some(m), _) => Ok(m.maddr),
-            (None, Some(s)) => Err(format!("the walk stops at {}", s.level)),
-            _ => Err("no walk".into()),
+            (None, Some(s)) => Err(VaReadError::WalkStops { va, level: s.level }),
+            _ => Err(VaReadError::NoWalk { va }),
         }
     }
 
     /// Read 8 bytes at a hypervisor VA: by formula where Xen's own is linear, else by
     /// walking `root`.
-    pub fn read_va_u64(&self, mem: &dyn PhysMem, root: Option<Maddr>, va: Vaddr) -> Result<u64, String> {
+    pub fn read_va_u64(&self, mem: &dyn PhysMem, root: Option<Maddr>, va: Vaddr) -> Result<u64, VaReadError> {
         let ma = match self.virt_to_maddr(va) {
             Ok(ma) => ma,
-            Err(_) => self.walk_maddr(mem, root.ok_or("no root to walk")?, va)?,
+            Err(_) => self.walk_maddr(mem, root.ok_or(VaReadError::NoRoot { va })?, va)?,
         };
-        mem.read_u64(ma).map_err(|e: ReadError| e.to_string())
+        Ok(mem.read_u64(ma)?)
     }
 }
 
@@ -387,10 +410,13 @@ impl Xen {
 
     /// `machine_to_phys_mapping[mfn]`, read through `root` (the read-write M2P at
     /// `RDWR_MPT_VIRT_START` is mapped in every root Xen builds, reference §5.1).
-    pub fn m2p(&self, mem: &dyn PhysMem, root: Maddr, mfn: u64) -> Result<u64, String> {
-        let va = mfn.checked_mul(8).and_then(|o| o.checked_add(self.layout().rdwr_m2p_start)).ok_or("mfn too large")?;
+    pub fn m2p(&self, mem: &dyn PhysMem, root: Maddr, mfn: u64) -> Result<u64, VaReadError> {
+        let va = mfn
+            .checked_mul(8)
+            .and_then(|o| o.checked_add(self.layout().rdwr_m2p_start))
+            .ok_or(VaReadError::MfnTooLarge { mfn: Mfn(mfn) })?;
         let ma = self.walk_maddr(mem, root, Vaddr(va))?;
-        mem.read_u64(ma).map_err(|e| e.to_string())
+        Ok(mem.read_u64(ma)?)
     }
 
     /// Xen's `show_page_walk()` for `va` from `root`, line for line as the
@@ -401,7 +427,6 @@ impl Xen {
     /// taken as `entry & PADDR_MASK & PAGE_MASK` (a large page's PAT bit included).
     /// Where the dump lacks a value Xen had, the line says so.
     pub fn show_page_walk(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Vec<String> {
-        use crate::paging::Level;
         let mut out = vec![format!("Pagetable walk from {:016x}:", va.0)];
         if !va.is_canonical() {
             return out;

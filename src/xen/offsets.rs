@@ -6,9 +6,46 @@
 //! Keys are `struct.member.path` as C spells them (`vcpu.arch.cr3`,
 //! `page_info.v.inuse._domain`); sizes are `sizeof(struct name)`.
 
+use super::dwarf::DwarfError;
 use super::symbols::XenSyms;
 use super::{Source, Sourced};
 use std::collections::HashMap;
+use std::fmt;
+
+/// Why an offset or a size is unknown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OffsetError {
+    /// The key is not `struct.member.path`.
+    #[error("'{key}': expected struct.member")]
+    BadKey { key: String },
+    /// No source knows the offset of `key`: what DWARF said (when there is a
+    /// `xen-syms`), and which built-in table was asked (`what` of the table), if any.
+    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin })]
+    UnknownOffset { key: String, dwarf: Option<DwarfError>, builtin: Option<&'static str> },
+    /// No source knows `sizeof(struct name)`.
+    #[error("sizeof(struct {name}) unknown: no DWARF, not in VMCOREINFO_XEN, no built-in table")]
+    UnknownSize { name: String },
+}
+
+/// The reasons of [`OffsetError::UnknownOffset`], one per source, `; `-separated.
+struct UnknownWhy<'a> {
+    dwarf: &'a Option<DwarfError>,
+    builtin: &'a Option<&'static str>,
+}
+
+impl fmt::Display for UnknownWhy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(e) = self.dwarf {
+            write!(f, "{e}; ")?;
+        }
+        f.write_str("not in VMCOREINFO_XEN; ")?;
+        match self.builtin {
+            Some(what) => write!(f, "not in the built-in table for {what}"),
+            None => f.write_str("no built-in table for this build-id"),
+        }
+    }
+}
 
 /// A built-in table for one build.
 pub struct Builtin {
@@ -138,13 +175,13 @@ impl<'a> Offsets<'a> {
     }
 
     /// Offset of `key` (`struct.member.path`).
-    pub fn offset(&self, key: &str) -> Result<Sourced<u64>, String> {
-        let (sname, path) = key.split_once('.').ok_or_else(|| format!("'{key}': expected struct.member"))?;
-        let mut why = Vec::new();
+    pub fn offset(&self, key: &str) -> Result<Sourced<u64>, OffsetError> {
+        let (sname, path) = key.split_once('.').ok_or_else(|| OffsetError::BadKey { key: key.to_string() })?;
+        let mut dwarf = None;
         if let Some(s) = self.syms {
             match s.dwarf().and_then(|d| d.member(s, sname, path)) {
                 Ok(m) => return Ok(Sourced { value: m.offset, source: Source::Dwarf }),
-                Err(e) => why.push(e),
+                Err(e) => dwarf = Some(e),
             }
         }
         if let Some(&v) = self.vmcoreinfo_offsets.get(key) {
@@ -153,16 +190,11 @@ impl<'a> Offsets<'a> {
         if let Some(&(_, v)) = self.builtin.and_then(|b| b.offsets.iter().find(|(k, _)| *k == key)) {
             return Ok(Sourced { value: v, source: Source::Builtin });
         }
-        why.push("not in VMCOREINFO_XEN".into());
-        why.push(match self.builtin {
-            Some(b) => format!("not in the built-in table for {}", b.what),
-            None => "no built-in table for this build-id".into(),
-        });
-        Err(format!("offset of {key} unknown: {}", why.join("; ")))
+        Err(OffsetError::UnknownOffset { key: key.to_string(), dwarf, builtin: self.builtin.map(|b| b.what) })
     }
 
     /// `sizeof(struct name)`.
-    pub fn size(&self, sname: &str) -> Result<Sourced<u64>, String> {
+    pub fn size(&self, sname: &str) -> Result<Sourced<u64>, OffsetError> {
         if let Some(s) = self.syms {
             if let Ok(t) = s.dwarf().and_then(|d| d.struct_type(s, sname)) {
                 if let Some(v) = t.size() {
@@ -176,7 +208,7 @@ impl<'a> Offsets<'a> {
         if let Some(&(_, v)) = self.builtin.and_then(|b| b.sizes.iter().find(|(k, _)| *k == sname)) {
             return Ok(Sourced { value: v, source: Source::Builtin });
         }
-        Err(format!("sizeof(struct {sname}) unknown: no DWARF, not in VMCOREINFO_XEN, no built-in table"))
+        Err(OffsetError::UnknownSize { name: sname.to_string() })
     }
 
     /// The keys xenwalk uses, for `info`: every built-in key plus VMCOREINFO's.

@@ -16,11 +16,12 @@
 //!   Linux marks entries: `INVALID_P2M_ENTRY` ~0, `FOREIGN_FRAME_BIT` 1<<63,
 //!   `IDENTITY_FRAME_BIT` 1<<62 (Linux `arch/x86/include/asm/xen/page.h`).
 
-use super::domains::Fields;
-use super::{INVALID_M2P_ENTRY, SHARED_M2P_ENTRY, Xen};
+use super::domains::{DomainError, Fields};
+use super::{INVALID_M2P_ENTRY, SHARED_M2P_ENTRY, VaReadError, Xen};
 use crate::addr::{Maddr, Mfn, Pfn, Vaddr};
-use crate::mem::{Page, PhysMem};
-use crate::paging::{WalkOptions, walk};
+use crate::mem::{Page, PhysMem, ReadError};
+use crate::paging::ept::UnsupportedEptp;
+use crate::paging::{Level, WalkOptions, walk};
 use serde::Serialize;
 use std::cell::RefCell;
 
@@ -33,12 +34,57 @@ const SI_P2M_GENERATION: u64 = 3128;
 pub const FOREIGN_FRAME_BIT: u64 = 1 << 63;
 pub const IDENTITY_FRAME_BIT: u64 = 1 << 62;
 
+/// Why an M2P or p2m entry (or a domain's p2m itself) cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum P2mError {
+    /// The machine memory holding the entry is not in the dump.
+    #[error(transparent)]
+    Memory(#[from] ReadError),
+    /// A hypervisor variable (a shared-info field) cannot be read.
+    #[error(transparent)]
+    Read(#[from] VaReadError),
+    /// A field of a hypervisor structure cannot be read.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The page of an array at `va` is not mapped: the walk stops at `level`.
+    #[error("{va} is not mapped (the walk stops at {level})")]
+    NotMapped { va: Vaddr, level: Level },
+    /// The walk to the page at `va` neither translates nor says where it stops.
+    #[error("no walk")]
+    NoWalk { va: Vaddr },
+    /// The M2P entry of `mfn` lies beyond the address space.
+    #[error("mfn too large")]
+    MfnTooLarge { mfn: Mfn },
+    /// A PV guest's shared info at `shared_info` names no p2m.
+    #[error(
+        "the guest publishes no p2m in its shared info at {shared_info} (frame-list-list {fll:#x}, p2m_cr3 {p2m_cr3:#x})"
+    )]
+    NotPublished { shared_info: Vaddr, fll: u64, p2m_cr3: u64 },
+    #[error("pfn {pfn} is beyond max_pfn {max_pfn:#x}")]
+    BeyondMaxPfn { pfn: Pfn, max_pfn: u64 },
+    /// The linear p2m's source has no reader (not expected: one is made with it).
+    #[error("no reader")]
+    NoReader,
+    /// The guest's linear p2m does not map the entry's VA `va`.
+    #[error("the linear p2m is not mapped there")]
+    LinearNotMapped { va: Vaddr },
+    /// `d->arch.p2m` of domain `domain` (`p2m`) cannot be read.
+    #[error("domain {domain}: arch.p2m = {p2m}: {error}")]
+    HostP2mUnreadable { domain: u16, p2m: Vaddr, error: VaReadError },
+    #[error(transparent)]
+    Ept(#[from] UnsupportedEptp),
+    /// Domain `domain`'s host p2m has neither an EPTP nor a `phys_table`.
+    #[error("domain {domain}: its p2m has neither an EPTP nor a phys_table")]
+    NoHostTable { domain: u16 },
+}
+
 /// Reads u64s at hypervisor (or guest) VAs through one root, a page at a time, keeping
 /// the last page: walks over arrays (M2P, p2m) cost one page walk per 512 entries.
 pub struct ArrayReader<'a> {
     mem: &'a dyn PhysMem,
     root: Maddr,
-    last: RefCell<Option<(u64, Result<Page<'a>, String>)>>,
+    last: RefCell<Option<(u64, Result<Page<'a>, P2mError>)>>,
 }
 
 impl<'a> ArrayReader<'a> {
@@ -47,22 +93,24 @@ impl<'a> ArrayReader<'a> {
     }
 
     /// The u64 at `va` (8-aligned).
-    pub fn u64_at(&self, va: u64) -> Result<u64, String> {
-        let page_va = va & !0xfff;
+    pub fn u64_at(&self, va: u64) -> Result<u64, P2mError> {
+        let page_va = Vaddr(va & !0xfff);
         let mut last = self.last.borrow_mut();
-        if last.as_ref().map(|(p, _)| *p) != Some(page_va) {
-            let w = walk(self.mem, self.root, Vaddr(page_va), WalkOptions::default());
-            let page = match (w.mapping(), w.stop()) {
-                (Some(m), _) => self.mem.page(m.maddr.mfn()).map_err(|e| e.to_string()),
-                (None, Some(s)) => Err(format!("{} is not mapped (the walk stops at {})", Vaddr(page_va), s.level)),
-                _ => Err("no walk".into()),
-            };
-            *last = Some((page_va, page));
-        }
-        match last.as_ref() {
-            Some((_, Ok(p))) => Ok(p.entry(((va & 0xfff) / 8) as usize)),
-            Some((_, Err(e))) => Err(e.clone()),
-            None => Err("no page".into()),
+        let (_, page) = match last.take() {
+            Some(cached) if cached.0 == page_va.0 => last.insert(cached),
+            _ => {
+                let w = walk(self.mem, self.root, page_va, WalkOptions::default());
+                let page = match (w.mapping(), w.stop()) {
+                    (Some(m), _) => self.mem.page(m.maddr.mfn()).map_err(P2mError::from),
+                    (None, Some(s)) => Err(P2mError::NotMapped { va: page_va, level: s.level }),
+                    _ => Err(P2mError::NoWalk { va: page_va }),
+                };
+                last.insert((page_va.0, page))
+            }
+        };
+        match page {
+            Ok(p) => Ok(p.entry(((va & 0xfff) / 8) as usize)),
+            Err(e) => Err(e.clone()),
         }
     }
 }
@@ -101,8 +149,8 @@ impl<'a> M2p<'a> {
         M2p { base: xen.layout().rdwr_m2p_start, reader: ArrayReader::new(mem, root) }
     }
     /// `machine_to_phys_mapping[mfn]`.
-    pub fn get(&self, mfn: Mfn) -> Result<M2pEntry, String> {
-        let va = mfn.0.checked_mul(8).and_then(|o| o.checked_add(self.base)).ok_or("mfn too large")?;
+    pub fn get(&self, mfn: Mfn) -> Result<M2pEntry, P2mError> {
+        let va = mfn.0.checked_mul(8).and_then(|o| o.checked_add(self.base)).ok_or(P2mError::MfnTooLarge { mfn })?;
         Ok(M2pEntry::from_raw(self.reader.u64_at(va)?))
     }
 }
@@ -126,7 +174,7 @@ pub struct PageOwner {
 
 /// Read `frame_table[pdx(mfn)]` (4.17 layout: `count_info`, `type_info`, `_domain`
 /// from the offsets of that build).
-pub fn page_owner(f: &Fields<'_>, mfn: Mfn) -> Result<PageOwner, String> {
+pub fn page_owner(f: &Fields<'_>, mfn: Mfn) -> Result<PageOwner, DomainError> {
     let xen = f.xen;
     let pdx = xen.pdx.value.pfn_to_pdx(mfn.0);
     let size = f.offs.size("page_info")?.value;
@@ -228,7 +276,7 @@ impl P2mEntry {
 impl<'a> PvP2m<'a> {
     /// Find a PV guest's p2m from its shared-info page (`shared_info` is its
     /// hypervisor VA); `crash_fll` is CRASH_INFO's dom0 list-list mfn.
-    pub fn open(f: &Fields<'a>, shared_info: Vaddr, crash_fll: Option<u64>) -> Result<PvP2m<'a>, String> {
+    pub fn open(f: &Fields<'a>, shared_info: Vaddr, crash_fll: Option<u64>) -> Result<PvP2m<'a>, P2mError> {
         let si = |off: u64| f.read(Vaddr(shared_info.0 + off), 8);
         let max_pfn = si(SI_MAX_PFN)?;
         let fll = si(SI_FLL)?;
@@ -247,9 +295,7 @@ impl<'a> PvP2m<'a> {
             sources.push(P2mSource::FrameListList { fll: Mfn(c), from: "CRASH_INFO" });
         }
         if sources.is_empty() {
-            return Err(format!(
-                "the guest publishes no p2m in its shared info at {shared_info} (frame-list-list {fll:#x}, p2m_cr3 {p2m_cr3:#x})"
-            ));
+            return Err(P2mError::NotPublished { shared_info, fll, p2m_cr3 });
         }
         let source = sources.remove(0);
         let reader = match &source {
@@ -260,37 +306,38 @@ impl<'a> PvP2m<'a> {
     }
 
     /// The raw entry of `pfn`.
-    pub fn raw(&self, pfn: Pfn) -> Result<u64, String> {
+    pub fn raw(&self, pfn: Pfn) -> Result<u64, P2mError> {
         if pfn.0 >= self.max_pfn {
-            return Err(format!("pfn {pfn} is beyond max_pfn {:#x}", self.max_pfn));
+            return Err(P2mError::BeyondMaxPfn { pfn, max_pfn: self.max_pfn });
         }
         match (&self.source, &self.reader) {
             (P2mSource::Linear { vaddr, .. }, Some(r)) => r.u64_at(vaddr.0 + pfn.0 * 8),
-            (P2mSource::FrameListList { fll, .. }, _) => fll_lookup(self.mem, *fll, pfn),
-            _ => Err("no reader".into()),
+            (P2mSource::FrameListList { fll, .. }, _) => Ok(fll_lookup(self.mem, *fll, pfn)?),
+            _ => Err(P2mError::NoReader),
         }
     }
 
-    pub fn get(&self, pfn: Pfn) -> Result<P2mEntry, String> {
+    pub fn get(&self, pfn: Pfn) -> Result<P2mEntry, P2mError> {
         self.raw(pfn).map(P2mEntry::from_raw)
     }
 
     /// The raw entry of `pfn` through another published source (cross-check).
-    pub fn raw_via(&self, source: &P2mSource, pfn: Pfn) -> Result<u64, String> {
+    pub fn raw_via(&self, source: &P2mSource, pfn: Pfn) -> Result<u64, P2mError> {
         match source {
-            P2mSource::FrameListList { fll, .. } => fll_lookup(self.mem, *fll, pfn),
+            P2mSource::FrameListList { fll, .. } => Ok(fll_lookup(self.mem, *fll, pfn)?),
             P2mSource::Linear { cr3, vaddr } => {
-                let w = walk(self.mem, *cr3, Vaddr(vaddr.0 + pfn.0 * 8), WalkOptions::default());
-                let m = w.mapping().ok_or("the linear p2m is not mapped there")?;
-                self.mem.read_u64(m.maddr).map_err(|e| e.to_string())
+                let va = Vaddr(vaddr.0 + pfn.0 * 8);
+                let w = walk(self.mem, *cr3, va, WalkOptions::default());
+                let m = w.mapping().ok_or(P2mError::LinearNotMapped { va })?;
+                Ok(self.mem.read_u64(m.maddr)?)
             }
         }
     }
 }
 
 /// The 3-level list: fll page → fl page → p2m page (512 u64 per page, 64-bit guest).
-pub fn fll_lookup(mem: &dyn PhysMem, fll: Mfn, pfn: Pfn) -> Result<u64, String> {
-    let e = |mfn: Mfn, i: u64| mem.page(mfn).map(|p| p.entry(i as usize)).map_err(|e| e.to_string());
+pub fn fll_lookup(mem: &dyn PhysMem, fll: Mfn, pfn: Pfn) -> Result<u64, ReadError> {
+    let e = |mfn: Mfn, i: u64| mem.page(mfn).map(|p| p.entry(i as usize));
     let fl = e(fll, pfn.0 / (512 * 512))?;
     let p2m_page = e(Mfn(fl), (pfn.0 / 512) % 512)?;
     e(Mfn(p2m_page), pfn.0 % 512)

@@ -88,7 +88,7 @@ pub struct XenSyms {
     /// Every section with file bytes, by name: (offset, size). DWARF lives here.
     raw_sections: HashMap<String, (u64, u64)>,
     /// The DWARF type index, built on first use (with its error, if any).
-    dwarf_index: std::sync::OnceLock<Result<super::dwarf::DwarfIndex, String>>,
+    dwarf_index: std::sync::OnceLock<Result<super::dwarf::DwarfIndex, super::dwarf::DwarfError>>,
 }
 
 impl XenSyms {
@@ -308,9 +308,9 @@ impl XenSyms {
     }
 
     /// The DWARF type index (built once), or why there is none.
-    pub fn dwarf(&self) -> Result<&super::dwarf::DwarfIndex, String> {
+    pub fn dwarf(&self) -> Result<&super::dwarf::DwarfIndex, super::dwarf::DwarfError> {
         if !self.has_dwarf {
-            return Err("xen-syms has no DWARF (.debug_info)".into());
+            return Err(super::dwarf::DwarfError::NoDwarf);
         }
         self.dwarf_index.get_or_init(|| super::dwarf::DwarfIndex::build(self)).as_ref().map_err(Clone::clone)
     }
