@@ -55,6 +55,20 @@ macro_rules! hex_newtype {
     };
 }
 
+/// Serialize a raw `u64` (an entry value, a CR3, a mask) as a `"0x…"` string, as
+/// the newtypes below serialize themselves: the one hex rule of every JSON record.
+pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:#x}"))
+}
+
+/// [`hex`] for an optional value (`null` when absent).
+pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => hex(v, s),
+        None => s.serialize_none(),
+    }
+}
+
 hex_newtype!(
     /// A machine (host-physical) address: what the dump is indexed by.
     Maddr
@@ -142,6 +156,22 @@ impl Vaddr {
     pub const fn index_at(self, shift: u32) -> usize {
         ((self.0 >> shift) & 0x1ff) as usize
     }
+}
+
+/// "4 KiB", "2 MiB", "1 GiB", "1.5 GiB", "12 KiB"... for sizes and page sizes.
+pub fn size_name(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 5] =
+        [("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (name, unit) in UNITS {
+        if bytes >= unit {
+            return if bytes % unit == 0 {
+                format!("{} {name}", bytes / unit)
+            } else {
+                format!("{:.1} {name}", bytes as f64 / unit as f64)
+            };
+        }
+    }
+    format!("{bytes} B")
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 //! `reason` code, an explanation and, where there is one, the next thing to try.
 //! Pitfalls are the ones of reference `xen-x86-64.md` §9.
 
+use crate::addr::size_name;
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::{Absent, PhysMem, ReadError};
 use crate::paging::entry::{Entry, Level, bits};
 use crate::paging::root::{Root, RootInput, RootProblem};
 use crate::paging::walk::{self, Step, StopKind, Walk, WalkOptions};
-use crate::render::size_name;
 use serde::Serialize;
 
 /// Every way a walk can stop. The snake_case names are a stable interface

@@ -171,6 +171,7 @@ pub(super) fn list(
     opts: WalkOptions,
     leaves: bool,
     out: &mut dyn Write,
+    ui: super::Ui,
 ) -> Result<ExitCode> {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         // A result (exit 1), not a warning: said even with --quiet.
@@ -178,7 +179,7 @@ pub(super) fn list(
         eprintln!("xenwalk: root {} cannot be walked: {}: {}", root.maddr, d.reason.code(), d.explanation);
         return Ok(ExitCode::from(1));
     }
-    let bar = Bar::new();
+    let bar = Bar::new(ui.quiet);
     let progress = |p: Progress| bar.update(p);
     let o = EnumerateOptions {
         progress: if bar.enabled() { Some(&progress) } else { None },
@@ -205,7 +206,7 @@ pub(super) fn list(
     out.flush()?;
     let (unreadable, reserved) = (summary.unreadable_tables, summary.reserved_entries);
     if unreadable + reserved > 0 {
-        super::note(format_args!(
+        ui.note(format_args!(
             "note: {unreadable} table(s) the dump lacks and {reserved} entr(ies) with reserved bits are not in a \
              --brief listing (the full listing shows them)"
         ));

@@ -59,9 +59,9 @@ struct SlotLine {
     /// 271 when one root is a PV guest's: the guest's own half there).
     region_a: Option<&'static str>,
     region_b: Option<&'static str>,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     a_entry: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     b_entry: u64,
     status: SlotStatus,
     /// Ranges mapped only by A / only by B / by both but differently (page, flags).
@@ -157,8 +157,8 @@ fn compare(a: &[Range], b: &[Range]) -> Vec<RangeLine> {
     out
 }
 
-pub(super) fn run(a: DiffArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn run(a: DiffArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let mem = s.dump.mem.as_ref();
     let path = s.dump.path.display().to_string();
     let mut roots: Vec<(Maddr, String)> = Vec::new();

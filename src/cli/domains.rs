@@ -34,8 +34,8 @@ struct ProblemLine<'a> {
     what: &'a str,
 }
 
-pub(super) fn domains(a: DomainsArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn domains(a: DomainsArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let x = xen_of(&s)?;
     let f = crate::xen::domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
     let found = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
@@ -138,8 +138,8 @@ struct M2pLine {
     page_error: Option<String>,
 }
 
-pub(super) fn m2p(a: M2pArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn m2p(a: M2pArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = x.idle_root().context("the M2P is read through idle_pg_table: pass --xen-syms")?;

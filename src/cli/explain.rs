@@ -30,7 +30,7 @@ struct ExplainLine {
     #[serde(rename = "type")]
     kind: &'static str,
     level: u8,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     entry: u64,
     present: bool,
     leaf: bool,
@@ -38,13 +38,13 @@ struct ExplainLine {
     /// The address bits, correctly masked.
     address: Option<crate::addr::Maddr>,
     page_size: Option<u64>,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     reserved: u64,
     /// The mask a walker must apply at this level.
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     mask: u64,
     /// What a walker that masks only bits 11:0 would take as the address.
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     naive_address: u64,
     words: Vec<String>,
 }

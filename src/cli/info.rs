@@ -16,8 +16,8 @@ pub struct InfoArgs {
     pub output: OutputArgs,
 }
 
-pub(super) fn run(a: InfoArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn run(a: InfoArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if a.output.json {

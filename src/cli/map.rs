@@ -34,12 +34,12 @@ pub struct MapArgs {
     pub paging: PagingArgs,
 }
 
-pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
+pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
     let MapArgs { input, root, svg, html, output, paging } = m;
     let (as_json, maxphyaddr) = (output.json, paging.maxphyaddr);
-    let s = input.open()?;
+    let s = input.open(ui)?;
     let opts = WalkOptions { maxphyaddr, ..WalkOptions::default() };
-    let space = root.space(&s, opts)?;
+    let space = root.space(&s, opts, ui)?;
     let (root, view) = (&space.root, View::of(&space, &s));
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -73,7 +73,7 @@ pub(super) fn run(m: MapArgs) -> Result<ExitCode> {
     let title = Title { dump: &dump_name, root: &root_name, xen: xen_name.as_deref() };
     let write_file = |file: &PathBuf, body: String, what: &str| -> Result<()> {
         std::fs::write(file, body).with_context(|| format!("{}: cannot write the {what}", file.display()))?;
-        super::note(format_args!("wrote {} ({what}, {} present slots)", file.display(), map.slots.len()));
+        ui.note(format_args!("wrote {} ({what}, {} present slots)", file.display(), map.slots.len()));
         Ok(())
     };
     if let Some(f) = &svg {

@@ -28,7 +28,6 @@ use clap::{Args, Parser, Subcommand};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use walk::WalkArgs;
 
@@ -60,17 +59,20 @@ pub struct Cli {
     pub quiet: bool,
 }
 
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Whether `--quiet` was given.
-pub(crate) fn quiet() -> bool {
-    QUIET.load(Ordering::Relaxed)
+/// What every command is told about the terminal and the user's wishes: whether to
+/// colour, whether to say anything but errors on stderr. Passed down, never global.
+#[derive(Clone, Copy, Debug)]
+pub struct Ui {
+    pub quiet: bool,
+    pub paint: crate::render::color::Paint,
 }
 
-/// A warning or note on stderr (`xenwalk: {msg}`), unless `--quiet`.
-pub(crate) fn note(msg: std::fmt::Arguments<'_>) {
-    if !quiet() {
-        eprintln!("xenwalk: {msg}");
+impl Ui {
+    /// A warning or note on stderr (`xenwalk: {msg}`), unless `--quiet`.
+    pub fn note(&self, msg: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            eprintln!("xenwalk: {msg}");
+        }
     }
 }
 
@@ -183,8 +185,8 @@ impl DumpArgs {
     }
 
     /// Open the dump and its hypervisor.
-    pub fn open(&self) -> Result<Session> {
-        open_session(self.path()?, &self.open, &self.xen)
+    pub fn open(&self, ui: Ui) -> Result<Session> {
+        open_session(self.path()?, &self.open, &self.xen, ui)
     }
 }
 
@@ -247,7 +249,7 @@ fn parse_version(s: &str) -> Result<(u32, u32), String> {
 
 /// Open the dump and its hypervisor as the options say; warnings go to stderr
 /// (unless `--quiet`), errors are worded for this command line.
-pub(crate) fn open_session(path: &Path, o: &OpenArgs, x: &XenArgs) -> Result<Session> {
+pub(crate) fn open_session(path: &Path, o: &OpenArgs, x: &XenArgs, ui: Ui) -> Result<Session> {
     let opts = SessionOptions {
         open: OpenOptions { format: o.format.into(), base: o.base, skip_bad_notes: o.skip_bad_notes },
         xen_syms: x.xen_syms.clone(),
@@ -262,7 +264,7 @@ pub(crate) fn open_session(path: &Path, o: &OpenArgs, x: &XenArgs) -> Result<Ses
         other => other.into(),
     })?;
     for w in &s.warnings {
-        note(format_args!("{}", w.describe(path)));
+        ui.note(format_args!("{}", w.describe(path)));
     }
     Ok(s)
 }
@@ -275,19 +277,18 @@ pub(crate) fn resolve(s: &Session, e: &parse::Expr) -> Result<u64, String> {
 /// Parse the command line, run, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::render::color::init(cli.color.into());
-    QUIET.store(cli.quiet, Ordering::Relaxed);
+    let ui = Ui { quiet: cli.quiet, paint: crate::render::color::Paint::new(cli.color.into()) };
     let r = match cli.command {
-        Some(Command::Info(a)) => info::run(a),
-        Some(Command::Tables(a)) => xen::tables(a),
-        Some(Command::V2m(a)) => xen::v2m(a),
-        Some(Command::M2v(a)) => xen::m2v(a),
-        Some(Command::Domains(a)) => domains::domains(a),
-        Some(Command::M2p(a)) => domains::m2p(a),
-        Some(Command::P2m(a)) => p2m::p2m(a),
+        Some(Command::Info(a)) => info::run(a, ui),
+        Some(Command::Tables(a)) => xen::tables(a, ui),
+        Some(Command::V2m(a)) => xen::v2m(a, ui),
+        Some(Command::M2v(a)) => xen::m2v(a, ui),
+        Some(Command::Domains(a)) => domains::domains(a, ui),
+        Some(Command::M2p(a)) => domains::m2p(a, ui),
+        Some(Command::P2m(a)) => p2m::p2m(a, ui),
         Some(Command::Explain(a)) => explain::run(a),
-        Some(Command::Diff(a)) => diff::run(a),
-        Some(Command::Map(a)) => map::run(a),
+        Some(Command::Diff(a)) => diff::run(a, ui),
+        Some(Command::Map(a)) => map::run(a, ui),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "xenwalk", &mut io::stdout());
@@ -301,7 +302,7 @@ pub fn main() -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
-        None => walk::run(cli.walk),
+        None => walk::run(cli.walk, ui),
     };
     match r {
         Ok(code) => code,

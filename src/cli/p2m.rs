@@ -241,9 +241,9 @@ struct P2mSummary {
     mismatch_examples: Vec<String>,
 }
 
-pub(super) fn p2m(a: P2mArgs) -> Result<ExitCode> {
+pub(super) fn p2m(a: P2mArgs, ui: super::Ui) -> Result<ExitCode> {
     use crate::xen::p2m::{M2p, M2pEntry, P2mEntry, PvP2m};
-    let s = a.input.open()?;
+    let s = a.input.open(ui)?;
     let path = s.dump.path.display().to_string();
     if let Some(core) = s.dump.guest_core() {
         if a.domain.is_some() || a.check {
@@ -462,7 +462,7 @@ struct EptLevelJson {
     level: u8,
     index: u16,
     entry_maddr: crate::addr::Maddr,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     entry: u64,
     flags: Vec<String>,
 }

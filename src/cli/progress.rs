@@ -17,8 +17,8 @@ pub(crate) struct Bar {
 }
 
 impl Bar {
-    pub fn new() -> Bar {
-        let enabled = !super::quiet() && std::io::stderr().is_terminal() && !std::io::stdout().is_terminal();
+    pub fn new(quiet: bool) -> Bar {
+        let enabled = !quiet && std::io::stderr().is_terminal() && !std::io::stdout().is_terminal();
         Bar { enabled, start: Instant::now(), bar: RefCell::new(None) }
     }
 

@@ -92,14 +92,14 @@ impl RootArgs {
 
     /// The address space these options choose, with a note when it was chosen by
     /// default; errors in this command line's words.
-    pub fn space<'s>(&self, s: &'s Session, opts: WalkOptions) -> anyhow::Result<AddressSpace<'s>> {
+    pub fn space<'s>(&self, s: &'s Session, opts: WalkOptions, ui: super::Ui) -> anyhow::Result<AddressSpace<'s>> {
         let spec = self.spec();
         let space = s.space(&spec, opts).map_err(|e| root_error(s, &spec, e))?;
         match &space.implicit {
-            Some(Implicit::Cpu { cpu, cr3, source }) => super::note(format_args!(
+            Some(Implicit::Cpu { cpu, cr3, source }) => ui.note(format_args!(
                 "no root given: using CR3 {cr3:#x} of CPU {cpu} from the {source} (choose with --cpu N, --cr3 or --cr3-mfn)"
             )),
-            Some(Implicit::CoreVcpu { vcpu, cr3, what }) => super::note(format_args!(
+            Some(Implicit::CoreVcpu { vcpu, cr3, what }) => ui.note(format_args!(
                 "no root given: using CR3 {cr3:#x} of vCPU {vcpu} from .xen_prstatus ({what}; choose with --vcpu N, --cr3 or --cr3-mfn)"
             )),
             None => {}

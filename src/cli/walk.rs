@@ -67,10 +67,10 @@ pub struct WalkArgs {
 /// translator's grouped loads, few enough records (270 bytes each) to stay small.
 const WALK_BATCH: usize = 4096;
 
-pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let opts = WalkOptions { maxphyaddr: a.paging.maxphyaddr, ..WalkOptions::default() };
-    let space = a.root.space(&s, opts)?;
+    let space = a.root.space(&s, opts, ui)?;
     let (root, view) = (&space.root, View::of(&space, &s));
     // Resolve --va before printing anything: a bad one is bad usage.
     let mut vas = Vec::with_capacity(a.va.len());
@@ -91,7 +91,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
     if a.brief {
         return if vas.is_empty() && va_list.is_none() {
-            brief::list(view.mem, root, opts, a.leaves, &mut out)
+            brief::list(view.mem, root, opts, a.leaves, &mut out, ui)
         } else {
             brief::walks(&s, view.mem, root, opts, &vas, va_list, &mut out)
         };
@@ -104,7 +104,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
     }
 
     if vas.is_empty() && va_list.is_none() {
-        let code = list(&mut out, &view, root, opts, &a)?;
+        let code = list(&mut out, &view, root, opts, &a, ui)?;
         out.flush()?;
         return Ok(code);
     }
@@ -131,7 +131,7 @@ pub(super) fn run(a: WalkArgs) -> Result<ExitCode> {
             let t = diagnose::explain(view.mem, root, *w, opts);
             any_failed |= !t.translated();
             let notes = annotate::walk(view.xen, view.mem, root, &t, view.p2m.as_ref(), annotate_opts);
-            emit_walk(out, &t, &notes, root, &a, &view)?;
+            emit_walk(out, &t, &notes, root, &a, &view, ui)?;
         }
         Ok(())
     };
@@ -189,6 +189,7 @@ fn emit_walk(
     root: &Root,
     a: &WalkArgs,
     v: &View<'_>,
+    ui: super::Ui,
 ) -> Result<()> {
     // Spell the diagnosis' next command against this invocation.
     let filled;
@@ -208,7 +209,7 @@ fn emit_walk(
         writeln!(out)?;
     } else if a.style == Style::Xen {
         let lines = match v.xen {
-            Some(x) => x.show_page_walk(v.mem, root.maddr, t.va),
+            Some(x) => crate::render::xen_style::lines(&x.page_walk_as_xen(v.mem, root.maddr, t.va)),
             None => bail!("--style xen needs the hypervisor: pass --xen-syms (for max_page and the M2P)"),
         };
         for l in lines {
@@ -216,14 +217,26 @@ fn emit_walk(
         }
     } else {
         writeln!(out)?;
-        let style = human::WalkStyle { maxphyaddr: a.paging.maxphyaddr, long: a.long, guest_physical: v.p2m.is_some() };
+        let style = human::WalkStyle {
+            maxphyaddr: a.paging.maxphyaddr,
+            long: a.long,
+            guest_physical: v.p2m.is_some(),
+            paint: ui.paint,
+        };
         human::walk(out, t, notes, style)?;
     }
     Ok(())
 }
 
 /// The whole address space of `root`, streamed.
-fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &WalkArgs) -> Result<ExitCode> {
+fn list(
+    out: &mut dyn Write,
+    v: &View<'_>,
+    root: &Root,
+    opts: WalkOptions,
+    a: &WalkArgs,
+    ui: super::Ui,
+) -> Result<ExitCode> {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let d = diagnose::root_diagnosis(root, &p);
         let next_command = d.next.as_ref().map(|n| super::next::command(n, None));
@@ -242,10 +255,10 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             writeln!(out, "=> cannot walk this root: {}", d.reason.code())?;
             writeln!(out, "   why: {}", d.explanation)?;
             if let Some(s) = d.suggestion {
-                writeln!(out, "   {}", crate::render::color::hint(&format!("try: {s}")))?;
+                writeln!(out, "   {}", ui.paint.hint(&format!("try: {s}")))?;
             }
             if let Some(c) = next_command {
-                writeln!(out, "   {}", crate::render::color::hint(&format!("next: {c}")))?;
+                writeln!(out, "   {}", ui.paint.hint(&format!("next: {c}")))?;
             }
         }
         return Ok(ExitCode::from(1));
@@ -284,7 +297,7 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             human::range(out, r, label.as_deref())
         }
     };
-    let bar = Bar::new();
+    let bar = Bar::new(ui.quiet);
     let progress = |p: Progress| bar.update(p);
     let o = EnumerateOptions {
         progress: if bar.enabled() { Some(&progress) } else { None },
@@ -305,8 +318,9 @@ fn list(out: &mut dyn Write, v: &View<'_>, root: &Root, opts: WalkOptions, a: &W
             other => {
                 // Keep the listing in VA order: close the open range first.
                 let closed = coalescer.finish().map(|r| emit(out, &r)).unwrap_or(Ok(()));
-                closed
-                    .and_then(|()| if a.output.json { json::event_line(out, other) } else { human::event(out, other) })
+                closed.and_then(|()| {
+                    if a.output.json { json::event_line(out, other) } else { human::event(out, other, ui.paint) }
+                })
             }
         };
         match res {

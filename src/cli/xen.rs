@@ -67,8 +67,8 @@ fn check_root(s: &Session, cr3: Option<&Expr>) -> Result<Option<Maddr>> {
     })
 }
 
-pub(super) fn tables(a: TablesArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn tables(a: TablesArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let lines = crate::xen::roots::known_roots(&s.dump, s.xen.as_ref());
     if lines.is_empty() {
         bail!("{}: no root can be resolved: the dump has no CPU notes; pass --xen-syms", s.dump.path.display());
@@ -125,8 +125,8 @@ struct V2mLine {
     agree: Option<bool>,
 }
 
-pub(super) fn v2m(a: V2mArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn v2m(a: V2mArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = check_root(&s, a.cr3.as_ref())?;
@@ -197,8 +197,8 @@ struct M2vLine {
     walk_error: Option<String>,
 }
 
-pub(super) fn m2v(a: M2vArgs) -> Result<ExitCode> {
-    let s = a.input.open()?;
+pub(super) fn m2v(a: M2vArgs, ui: super::Ui) -> Result<ExitCode> {
+    let s = a.input.open(ui)?;
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let root = check_root(&s, a.cr3.as_ref())?;

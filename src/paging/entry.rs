@@ -300,7 +300,7 @@ impl Entry {
                     l => format!(
                         "PS page size: this {} maps a {} page",
                         l.intel_name(),
-                        crate::render::size_name(l.page_size())
+                        crate::addr::size_name(l.page_size())
                     ),
                 },
             );

@@ -171,7 +171,7 @@ pub struct EptStep {
     pub level: u8,
     pub index: u16,
     pub entry_maddr: Maddr,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub entry: u64,
 }
 
@@ -184,7 +184,7 @@ pub struct EptWalk {
     pub mfn: Option<Mfn>,
     pub page_size: Option<u64>,
     /// The leaf (or the entry where it stopped).
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub last: u64,
     /// Why it does not translate.
     pub stop: Option<String>,

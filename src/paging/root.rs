@@ -27,7 +27,7 @@ pub enum RootInput {
 pub struct Stripped {
     /// Which bits: `pcid`, `noflush` or `lam`.
     pub what: &'static str,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub bits: u64,
     pub explanation: &'static str,
 }

@@ -2,6 +2,7 @@
 //! values, flags, mfns) and crash's `vtop`, tables that fit the terminal, and a
 //! `--long` form that says what each bit means.
 
+use super::color::Paint;
 use super::{page_label, size_name};
 use crate::diagnose::Translation;
 use crate::dump::{Dump, Format};
@@ -72,12 +73,13 @@ pub struct WalkStyle {
     pub long: bool,
     /// The space is an HVM guest's own (addresses and frames are guest-physical).
     pub guest_physical: bool,
+    pub paint: Paint,
 }
 
 /// One walk: the levels as a table, then the result or the diagnosis, then (an HVM
 /// guest's walk) its second dimension through the p2m.
 pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyle) -> io::Result<()> {
-    let WalkStyle { maxphyaddr, long, guest_physical } = o;
+    let WalkStyle { maxphyaddr, long, guest_physical, paint } = o;
     let xen = notes.root_kind.is_some();
     let va = t.va;
     // In an HVM guest's own tables, addresses and frames are guest-physical.
@@ -179,17 +181,17 @@ pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyl
                 m.maddr.mfn().0,
                 m.rights.words()
             );
-            writeln!(out, "{}", super::color::good(&line))?;
+            writeln!(out, "{}", paint.good(&line))?;
         }
     }
     if let Some(d) = &t.diagnosis {
-        writeln!(out, "{}", super::color::bad(&format!("=> stopped at {}: {}", d.level, d.reason.code())))?;
+        writeln!(out, "{}", paint.bad(&format!("=> stopped at {}: {}", d.level, d.reason.code())))?;
         writeln!(out, "   why: {}", d.explanation)?;
         if let Some(s) = &d.suggestion {
-            writeln!(out, "   {}", super::color::hint(&format!("try: {s}")))?;
+            writeln!(out, "   {}", paint.hint(&format!("try: {s}")))?;
         }
         if let Some(c) = &d.next_command {
-            writeln!(out, "   {}", super::color::hint(&format!("next: {c}")))?;
+            writeln!(out, "   {}", paint.hint(&format!("next: {c}")))?;
         }
     }
     let show_pitfalls = long || t.diagnosis.is_some();
@@ -251,13 +253,13 @@ pub fn range(out: &mut dyn Write, r: &Range, region: Option<&str>) -> io::Result
 }
 
 /// A non-leaf event of a listing.
-pub fn event(out: &mut dyn Write, ev: &Event<'_>) -> io::Result<()> {
+pub fn event(out: &mut dyn Write, ev: &Event<'_>, paint: Paint) -> io::Result<()> {
     match ev {
         Event::Leaf(_) => Ok(()),
         Event::Unreadable { level, table, va, error, partial } => writeln!(
             out,
             "{}",
-            super::color::warn(&format!(
+            paint.warn(&format!(
                 "!! {level} table at {table} (under VA {va}) {}: {error}",
                 if *partial { "is partly absent" } else { "is not readable" }
             ))

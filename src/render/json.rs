@@ -14,10 +14,7 @@ use crate::paging::root::{L4Check, Root, RootInput, Stripped};
 use crate::paging::{Rights, Step};
 use serde::Serialize;
 
-/// Serialize a u64 as a `"0x…"` string.
-pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("{v:#x}"))
-}
+pub use crate::addr::{hex, hex_opt};
 
 /// Version of this JSON schema, in the first line of every JSON output (`root`,
 /// `info`). Bumped when a field changes meaning or disappears; new fields and new
@@ -520,13 +517,6 @@ impl KdumpJson {
                 unreadable: c.unreadable,
             },
         }
-    }
-}
-
-pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => hex(v, s),
-        None => s.serialize_none(),
     }
 }
 

@@ -5,22 +5,9 @@
 pub mod human;
 pub mod json;
 pub mod map;
+pub mod xen_style;
 
-/// "4 KiB", "2 MiB", "1 GiB", "1.5 GiB", "12 KiB"... for sizes and page sizes.
-pub fn size_name(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 5] =
-        [("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (name, unit) in UNITS {
-        if bytes >= unit {
-            return if bytes % unit == 0 {
-                format!("{} {name}", bytes / unit)
-            } else {
-                format!("{:.1} {name}", bytes as f64 / unit as f64)
-            };
-        }
-    }
-    format!("{bytes} B")
-}
+pub use crate::addr::size_name;
 
 /// Short page-size label: "4K", "2M", "1G".
 pub fn page_label(size: u64) -> &'static str {
@@ -47,12 +34,9 @@ mod tests {
 }
 
 /// Colour in human output: only on a terminal unless asked (`--color`), never with
-/// `NO_COLOR` set in auto mode.
+/// `NO_COLOR` set in auto mode. A value passed to the renderers, not a process-wide
+/// switch.
 pub mod color {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static ON: AtomicBool = AtomicBool::new(false);
-
     /// When to colour.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     pub enum When {
@@ -62,38 +46,45 @@ pub mod color {
         Never,
     }
 
-    /// Decide once, for stdout.
-    pub fn init(when: When) {
-        use std::io::IsTerminal;
-        let on = match when {
-            When::Always => true,
-            When::Never => false,
-            When::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        };
-        ON.store(on, Ordering::Relaxed);
+    /// Whether to colour, decided once (for stdout).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Paint {
+        pub on: bool,
     }
 
-    pub fn enabled() -> bool {
-        ON.load(Ordering::Relaxed)
-    }
+    impl Paint {
+        /// No colour.
+        pub const PLAIN: Paint = Paint { on: false };
 
-    fn paint(code: &str, s: &str) -> String {
-        if enabled() { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
-    }
-    /// A result that translated.
-    pub fn good(s: &str) -> String {
-        paint("32", s)
-    }
-    /// A stop.
-    pub fn bad(s: &str) -> String {
-        paint("1;31", s)
-    }
-    /// A hint.
-    pub fn hint(s: &str) -> String {
-        paint("36", s)
-    }
-    /// A warning or an event in a listing.
-    pub fn warn(s: &str) -> String {
-        paint("33", s)
+        /// Decide for stdout: `Auto` colours a terminal unless `NO_COLOR` is set.
+        pub fn new(when: When) -> Paint {
+            use std::io::IsTerminal;
+            let on = match when {
+                When::Always => true,
+                When::Never => false,
+                When::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            Paint { on }
+        }
+
+        fn paint(self, code: &str, s: &str) -> String {
+            if self.on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        }
+        /// A result that translated.
+        pub fn good(self, s: &str) -> String {
+            self.paint("32", s)
+        }
+        /// A stop.
+        pub fn bad(self, s: &str) -> String {
+            self.paint("1;31", s)
+        }
+        /// A hint.
+        pub fn hint(self, s: &str) -> String {
+            self.paint("36", s)
+        }
+        /// A warning or an event in a listing.
+        pub fn warn(self, s: &str) -> String {
+            self.paint("33", s)
+        }
     }
 }

@@ -96,10 +96,10 @@ pub struct VcpuInfo {
     /// `arch.hvm.monitor_table`: mfn of an HVM vCPU's monitor L4.
     pub monitor_table: Option<Mfn>,
     /// `arch.cr3`: what Xen loads into CR3 for this vCPU (PCID bits included).
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub cr3: u64,
     /// `arch.hvm.guest_cr[3]`: the HVM guest's own CR3 (guest-physical).
-    #[serde(serialize_with = "crate::render::json::hex_opt")]
+    #[serde(serialize_with = "crate::addr::hex_opt")]
     pub guest_cr3: Option<u64>,
 }
 

@@ -23,12 +23,12 @@ const TWO_MIB: u64 = 2 << 20;
 /// One base at which the image's bytes were found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Candidate {
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub base: u64,
     pub matched: u32,
     pub probed: u32,
     /// The `xen_phys_start` variable as read in this copy.
-    #[serde(serialize_with = "crate::render::json::hex_opt")]
+    #[serde(serialize_with = "crate::addr::hex_opt")]
     pub variable: Option<u64>,
 }
 
@@ -36,7 +36,7 @@ pub struct Candidate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Discovery {
     pub candidates: Vec<Candidate>,
-    #[serde(serialize_with = "crate::render::json::hex_opt")]
+    #[serde(serialize_with = "crate::addr::hex_opt")]
     pub chosen: Option<u64>,
     /// Why that one (or why none).
     pub why: String,

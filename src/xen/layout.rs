@@ -16,10 +16,10 @@ const GIB: u64 = 1 << 30;
 pub struct Region {
     /// Stable snake_case name (`directmap`, `xen_image`, `frame_table`, …).
     pub name: &'static str,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub start: u64,
     /// One past the last VA.
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub end: u64,
     /// What lives there, in words.
     pub what: &'static str,

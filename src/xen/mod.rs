@@ -86,15 +86,15 @@ pub struct XenOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Pdx {
     pub hole_shift: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub ma_va_bottom_mask: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub ma_top_mask: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub pfn_hole_mask: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub pfn_top_mask: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub pfn_pdx_bottom_mask: u64,
 }
 
@@ -419,26 +419,28 @@ impl Xen {
         Ok(mem.read_u64(ma)?)
     }
 
-    /// Xen's `show_page_walk()` for `va` from `root`, line for line as the
-    /// hypervisor prints it on a crash (`X:xen/arch/x86/x86_64/traps.c@4.17.0`):
-    /// `" L4[0x%03lx] = %016lx %016lx"` with the M2P value of the entry's frame (or
-    /// `INVALID_M2P_ENTRY` when `!mfn_valid`), `" (PSE)"` on large pages, stopping at
-    /// a non-present entry, an invalid frame or a large page. Like Xen, frames are
-    /// taken as `entry & PADDR_MASK & PAGE_MASK` (a large page's PAT bit included).
-    /// Where the dump lacks a value Xen had, the line says so.
-    pub fn show_page_walk(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> Vec<String> {
-        let mut out = vec![format!("Pagetable walk from {:016x}:", va.0)];
+    /// The walk Xen's `show_page_walk()` makes for `va` from `root`
+    /// (`X:xen/arch/x86/x86_64/traps.c@4.17.0`), as data: its rules are not the
+    /// MMU's — it takes frames as `entry & PADDR_MASK & PAGE_MASK` (a large page's PAT
+    /// bit included), prints the M2P value of each entry's frame (or
+    /// `INVALID_M2P_ENTRY` when `!mfn_valid`), ignores reserved bits, and stops at a
+    /// non-present entry, an invalid frame or a large page — so it is kept apart from
+    /// the walker. [`crate::render::xen_style`] prints it line for line as Xen does.
+    /// Where the dump lacks a value Xen had, the step says so.
+    pub fn page_walk_as_xen(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> XenPageWalk {
+        use crate::paging::Level;
+        let mut out = XenPageWalk { va, steps: Vec::new() };
         if !va.is_canonical() {
             return out;
         }
         let m2p_valid = self.read_sym_u64(mem, "machine_to_phys_mapping_valid").map(|v| v & 0xff != 0);
         let mut table = root.0 & !0xfff;
         for level in Level::WALK {
-            let idx = va.index_at(level.shift());
-            let e = match mem.read_u64(Maddr(table + idx as u64 * 8)) {
+            let index = va.index_at(level.shift());
+            let e = match mem.read_u64(Maddr(table + index as u64 * 8)) {
                 Ok(e) => e,
                 Err(err) => {
-                    out.push(format!(" {}[{idx:#05x}] = ???????????????? (not in the dump: {err})", level.name()));
+                    out.steps.push(XenPageWalkStep { level, index, entry: Err(err), pfn: XenPfn::Unknown, pse: false });
                     return out;
                 }
             };
@@ -446,14 +448,14 @@ impl Xen {
             let valid = self.mfn_valid(mem, mfn);
             let pfn = match (valid, m2p_valid) {
                 (Some(true), Some(true) | None) => match self.m2p(mem, root, mfn) {
-                    Ok(p) => format!("{p:016x}"),
-                    Err(_) => "????????????????".to_string(),
+                    Ok(p) => XenPfn::Value(p),
+                    Err(_) => XenPfn::Unknown,
                 },
-                (Some(false), _) | (_, Some(false)) => format!("{INVALID_M2P_ENTRY:016x}"),
-                (None, _) => "????????????????".to_string(),
+                (Some(false), _) | (_, Some(false)) => XenPfn::Value(INVALID_M2P_ENTRY),
+                (None, _) => XenPfn::Unknown,
             };
             let pse = level != Level::L4 && level != Level::L1 && e & crate::paging::entry::bits::PS != 0;
-            out.push(format!(" {}[{idx:#05x}] = {e:016x} {pfn}{}", level.name(), if pse { " (PSE)" } else { "" }));
+            out.steps.push(XenPageWalkStep { level, index, entry: Ok(e), pfn, pse });
             if e & 1 == 0 || pse || valid == Some(false) {
                 return out;
             }
@@ -516,6 +518,36 @@ impl Xen {
             _ => Some(r),
         }
     }
+}
+
+/// Xen's own `show_page_walk()` of one VA ([`Xen::page_walk_as_xen`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XenPageWalk {
+    pub va: Vaddr,
+    /// The lines after the header, one per level read (none for a non-canonical VA).
+    pub steps: Vec<XenPageWalkStep>,
+}
+
+/// One `Ln[idx] = entry pfn` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XenPageWalkStep {
+    pub level: crate::paging::Level,
+    pub index: usize,
+    /// The entry, or why the dump cannot give it.
+    pub entry: Result<u64, crate::mem::ReadError>,
+    /// The M2P's value for the entry's frame, as Xen prints it.
+    pub pfn: XenPfn,
+    /// A large page (`(PSE)`).
+    pub pse: bool,
+}
+
+/// The second column of a `show_page_walk()` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XenPfn {
+    /// What Xen prints: the M2P entry, or `INVALID_M2P_ENTRY`.
+    Value(u64),
+    /// The dump does not let us know it.
+    Unknown,
 }
 
 /// What kind of L4 a root is (reference §4.4).

@@ -158,9 +158,9 @@ impl<'a> M2p<'a> {
 /// What the frame table says about a frame.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PageOwner {
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub count_info: u64,
-    #[serde(serialize_with = "crate::render::json::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub type_info: u64,
     /// The owner's `struct domain` (None when `_domain` is 0).
     pub owner: Option<Vaddr>,
