@@ -21,6 +21,7 @@
 //! ELF cores (a `PT_NOTE` segment) and kdump-compressed files (the source vmcore's notes
 //! copied verbatim at `offset_note`, reference §7b).
 
+use crate::addr::hex_opt;
 use serde::Serialize;
 
 /// One ELF note, copied out of the file (notes are small).
@@ -135,14 +136,6 @@ pub struct CpuState {
     #[serde(serialize_with = "hex_opt")]
     pub cr4: Option<u64>,
     pub regs_source: Option<RegsSource>,
-}
-
-/// Serialize an optional 64-bit value as `"0x…"` or null (JSON keeps 64-bit values as strings).
-pub(crate) fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.collect_str(&format_args!("{v:#x}")),
-        None => s.serialize_none(),
-    }
 }
 
 /// Xen's `crash_xen_info_t`.

@@ -241,14 +241,8 @@ fn list(
         let d = diagnose::root_diagnosis(root, &p);
         let next_command = d.next.as_ref().map(|n| super::next::command(n, None));
         if a.output.json {
-            let line = json::StopLine {
-                kind: "stop",
-                level: d.level.number(),
-                reason: d.reason.code(),
-                explanation: d.explanation,
-                suggestion: d.suggestion,
-                next_command,
-            };
+            let stop = json::StopJson { next_command, ..json::StopJson::of(&d) };
+            let line = json::StopLine { kind: "stop", stop };
             serde_json::to_writer(&mut *out, &line)?;
             writeln!(out)?;
         } else {

@@ -46,8 +46,8 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
 use super::{Absent, Extent, Page, PhysMem, ReadError};
-use crate::addr::{Maddr, Mfn, PAGE_SIZE, Pfn};
-use crate::notes::{self, RawNote, hex_opt};
+use crate::addr::{Maddr, Mfn, PAGE_SIZE, Pfn, hex, hex_opt};
+use crate::notes::{self, RawNote};
 use memmap2::Mmap;
 use object::LittleEndian as LE;
 use object::elf;
@@ -139,10 +139,6 @@ pub struct VcpuState {
     /// `ctrlreg[1]` of a 64-bit PV guest: its user L4 (mfn << 12), null if none.
     #[serde(serialize_with = "hex_opt")]
     pub user_cr3: Option<u64>,
-}
-
-fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("{v:#x}"))
 }
 
 /// The `DUMPCORE_HEADER` note.

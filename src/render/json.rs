@@ -135,6 +135,18 @@ pub struct StopJson {
     pub next_command: Option<String>,
 }
 
+impl StopJson {
+    pub fn of(d: &crate::diagnose::Diagnosis) -> StopJson {
+        StopJson {
+            level: d.level.number(),
+            reason: d.reason.code(),
+            explanation: d.explanation.clone(),
+            suggestion: d.suggestion.clone(),
+            next_command: d.next_command.clone(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct WalkLine {
     #[serde(rename = "type")]
@@ -177,13 +189,7 @@ impl WalkLine {
             page_size: m.map(|m| m.page_size),
             rights: m.map(|m| m.rights),
             levels: t.walk.iter().flat_map(|w| w.steps()).map(|s| LevelJson::new(s, maxphyaddr)).collect(),
-            stop: t.diagnosis.as_ref().map(|d| StopJson {
-                level: d.level.number(),
-                reason: d.reason.code(),
-                explanation: d.explanation.clone(),
-                suggestion: d.suggestion.clone(),
-                next_command: d.next_command.clone(),
-            }),
+            stop: t.diagnosis.as_ref().map(StopJson::of),
             notes: t.pitfalls.clone(),
             region: None,
             symbol: None,
@@ -322,15 +328,13 @@ pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Resu
 }
 
 /// A root that cannot be walked, in place of a listing.
+/// A listing of a root that cannot be walked: the `stop` record as a line.
 #[derive(Serialize)]
 pub struct StopLine {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub level: u8,
-    pub reason: &'static str,
-    pub explanation: String,
-    pub suggestion: Option<String>,
-    pub next_command: Option<String>,
+    #[serde(flatten)]
+    pub stop: StopJson,
 }
 
 #[derive(Serialize)]
