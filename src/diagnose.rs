@@ -161,7 +161,8 @@ pub fn explain(mem: &dyn PhysMem, root: &Root, w: Walk, opts: WalkOptions) -> Tr
 pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
     let l4 = Level::L4;
     let raw = match root.input {
-        RootInput::Cr3(v) | RootInput::Mfn(v) => v,
+        RootInput::Cr3(v) => v,
+        RootInput::Mfn(m) => m.0,
     };
     let d = |reason, explanation: String, suggestion: Option<String>, next: Option<Next>| Diagnosis {
         level: l4,

@@ -217,7 +217,7 @@ impl Session {
                 let value = self.cr3_value(e)?;
                 machine(root::resolve(mem, RootInput::Cr3(value), "--cr3".into(), None, opts))
             }
-            RootSpec::Mfn(m) => machine(root::resolve(mem, RootInput::Mfn(m.0), "--cr3-mfn".into(), None, opts)),
+            RootSpec::Mfn(m) => machine(root::resolve(mem, RootInput::Mfn(*m), "--cr3-mfn".into(), None, opts)),
             RootSpec::Cpu(cpu) => machine(self.cpu_root(*cpu, opts)?),
             RootSpec::Domain { domain, vcpu, table } => self.domain_space(*domain, *vcpu, *table, opts)?,
             RootSpec::CoreVcpu { vcpu, table } => {
@@ -326,7 +326,7 @@ impl Session {
         let machine = |root: Root| AddressSpace { root, guest: None, xen: self.xen.as_ref(), implicit: None };
         let by_mfn = |m: Option<Mfn>, what: &'static str| -> Result<AddressSpace<'_>, RootError> {
             let m = m.ok_or(RootError::NoSuchRoot { domain, vcpu: v, what, kind: dom.kind.name() })?;
-            Ok(machine(root::resolve(mem, RootInput::Mfn(m.0), format!("{name} {what}"), None, opts)))
+            Ok(machine(root::resolve(mem, RootInput::Mfn(m), format!("{name} {what}"), None, opts)))
         };
         match table {
             TableKind::Guest if dom.kind.is_hvm() => self.hvm_guest_space(dom, v, opts),

@@ -19,7 +19,7 @@ pub enum RootInput {
     /// A CR3 value: an address, possibly with PCID and other bits.
     Cr3(u64),
     /// A frame number (`--cr3-mfn`).
-    Mfn(u64),
+    Mfn(crate::addr::Mfn),
 }
 
 /// A bit group removed from a CR3 value before use, reported to the user.
@@ -178,14 +178,14 @@ fn strip(value: u64, pcide: Option<bool>) -> (u64, Vec<Stripped>) {
 pub fn resolve(mem: &dyn PhysMem, input: RootInput, source: String, pcide: Option<bool>, opts: WalkOptions) -> Root {
     let (value, stripped) = match input {
         RootInput::Cr3(v) => strip(v, pcide),
-        RootInput::Mfn(f) => (f.checked_shl(12).filter(|_| f >> 52 == 0).unwrap_or(u64::MAX), Vec::new()),
+        RootInput::Mfn(f) => (f.0.checked_shl(12).filter(|_| f.0 >> 52 == 0).unwrap_or(u64::MAX), Vec::new()),
     };
     let mut root =
         Root { input, source, maddr: Maddr(value & 0x000f_ffff_ffff_f000), stripped, check: None, problem: None };
     if let RootInput::Mfn(f) = input {
         if value == u64::MAX {
             root.maddr = Maddr(0);
-            root.problem = Some(RootProblem::AboveMaxPhys { bits: f });
+            root.problem = Some(RootProblem::AboveMaxPhys { bits: f.0 });
             return root;
         }
     }

@@ -20,7 +20,7 @@ use std::io::{self, Write};
 pub fn root(out: &mut dyn Write, root: &Root, long: bool, notes: &RootNotes) -> io::Result<()> {
     let input = match root.input {
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
-        RootInput::Mfn(v) => format!("L4 mfn {v:#x}"),
+        RootInput::Mfn(m) => format!("L4 mfn {m}"),
     };
     let at = if root.source.contains("guest-physical") { "guest-physical address" } else { "" };
     writeln!(

@@ -58,7 +58,7 @@ impl<'a> RootLine<'a> {
     pub fn new(root: &'a Root) -> Self {
         let (input_kind, input) = match root.input {
             RootInput::Cr3(v) => ("cr3", v),
-            RootInput::Mfn(v) => ("mfn", v),
+            RootInput::Mfn(m) => ("mfn", m.0),
         };
         RootLine {
             kind: "root",

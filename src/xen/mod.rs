@@ -265,9 +265,9 @@ impl Xen {
 
     /// Machine address of an image VA by the image formula, if `xen_phys_start` is
     /// known: PA = VA − XEN_VIRT_START + xen_phys_start (reference §3.2).
-    pub fn image_maddr(&self, va: u64) -> Option<Maddr> {
+    pub fn image_maddr(&self, va: Vaddr) -> Option<Maddr> {
         let xvs = self.xen_virt_start();
-        let x = self.xen_phys_start.as_ref()?.value;
+        let (va, x) = (va.0, self.xen_phys_start.as_ref()?.value);
         (va >= xvs && va - xvs < (1 << 30)).then(|| Maddr(va - xvs + x))
     }
 
@@ -287,7 +287,7 @@ impl Xen {
     /// Read a u64 variable of the image through the image formula.
     pub fn read_sym_u64(&self, mem: &dyn PhysMem, name: &str) -> Option<u64> {
         let va = self.syms.as_ref()?.addr(name)?;
-        mem.read_u64(self.image_maddr(va)?).ok()
+        mem.read_u64(self.image_maddr(Vaddr(va))?).ok()
     }
 
     /// `__virt_to_maddr`: the hypervisor's own formula (direct map with PDX, or the
@@ -304,7 +304,7 @@ impl Xen {
                     return Err(V2mError::OutsideImage { va });
                 }
             }
-            return self.image_maddr(va.0).ok_or(V2mError::NoPhysStart);
+            return self.image_maddr(va).ok_or(V2mError::NoPhysStart);
         }
         match l.region(va) {
             Some(r) => Err(V2mError::NotLinear { va, region: r.name }),
@@ -370,7 +370,7 @@ impl Xen {
     /// The idle root: `idle_pg_table` through the image formula.
     pub fn idle_root(&self) -> Option<Maddr> {
         let va = self.syms.as_ref()?.addr("idle_pg_table")?;
-        self.image_maddr(va)
+        self.image_maddr(Vaddr(va))
     }
 
     /// Cross-check of the formula against a walk of `root`: the machine address a
@@ -403,18 +403,19 @@ pub const SHARED_M2P_ENTRY: u64 = u64::MAX - 1;
 impl Xen {
     /// `mfn_valid()` as far as the dump tells: below `max_page` and outside the PDX
     /// hole (`X:xen/common/pdx.c@4.17.0`); `None` without `max_page`.
-    pub fn mfn_valid(&self, mem: &dyn PhysMem, mfn: u64) -> Option<bool> {
+    pub fn mfn_valid(&self, mem: &dyn PhysMem, mfn: Mfn) -> Option<bool> {
         let max_page = self.read_sym_u64(mem, "max_page")?;
-        Some(mfn < max_page && mfn & self.pdx.value.pfn_hole_mask == 0)
+        Some(mfn.0 < max_page && mfn.0 & self.pdx.value.pfn_hole_mask == 0)
     }
 
     /// `machine_to_phys_mapping[mfn]`, read through `root` (the read-write M2P at
     /// `RDWR_MPT_VIRT_START` is mapped in every root Xen builds, reference §5.1).
-    pub fn m2p(&self, mem: &dyn PhysMem, root: Maddr, mfn: u64) -> Result<u64, VaReadError> {
+    pub fn m2p(&self, mem: &dyn PhysMem, root: Maddr, mfn: Mfn) -> Result<u64, VaReadError> {
         let va = mfn
+            .0
             .checked_mul(8)
             .and_then(|o| o.checked_add(self.layout().rdwr_m2p_start))
-            .ok_or(VaReadError::MfnTooLarge { mfn: Mfn(mfn) })?;
+            .ok_or(VaReadError::MfnTooLarge { mfn })?;
         let ma = self.walk_maddr(mem, root, Vaddr(va))?;
         Ok(mem.read_u64(ma)?)
     }
@@ -445,9 +446,9 @@ impl Xen {
                 }
             };
             let mfn = (e & 0x000f_ffff_ffff_f000) >> 12;
-            let valid = self.mfn_valid(mem, mfn);
+            let valid = self.mfn_valid(mem, Mfn(mfn));
             let pfn = match (valid, m2p_valid) {
-                (Some(true), Some(true) | None) => match self.m2p(mem, root, mfn) {
+                (Some(true), Some(true) | None) => match self.m2p(mem, root, Mfn(mfn)) {
                     Ok(p) => XenPfn::Value(p),
                     Err(_) => XenPfn::Unknown,
                 },

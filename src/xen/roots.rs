@@ -110,7 +110,7 @@ fn per_cpu_roots(dump: &Dump, x: &Xen) -> Vec<KnownRoot> {
     let n = (offs.size / 8).clamp(1, 4096);
     let idle = x.idle_root();
     for cpu in 0..n {
-        let Some(off) = x.image_maddr(offs.addr + cpu * 8).and_then(|ma| mem.read_u64(ma).ok()) else {
+        let Some(off) = x.image_maddr(Vaddr(offs.addr + cpu * 8)).and_then(|ma| mem.read_u64(ma).ok()) else {
             continue;
         };
         if Some(off) == invalid || (cpu > 0 && off == 0) {
