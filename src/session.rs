@@ -24,10 +24,12 @@ use crate::xen::domains::{self, DomKind, DomainError, DomainInfo, TableKind};
 use crate::xen::expr::ExprError;
 use crate::xen::hvm::{GuestPhys, HostP2m};
 use crate::xen::p2m::P2mError;
+use crate::xen::profile::{Profile, ProfileError};
 use crate::xen::symbols::{SymsError, XenSyms};
 use crate::xen::{Xen, XenOptions};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to open a dump and what is known about its hypervisor beforehand.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +42,9 @@ pub struct SessionOptions {
     pub xen: XenOptions,
     /// Go on when xen-syms does not match the dump (the mismatch becomes a warning).
     pub allow_mismatch: bool,
+    /// Profiles (files, or directories searched by build-id) with the struct
+    /// layouts of a stripped xen-syms' build; each must match the build.
+    pub profiles: Vec<PathBuf>,
 }
 
 /// Why a session cannot be opened.
@@ -58,6 +63,13 @@ pub enum SessionError {
         path: PathBuf,
         #[source]
         source: SymsError,
+    },
+    /// A profile cannot be used (unreadable, or of another build).
+    #[error("profile {}", path.display())]
+    Profile {
+        path: PathBuf,
+        #[source]
+        source: ProfileError,
     },
     /// xen-syms is not the hypervisor in the dump (and mismatches are not allowed).
     #[error("{} does not match the hypervisor in {}: {}", syms.display(), dump.display(), problems.join("; "))]
@@ -110,9 +122,14 @@ impl Session {
             Some(p) => Some(XenSyms::load(p).map_err(|source| SessionError::Syms { path: p.clone(), source })?),
             None => None,
         };
-        let wanted =
-            syms.is_some() || o.xen.version.is_some() || o.xen.xen_phys_start.is_some() || Xen::dump_is_xen(&dump);
-        let xen = wanted.then(|| Xen::new(&dump, syms, &o.xen));
+        let mut xo = o.xen.clone();
+        for p in &o.profiles {
+            let prof = Profile::for_build(p, syms.as_ref())
+                .map_err(|source| SessionError::Profile { path: p.clone(), source })?;
+            xo.offsets.profiles.push(Arc::new(prof));
+        }
+        let wanted = syms.is_some() || xo.version.is_some() || xo.xen_phys_start.is_some() || Xen::dump_is_xen(&dump);
+        let xen = wanted.then(|| Xen::new(&dump, syms, &xo));
         if let Some(xen) = &xen {
             let mut problems: Vec<String> = Vec::new();
             if let Some(c) = xen.image_check.as_ref().filter(|c| !c.ok) {

@@ -38,7 +38,8 @@ pub(super) fn domains(a: DomainsArgs, ui: super::Ui) -> Result<ExitCode> {
     let s = a.input.open(ui)?;
     let x = xen_of(&s)?;
     let f = crate::xen::domains::Fields::new(x, s.dump.mem.as_ref(), s.dump.notes.vmcoreinfo_xen.as_deref());
-    let found = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{}: {e}", s.dump.path.display()))?;
+    let found = crate::xen::domains::domains(&f)
+        .map_err(|e| anyhow::anyhow!("{}: {}", s.dump.path.display(), super::domain_error(&e)))?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if a.output.json {

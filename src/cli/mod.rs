@@ -13,6 +13,7 @@ mod info;
 mod map;
 mod next;
 mod p2m;
+mod profile;
 mod progress;
 mod root;
 mod walk;
@@ -23,6 +24,7 @@ use crate::parse;
 pub(crate) use crate::session::Session;
 use crate::session::{SessionError, SessionOptions};
 use crate::xen::XenOptions;
+use crate::xen::offsets::{OffsetConfig, OffsetSource};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::io;
@@ -108,6 +110,9 @@ pub enum Command {
     /// A picture of one address space: the 512 L4 slots with Xen's regions and what
     /// each maps by page size (terminal table, --svg, --html, --json).
     Map(map::MapArgs),
+    /// Write the struct layouts xenwalk reads, from a xen-syms with DWARF, as a profile
+    /// for its stripped twin (--profile).
+    Profile(profile::ProfileArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -239,6 +244,52 @@ pub struct XenArgs {
     /// Go on (with a warning) when xen-syms does not match the dump.
     #[arg(long)]
     pub allow_mismatch: bool,
+    /// Struct layouts for a stripped xen-syms: a profile written by `xenwalk profile`
+    /// from its DWARF twin, or a volatility3 ISF JSON file; a directory is searched
+    /// for the one of this build (repeatable). A profile of another build is refused.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub profile: Vec<PathBuf>,
+    /// Give one struct member's offset outright, e.g. vcpu.arch.guest_table=2824, or a
+    /// struct's size, e.g. page_info=32 (decimal, or hex with 0x); it wins over every
+    /// source (repeatable).
+    #[arg(long, value_name = "KEY=OFFSET", value_parser = parse_offset)]
+    pub offset: Vec<(String, u64)>,
+    /// Which sources of struct offsets to ask, in order: a comma list of dwarf,
+    /// profile, vmcoreinfo, builtin (default: all, in that order).
+    #[arg(long, value_name = "LIST", value_parser = parse_sources)]
+    pub offsets_from: Option<SourceList>,
+}
+
+/// The sources `--offsets-from` names, in order.
+#[derive(Clone, Debug)]
+pub struct SourceList(pub Vec<OffsetSource>);
+
+fn parse_offset(s: &str) -> Result<(String, u64), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("'{s}': expected struct.member=OFFSET or struct=SIZE"))?;
+    if k.is_empty() || k.split('.').any(str::is_empty) {
+        return Err(format!("'{k}': expected struct.member (e.g. vcpu.arch.guest_table) or a struct's name"));
+    }
+    let v = match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse(),
+    }
+    .map_err(|_| format!("'{v}': an offset in bytes (decimal, or hex with 0x)"))?;
+    Ok((k.to_string(), v))
+}
+
+fn parse_sources(s: &str) -> Result<SourceList, String> {
+    let names = || OffsetSource::ALL.map(OffsetSource::name).join(", ");
+    let mut v = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let src = OffsetSource::from_name(name).ok_or_else(|| format!("'{name}': a source is one of {}", names()))?;
+        if !v.contains(&src) {
+            v.push(src);
+        }
+    }
+    if v.is_empty() {
+        return Err(format!("no source given: one or more of {}", names()));
+    }
+    Ok(SourceList(v))
 }
 
 fn parse_version(s: &str) -> Result<(u32, u32), String> {
@@ -253,12 +304,24 @@ pub(crate) fn open_session(path: &Path, o: &OpenArgs, x: &XenArgs, ui: Ui) -> Re
     let opts = SessionOptions {
         open: OpenOptions { format: o.format.into(), base: o.base, skip_bad_notes: o.skip_bad_notes },
         xen_syms: x.xen_syms.clone(),
-        xen: XenOptions { version: x.xen_version, xen_phys_start: x.xen_phys_start },
+        xen: XenOptions {
+            version: x.xen_version,
+            xen_phys_start: x.xen_phys_start,
+            offsets: OffsetConfig {
+                order: x.offsets_from.clone().map(|l| l.0).unwrap_or_default(),
+                overrides: x.offset.iter().cloned().collect(),
+                profiles: Vec::new(),
+            },
+        },
         allow_mismatch: x.allow_mismatch,
+        profiles: x.profile.clone(),
     };
     let s = Session::open(path, &opts).map_err(|e| match e {
         SessionError::Syms { path, source } => {
             anyhow::Error::new(source).context(format!("{} (--xen-syms)", path.display()))
+        }
+        SessionError::Profile { path, source } => {
+            anyhow::Error::new(source).context(format!("{} (--profile)", path.display()))
         }
         m @ SessionError::Mismatch { .. } => anyhow::anyhow!("{m} (--allow-mismatch to go on anyway)"),
         other => other.into(),
@@ -267,6 +330,19 @@ pub(crate) fn open_session(path: &Path, o: &OpenArgs, x: &XenArgs, ui: Ui) -> Re
         ui.note(format_args!("{}", w.describe(path)));
     }
     Ok(s)
+}
+
+/// A domain-list error, with how to give an offset no source knows.
+pub(crate) fn domain_error(e: &crate::xen::domains::DomainError) -> String {
+    use crate::xen::domains::DomainError;
+    use crate::xen::offsets::OffsetError;
+    match e {
+        DomainError::Offset(OffsetError::UnknownOffset { key, .. }) => format!(
+            "{e}; give it with --offset {key}=N, or a profile of this build with --profile FILE \
+             (`xenwalk profile XEN-SYMS` writes one from the build's DWARF)"
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// Evaluate an address expression; the error in this command line's words.
@@ -289,6 +365,7 @@ pub fn main() -> ExitCode {
         Some(Command::Explain(a)) => explain::run(a),
         Some(Command::Diff(a)) => diff::run(a, ui),
         Some(Command::Map(a)) => map::run(a, ui),
+        Some(Command::Profile(a)) => profile::run(a, ui),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "xenwalk", &mut io::stdout());

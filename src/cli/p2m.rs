@@ -263,7 +263,7 @@ pub(super) fn p2m(a: P2mArgs, ui: super::Ui) -> Result<ExitCode> {
     let x = xen_of(&s)?;
     let mem = s.dump.mem.as_ref();
     let f = crate::xen::domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
-    let all = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let all = crate::xen::domains::domains(&f).map_err(|e| anyhow::anyhow!("{path}: {}", super::domain_error(&e)))?;
     let Some(d) = all.domains.iter().find(|d| d.id == domain && d.kind != crate::xen::domains::DomKind::Idle) else {
         bail!("{path}: --domain {}: no such domain", domain);
     };
@@ -369,7 +369,14 @@ pub(super) fn p2m(a: P2mArgs, ui: super::Ui) -> Result<ExitCode> {
         let (mut checked, mut bad) = (0u64, 0u64);
         for mfn in 0..max_page {
             let mfn = crate::addr::Mfn(mfn);
-            let Ok(o) = crate::xen::p2m::page_owner(&f, mfn) else { continue };
+            let o = match crate::xen::p2m::page_owner(&f, mfn) {
+                Ok(o) => o,
+                // A frame-table page the dump lacks: that frame cannot be checked.
+                Err(crate::xen::domains::DomainError::Read(_)) => continue,
+                // Anything else (an offset or size no source knows) fails for every
+                // frame: said, never counted as "not the domain's".
+                Err(e) => anyhow::bail!("{path}: --check: the frame table: {}", super::domain_error(&e)),
+            };
             if o.owner != Some(d.addr) {
                 continue;
             }

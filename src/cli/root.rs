@@ -148,7 +148,7 @@ fn root_error(s: &Session, spec: &RootSpec, e: RootError) -> anyhow::Error {
     let m = match e {
         RootError::NeedsSymbols => return anyhow::anyhow!("--domain needs --xen-syms"),
         RootError::NoGuestCr3 { domain, vcpu } => return anyhow::anyhow!("domain {domain} vCPU {vcpu}: no guest CR3"),
-        RootError::Domains(e) => e.to_string(),
+        RootError::Domains(e) => super::domain_error(&e),
         RootError::P2m(e) => e.to_string(),
         RootError::NoSuchDomain { found, .. } => format!(
             "--domain {d}: no such domain (found: {})",

@@ -611,7 +611,7 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
     if let Some(r) = x.idle_root() {
         writeln!(out, "idle:    idle_pg_table at {r}")?;
     }
-    let offs = crate::xen::offsets::Offsets::new(x.syms.as_ref(), d.notes.vmcoreinfo_xen.as_deref());
+    let offs = x.offsets(d.notes.vmcoreinfo_xen.as_deref());
     let keys = crate::xen::offsets::Offsets::known_keys();
     let mut by_struct: Vec<(&str, Vec<String>)> = Vec::new();
     let mut missing = 0;

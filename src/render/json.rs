@@ -630,7 +630,7 @@ pub struct LayoutInfo {
 impl<'a> XenInfo<'a> {
     pub fn new(x: &'a crate::xen::Xen, vmcoreinfo: Option<&str>) -> Self {
         let l = x.layout();
-        let offs = crate::xen::offsets::Offsets::new(x.syms.as_ref(), vmcoreinfo);
+        let offs = x.offsets(vmcoreinfo);
         let item = |key: &str, r: Result<crate::xen::Sourced<u64>, crate::xen::offsets::OffsetError>| match r {
             Ok(v) => OffsetInfo { key: key.to_string(), value: Some(v.value), source: Some(v.source) },
             Err(_) => OffsetInfo { key: key.to_string(), value: None, source: None },

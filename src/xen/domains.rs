@@ -194,7 +194,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(xen: &'a Xen, mem: &'a dyn PhysMem, vmcoreinfo: Option<&str>) -> Fields<'a> {
-        Fields { xen, mem, offs: Offsets::new(xen.syms.as_ref(), vmcoreinfo), root: xen.idle_root() }
+        Fields { xen, mem, offs: xen.offsets(vmcoreinfo), root: xen.idle_root() }
     }
 
     /// Read `size` bytes (1, 2, 4, 8) of field `key` of the object at `base`.
@@ -295,6 +295,7 @@ fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<
     }
     let array = match f.pointer(d, "domain.vcpu") {
         Ok(a) => a,
+        Err(e @ DomainError::Offset(_)) => return Err(e),
         Err(e) => {
             problems.push(Problem { what: format!("domain {id} at {d}: {e}") });
             return Ok(info);
@@ -327,6 +328,8 @@ fn read_domain(f: &Fields<'_>, d: Vaddr, problems: &mut Vec<Problem>) -> Result<
                 }
                 info.vcpus.push(vi);
             }
+            // Missing knowledge, not a broken dump: no vCPU of any domain can be read.
+            Err(e @ DomainError::Offset(_)) => return Err(e),
             Err(e) => problems.push(Problem { what: format!("domain {id}: vcpu[{i}] at {v}: {e}") }),
         }
     }
@@ -369,6 +372,9 @@ pub fn domains(f: &Fields<'_>) -> Result<Domains, DomainError> {
                 prev_id = Some(d.id);
                 out.domains.push(d);
             }
+            // An offset no source knows is missing knowledge, not a finding about
+            // this dump: the caller says which and how to give it.
+            Err(e @ DomainError::Offset(_)) => return Err(e),
             Err(e) => {
                 out.problems.push(Problem { what: format!("domain at {p}: {e}") });
                 break;
@@ -376,6 +382,7 @@ pub fn domains(f: &Fields<'_>) -> Result<Domains, DomainError> {
         }
         p = match f.field(p, "domain.next_in_list", 8) {
             Ok(n) => Vaddr(n),
+            Err(e @ DomainError::Offset(_)) => return Err(e),
             Err(e) => {
                 out.problems.push(Problem { what: format!("domain at {p}: next_in_list: {e}") });
                 break;
@@ -391,8 +398,10 @@ pub fn domains(f: &Fields<'_>) -> Result<Domains, DomainError> {
         match idle {
             Ok(d) => match read_domain(f, d, &mut out.problems) {
                 Ok(di) => out.domains.push(di),
+                Err(e @ DomainError::Offset(_)) => return Err(e),
                 Err(e) => out.problems.push(Problem { what: format!("idle domain at {d}: {e}") }),
             },
+            Err(e @ DomainError::Offset(_)) => return Err(e),
             Err(e) => out.problems.push(Problem { what: format!("idle_vcpu[0]: {e}") }),
         }
     }

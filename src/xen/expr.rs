@@ -143,7 +143,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn offsets(&self, dump_vmcoreinfo: Option<&str>) -> Offsets<'_> {
-        Offsets::new(self.xen.syms.as_ref(), dump_vmcoreinfo)
+        self.xen.offsets(dump_vmcoreinfo)
     }
 
     fn read(&self, addr: u64, size: u64) -> Result<u64, ExprError> {

@@ -14,6 +14,7 @@ pub mod image;
 pub mod layout;
 pub mod offsets;
 pub mod p2m;
+pub mod profile;
 pub mod roots;
 pub mod symbols;
 
@@ -43,6 +44,8 @@ pub enum Source {
     Vmcoreinfo,
     /// DWARF in `xen-syms`.
     Dwarf,
+    /// A profile (`--profile`).
+    Profile,
     /// xenwalk's built-in table for this build-id.
     Builtin,
     /// Nothing said otherwise.
@@ -59,6 +62,7 @@ impl Source {
             Source::Dump => "read from the dump",
             Source::Vmcoreinfo => "VMCOREINFO_XEN note",
             Source::Dwarf => "DWARF",
+            Source::Profile => "profile",
             Source::Builtin => "built-in table for this build-id",
             Source::Default => "default",
         }
@@ -79,6 +83,8 @@ pub struct XenOptions {
     pub version: Option<(u32, u32)>,
     /// `--xen-phys-start`.
     pub xen_phys_start: Option<u64>,
+    /// Where struct offsets come from (`--offsets-from`, `--offset`, `--profile`).
+    pub offsets: offsets::OffsetConfig,
 }
 
 /// PDX mask-compression variables (`X:xen/common/pdx.c@4.17.0`; reference §3.5),
@@ -172,6 +178,8 @@ pub struct Xen {
     pub pdx: Sourced<Pdx>,
     /// Whether `xen-syms` matches the image in the dump, and why not.
     pub image_check: Option<image::ImageCheck>,
+    /// Where struct offsets come from.
+    pub offsets: offsets::OffsetConfig,
 }
 
 impl Xen {
@@ -203,6 +211,7 @@ impl Xen {
             discovery: None,
             pdx: Sourced { value: Pdx::IDENTITY, source: Source::Default },
             image_check: None,
+            offsets: opts.offsets.clone(),
         };
         if let Some(v) = &xen.version {
             xen.layout =
@@ -365,6 +374,12 @@ impl Xen {
             }
         }
         self.maddr_to_virt(page).map(|va| format!("heap, Xen sees it at {va}"))
+    }
+
+    /// Struct offsets and sizes for this build, from the sources asked (the dump's
+    /// VMCOREINFO_XEN text is one of them).
+    pub fn offsets<'a>(&'a self, vmcoreinfo: Option<&str>) -> offsets::Offsets<'a> {
+        offsets::Offsets::with_config(self.syms.as_ref(), vmcoreinfo, &self.offsets)
     }
 
     /// The idle root: `idle_pg_table` through the image formula.

@@ -7,10 +7,12 @@
 //! `page_info.v.inuse._domain`); sizes are `sizeof(struct name)`.
 
 use super::dwarf::DwarfError;
+use super::profile::Profile;
 use super::symbols::XenSyms;
 use super::{Source, Sourced};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// Why an offset or a size is unknown.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,29 +23,102 @@ pub enum OffsetError {
     BadKey { key: String },
     /// No source knows the offset of `key`: what DWARF said (when there is a
     /// `xen-syms`), and which built-in table was asked (`what` of the table), if any.
-    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin })]
-    UnknownOffset { key: String, dwarf: Option<DwarfError>, builtin: Option<&'static str> },
+    /// The CLI adds how to give the value (`--offset`, `--profile`).
+    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin, sources, profiles: *profiles })]
+    UnknownOffset {
+        key: String,
+        dwarf: Option<DwarfError>,
+        builtin: Option<&'static str>,
+        /// The sources asked, in order.
+        sources: Vec<OffsetSource>,
+        /// How many profiles were given.
+        profiles: usize,
+    },
     /// No source knows `sizeof(struct name)`.
     #[error("sizeof(struct {name}) unknown: no DWARF, not in VMCOREINFO_XEN, no built-in table")]
     UnknownSize { name: String },
+}
+
+/// Where struct offsets may come from, in the default order of preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OffsetSource {
+    /// DWARF in xen-syms.
+    Dwarf,
+    /// A profile given with `--profile` (xenwalk's or volatility3's ISF).
+    Profile,
+    /// The dump's VMCOREINFO_XEN `OFFSET()`/`SIZE()` lines.
+    Vmcoreinfo,
+    /// xenwalk's built-in table for a known build-id.
+    Builtin,
+}
+
+impl OffsetSource {
+    /// Every source, in the default order.
+    pub const ALL: [OffsetSource; 4] =
+        [OffsetSource::Dwarf, OffsetSource::Profile, OffsetSource::Vmcoreinfo, OffsetSource::Builtin];
+
+    /// The name `--offsets-from` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OffsetSource::Dwarf => "dwarf",
+            OffsetSource::Profile => "profile",
+            OffsetSource::Vmcoreinfo => "vmcoreinfo",
+            OffsetSource::Builtin => "builtin",
+        }
+    }
+
+    /// The source `name` names.
+    pub fn from_name(name: &str) -> Option<OffsetSource> {
+        OffsetSource::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Which sources to ask, in which order, and what the user gave directly.
+#[derive(Clone, Debug, Default)]
+pub struct OffsetConfig {
+    /// The sources in the order asked; empty means [`OffsetSource::ALL`].
+    pub order: Vec<OffsetSource>,
+    /// Offsets given outright (`--offset vcpu.arch.guest_table=2824`), and sizes
+    /// (`--offset page_info=32`, a struct name alone): asked first.
+    pub overrides: BTreeMap<String, u64>,
+    /// Profiles already matched to this build ([`Profile::for_build`]).
+    pub profiles: Vec<Arc<Profile>>,
+}
+
+impl OffsetConfig {
+    fn sources(&self) -> &[OffsetSource] {
+        if self.order.is_empty() { &OffsetSource::ALL } else { &self.order }
+    }
 }
 
 /// The reasons of [`OffsetError::UnknownOffset`], one per source, `; `-separated.
 struct UnknownWhy<'a> {
     dwarf: &'a Option<DwarfError>,
     builtin: &'a Option<&'static str>,
+    sources: &'a [OffsetSource],
+    profiles: usize,
 }
 
 impl fmt::Display for UnknownWhy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(e) = self.dwarf {
-            write!(f, "{e}; ")?;
+        let mut parts: Vec<String> = Vec::new();
+        for s in self.sources {
+            match s {
+                OffsetSource::Dwarf => parts.extend(self.dwarf.as_ref().map(ToString::to_string)),
+                // Said only when profiles were given: the default run has none.
+                OffsetSource::Profile if self.profiles > 0 => parts.push("not in the profile".into()),
+                OffsetSource::Profile => {}
+                OffsetSource::Vmcoreinfo => parts.push("not in VMCOREINFO_XEN".into()),
+                OffsetSource::Builtin => parts.push(match self.builtin {
+                    Some(what) => format!("not in the built-in table for {what}"),
+                    None => "no built-in table for this build-id".into(),
+                }),
+            }
         }
-        f.write_str("not in VMCOREINFO_XEN; ")?;
-        match self.builtin {
-            Some(what) => write!(f, "not in the built-in table for {what}"),
-            None => f.write_str("no built-in table for this build-id"),
+        if parts.is_empty() {
+            return f.write_str("no source asked");
         }
+        f.write_str(&parts.join("; "))
     }
 }
 
@@ -147,11 +222,22 @@ pub struct Offsets<'a> {
     vmcoreinfo_offsets: HashMap<String, u64>,
     vmcoreinfo_sizes: HashMap<String, u64>,
     builtin: Option<&'static Builtin>,
+    config: &'a OffsetConfig,
 }
 
+/// Every source, in the default order, nothing given outright.
+static DEFAULT_CONFIG: OffsetConfig =
+    OffsetConfig { order: Vec::new(), overrides: BTreeMap::new(), profiles: Vec::new() };
+
 impl<'a> Offsets<'a> {
-    /// Gather the sources: `syms` (DWARF, build-id), the dump's VMCOREINFO_XEN text.
+    /// Gather the sources: `syms` (DWARF, build-id), the dump's VMCOREINFO_XEN text,
+    /// every source asked in the default order.
     pub fn new(syms: Option<&'a XenSyms>, vmcoreinfo: Option<&str>) -> Offsets<'a> {
+        Offsets::with_config(syms, vmcoreinfo, &DEFAULT_CONFIG)
+    }
+
+    /// As [`Offsets::new`], asking the sources `config` says, in its order.
+    pub fn with_config(syms: Option<&'a XenSyms>, vmcoreinfo: Option<&str>, config: &'a OffsetConfig) -> Offsets<'a> {
         let mut vo = HashMap::new();
         let mut vs = HashMap::new();
         for line in vmcoreinfo.unwrap_or("").lines() {
@@ -166,7 +252,7 @@ impl<'a> Offsets<'a> {
         }
         let id = syms.and_then(|s| s.build_id_hex());
         let builtin = BUILTINS.iter().copied().find(|b| Some(b.build_id) == id.as_deref());
-        Offsets { syms, vmcoreinfo_offsets: vo, vmcoreinfo_sizes: vs, builtin }
+        Offsets { syms, vmcoreinfo_offsets: vo, vmcoreinfo_sizes: vs, builtin, config }
     }
 
     /// The built-in table in use, if the build is a known one.
@@ -174,47 +260,86 @@ impl<'a> Offsets<'a> {
         self.builtin
     }
 
-    /// Offset of `key` (`struct.member.path`).
+    /// Offset of `key` (`struct.member.path`): given outright, else from the first
+    /// source asked that knows it.
     pub fn offset(&self, key: &str) -> Result<Sourced<u64>, OffsetError> {
         let (sname, path) = key.split_once('.').ok_or_else(|| OffsetError::BadKey { key: key.to_string() })?;
+        if let Some(&v) = self.config.overrides.get(key) {
+            return Ok(Sourced { value: v, source: Source::Option });
+        }
         let mut dwarf = None;
-        if let Some(s) = self.syms {
-            match s.dwarf().and_then(|d| d.member(s, sname, path)) {
-                Ok(m) => return Ok(Sourced { value: m.offset, source: Source::Dwarf }),
-                Err(e) => dwarf = Some(e),
+        for src in self.config.sources() {
+            let hit = match src {
+                OffsetSource::Dwarf => match self.syms {
+                    Some(s) => match s.dwarf().and_then(|d| d.member(s, sname, path)) {
+                        Ok(m) => Some((m.offset, Source::Dwarf)),
+                        Err(e) => {
+                            dwarf = Some(e);
+                            None
+                        }
+                    },
+                    None => None,
+                },
+                OffsetSource::Profile => {
+                    self.config.profiles.iter().find_map(|p| p.offset(key)).map(|v| (v, Source::Profile))
+                }
+                OffsetSource::Vmcoreinfo => self.vmcoreinfo_offsets.get(key).map(|&v| (v, Source::Vmcoreinfo)),
+                OffsetSource::Builtin => self
+                    .builtin
+                    .and_then(|b| b.offsets.iter().find(|(k, _)| *k == key))
+                    .map(|&(_, v)| (v, Source::Builtin)),
+            };
+            if let Some((value, source)) = hit {
+                return Ok(Sourced { value, source });
             }
         }
-        if let Some(&v) = self.vmcoreinfo_offsets.get(key) {
-            return Ok(Sourced { value: v, source: Source::Vmcoreinfo });
-        }
-        if let Some(&(_, v)) = self.builtin.and_then(|b| b.offsets.iter().find(|(k, _)| *k == key)) {
-            return Ok(Sourced { value: v, source: Source::Builtin });
-        }
-        Err(OffsetError::UnknownOffset { key: key.to_string(), dwarf, builtin: self.builtin.map(|b| b.what) })
+        Err(OffsetError::UnknownOffset {
+            key: key.to_string(),
+            dwarf,
+            builtin: self.builtin.map(|b| b.what),
+            sources: self.config.sources().to_vec(),
+            profiles: self.config.profiles.len(),
+        })
     }
 
-    /// `sizeof(struct name)`.
+    /// `sizeof(struct name)`: given outright, else from the first source asked that
+    /// knows it.
     pub fn size(&self, sname: &str) -> Result<Sourced<u64>, OffsetError> {
-        if let Some(s) = self.syms {
-            if let Ok(t) = s.dwarf().and_then(|d| d.struct_type(s, sname)) {
-                if let Some(v) = t.size() {
-                    return Ok(Sourced { value: v, source: Source::Dwarf });
+        if let Some(&v) = self.config.overrides.get(sname) {
+            return Ok(Sourced { value: v, source: Source::Option });
+        }
+        for src in self.config.sources() {
+            let hit = match src {
+                OffsetSource::Dwarf => self
+                    .syms
+                    .and_then(|s| s.dwarf().and_then(|d| d.struct_type(s, sname)).ok())
+                    .and_then(|t| t.size())
+                    .map(|v| (v, Source::Dwarf)),
+                OffsetSource::Profile => {
+                    self.config.profiles.iter().find_map(|p| p.size(sname)).map(|v| (v, Source::Profile))
                 }
+                OffsetSource::Vmcoreinfo => self.vmcoreinfo_sizes.get(sname).map(|&v| (v, Source::Vmcoreinfo)),
+                OffsetSource::Builtin => self
+                    .builtin
+                    .and_then(|b| b.sizes.iter().find(|(k, _)| *k == sname))
+                    .map(|&(_, v)| (v, Source::Builtin)),
+            };
+            if let Some((value, source)) = hit {
+                return Ok(Sourced { value, source });
             }
-        }
-        if let Some(&v) = self.vmcoreinfo_sizes.get(sname) {
-            return Ok(Sourced { value: v, source: Source::Vmcoreinfo });
-        }
-        if let Some(&(_, v)) = self.builtin.and_then(|b| b.sizes.iter().find(|(k, _)| *k == sname)) {
-            return Ok(Sourced { value: v, source: Source::Builtin });
         }
         Err(OffsetError::UnknownSize { name: sname.to_string() })
     }
 
-    /// The keys xenwalk uses, for `info`: every built-in key plus VMCOREINFO's.
+    /// The keys xenwalk uses, for `info` and profiles: every built-in key plus VMCOREINFO's.
     pub fn known_keys() -> Vec<&'static str> {
         let mut v: Vec<&str> = DEBIAN_4_17_7.offsets.iter().map(|(k, _)| *k).collect();
         v.dedup();
         v
+    }
+
+    /// The structs whose size xenwalk uses.
+    pub fn known_sizes() -> Vec<&'static str> {
+        DEBIAN_4_17_7.sizes.iter().map(|(k, _)| *k).collect()
     }
 }
