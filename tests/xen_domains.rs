@@ -69,8 +69,16 @@ fn real_m2p_and_dom0_p2m_agree_both_ways() {
     let Some(r) = real("real_m2p_and_dom0_p2m_agree_both_ways") else { return };
     let out = run(&["p2m", p(&r.raw), "--xen-syms", p(&r.syms), "--domain", "0", "--check", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // dom0's own count of its pfns, from its boot log: Linux's "last_pfn = 0x20061".
+    let log = read_text(&r.dir.join("qemu-serial.log"));
+    let last_pfn = log
+        .lines()
+        .find_map(|l| l.split("last_pfn = ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap())
+        .expect("dom0's \"last_pfn = \" line in qemu-serial.log");
     let s = &out.json_of("p2m_summary")[0];
-    assert_eq!(s["max_pfn"], 0x20061);
+    assert_eq!(s["max_pfn"], last_pfn);
     assert_eq!(s["m2p_mismatches"], 0);
     assert_eq!(s["reverse_mismatches"], 0);
     assert_eq!(s["reverse_checked"], 131072, "every frame dom0 owns but Xen-heap ones");
@@ -80,7 +88,7 @@ fn real_m2p_and_dom0_p2m_agree_both_ways() {
     assert!(alts.iter().any(|a| a["source"] == "frame_list_list" && a["differing"] == 0), "{alts:?}");
     // The ranges cover every pfn exactly once.
     let total: u64 = out.json_of("p2m_range").iter().map(|r| r["count"].as_u64().unwrap()).sum();
-    assert_eq!(total, 0x20061);
+    assert_eq!(total, last_pfn);
     // M2P for dom0's L4 (CPU 0's CR3): a pfn, owned by domain 0, an L4 page.
     let mfn = format!("{:x}", cpu_cr3(&r.dir, 0) >> 12);
     let out = run(&["m2p", p(&r.raw), "--xen-syms", p(&r.syms), &mfn, "--json"]);
@@ -210,7 +218,10 @@ fn synthetic_pv_p2m_m2p_and_walks() {
     let mut args = vec!["m2p", "--json"];
     args.extend(mfns.iter().map(String::as_str));
     let out = xw(&s, &args);
-    for (l, (pfn, _)) in out.json_of("m2p").iter().zip(m.dom0_p2m.iter()) {
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let lines = out.json_of("m2p");
+    assert_eq!(lines.len(), mfns.len(), "one m2p line per frame asked");
+    for (l, (pfn, _)) in lines.iter().zip(m.dom0_p2m.iter()) {
         assert_eq!(hex(&l["m2p"]["pfn"]), *pfn);
         assert_eq!(l["page"]["owner_id"], 0);
     }
