@@ -165,7 +165,7 @@ const QEMU_KDUMP_FORMATS: [&str; 6] =
 ///   "query-dump-guest-memory-capability"}` returns `{"formats": ["elf",
 ///   "kdump-zlib", "kdump-raw-zlib", "win-dmp"]}` (10.0.2; 7.2 without the raw one):
 ///   Debian configures QEMU without LZO and snappy.
-const NOT_BUILT_INTO_DEBIAN: [(&str, &str, &str); 6] = [
+const NOT_BUILT_INTO_DEBIAN: &[(&str, &str, &str)] = &[
     ("makedumpfile", "snappy", "`makedumpfile -v` says \"snappy disabled\""),
     ("makedumpfile", "zstd", "`makedumpfile -v` says \"zstd disabled\""),
     ("QEMU", "kdump-lzo", "query-dump-guest-memory-capability does not list it: QEMU built without LZO"),
