@@ -130,17 +130,54 @@ fn valid_inputs_work() {
     let core = sb.file("core.elf", &valid_core());
     let raw = sb.file("mem.raw", &valid_raw());
 
-    let r = sb.run(&walk_args(&core));
-    report.check("valid core, --va 0 translates", &r, ok_problems(&r, 0));
+    // What the page tables say (see `page_tables`): VA 0-0x1fffff is the 2 MiB page at
+    // machine address 0; 0x200000 is not mapped (L2 entry 1 is empty).
+    let expect = [(0u64, Some(0u64)), (0x1234, Some(0x1234)), (0x1f_ffff, Some(0x1f_ffff)), (0x20_0000, None)];
+    for (name, p) in [("valid core", &core), ("raw image", &raw)] {
+        let r = sb.run(&walk_args(p));
+        report.check(&format!("{name}, --va 0 translates"), &r, ok_problems(&r, 0));
+        let mut args = vec![path_str(p), "--cr3", "0x1000", "--json"];
+        let vas: Vec<String> = expect.iter().map(|(va, _)| format!("{va:#x}")).collect();
+        for va in &vas {
+            args.extend(["--va", va.as_str()]);
+        }
+        let r = sb.run(&args);
+        let mut problems = ok_problems(&r, 1);
+        problems.extend(translation_problems(&r, &expect));
+        report.check(&format!("{name}, the walks give the tables' translations"), &r, problems);
+    }
     let r = sb.run(&["info", path_str(&core)]);
-    report.check("valid core, info", &r, ok_problems(&r, 0));
+    let mut problems = ok_problems(&r, 0);
+    if !r.stdout.contains("0x3000") && !r.stdout.contains("12 KiB") {
+        problems.push("info does not give the core's 0x3000 bytes of memory".into());
+    }
+    report.check("valid core, info", &r, problems);
     // A VA that does not translate is a result (1), not bad input (2).
     let r = sb.run(&[path_str(&core), "--cr3", "0x1000", "--va", "0x200000"]);
     report.check("valid core, unmapped VA exits 1", &r, ok_problems(&r, 1));
-    // Unknown magic and a size that is a multiple of 4096: a raw image, by design.
-    let r = sb.run(&walk_args(&raw));
-    report.check("raw image, --va 0 translates", &r, ok_problems(&r, 0));
     report.finish();
+}
+
+/// What is wrong with `--json` walks `r` against the expected `(va, maddr)`: one walk
+/// line per VA, in order, each with that machine address (or none).
+fn translation_problems(r: &Run, expect: &[(u64, Option<u64>)]) -> Vec<String> {
+    let walks: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "walk")
+        .collect();
+    if walks.len() != expect.len() {
+        return vec![format!("{} walk lines for {} VAs", walks.len(), expect.len())];
+    }
+    let mut p = Vec::new();
+    for (w, (va, want)) in walks.iter().zip(expect) {
+        let got = w["maddr"].as_str().map(|m| u64::from_str_radix(m.trim_start_matches("0x"), 16).unwrap());
+        if w["va"].as_str() != Some(format!("{va:#x}").as_str()) || got != *want {
+            p.push(format!("VA {va:#x}: expected {want:#x?}, got {w}"));
+        }
+    }
+    p
 }
 
 /// A dump cut short (interrupted copy, full disk) at several places: inside the ELF

@@ -31,16 +31,36 @@ fn sample_is_the_cut_of_the_real_image() {
     cut.write(&fresh, &core.notes).unwrap();
     let fresh_bytes = std::fs::read(&fresh).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    if std::env::var("XENWALK_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(sample_path(), &fresh_bytes).unwrap();
-    }
     let committed = std::fs::read(sample_path()).expect("fixtures/xen-4.17-idle.core");
-    assert!(
-        committed == fresh_bytes,
-        "fixtures/xen-4.17-idle.core differs from a fresh cut of the real image; regenerate it with \
-         XENWALK_BLESS=1 cargo test --test sample"
-    );
-    assert!(committed.len() < 512 * 1024, "the sample should stay small: {} bytes", committed.len());
+    assert!(fresh_bytes.len() < 512 * 1024, "the sample should stay small: {} bytes", fresh_bytes.len());
+    compare_or_bless(&sample_path(), &committed, &fresh_bytes, "a fresh cut of the real image");
+}
+
+/// How `a` and `b` differ, in a line: sizes, bytes that differ, the first offset.
+fn difference(a: &[u8], b: &[u8]) -> String {
+    let differing = a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
+    let first = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    format!("{} bytes committed, {} fresh, {differing} bytes differ, the first at offset {first:#x}", a.len(), b.len())
+}
+
+/// The committed fixture `path` must equal the `fresh` cut. With `XENWALK_BLESS=1`
+/// a different cut is written over it and the test still fails, saying so and how it
+/// differed: a blessing run is never green on a change (review the file, commit it,
+/// run again without the variable). An unchanged file passes either way.
+fn compare_or_bless(path: &Path, committed: &[u8], fresh: &[u8], what: &str) {
+    if committed == fresh {
+        return;
+    }
+    let name = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(path).display().to_string();
+    let diff = difference(committed, fresh);
+    if std::env::var("XENWALK_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(path, fresh).unwrap();
+        panic!(
+            "REWRITTEN: {name} differed from {what} ({diff}) and XENWALK_BLESS=1 wrote the fresh cut over it; \
+             review and commit it, then run the test again without XENWALK_BLESS"
+        );
+    }
+    panic!("{name} differs from {what} ({diff}); regenerate it with XENWALK_BLESS=1 cargo test --test sample");
 }
 
 fn syms_sample_path() -> PathBuf {
@@ -55,16 +75,9 @@ fn syms_sample_is_the_cut_of_the_real_xen_syms() {
     };
     let real = s.join("xen-4.17/xen-syms-4.17-amd64");
     let fresh = sample::cut_syms(&std::fs::read(&real).unwrap()).expect("cut xen-syms");
-    if std::env::var("XENWALK_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(syms_sample_path(), &fresh).unwrap();
-    }
     let committed = std::fs::read(syms_sample_path()).expect("fixtures/xen-syms-4.17.sample");
-    assert!(
-        committed == fresh,
-        "fixtures/xen-syms-4.17.sample differs from a fresh cut of xen-syms; regenerate it with \
-         XENWALK_BLESS=1 cargo test --test sample"
-    );
-    assert!(committed.len() < 512 * 1024, "the xen-syms sample should stay small: {} bytes", committed.len());
+    assert!(fresh.len() < 512 * 1024, "the xen-syms sample should stay small: {} bytes", fresh.len());
+    compare_or_bless(&syms_sample_path(), &committed, &fresh, "a fresh cut of xen-syms");
     // What the cut keeps means the same as in the original.
     let a = xenwalk::xen::symbols::XenSyms::load(&real).unwrap();
     let b = xenwalk::xen::symbols::XenSyms::load(&syms_sample_path()).unwrap();

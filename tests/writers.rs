@@ -110,7 +110,20 @@ fn for_makedumpfile(qemu_elf: &Path, out: &Path) {
     let u16_at = |d: &[u8], at: usize| u16::from_le_bytes(d[at..at + 2].try_into().unwrap()) as usize;
     let phoff = u64::from_le_bytes(d[32..40].try_into().unwrap()) as usize;
     let phdrs = d[phoff..phoff + 56 * u16_at(&d, 56)].to_vec();
-    assert!(0x40 + phdrs.len() <= phoff.max(0x40 + phdrs.len()));
+    // The headers' new place, [0x40, 0x40 + len), must end before the first byte any
+    // segment (the notes, the pages) holds, or the copy would overwrite them.
+    let first_data = phdrs
+        .chunks(56)
+        .filter(|h| u64::from_le_bytes(h[32..40].try_into().unwrap()) > 0) // p_filesz
+        .map(|h| u64::from_le_bytes(h[8..16].try_into().unwrap()) as usize) // p_offset
+        .min()
+        .expect("QEMU's core has segments");
+    assert!(
+        0x40 + phdrs.len() <= first_data,
+        "{}: program headers moved to 0x40 would end at {:#x}, over segment data at {first_data:#x}",
+        qemu_elf.display(),
+        0x40 + phdrs.len()
+    );
     d[0x40..0x40 + phdrs.len()].copy_from_slice(&phdrs);
     d[32..40].copy_from_slice(&0x40u64.to_le_bytes()); // e_phoff
     d[40..48].copy_from_slice(&0u64.to_le_bytes()); // e_shoff
@@ -130,15 +143,75 @@ fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
     out
 }
 
-/// Compressions makedumpfile was built with (`makedumpfile -v`: "lzo enabled" ...).
-fn makedumpfile_kinds(mdf: &Path) -> Vec<(&'static str, &'static str)> {
+/// makedumpfile's compressions: its flag and name (`makedumpfile -v` says "lzo
+/// enabled" ...; zlib is always built in).
+const MAKEDUMPFILE_KINDS: [(&str, &str); 4] = [("-c", "zlib"), ("-l", "lzo"), ("-p", "snappy"), ("-z", "zstd")];
+
+/// Every kdump format QEMU's `dump-guest-memory` can write (flattened `kdump-*`, and
+/// seekable `kdump-raw-*` since QEMU 8.2).
+const QEMU_KDUMP_FORMATS: [&str; 6] =
+    ["kdump-zlib", "kdump-lzo", "kdump-snappy", "kdump-raw-zlib", "kdump-raw-lzo", "kdump-raw-snappy"];
+
+/// What Debian's builds of the writers leave out, each with the writer's own report
+/// of it. These variants cannot be tested on Debian at all: each one missing says
+/// NOT RUN ("not built into Debian's ...") but does not fail the run under CI, since
+/// no package on the machine could give it. Any other variant missing is a NOT RUN
+/// that fails under CI. When Debian starts building one, it is tested (and this list
+/// should lose it).
+///
+/// - makedumpfile 1.7.2 (Debian 12's `makedumpfile 1:1.7.2-1`): `makedumpfile -v`
+///   prints "lzo enabled", "snappy disabled", "zstd disabled".
+/// - QEMU (Debian 12's 7.2 and bookworm-backports' 10.0.2): `{"execute":
+///   "query-dump-guest-memory-capability"}` returns `{"formats": ["elf",
+///   "kdump-zlib", "kdump-raw-zlib", "win-dmp"]}` (10.0.2; 7.2 without the raw one):
+///   Debian configures QEMU without LZO and snappy.
+const NOT_BUILT_INTO_DEBIAN: &[(&str, &str, &str)] = &[
+    ("makedumpfile", "snappy", "`makedumpfile -v` says \"snappy disabled\""),
+    ("makedumpfile", "zstd", "`makedumpfile -v` says \"zstd disabled\""),
+    ("QEMU", "kdump-lzo", "query-dump-guest-memory-capability does not list it: QEMU built without LZO"),
+    ("QEMU", "kdump-snappy", "query-dump-guest-memory-capability does not list it: QEMU built without snappy"),
+    ("QEMU", "kdump-raw-lzo", "query-dump-guest-memory-capability does not list it: QEMU built without LZO"),
+    ("QEMU", "kdump-raw-snappy", "query-dump-guest-memory-capability does not list it: QEMU built without snappy"),
+];
+
+/// The Debian package `program` comes from (`dpkg -S`), if it is one.
+fn debian_package(program: &Path) -> Option<String> {
+    let out = Command::new("dpkg").arg("-S").arg(program).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success().then(|| text.split(':').next().unwrap_or_default().trim().to_string())
+}
+
+/// Say that `variant` of `tool` (at `path`) is missing: NOT RUN, known when Debian's
+/// package lacks it (listed in [`NOT_BUILT_INTO_DEBIAN`]), otherwise a NOT RUN that
+/// fails under CI.
+fn variant_missing(test: &str, tool: &str, path: &Path, variant: &str, why: &str) {
+    let part = format!("{test} ({tool} {variant})");
+    let known = NOT_BUILT_INTO_DEBIAN.iter().find(|(t, v, _)| *t == tool && *v == variant);
+    match (known, debian_package(path)) {
+        (Some((_, _, evidence)), Some(pkg)) => common::not_run_known(
+            &part,
+            &format!(
+                "not built into Debian's {tool} (package {pkg}: {evidence}; tests/writers.rs NOT_BUILT_INTO_DEBIAN)"
+            ),
+        ),
+        _ => common::not_run(&part, why),
+    }
+}
+
+/// makedumpfile's compressions this build has (`makedumpfile -v`), each missing one
+/// said NOT RUN.
+fn makedumpfile_kinds(test: &str, mdf: &Path) -> Vec<(&'static str, &'static str)> {
     let v = run_ok(Command::new(mdf).arg("-v"), "makedumpfile -v");
     let text = String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
-    let on = |name: &str| text.lines().any(|l| l.starts_with(name) && l.contains("enabled"));
-    let mut kinds = vec![("-c", "zlib")];
-    for (flag, name) in [("-l", "lzo"), ("-p", "snappy"), ("-z", "zstd")] {
+    let on = |name: &str| name == "zlib" || text.lines().any(|l| l.starts_with(name) && l.contains("enabled"));
+    let mut kinds = Vec::new();
+    for (flag, name) in MAKEDUMPFILE_KINDS {
         if on(name) {
             kinds.push((flag, name));
+        } else {
+            let why =
+                format!("this makedumpfile was built without {name} (`makedumpfile -v`), so `{flag}` is untested");
+            variant_missing(test, "makedumpfile", mdf, name, &why);
         }
     }
     kinds
@@ -185,13 +258,16 @@ fn every_writer_gives_the_same_walks() {
         eprintln!("QEMU dump formats: {formats:?}");
         q.dump(&qemu_elf, "elf");
         files.push(("QEMU elf".into(), qemu_elf.clone()));
-        // QEMU 8.2 and later also write the seekable layout (kdump-raw-*), which
-        // scripts/setup-writers.sh installs; an older QEMU leaves that part unproven.
-        if !formats.iter().any(|f| f.starts_with("kdump-raw-")) {
-            common::not_run(
-                "every_writer_gives_the_same_walks",
-                "this QEMU (< 8.2) writes no seekable kdump (kdump-raw-*): that part of the test did not run",
-            );
+        // Every kdump format QEMU can write, or NOT RUN for it. QEMU 8.2 and later
+        // also write the seekable layout (kdump-raw-*), which
+        // scripts/setup-writers.sh installs.
+        for f in QEMU_KDUMP_FORMATS.iter().filter(|f| !formats.iter().any(|g| g == *f)) {
+            let why = if f.starts_with("kdump-raw-") && !formats.iter().any(|g| g.starts_with("kdump-raw-")) {
+                format!("this QEMU (< 8.2) writes no seekable kdump, so {f} is untested")
+            } else {
+                format!("query-dump-guest-memory-capability does not list {f}, so it is untested")
+            };
+            variant_missing("every_writer_gives_the_same_walks", "QEMU", &qemu, f, &why);
         }
         for f in formats.iter().filter(|f| f.starts_with("kdump")) {
             let p = dir.join(format!("qemu.{f}"));
@@ -213,7 +289,7 @@ fn every_writer_gives_the_same_walks() {
     let elf_in = dir.join("qemu-phdrs-at-0x40.elf");
     for_makedumpfile(&qemu_elf, &elf_in);
     let quiet = ["--message-level", "1"];
-    for (flag, name) in makedumpfile_kinds(&mdf) {
+    for (flag, name) in makedumpfile_kinds("every_writer_gives_the_same_walks", &mdf) {
         for level in ["0", "1"] {
             let out = dir.join(format!("mdf-{name}-d{level}.kdump"));
             run_ok(

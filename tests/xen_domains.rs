@@ -7,7 +7,9 @@ mod common;
 
 use common::{Run, read_text, run, shared, unxz_cached};
 use std::path::{Path, PathBuf};
+use xenwalk::Maddr;
 use xenwalk::fixture::domains::{self, Breakage};
+use xenwalk::fixture::xen::DIRECTMAP_VIRT_START;
 use xenwalk::fixture::{CpuRegs, ElfLayout, xen_crash_notes};
 use xenwalk::xen::symbols::XenSyms;
 
@@ -69,8 +71,16 @@ fn real_m2p_and_dom0_p2m_agree_both_ways() {
     let Some(r) = real("real_m2p_and_dom0_p2m_agree_both_ways") else { return };
     let out = run(&["p2m", p(&r.raw), "--xen-syms", p(&r.syms), "--domain", "0", "--check", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // dom0's own count of its pfns, from its boot log: Linux's "last_pfn = 0x20061".
+    let log = read_text(&r.dir.join("qemu-serial.log"));
+    let last_pfn = log
+        .lines()
+        .find_map(|l| l.split("last_pfn = ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .map(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap())
+        .expect("dom0's \"last_pfn = \" line in qemu-serial.log");
     let s = &out.json_of("p2m_summary")[0];
-    assert_eq!(s["max_pfn"], 0x20061);
+    assert_eq!(s["max_pfn"], last_pfn);
     assert_eq!(s["m2p_mismatches"], 0);
     assert_eq!(s["reverse_mismatches"], 0);
     assert_eq!(s["reverse_checked"], 131072, "every frame dom0 owns but Xen-heap ones");
@@ -80,7 +90,7 @@ fn real_m2p_and_dom0_p2m_agree_both_ways() {
     assert!(alts.iter().any(|a| a["source"] == "frame_list_list" && a["differing"] == 0), "{alts:?}");
     // The ranges cover every pfn exactly once.
     let total: u64 = out.json_of("p2m_range").iter().map(|r| r["count"].as_u64().unwrap()).sum();
-    assert_eq!(total, 0x20061);
+    assert_eq!(total, last_pfn);
     // M2P for dom0's L4 (CPU 0's CR3): a pfn, owned by domain 0, an L4 page.
     let mfn = format!("{:x}", cpu_cr3(&r.dir, 0) >> 12);
     let out = run(&["m2p", p(&r.raw), "--xen-syms", p(&r.syms), &mfn, "--json"]);
@@ -137,17 +147,75 @@ impl Drop for Synth {
 }
 
 fn synth(test: &str, br: Breakage) -> Option<Synth> {
+    synth_with(test, br, false)
+}
+
+/// Pairs of 8-byte members whose places the shifted machine swaps in every object of
+/// the struct, with their 4.17.7 offsets (`xen::offsets::DEBIAN_4_17_7`, the table the
+/// fixture builds with and the reader falls back on).
+const SWAPPED: [(&str, &str, u64, &str, u64); 5] = [
+    ("domain", "domain.vcpu", 8, "domain.next_in_list", 136),
+    ("domain", "domain.shared_info", 16, "domain.arch.p2m", 1208),
+    ("vcpu", "vcpu.arch.guest_table", 2824, "vcpu.arch.guest_table_user", 2816),
+    ("vcpu", "vcpu.arch.cr3", 2856, "vcpu.vcpu_info", 8),
+    ("page_info", "page_info.count_info", 8, "page_info.u.inuse.type_info", 16),
+];
+
+/// The fixture's frame table: 2 MiB of `struct page_info` (32 bytes a frame) at this
+/// machine address (`fixture/domains.rs`, `ft_base`).
+const FRAME_TABLE: u64 = 0x0220_0000;
+
+/// Rebuild the fixture's machine with the members of [`SWAPPED`] in each other's
+/// place in every domain, vCPU and page_info, and say so in the vmcore's
+/// VMCOREINFO_XEN (`OFFSET(...)` lines), as a build with another layout would. The
+/// fixture writes with the built-in table; only a reader that takes the dump's
+/// offsets reads this machine right, so a wrong or ignored offset in the reader
+/// cannot be mirrored by the builder.
+fn shift_members(fx: &mut domains::DomainsFixture) -> String {
+    let m = &mut fx.xen.machine;
+    let dm = |va: u64| Maddr(va - DIRECTMAP_VIRT_START);
+    let domains = [fx.model.idle_domain, fx.model.dom0, fx.model.domu];
+    let mut vcpus = Vec::new();
+    for d in domains {
+        let max = m.read_u64(Maddr(dm(d).0 + 4)) & 0xffff_ffff; // domain.max_vcpus (u32)
+        let arr = m.read_u64(Maddr(dm(d).0 + 8)); // domain.vcpu
+        assert!((1..=8).contains(&max), "domain {d:#x}: max_vcpus {max}");
+        vcpus.extend((0..max).map(|i| m.read_u64(Maddr(dm(arr).0 + 8 * i))).filter(|&v| v != 0));
+    }
+    assert_eq!(vcpus.len(), 5, "idle 2, dom0 2, domU 1");
+    let pages: Vec<u64> = (0..(2u64 << 20) / 32).map(|i| FRAME_TABLE + 32 * i).collect();
+    let owned = pages.iter().filter(|&&pi| m.read_u64(Maddr(pi + 8)) >> 63 == 1).count();
+    assert!(owned >= 16, "the frame table is not at {FRAME_TABLE:#x} ({owned} pages in use)");
+    let mut vmcoreinfo = String::from("PAGESIZE=4096\n");
+    for (sname, a, oa, b, ob) in SWAPPED {
+        let objects: Vec<u64> = match sname {
+            "domain" => domains.iter().map(|&d| dm(d).0).collect(),
+            "vcpu" => vcpus.iter().map(|&v| dm(v).0).collect(),
+            _ => pages.clone(),
+        };
+        for o in objects {
+            let (va, vb) = (m.read_u64(Maddr(o + oa)), m.read_u64(Maddr(o + ob)));
+            m.write_u64(Maddr(o + oa), vb);
+            m.write_u64(Maddr(o + ob), va);
+        }
+        vmcoreinfo.push_str(&format!("OFFSET({a})={ob}\nOFFSET({b})={oa}\n"));
+    }
+    vmcoreinfo
+}
+
+fn synth_with(test: &str, br: Breakage, shifted: bool) -> Option<Synth> {
     let s = shared(test)?;
     let syms_path = s.join("xen-4.17/xen-syms-4.17-amd64");
     let syms = XenSyms::load(&syms_path).unwrap();
-    let fx = domains::build(&syms, br).unwrap();
+    let mut fx = domains::build(&syms, br).unwrap();
+    let vmcoreinfo = if shifted { shift_members(&mut fx) } else { "PAGESIZE=4096\n".to_string() };
     let dir = common::tempdir(test);
     let vmcore = dir.join("domains.vmcore");
     let cpus = [
         CpuRegs { cr3: fx.model.dom0_l4 << 12, ..Default::default() },
         CpuRegs { cr3: fx.model.domu_monitor << 12, ..Default::default() },
     ];
-    let notes = xen_crash_notes(&cpus, fx.xen_phys_start, "PAGESIZE=4096\n");
+    let notes = xen_crash_notes(&cpus, fx.xen_phys_start, &vmcoreinfo);
     fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();
     Some(Synth { model: fx.model, vmcore, syms: syms_path, dir })
 }
@@ -161,6 +229,97 @@ fn xw(s: &Synth, args: &[&str]) -> Run {
         v.extend_from_slice(args);
     }
     run(&v)
+}
+
+/// The synthetic machine with members moved (the offsets from the dump's
+/// VMCOREINFO_XEN): the same domains, vCPU roots, p2m, M2P owners and walks.
+#[test]
+fn synthetic_shifted_members_read_through_vmcoreinfo_offsets() {
+    let test = "synthetic_shifted_members_read_through_vmcoreinfo_offsets";
+    let Some(s) = synth_with(test, Breakage::default(), true) else { return };
+    let m = &s.model;
+    // info says where each moved member's offset came from: VMCOREINFO_XEN.
+    let out = xw(&s, &["info"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for (_, a, oa, b, ob) in SWAPPED {
+        for (key, at) in [(a, ob), (b, oa)] {
+            let member = key.split_once('.').unwrap().1;
+            assert!(out.stdout.contains(&format!(" {member} {at} [V]")), "{key} at {at} [V]:\n{}", out.stdout);
+        }
+    }
+    let out = xw(&s, &["domains", "--json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let doms = out.json_of("domain");
+    let kinds: Vec<(u64, &str)> =
+        doms.iter().map(|d| (d["id"].as_u64().unwrap(), d["kind"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [(0, "pv64"), (1, "hvm"), (0x7fff, "idle")]);
+    assert_eq!(hex(&doms[0]["addr"]), m.dom0);
+    let v0 = doms[0]["vcpus"].as_array().unwrap();
+    assert_eq!(v0.len(), 2);
+    for v in v0 {
+        assert_eq!(hex(&v["guest_table"]), m.dom0_l4, "{v}");
+        assert_eq!(hex(&v["cr3"]), m.dom0_l4 << 12, "{v}");
+    }
+    assert_eq!(hex(&doms[1]["vcpus"][0]["monitor_table"]), m.domu_monitor);
+    assert_eq!(hex(&doms[1]["vcpus"][0]["guest_cr3"]), m.domu_cr3);
+    // dom0's p2m (found through shared_info) equals the model's.
+    let out = xw(&s, &["p2m", "--domain", "0", "--check", "--json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let mut got = std::collections::BTreeMap::new();
+    for r in out.json_of("p2m_range") {
+        for i in 0..r["count"].as_u64().unwrap() {
+            got.insert(hex(&r["pfn"]) + i, hex(&r["mfn"]) + i);
+        }
+    }
+    assert_eq!(got, m.dom0_p2m);
+    // The page owners (page_info, its count_info and type_info moved).
+    let mfns: Vec<String> = m.dom0_p2m.values().take(5).map(|v| format!("{v:x}")).collect();
+    let mut args = vec!["m2p", "--json"];
+    args.extend(mfns.iter().map(String::as_str));
+    let out = xw(&s, &args);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let lines = out.json_of("m2p");
+    assert_eq!(lines.len(), mfns.len());
+    for (l, (pfn, _)) in lines.iter().zip(m.dom0_p2m.iter()) {
+        assert_eq!(hex(&l["m2p"]["pfn"]), *pfn);
+        assert_eq!(l["page"]["owner_id"], 0);
+    }
+    // dom0's L4 frame: its type (type_info moved) and count (count_info moved).
+    let out = xw(&s, &["m2p", "--json", &format!("{:x}", m.dom0_l4)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json_of("m2p")[0]["page"]["page_type"], "L4", "{}", out.stdout);
+    // Everything said about the machine equals what is said about the unshifted one.
+    let Some(plain) = synth(&format!("{test}-plain"), Breakage::default()) else { return };
+    let mut frames: Vec<String> = m.dom0_p2m.values().map(|v| format!("{v:x}")).collect();
+    frames.push(format!("{:x}", m.dom0_l4));
+    let commands: [Vec<&str>; 4] = [
+        vec!["domains", "--json"],
+        vec!["p2m", "--domain", "0", "--check", "--json"],
+        vec!["p2m", "--domain", "1", "--json"],
+        [vec!["m2p", "--json"], frames.iter().map(String::as_str).collect()].concat(),
+    ];
+    for args in &commands {
+        let (a, b) = (xw(&s, args), xw(&plain, args));
+        assert_eq!((a.code, &a.stderr), (b.code, &b.stderr), "{args:?}");
+        let lines = |r: &Run| r.json().into_iter().filter(|v| v["type"] != "header").collect::<Vec<_>>();
+        let (la, lb) = (lines(&a), lines(&b));
+        assert!(la.len() > 1, "{args:?}: {}", a.stdout);
+        assert_eq!(la, lb, "{args:?}: the shifted machine reads differently");
+    }
+    // Walks through dom0's vCPU root and the HVM domain's two dimensions (arch.p2m moved).
+    for (va, mfn) in m.dom0_va.iter().take(3) {
+        let out = xw(&s, &["--domain", "0", "--vcpu", "1", "--va", &format!("{va:#x}"), "--json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(hex(&out.json_of("walk")[0]["maddr"]) >> 12, *mfn);
+    }
+    for (va, gpa) in m.domu_va.iter().take(3) {
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
+        assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
+        let w = &out.json_of("walk")[0];
+        assert_eq!(hex(&w["maddr"]), *gpa);
+        let data = w["p2m"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(hex(&data["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)]);
+    }
 }
 
 #[test]
@@ -210,7 +369,10 @@ fn synthetic_pv_p2m_m2p_and_walks() {
     let mut args = vec!["m2p", "--json"];
     args.extend(mfns.iter().map(String::as_str));
     let out = xw(&s, &args);
-    for (l, (pfn, _)) in out.json_of("m2p").iter().zip(m.dom0_p2m.iter()) {
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let lines = out.json_of("m2p");
+    assert_eq!(lines.len(), mfns.len(), "one m2p line per frame asked");
+    for (l, (pfn, _)) in lines.iter().zip(m.dom0_p2m.iter()) {
         assert_eq!(hex(&l["m2p"]["pfn"]), *pfn);
         assert_eq!(l["page"]["owner_id"], 0);
     }

@@ -226,8 +226,32 @@ fn tables_and_show_page_walk_style() {
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "Pagetable walk from ffff82d040463600:");
-    assert_eq!(lines[1], " L4[0x105] = 000000003fc6d063 ffffffffffffffff");
+    // The VA from the System.map, the L4 entry read from the raw image itself (file
+    // offset = machine address) at CPU 0's CR3 from QEMU's registers.
+    let map = system_map(Path::new(&format!("{}.map", r.syms.display())));
+    let va = map.iter().find(|(_, _, n)| n == "xen_phys_start").expect("xen_phys_start in the System.map").0;
+    let regs = read_text(&r.idle_dir.join("qemu-info-registers-cpu0.txt"));
+    let cr3 = u64::from_str_radix(regs.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).unwrap(), 16).unwrap();
+    let read_u64 = |maddr: u64| {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&r.idle_raw).unwrap();
+        f.seek(SeekFrom::Start(maddr)).unwrap();
+        let mut b = [0u8; 8];
+        f.read_exact(&mut b).unwrap();
+        u64::from_le_bytes(b)
+    };
+    let slot = (va >> 39) & 0x1ff;
+    let entry = read_u64((cr3 & !0xfff) + 8 * slot);
+    // Xen prints beside it the M2P's pfn of the entry's frame (RDWR_MPT_VIRT_START =
+    // 0xffff828000000000, 8 bytes a frame), found here through QEMU's own walk.
+    let m2p_va = 0xffff_8280_0000_0000 + 8 * ((entry & 0x000f_ffff_ffff_f000) >> 12);
+    let tlb = common::parse_qemu_tlb(&read_text(&r.idle_dir.join("qemu-info-tlb-cpu0.txt")));
+    let leaf = tlb.iter().filter(|l| l.va <= m2p_va).max_by_key(|l| l.va).expect("the M2P in QEMU's walk");
+    let size = if leaf.flags.as_bytes()[2] == b'P' { 2 << 20 } else { 4096 };
+    assert!(m2p_va - leaf.va < size, "QEMU maps no M2P entry for {entry:#x}");
+    let m2p = read_u64(leaf.pa + (m2p_va - leaf.va));
+    assert_eq!(lines[0], format!("Pagetable walk from {va:016x}:"));
+    assert_eq!(lines[1], format!(" L4[{slot:#05x}] = {entry:016x} {m2p:016x}"));
     let re_ok = |l: &str| {
         let b = l.as_bytes();
         l.len() >= 38 && l.starts_with(" L") && &l[3..6] == "[0x" && &l[9..13] == "] = " && b[29] == b' '
@@ -256,7 +280,42 @@ fn mismatched_or_broken_xen_syms_are_refused() {
         "0x3f800000",
         "--allow-mismatch",
     ]);
-    assert_eq!(out.code, 0);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("version 4.17.5 (xen-syms)"), "{}", out.stdout);
+    assert!(out.stdout.contains("MISMATCH: only 0 of 83 .rodata pages"), "{}", out.stdout);
+    assert!(out.stderr.contains("WARNING") && out.stderr.contains("does not match"), "{}", out.stderr);
+    // The image is still read right: idle_pg_table is CPU 0's CR3 in QEMU's registers.
+    let regs = read_text(&r.idle_dir.join("qemu-info-registers-cpu0.txt"));
+    let cr3 = u64::from_str_radix(regs.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).unwrap(), 16).unwrap();
+    assert!(out.stdout.contains(&format!("idle_pg_table at {cr3:#x}")), "{}", out.stdout);
+    // And walks with the mismatched xen-syms allowed give QEMU's translations.
+    let qemu: Vec<(u64, Option<u64>)> = parse_gva2gpa(&read_text(&r.idle_dir.join("qemu-gva2gpa.txt")))
+        .into_iter()
+        .filter(|(cpu, ..)| *cpu == 0)
+        .map(|(_, va, _, pa)| (va, pa))
+        .collect();
+    let mut args = vec![
+        p(&r.idle_raw).to_string(),
+        "--xen-syms".into(),
+        p(&r.dwarf_syms).into(),
+        "--xen-phys-start".into(),
+        "0x3f800000".into(),
+        "--allow-mismatch".into(),
+        "--cr3".into(),
+        format!("{cr3:#x}"),
+        "--json".into(),
+    ];
+    for (va, _) in &qemu {
+        args.extend(["--va".into(), format!("{va:#x}")]);
+    }
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.code <= 1, "{}", out.stderr);
+    let walks = out.json_of("walk");
+    assert_eq!(walks.len(), qemu.len());
+    assert!(qemu.iter().any(|(_, pa)| pa.is_some()));
+    for (w, (va, pa)) in walks.iter().zip(&qemu) {
+        assert_eq!(w["maddr"].as_str(), pa.map(|a| format!("{a:#x}")).as_deref(), "{va:#x}");
+    }
     let dir = common::tempdir("bad-syms");
     let not_elf = dir.join("not-elf");
     std::fs::write(&not_elf, b"this is not an ELF file at all").unwrap();
@@ -275,6 +334,12 @@ fn mismatched_or_broken_xen_syms_are_refused() {
     // A dump given as xen-syms.
     let out = run(&["info", p(&r.idle_raw), "--xen-syms", p(&r.idle_raw)]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&format!("{} (--xen-syms)", p(&r.idle_raw))) && out.stderr.contains("not an ELF file"),
+        "{}",
+        out.stderr
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -115,7 +115,9 @@ fn every_format_translates_the_same() {
             let vas: Vec<u64> = all.iter().map(|(v, _, _)| v.0).collect();
             let r = walk_json(dump, &["--cr3", root], &vas);
             assert_eq!(r.code, 0, "{}: {}", dump.display(), r.stderr);
-            for (w, (va, maddr, size)) in r.json_of("walk").iter().zip(&all) {
+            let walks = r.json_of("walk");
+            assert_eq!(walks.len(), all.len(), "{}: one walk per VA asked", dump.display());
+            for (w, (va, maddr, size)) in walks.iter().zip(&all) {
                 assert_eq!(w["va"], va.to_string());
                 assert_eq!(w["maddr"], maddr.to_string(), "{} root {root} va {va}", dump.display());
                 assert_eq!(w["page_size"], *size);
