@@ -632,7 +632,7 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
     if !by_struct.is_empty() {
         writeln!(
             out,
-            "structs: offsets [D] DWARF, [V] VMCOREINFO_XEN, [B] built-in table{}",
+            "structs: offsets [O] --offset, [D] DWARF, [P] profile, [V] VMCOREINFO_XEN, [B] built-in table{}",
             match offs.builtin() {
                 Some(b) => format!(" ({})", b.what),
                 None => String::new(),
@@ -666,6 +666,8 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
 fn source_letter(s: &crate::xen::Source) -> &'static str {
     match s {
         crate::xen::Source::Dwarf => " [D]",
+        crate::xen::Source::Profile => " [P]",
+        crate::xen::Source::Option => " [O]",
         crate::xen::Source::Vmcoreinfo => " [V]",
         crate::xen::Source::Builtin => " [B]",
         _ => "",
