@@ -8,7 +8,7 @@
 //! and buffers never count in the other's figures.
 //!
 //! Usage: `cargo bench -p xenwalk-bench [-- OPTIONS]`
-//!   --only a,b,c,d,dom0,dom0-kdump,custom   scenarios to run (default: all available)
+//!   --only a,b,c,d,dom0,dom0-kdump,offsets,custom   scenarios to run (default: all available)
 //!   --image FILE --cr3 HEX [--va-file FILE]  also a dump of your own (raw for memflow)
 //!   --vas N          random VAs per run (default 1,000,000)
 //!   --reps N         warm repetitions, the median is shown (default 5)
@@ -160,6 +160,12 @@ fn parent() -> Res<()> {
                 copy_of: None,
                 va_file: va_file.clone(),
             });
+        }
+    }
+    if want("offsets") {
+        match dom0_raw(&s.dir)? {
+            None => println!("\nNOT RUN: offsets scenario: ../shared/dumps/xen-4.17-dom0 is absent"),
+            Some(raw) => xenwalk_bench::offsets::run(&raw, &xenwalk_bench::offsets::shared_dir(), &s.dir, s.reps)?,
         }
     }
     let mut done: BTreeMap<&str, Figures> = BTreeMap::new();

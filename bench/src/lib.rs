@@ -4,12 +4,14 @@
 //! finding the real dom0 image), [`vas`] (the VA sets), [`scenario`] (one scenario
 //! measured and printed), [`measure`] (child processes, timings, the CLI end to end),
 //! [`child_xenwalk`] and [`child_memflow`] (what a child measures, in each library),
+//! [`offsets`] (every source of struct offsets, timed against the built-in table),
 //! and [`report`] (the header, the summary table and number formatting).
 
 pub mod child_memflow;
 pub mod child_xenwalk;
 pub mod images;
 pub mod measure;
+pub mod offsets;
 pub mod report;
 pub mod scenario;
 pub mod settings;

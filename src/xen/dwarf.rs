@@ -180,24 +180,37 @@ impl DwarfIndex {
             let unit_error = |error| DwarfError::Unit { unit: uoff.0, error };
             let unit = dwarf.unit(h).map_err(unit_error)?;
             idx.units += 1;
+            // Only the unit's own children: file-scope types and variables, which is
+            // where C puts every named struct, typedef and global. Function bodies,
+            // most of the DIEs, are skipped whole (gcc's DW_AT_sibling lets the
+            // cursor jump over them), which makes indexing a 22 MB xen-syms several
+            // times faster than a full depth-first pass.
             let mut cur = unit.entries();
-            while let Some(e) = cur.next_dfs().map_err(unit_error)? {
-                let tag = e.tag();
-                let map = match tag {
-                    gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                        if e.attr_value(gimli::DW_AT_declaration).is_some()
-                            || e.attr_value(gimli::DW_AT_byte_size).is_none()
-                        {
-                            continue;
+            if cur.next_dfs().map_err(unit_error)?.is_none() {
+                continue;
+            }
+            let mut child = cur.next_dfs().map_err(unit_error)?.map(|_| ());
+            while child.is_some() {
+                if let Some(e) = cur.current() {
+                    let map = match e.tag() {
+                        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                            if e.attr_value(gimli::DW_AT_declaration).is_some()
+                                || e.attr_value(gimli::DW_AT_byte_size).is_none()
+                            {
+                                None
+                            } else {
+                                Some(&mut idx.structs)
+                            }
                         }
-                        &mut idx.structs
+                        gimli::DW_TAG_typedef => Some(&mut idx.typedefs),
+                        gimli::DW_TAG_variable if e.attr_value(gimli::DW_AT_type).is_some() => Some(&mut idx.vars),
+                        _ => None,
+                    };
+                    if let (Some(map), Some(name)) = (map, name_of(&dwarf, &unit, e)) {
+                        map.entry(name).or_insert(DieRef { unit: uoff.0, die: e.offset().0 });
                     }
-                    gimli::DW_TAG_typedef => &mut idx.typedefs,
-                    gimli::DW_TAG_variable if e.attr_value(gimli::DW_AT_type).is_some() => &mut idx.vars,
-                    _ => continue,
-                };
-                let Some(name) = name_of(&dwarf, &unit, e) else { continue };
-                map.entry(name).or_insert(DieRef { unit: uoff.0, die: e.offset().0 });
+                }
+                child = cur.next_sibling().map_err(unit_error)?.map(|_| ());
             }
         }
         Ok(idx)
