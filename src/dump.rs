@@ -73,14 +73,11 @@ pub enum OpenError {
     Unknown { magic: String, size: u64 },
     #[error("corrupt notes: {0} (pass --skip-bad-notes to use the dump's memory without them)")]
     BadNotes(String),
+    /// An ELF, kdump (plain or flattened) or `xl dump-core` file its reader refused.
     #[error(transparent)]
-    Elf(#[from] mem::elf::ElfError),
+    Malformed(#[from] mem::Malformed),
     #[error(transparent)]
     Raw(#[from] mem::raw::RawError),
-    #[error(transparent)]
-    Kdump(#[from] mem::kdump::KdumpError),
-    #[error(transparent)]
-    XlCore(#[from] mem::xlcore::XlCoreError),
 }
 
 /// An opened dump: its memory and what its headers and notes say.
@@ -201,7 +198,7 @@ impl Dump {
         match format {
             FormatHint::Elf => {
                 if !is_elf {
-                    return Err(mem::elf::ElfError { offset: 0, what: "no ELF magic (7f 45 4c 46)".into() }.into());
+                    return Err(mem::Malformed::new(0, "no ELF magic (7f 45 4c 46)").into());
                 }
                 if mem::xlcore::is_xl_core(&map) {
                     let g = mem::xlcore::parse(map)?;

@@ -22,6 +22,7 @@
 //! copied verbatim at `offset_note`, reference §7b).
 
 use crate::addr::hex_opt;
+use crate::mem::Malformed;
 use serde::Serialize;
 
 /// One ELF note, copied out of the file (notes are small).
@@ -35,15 +36,6 @@ pub struct RawNote {
     pub offset: u64,
 }
 
-/// A note stream that cannot be read past `offset`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at offset {offset:#x}: {what}")]
-pub struct NoteStreamError {
-    /// File offset of the offending note header.
-    pub offset: u64,
-    pub what: String,
-}
-
 /// Upper bound on a single note's descriptor; real ones are at most a few KiB
 /// (VMCOREINFO_XEN is 4068 bytes). Bigger claims are corruption.
 pub const MAX_NOTE_DESC: usize = 1 << 20;
@@ -53,8 +45,7 @@ pub const MAX_NOTE_DESC: usize = 1 << 20;
 /// the end, at an all-zero header (padding at the end of a note buffer), or at the
 /// first note that does not fit (the error; notes before it are kept). Written by
 /// hand rather than with object's iterator so that each note keeps its file offset.
-pub fn parse_stream(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawNote>) -> Result<(), NoteStreamError> {
-    let err = |offset: u64, what: String| NoteStreamError { offset, what };
+pub fn parse_stream(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawNote>) -> Result<(), Malformed> {
     let align = align.max(1);
     let pad = |n: usize| n.checked_next_multiple_of(align);
     while b.len() >= 12 {
@@ -68,13 +59,13 @@ pub fn parse_stream(mut b: &[u8], mut off: u64, align: usize, out: &mut Vec<RawN
         let name_end = pad(namesz).and_then(|n| n.checked_add(12));
         let desc_end = name_end.zip(pad(descsz)).and_then(|(a, d)| a.checked_add(d));
         let (Some(name_end), Some(desc_end)) = (name_end, desc_end) else {
-            return Err(err(off, "note sizes overflow".into()));
+            return Err(Malformed::new(off, "note sizes overflow"));
         };
         let raw_name = 12usize.checked_add(namesz).and_then(|e| b.get(12..e));
         let desc = name_end.checked_add(descsz).and_then(|e| b.get(name_end..e));
         let (Some(raw_name), Some(desc), true) = (raw_name, desc, descsz <= MAX_NOTE_DESC && desc_end <= b.len())
         else {
-            return Err(err(
+            return Err(Malformed::new(
                 off,
                 format!("note claims {namesz} name bytes and {descsz} descriptor bytes, past the end of its segment"),
             ));

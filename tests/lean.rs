@@ -33,6 +33,9 @@ fn fixture() -> (xen::XenLike, Vec<Vaddr>) {
         // A 1 GiB page, and one with a reserved bit of 1 GiB leaves (bit 13).
         (Vaddr(0x0000_7f80_0000_0000), Level::L3, 0x4000_0000 | bits::PS | leaf),
         (Vaddr(0x0000_7f80_4000_0000), Level::L3, 0x4000_0000 | bits::PS | leaf | 1 << 13),
+        // 2 MiB and 1 GiB pages with PAT (bit 12), which is not an address bit.
+        (Vaddr(0x0000_7f81_0000_0000), Level::L2, 0x20_0000 | bits::PS | leaf | bits::PAT_LARGE),
+        (Vaddr(0x0000_7f81_4000_0000), Level::L3, 0x8000_0000 | bits::PS | leaf | bits::PAT_LARGE),
         // An L1 leaf with a frame above MAXPHYADDR 40 (reserved when it is 40).
         (Vaddr(0x0000_7f80_8000_3000), Level::L1, 0x0000_8000_0000_5000 | leaf),
         // A leaf with NX, under tables whose pointers have NX (all reserved without

@@ -10,24 +10,12 @@
 //! * `p_filesz < p_memsz` means the tail of the segment is not in the file: absent,
 //!   never zero.
 
+use super::Malformed;
 use super::mapped::{MappedImage, Segment};
 use memmap2::Mmap;
 use object::LittleEndian as LE;
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
-
-/// A malformed or unsupported ELF file: what was wrong and where.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at offset {offset:#x}: {what}")]
-pub struct ElfError {
-    /// File offset of the offending structure.
-    pub offset: u64,
-    pub what: String,
-}
-
-fn err(offset: u64, what: impl Into<String>) -> ElfError {
-    ElfError { offset, what: what.into() }
-}
 
 pub use crate::notes::RawNote;
 
@@ -52,22 +40,25 @@ pub struct ElfCore {
 }
 
 /// Parse `map` as a little-endian x86-64 ELF64 core.
-pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
+pub fn parse(map: Mmap) -> Result<ElfCore, Malformed> {
     let data: &[u8] = &map;
     let file_len = data.len() as u64;
     if data.len() < 64 {
-        return Err(err(0, format!("the file is {file_len} bytes, too short for the 64-byte ELF64 header: truncated")));
+        return Err(Malformed::new(
+            0,
+            format!("the file is {file_len} bytes, too short for the 64-byte ELF64 header: truncated"),
+        ));
     }
-    let ident = data.get(..16).ok_or_else(|| err(0, "file too short for an ELF header"))?;
+    let ident = data.get(..16).ok_or_else(|| Malformed::new(0, "file too short for an ELF header"))?;
     match ident.get(4) {
         Some(2) => {}
-        Some(1) => return Err(err(4, "ELF32 file: only ELF64 cores are supported")),
-        _ => return Err(err(4, "invalid ELF class byte")),
+        Some(1) => return Err(Malformed::new(4, "ELF32 file: only ELF64 cores are supported")),
+        _ => return Err(Malformed::new(4, "invalid ELF class byte")),
     }
     if ident.get(5) != Some(&1) {
-        return Err(err(5, "big-endian or invalid ELF data encoding: x86-64 cores are little-endian"));
+        return Err(Malformed::new(5, "big-endian or invalid ELF data encoding: x86-64 cores are little-endian"));
     }
-    let hdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| err(0, format!("bad ELF header: {e}")))?;
+    let hdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| Malformed::new(0, format!("bad ELF header: {e}")))?;
     let e_type = hdr.e_type(LE);
     if e_type != elf::ET_CORE {
         let hint = if e_type == elf::ET_EXEC {
@@ -75,25 +66,28 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         } else {
             ""
         };
-        return Err(err(16, format!("ELF type {e_type} is not a core file (ET_CORE){hint}")));
+        return Err(Malformed::new(16, format!("ELF type {e_type} is not a core file (ET_CORE){hint}")));
     }
     let machine = hdr.e_machine(LE);
     // QEMU writes EM_386 into an ELF64 core when its first CPU is not in long mode
     // (`cpu_get_dump_info`, QEMU `target/i386/arch_dump.c`: the class is 64 once any
     // RAM block ends above 4 GiB, as the BIOS ROM does): the memory is the same.
     if machine != elf::EM_X86_64 && machine != elf::EM_386 {
-        return Err(err(18, format!("ELF machine {machine} is not x86 (EM_X86_64 = 62, or EM_386 = 3)")));
+        return Err(Malformed::new(18, format!("ELF machine {machine} is not x86 (EM_X86_64 = 62, or EM_386 = 3)")));
     }
     let phoff = hdr.e_phoff(LE);
     let phentsize = u64::from(hdr.e_phentsize(LE));
     if phoff > file_len {
-        return Err(err(0x20, format!("e_phoff {phoff:#x} points past the end of the file ({file_len:#x} bytes)")));
+        return Err(Malformed::new(
+            0x20,
+            format!("e_phoff {phoff:#x} points past the end of the file ({file_len:#x} bytes)"),
+        ));
     }
     let e_phnum = hdr.e_phnum(LE);
     if e_phnum != elf::PN_XNUM && phentsize == 56 {
         let end = phoff + u64::from(e_phnum) * 56;
         if end > file_len {
-            return Err(err(
+            return Err(Malformed::new(
                 phoff,
                 format!(
                     "{e_phnum} program headers at {phoff:#x}-{:#x} run past the end of the file ({file_len:#x} \
@@ -103,8 +97,9 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
             ));
         }
     }
-    let phdrs =
-        hdr.program_headers(LE, data).map_err(|e| err(phoff, format!("program headers (e_phoff {phoff:#x}): {e}")))?;
+    let phdrs = hdr
+        .program_headers(LE, data)
+        .map_err(|e| Malformed::new(phoff, format!("program headers (e_phoff {phoff:#x}): {e}")))?;
     let phsize = std::mem::size_of::<elf::ProgramHeader64<LE>>() as u64;
 
     let mut segs = Vec::new();
@@ -116,13 +111,13 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
             elf::PT_LOAD => {
                 let paddr = ph.p_paddr(LE);
                 if filesz > memsz {
-                    return Err(err(
+                    return Err(Malformed::new(
                         at,
                         format!("program header {i}: PT_LOAD p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"),
                     ));
                 }
                 if off.checked_add(filesz).is_none_or(|e| e > file_len) {
-                    return Err(err(
+                    return Err(Malformed::new(
                         at,
                         format!(
                             "program header {i}: PT_LOAD file range {off:#x}+{filesz:#x} runs past the \
@@ -131,7 +126,7 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
                     ));
                 }
                 if paddr.checked_add(memsz).is_none() {
-                    return Err(err(
+                    return Err(Malformed::new(
                         at,
                         format!("program header {i}: PT_LOAD {paddr:#x}+{memsz:#x} overflows the address space"),
                     ));
@@ -143,7 +138,7 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
             elf::PT_NOTE => {
                 let ok = off.checked_add(filesz).is_some_and(|e| e <= file_len);
                 if !ok {
-                    return Err(err(
+                    return Err(Malformed::new(
                         at,
                         format!(
                             "program header {i}: PT_NOTE range {off:#x}+{filesz:#x} runs past the end \
@@ -163,13 +158,13 @@ pub fn parse(map: Mmap) -> Result<ElfCore, ElfError> {
         } else {
             "no PT_LOAD segment: this ELF core describes no memory"
         };
-        return Err(err(phoff, why));
+        return Err(Malformed::new(phoff, why));
     }
     segs.sort_by_key(|s| s.paddr);
     for w in segs.windows(2) {
         if let [a, b] = w {
             if a.end() > b.paddr {
-                return Err(err(
+                return Err(Malformed::new(
                     phoff + b.index as u64 * phsize,
                     format!(
                         "program headers {} and {} overlap: PT_LOAD {:#x}-{:#x} and {:#x}-{:#x}",

@@ -27,6 +27,7 @@
 // Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
+use super::Malformed;
 use memmap2::Mmap;
 use std::collections::BTreeMap;
 
@@ -42,18 +43,6 @@ const RECORD_HEADER: u64 = 16;
 /// Whether `head` starts with the flattened signature (`"makedumpfile"` and its NUL).
 pub fn is_flattened(head: &[u8]) -> bool {
     head.starts_with(b"makedumpfile\0")
-}
-
-/// A malformed flattened file: what was wrong and where (a file offset).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at offset {offset:#x}: {what}")]
-pub struct FlatError {
-    pub offset: u64,
-    pub what: String,
-}
-
-fn err(offset: u64, what: impl Into<String>) -> FlatError {
-    FlatError { offset, what: what.into() }
 }
 
 /// A run of the logical file stored contiguously in the flattened file.
@@ -126,11 +115,11 @@ fn insert(map: &mut BTreeMap<u64, (u64, u64)>, start: u64, len: u64, file: u64) 
 }
 
 /// Index the flattened file in `map`.
-pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
+pub fn parse(map: Mmap) -> Result<FlatIndex, Malformed> {
     let data: &[u8] = &map;
     let size = data.len() as u64;
     if size < FLAT_HEADER_SIZE {
-        return Err(err(
+        return Err(Malformed::new(
             0,
             format!(
                 "the file is {size} bytes, shorter than the {FLAT_HEADER_SIZE}-byte header of the \
@@ -139,11 +128,14 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
         ));
     }
     if !is_flattened(data) {
-        return Err(err(0, "no flattened-format signature (\"makedumpfile\")"));
+        return Err(Malformed::new(0, "no flattened-format signature (\"makedumpfile\")"));
     }
     let ty = be_i64(data, 16).unwrap_or(0);
     if ty != TYPE_FLAT_HEADER {
-        return Err(err(16, format!("flattened header type {ty}, expected {TYPE_FLAT_HEADER} (TYPE_FLAT_HEADER)")));
+        return Err(Malformed::new(
+            16,
+            format!("flattened header type {ty}, expected {TYPE_FLAT_HEADER} (TYPE_FLAT_HEADER)"),
+        ));
     }
     let version = be_i64(data, 24).unwrap_or(0);
 
@@ -178,7 +170,7 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
             break;
         }
         let (Ok(start), Ok(len)) = (u64::try_from(offset), u64::try_from(len)) else {
-            return Err(err(
+            return Err(Malformed::new(
                 pos,
                 format!(
                     "flattened record {records}: negative offset {offset} or size {len} (only the \
@@ -195,7 +187,10 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, FlatError> {
             break;
         };
         let Some(end) = start.checked_add(len).filter(|&e| e <= i64::MAX as u64) else {
-            return Err(err(pos, format!("flattened record {records}: offset {start:#x} + size {len:#x} overflows")));
+            return Err(Malformed::new(
+                pos,
+                format!("flattened record {records}: offset {start:#x} + size {len:#x} overflows"),
+            ));
         };
         if len > 0 {
             if start >= sorted_end {

@@ -19,10 +19,35 @@ pub mod resident;
 pub mod xlcore;
 
 use crate::addr::{Maddr, Mfn, PAGE_SIZE};
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
 pub use mapped::{MappedImage, Segment};
+
+/// A malformed or unsupported file: what was wrong and at which file offset. Every
+/// format reader fails with it when it opens a file (ELF, flattened, kdump,
+/// `xl dump-core`) or reads a note stream; `what` is a fixed text where one will
+/// do and allocates only to carry a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at offset {offset:#x}: {what}")]
+pub struct Malformed {
+    /// File offset of the offending structure.
+    pub offset: u64,
+    pub what: Cow<'static, str>,
+}
+
+impl Malformed {
+    pub fn new(offset: u64, what: impl Into<Cow<'static, str>>) -> Malformed {
+        Malformed { offset, what: what.into() }
+    }
+
+    /// The same fault seen from the layer above, which names the layer: `what`
+    /// becomes `"{layer}: {what}"` (a flattened file's records, read by kdump).
+    pub fn within(self, layer: &str) -> Malformed {
+        Malformed { offset: self.offset, what: format!("{layer}: {}", self.what).into() }
+    }
+}
 
 /// Why a dump cannot supply the bytes at an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

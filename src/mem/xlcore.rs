@@ -45,7 +45,7 @@
 // Parser of untrusted input: no unchecked indexing, no unwrap (STYLE.md §8).
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
-use super::{Absent, Extent, Page, PhysMem, ReadError};
+use super::{Absent, Extent, Malformed, Page, PhysMem, ReadError};
 use crate::addr::{Maddr, Mfn, PAGE_SIZE, Pfn, hex, hex_opt};
 use crate::notes::{self, RawNote};
 use memmap2::Mmap;
@@ -87,18 +87,6 @@ const SEC_SHARED_INFO: &[u8] = b".xen_shared_info";
 const SEC_PAGES: &[u8] = b".xen_pages";
 const SEC_P2M: &[u8] = b".xen_p2m";
 const SEC_PFN: &[u8] = b".xen_pfn";
-
-/// A malformed guest core: what was wrong and at which file offset.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at offset {offset:#x}: {what}")]
-pub struct XlCoreError {
-    pub offset: u64,
-    pub what: String,
-}
-
-fn err(offset: u64, what: impl Into<String>) -> XlCoreError {
-    XlCoreError { offset, what: what.into() }
-}
 
 /// PV (machine frames, `.xen_p2m`) or HVM (guest-physical frames, `.xen_pfn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -264,21 +252,21 @@ pub fn is_xl_core(data: &[u8]) -> bool {
 }
 
 /// Parse `map`, an `xl dump-core` core ([`is_xl_core`] holds).
-pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
+pub fn parse(map: Mmap) -> Result<Opened, Malformed> {
     let data: &[u8] = &map;
     let file_len = data.len() as u64;
     if data.get(4) != Some(&2) || data.get(5) != Some(&1) {
-        return Err(err(4, "an xl dump-core core is ELF64 little-endian"));
+        return Err(Malformed::new(4, "an xl dump-core core is ELF64 little-endian"));
     }
-    let hdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| err(0, format!("bad ELF header: {e}")))?;
+    let hdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| Malformed::new(0, format!("bad ELF header: {e}")))?;
     let guest_width = match hdr.e_machine(LE) {
         elf::EM_X86_64 => 64,
         elf::EM_386 => 32,
-        m => return Err(err(18, format!("ELF machine {m}: an x86 guest core is EM_X86_64 or EM_386"))),
+        m => return Err(Malformed::new(18, format!("ELF machine {m}: an x86 guest core is EM_X86_64 or EM_386"))),
     };
     let shoff = hdr.e_shoff(LE);
     let table = hdr.sections(LE, data).map_err(|e| {
-        err(
+        Malformed::new(
             shoff,
             format!(
                 "section headers (e_shoff {shoff:#x}) or their name table cannot be read ({e}): the core is \
@@ -292,7 +280,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
         let (off, size) = (sh.sh_offset(LE), sh.sh_size(LE));
         if sh.sh_type(LE) != elf::SHT_NOBITS && off.checked_add(size).is_none_or(|e| e > file_len) {
             let name = table.section_name(LE, sh).map(String::from_utf8_lossy).unwrap_or_default();
-            return Err(err(
+            return Err(Malformed::new(
                 shoff.saturating_add(i as u64 * 64),
                 format!(
                     "section {i} {name:?} ({size:#x} bytes at {off:#x}) runs past the end of the file \
@@ -304,12 +292,15 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
     let mut warnings = Vec::new();
     // The sections xenwalk reads.
     let mut infos = Vec::new();
-    let mut find = |name: &[u8]| -> Result<Option<(u64, u64)>, XlCoreError> {
+    let mut find = |name: &[u8]| -> Result<Option<(u64, u64)>, Malformed> {
         let Some((index, sh)) = table.section_by_name(LE, name) else { return Ok(None) };
         let (off, size) = (sh.sh_offset(LE), sh.sh_size(LE));
         let label = String::from_utf8_lossy(name).into_owned();
         if off.checked_add(size).is_none_or(|e| e > file_len) {
-            return Err(err(shoff.saturating_add(index.0 as u64 * 64), format!("section {label} lies past the end")));
+            return Err(Malformed::new(
+                shoff.saturating_add(index.0 as u64 * 64),
+                format!("section {label} lies past the end"),
+            ));
         }
         infos.push(SectionInfo { name: label, offset: off, size });
         Ok(Some((off, size)))
@@ -373,7 +364,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
     }
 
     let Some(pages) = pages else {
-        return Err(err(
+        return Err(Malformed::new(
             shoff,
             "an ELF core without program headers (so no memory segments) and without a .xen_pages section: \
              neither a vmcore nor an xl dump-core guest core",
@@ -383,9 +374,9 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
     let kind = match (p2m_sec, pfn_sec) {
         (Some(_), None) => GuestKind::Pv,
         (None, Some(_)) => GuestKind::Hvm,
-        (Some(_), Some(_)) => return Err(err(shoff, "the core has both .xen_p2m (PV) and .xen_pfn (HVM)")),
+        (Some(_), Some(_)) => return Err(Malformed::new(shoff, "the core has both .xen_p2m (PV) and .xen_pfn (HVM)")),
         (None, None) => {
-            return Err(err(
+            return Err(Malformed::new(
                 shoff,
                 "the core has neither .xen_p2m (PV) nor .xen_pfn (HVM): its pages cannot be placed",
             ));
@@ -399,7 +390,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
         };
         match says {
             Some(k) if k != kind => {
-                return Err(err(
+                return Err(Malformed::new(
                     note_sec.map_or(0, |r| r.0),
                     format!(
                         "the header note's magic {:#x} says {} but the core has a {} table",
@@ -413,7 +404,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
             None => warnings.push(format!("unknown dump-core magic {:#x} in the header note", h.magic)),
         }
         if h.page_size != PAGE_SIZE {
-            return Err(err(
+            return Err(Malformed::new(
                 note_sec.map_or(0, |r| r.0),
                 format!("page size {} in the header note: only 4096-byte pages (x86) are supported", h.page_size),
             ));
@@ -425,16 +416,19 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
 
     // Pages and their frames.
     if pages.1 % PAGE_SIZE != 0 {
-        return Err(err(pages.0, format!(".xen_pages is {:#x} bytes, not a whole number of 4 KiB pages", pages.1)));
+        return Err(Malformed::new(
+            pages.0,
+            format!(".xen_pages is {:#x} bytes, not a whole number of 4 KiB pages", pages.1),
+        ));
     }
     let n = pages.1 / PAGE_SIZE;
     let (table_sec, entry) = match kind {
         GuestKind::Pv => (p2m_sec, 16u64),
         GuestKind::Hvm => (pfn_sec, 8u64),
     };
-    let Some(table_sec) = table_sec else { return Err(err(shoff, "no p2m/pfn section")) };
+    let Some(table_sec) = table_sec else { return Err(Malformed::new(shoff, "no p2m/pfn section")) };
     if table_sec.1 != n.saturating_mul(entry) {
-        return Err(err(
+        return Err(Malformed::new(
             table_sec.0,
             format!(
                 "{} has {} bytes for {n} pages of .xen_pages (expected {entry} bytes per page)",
@@ -465,7 +459,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
             continue;
         }
         if frame >= FRAME_LIMIT || pfn >= FRAME_LIMIT {
-            return Err(err(
+            return Err(Malformed::new(
                 at,
                 format!("entry {i} names frame {frame:#x} (pfn {pfn:#x}): larger than a 52-bit address allows"),
             ));
@@ -477,7 +471,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
     }
     by_frame.sort_unstable();
     if let Some([a, b]) = by_frame.windows(2).find(|w| matches!(w, [a, b] if a.0 == b.0)) {
-        return Err(err(
+        return Err(Malformed::new(
             table_sec.0 + b.1 * entry,
             format!(
                 "pages {} and {} both claim {} {:#x}",
@@ -490,7 +484,7 @@ pub fn parse(map: Mmap) -> Result<Opened, XlCoreError> {
     }
     p2m.sort_unstable();
     if let Some([a, _]) = p2m.windows(2).find(|w| matches!(w, [a, b] if a.0 == b.0)) {
-        return Err(err(table_sec.0, format!(".xen_p2m lists pfn {:#x} twice", a.0)));
+        return Err(Malformed::new(table_sec.0, format!(".xen_p2m lists pfn {:#x} twice", a.0)));
     }
 
     // vCPU contexts.

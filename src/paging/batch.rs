@@ -26,8 +26,9 @@
 //! plus at most one copied page per slot for compressed dumps). Nothing is shortcut
 //! by value: equal entries at different prefixes are cached and walked separately.
 
-use super::entry::{Entry, Level, Rights, addr_mask, bits};
-use super::walk::{self, Next, Resolved, Step, StopCode, Walk, WalkOptions, walk};
+use super::desc::PagingDesc;
+use super::entry::{Level, Rights};
+use super::walk::{self, Next, Resolved, Step, StopCode, Walk, WalkOptions, walk_desc};
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::resident::{self, Resident};
 use crate::mem::{Page, PhysMem, ReadError};
@@ -96,6 +97,13 @@ impl Slot<'_> {
     }
 }
 
+/// A slot of the 2 MiB- or 1 GiB-prefix cache.
+#[derive(Clone, Copy)]
+enum SlotAt {
+    L2(usize),
+    L3(usize),
+}
+
 /// Cache statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -114,7 +122,8 @@ pub struct Stats {
 pub struct Translator<'m> {
     mem: &'m dyn PhysMem,
     root: Maddr,
-    opts: WalkOptions,
+    /// The paging rules, built once from the walk options.
+    desc: PagingDesc,
     root_page: Option<Page<'m>>,
     l4: Vec<Slot<'m>>,
     l3: Vec<Slot<'m>>,
@@ -130,41 +139,19 @@ pub struct Translator<'m> {
 }
 
 /// Lean translation over a source that is one slice of machine memory
-/// ([`PhysMem::linear`]): entries are loaded from the slice and decoded with masks
-/// computed once from the walker's own rules ([`Entry::reserved_bits`],
-/// [`addr_mask`]), so no per-level segment search, copy or step record. Any entry
-/// outside the slice sends the VA to [`walk`], which knows why it cannot be read.
+/// ([`PhysMem::linear`]): entries are loaded from the slice and decoded with the
+/// masks of the walker's own [`PagingDesc`], so no per-level segment search, copy or
+/// step record. Any entry outside the slice sends the VA to [`walk`], which knows
+/// why it cannot be read.
 struct Linear<'m> {
     base: u64,
     bytes: &'m [u8],
-    /// Address bits of a table pointer (bits M-1:12).
-    table_mask: u64,
-    /// Per level (index: level number - 1): the reserved bits of an entry that points
-    /// to a table, and of a leaf.
-    rsvd_table: [u64; 4],
-    rsvd_leaf: [u64; 4],
+    desc: PagingDesc,
 }
 
 impl<'m> Linear<'m> {
-    fn new(base: u64, bytes: &'m [u8], opts: WalkOptions) -> Linear<'m> {
-        let (m, nxe) = (opts.maxphyaddr, opts.nxe);
-        let mut rsvd_table = [0u64; 4];
-        let mut rsvd_leaf = [0u64; 4];
-        for level in Level::WALK {
-            let i = usize::from(level.number() - 1);
-            // `reserved_bits` is the entry masked by the level's reserved set, which
-            // depends only on whether the entry is a leaf (PS): ask it with every bit
-            // set, PS clear (a table; at L4 PS is itself reserved, and never a leaf)
-            // and PS set (a leaf at L3/L2; at L1 PS is the PAT bit, not a size).
-            let table = if level == Level::L4 { Entry(u64::MAX) } else { Entry(!bits::PS) };
-            if let Some(t) = rsvd_table.get_mut(i) {
-                *t = table.reserved_bits(level, m, nxe);
-            }
-            if let Some(l) = rsvd_leaf.get_mut(i) {
-                *l = Entry(u64::MAX).reserved_bits(level, m, nxe);
-            }
-        }
-        Linear { base, bytes, table_mask: addr_mask(m), rsvd_table, rsvd_leaf }
+    fn new(base: u64, bytes: &'m [u8], desc: PagingDesc) -> Linear<'m> {
+        Linear { base, bytes, desc }
     }
 
     /// The entry at machine address `a`, if the slice holds it.
@@ -181,25 +168,23 @@ impl<'m> Linear<'m> {
     fn resolve(&self, root: u64, va: u64) -> Option<(Resolved, u64)> {
         let mut table = root;
         for level in Level::WALK {
-            let shift = level.shift();
-            let e = self.load(table | (((va >> shift) & 0x1ff) << 3))?;
-            let i = usize::from(level.number() - 1);
-            if e & bits::P == 0 {
+            // Each level's masks are loads from the description, computed once.
+            let d = self.desc.level(level);
+            let e = self.load(table | (((va >> d.shift) & 0x1ff) << 3))?;
+            if e & self.desc.present == 0 {
                 return Some((Resolved::Stopped { level, code: StopCode::NotPresent }, table));
             }
-            let leaf = level == Level::L1 || (level != Level::L4 && e & bits::PS != 0);
-            if leaf {
-                if e & self.rsvd_leaf.get(i).copied().unwrap_or(u64::MAX) != 0 {
+            if d.is_leaf(e) {
+                if e & d.rsvd_leaf != 0 {
                     return Some((Resolved::Stopped { level, code: StopCode::Reserved }, table));
                 }
-                let low = (1u64 << shift) - 1;
-                let maddr = Maddr((e & self.table_mask & !low) | (va & low));
+                let maddr = Maddr((e & d.leaf_addr) | (va & (d.page_size - 1)));
                 return Some((Resolved::Mapped { maddr, level }, table));
             }
-            if e & self.rsvd_table.get(i).copied().unwrap_or(u64::MAX) != 0 {
+            if e & d.rsvd_table != 0 {
                 return Some((Resolved::Stopped { level, code: StopCode::Reserved }, table));
             }
-            table = e & self.table_mask;
+            table = e & d.table_addr;
         }
         None
     }
@@ -240,12 +225,13 @@ impl<'m> Translator<'m> {
         let root = Maddr(root.0 & !0xfff);
         let root_page = mem.page(root.mfn()).ok();
         let direct = matches!(root_page, Some(Page::Borrowed(_)));
-        let linear = mem.linear().map(|(base, bytes)| Linear::new(base, bytes, opts));
+        let desc = PagingDesc::x86_64(opts);
+        let linear = mem.linear().map(|(base, bytes)| Linear::new(base, bytes, desc));
         let slots = |n: usize| if direct { Vec::new() } else { (0..n).map(|_| Slot::empty()).collect::<Vec<_>>() };
         Translator {
             mem,
             root,
-            opts,
+            desc,
             root_page,
             direct,
             linear,
@@ -294,9 +280,9 @@ impl<'m> Translator<'m> {
     /// Walk `va`: the same [`Walk`] as [`walk`]`(mem, root, va, opts)`.
     pub fn translate(&mut self, va: Vaddr) -> Walk {
         self.stats.translations += 1;
-        let (mem, opts, root) = (self.mem, self.opts, self.root);
+        let (mem, root) = (self.mem, self.root);
         if !va.is_canonical() {
-            return walk(mem, root, va, opts);
+            return walk_desc(mem, root, va, &self.desc);
         }
         if self.direct {
             let w = match &self.linear {
@@ -308,10 +294,10 @@ impl<'m> Translator<'m> {
                         Some(v) => Ok(v),
                         None => mem.read_u64(a),
                     };
-                    let outcome = walk::walk_from(Level::L4, root, Rights::ALL, va, opts, &mut steps, read);
+                    let outcome = walk::walk_from(Level::L4, root, Rights::ALL, va, &self.desc, &mut steps, read);
                     Walk::from_parts(va, root, steps, outcome)
                 }
-                None => walk(mem, root, va, opts),
+                None => walk_desc(mem, root, va, &self.desc),
             };
             if let Some(last) = w.steps().last() {
                 self.resident.tick(mem, last.table);
@@ -319,14 +305,16 @@ impl<'m> Translator<'m> {
             return w;
         }
         let mut steps = [None; 4];
-        let outcome = match self.answer(va) {
-            Some(s) if !s.unreadable => match replay(s, root, va, opts, &mut steps) {
+        let at = self.answer_at(va);
+        let desc = &self.desc;
+        let outcome = match self.slot(at) {
+            Some(s) if !s.unreadable => match replay(s, root, va, desc, &mut steps) {
                 Next::End(o) => o,
                 Next::Table { level, table, rights } => {
-                    walk::walk_from(level, table, rights, va, opts, &mut steps, |a| read_entry(mem, s.page.as_ref(), a))
+                    walk::walk_from(level, table, rights, va, desc, &mut steps, |a| read_entry(mem, s.page.as_ref(), a))
                 }
             },
-            _ => return walk(mem, root, va, opts),
+            _ => return walk_desc(mem, root, va, desc),
         };
         Walk::from_parts(va, root, steps, outcome)
     }
@@ -352,15 +340,17 @@ impl<'m> Translator<'m> {
             }
             return Resolved::of(&self.translate(va));
         }
-        let opts = self.opts;
-        if let Some(Slot { ended: false, unreadable: false, len: 3, page: Some(p), .. }) = self.answer(va) {
-            let e = Entry(p.entry(va.index_at(Level::L1.shift())));
-            let r = if !e.present() {
+        let at = self.answer_at(va);
+        let (desc, l1) = (&self.desc, self.desc.level(Level::L1));
+        if let Some(Slot { ended: false, unreadable: false, len: 3, page: Some(p), .. }) = self.slot(at) {
+            // Every present L1 entry is a leaf.
+            let e = p.entry(va.index_at(l1.shift));
+            let r = if e & desc.present == 0 {
                 Resolved::Stopped { level: Level::L1, code: StopCode::NotPresent }
-            } else if e.reserved_bits(Level::L1, opts.maxphyaddr, opts.nxe) != 0 {
+            } else if e & l1.rsvd_leaf != 0 {
                 Resolved::Stopped { level: Level::L1, code: StopCode::Reserved }
             } else {
-                Resolved::Mapped { maddr: Maddr(e.addr(Level::L1, opts.maxphyaddr) | (va.0 & 0xfff)), level: Level::L1 }
+                Resolved::Mapped { maddr: Maddr((e & l1.leaf_addr) | (va.0 & (l1.page_size - 1))), level: Level::L1 }
             };
             self.stats.translations += 1;
             return r;
@@ -403,20 +393,35 @@ impl<'m> Translator<'m> {
     /// when the walk ends there (a 1 GiB page, a stop), which then stays out of the
     /// 2 MiB cache.
     fn answer(&mut self, va: Vaddr) -> Option<&Slot<'m>> {
+        let at = self.answer_at(va);
+        self.slot(at)
+    }
+
+    /// Where [`Translator::answer`]'s slot is, so that it can be read beside the
+    /// translator's other fields.
+    fn answer_at(&mut self, va: Vaddr) -> SlotAt {
         let tag = va.0 >> Level::L2.shift();
         let i = l2_index(tag);
         if self.l2.get(i).is_some_and(|s| s.tag == tag) {
             self.stats.l2_hits += 1;
-            return self.l2.get(i);
+            return SlotAt::L2(i);
         }
         let p = self.l3_slot(va);
         if self.l3.get(p).is_some_and(|s| s.ended || s.unreadable) {
-            return self.l3.get(p);
+            return SlotAt::L3(p);
         }
         let slot = self.below(Level::L3, p, tag, va);
-        let s = self.l2.get_mut(i)?;
-        *s = slot;
-        Some(s)
+        if let Some(s) = self.l2.get_mut(i) {
+            *s = slot;
+        }
+        SlotAt::L2(i)
+    }
+
+    fn slot(&self, at: SlotAt) -> Option<&Slot<'m>> {
+        match at {
+            SlotAt::L2(i) => self.l2.get(i),
+            SlotAt::L3(i) => self.l3.get(i),
+        }
     }
 
     /// Walk every VA of `vas`, calling `f(i, &walk)` once for each `vas[i]`, with
@@ -559,7 +564,7 @@ impl<'m> Translator<'m> {
     /// from the dump) and fetch the page of the table it leads to.
     fn extend(&mut self, mut slot: Slot<'m>, page: Option<&Page<'_>>, va: Vaddr) -> Slot<'m> {
         let mut steps = [None; 4];
-        let Next::Table { level, table, rights } = replay(&slot, self.root, va, self.opts, &mut steps) else {
+        let Next::Table { level, table, rights } = replay(&slot, self.root, va, &self.desc, &mut steps) else {
             slot.ended = true;
             return slot;
         };
@@ -578,7 +583,7 @@ impl<'m> Translator<'m> {
         };
         *e = entry;
         slot.len = len;
-        match walk::step(level, table, rights, va, self.opts, &mut steps, |_| Ok(entry)) {
+        match walk::step(level, table, rights, va, &self.desc, &mut steps, |_| Ok(entry)) {
             Next::End(_) => slot.ended = true,
             Next::Table { table, .. } => {
                 self.stats.pages += 1;
@@ -592,10 +597,10 @@ impl<'m> Translator<'m> {
 
 /// Run the walker's steps of `va` over the entries `slot` holds: where they lead.
 #[inline]
-fn replay(slot: &Slot<'_>, root: Maddr, va: Vaddr, opts: WalkOptions, steps: &mut [Option<Step>; 4]) -> Next {
+fn replay(slot: &Slot<'_>, root: Maddr, va: Vaddr, desc: &PagingDesc, steps: &mut [Option<Step>; 4]) -> Next {
     let (mut level, mut table, mut rights) = (Level::L4, root, Rights::ALL);
     for &e in slot.entries.iter().take(usize::from(slot.len)) {
-        match walk::step(level, table, rights, va, opts, steps, |_| Ok(e)) {
+        match walk::step(level, table, rights, va, desc, steps, |_| Ok(e)) {
             Next::Table { level: l, table: t, rights: r } => (level, table, rights) = (l, t, r),
             end => return end,
         }
@@ -634,6 +639,7 @@ mod tests {
     use super::*;
     use crate::fixture::{Machine, PageTables, XEN_TABLE, xen};
     use crate::paging::entry::bits;
+    use crate::paging::walk::walk;
 
     /// xorshift64*.
     fn rng(seed: &mut u64) -> u64 {

@@ -3,6 +3,7 @@
 //! Facts: SDM Vol. 3A ch. 4 (§4.5 4-level paging, §4.6 access rights, §4.9 memory
 //! typing) and APM Vol. 2 §5.3–5.6, as tabulated in reference `xen-x86-64.md` §1.3–1.5.
 
+use super::desc::{Fold, LevelDesc};
 use serde::Serialize;
 use std::fmt;
 
@@ -151,11 +152,12 @@ impl Entry {
             Level::L4 => false,
         }
     }
-    /// The mask of address bits of this entry at `level` (leaf or table pointer).
+    /// The mask of address bits of this entry at `level` (leaf or table pointer):
+    /// [`LevelDesc::leaf_addr`] or [`LevelDesc::table_addr`].
     #[inline]
     pub fn frame_mask(self, level: Level, maxphyaddr: u8) -> u64 {
-        let m = addr_mask(maxphyaddr);
-        if self.is_leaf(level) { m & !(level.page_size() - 1) } else { m }
+        let d = LevelDesc::x86_64(level, maxphyaddr, true);
+        if self.is_leaf(level) { d.leaf_addr } else { d.table_addr }
     }
     /// Machine address of the next table, or of the page this leaf maps.
     #[inline]
@@ -164,20 +166,11 @@ impl Entry {
     }
     /// The set bits of this entry that are reserved at `level` (SDM §4.5 tables;
     /// reference §1.3): bits 51:M everywhere; PS in an L4; bits 29:13 of a 1 GiB leaf
-    /// and 20:13 of a 2 MiB leaf; NX when EFER.NXE is clear.
+    /// and 20:13 of a 2 MiB leaf; NX when EFER.NXE is clear. The sets are
+    /// [`LevelDesc::rsvd_leaf`] and [`LevelDesc::rsvd_table`].
     pub fn reserved_bits(self, level: Level, maxphyaddr: u8, nxe: bool) -> u64 {
-        let above_m = !addr_mask(maxphyaddr) & 0x000f_ffff_ffff_f000;
-        let mut rsvd = above_m;
-        match level {
-            Level::L4 => rsvd |= bits::PS,
-            Level::L3 if self.is_leaf(level) => rsvd |= 0x3fff_e000,
-            Level::L2 if self.is_leaf(level) => rsvd |= 0x001f_e000,
-            _ => {}
-        }
-        if !nxe {
-            rsvd |= bits::NX;
-        }
-        self.0 & rsvd
+        let d = LevelDesc::x86_64(level, maxphyaddr, nxe);
+        self.0 & if self.is_leaf(level) { d.rsvd_leaf } else { d.rsvd_table }
     }
     /// The protection key of a leaf (bits 62:59); meaningful only with CR4.PKE/PKS.
     pub fn pkey(self) -> u8 {
@@ -386,14 +379,10 @@ impl Rights {
     /// Before any level: everything allowed.
     pub const ALL: Rights = Rights { write: true, user: true, nx: false };
 
-    /// Fold one present entry in.
+    /// Fold one present entry in ([`Fold::x86_64`]).
     #[inline]
     pub fn through(self, e: Entry, nxe: bool) -> Rights {
-        Rights {
-            write: self.write && e.has(bits::RW),
-            user: self.user && e.has(bits::US),
-            nx: self.nx || (nxe && e.has(bits::NX)),
-        }
+        Fold::x86_64(nxe).apply(self, e)
     }
 
     /// Compact form: `RW`/`R`, `U`/`S`, `X`/`NX`.

@@ -18,6 +18,7 @@
 //! | 61:58 (≤ 4.19) / 62:59 (4.20+) | Xen `access` (`p2m_access_t`) |
 //! | 63 | suppress #VE |
 
+use super::entry::addr_mask;
 use crate::addr::{Gfn, Maddr, Mfn};
 use crate::mem::{PhysMem, ReadError};
 use serde::Serialize;
@@ -99,8 +100,7 @@ impl EptEntry {
         if self.write() && !self.read() {
             return Some("write without read (W=1, R=0)".into());
         }
-        let m = u32::from(maxphyaddr.clamp(12, 52));
-        let above = self.0 & 0x000f_ffff_ffff_f000 & !((1u64 << m) - 1);
+        let above = self.0 & 0x000f_ffff_ffff_f000 & !addr_mask(maxphyaddr);
         if above != 0 {
             return Some(format!("address bits {above:#x} at or above MAXPHYADDR={maxphyaddr}"));
         }

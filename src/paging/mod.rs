@@ -2,6 +2,7 @@
 //! enumeration. Nothing here knows about Xen; it is what the MMU does.
 
 pub mod batch;
+pub mod desc;
 pub mod entry;
 pub mod enumerate;
 pub mod ept;
@@ -11,6 +12,7 @@ pub mod slot;
 pub mod walk;
 
 pub use batch::{Translator, translate_all};
+pub use desc::{Fold, LevelDesc, PagingDesc};
 pub use entry::{Entry, Level, Rights};
 pub use enumerate::{
     Coalescer, EnumerateOptions, Event, Leaf, Leaves, Progress, Range, Summary, TableEvent, enumerate, enumerate_par,

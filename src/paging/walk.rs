@@ -6,6 +6,7 @@
 //! page size with the rights accumulated over all levels. Explaining *why* a walk
 //! stopped is [`crate::diagnose`]'s job; the walker only records the facts.
 
+use super::desc::PagingDesc;
 use super::entry::{DEFAULT_MAXPHYADDR, Entry, Level, Rights};
 use crate::addr::{Maddr, Mfn, Vaddr};
 use crate::mem::{PhysMem, ReadError};
@@ -186,6 +187,11 @@ impl Resolved {
 
 /// Walk `va` from the L4 table at `root`.
 pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Walk {
+    walk_desc(mem, root, va, &PagingDesc::x86_64(opts))
+}
+
+/// [`walk`] by a description built once (for callers that walk many VAs).
+pub(crate) fn walk_desc(mem: &dyn PhysMem, root: Maddr, va: Vaddr, desc: &PagingDesc) -> Walk {
     let mut steps = [None; 4];
     let root = Maddr(root.0 & !0xfff);
     if !va.is_canonical() {
@@ -193,7 +199,7 @@ pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Wal
             Outcome::Stopped(Stop { level: Level::L4, table: root, entry_maddr: root, kind: StopKind::NonCanonical });
         return Walk { va, root, steps, outcome };
     }
-    let outcome = walk_from(Level::L4, root, Rights::ALL, va, opts, &mut steps, |a| mem.read_u64(a));
+    let outcome = walk_from(Level::L4, root, Rights::ALL, va, desc, &mut steps, |a| mem.read_u64(a));
     Walk { va, root, steps, outcome }
 }
 
@@ -207,29 +213,30 @@ pub(crate) enum Next {
 }
 
 /// Read the entry of `va` at `level` in `table` through `read`, record the step in
-/// `steps` and say where the walk goes. This is the walker: [`walk`] and the batched
-/// [`crate::paging::batch::Translator`] both run every level through it, so they
-/// cannot disagree.
+/// `steps` and say where the walk goes, by `desc`'s masks. This is the walker:
+/// [`walk`] and the batched [`crate::paging::batch::Translator`] both run every
+/// level through it, so they cannot disagree.
 #[inline]
 pub(crate) fn step(
     level: Level,
     table: Maddr,
     rights: Rights,
     va: Vaddr,
-    opts: WalkOptions,
+    desc: &PagingDesc,
     steps: &mut [Option<Step>; 4],
     read: impl FnOnce(Maddr) -> Result<u64, ReadError>,
 ) -> Next {
-    let index = va.index_at(level.shift());
+    let d = desc.level(level);
+    let index = va.index_at(d.shift);
     let entry_maddr = table.wrapping_add(index as u64 * 8);
     let stop = |kind| Next::End(Outcome::Stopped(Stop { level, table, entry_maddr, kind }));
     let entry = match read(entry_maddr) {
         Ok(v) => Entry(v),
         Err(e) => return stop(StopKind::Unreadable(e)),
     };
-    let present = entry.present();
-    let reserved = if present { entry.reserved_bits(level, opts.maxphyaddr, opts.nxe) } else { 0 };
-    let rights = if present { rights.through(entry, opts.nxe) } else { rights };
+    let present = entry.0 & desc.present != 0;
+    let reserved = if present { d.reserved(entry.0) } else { 0 };
+    let rights = if present { desc.fold.apply(rights, entry) } else { rights };
     // Levels are walked top down, L4 into slot 0.
     if let Some(slot) = steps.get_mut(usize::from(4 - level.number())) {
         *slot = Some(Step { level, index: index as u16, table, entry_maddr, entry, rights, reserved });
@@ -240,12 +247,12 @@ pub(crate) fn step(
     if reserved != 0 {
         return stop(StopKind::Reserved(reserved));
     }
-    let next = entry.addr(level, opts.maxphyaddr);
+    let next = d.addr(entry.0);
     // An L1 entry is always a leaf, so `below()` is taken only above L1.
     match level.below() {
-        Some(below) if !entry.is_leaf(level) => Next::Table { level: below, table: Mfn(next >> 12).maddr(), rights },
+        Some(below) if !d.is_leaf(entry.0) => Next::Table { level: below, table: Mfn(next >> 12).maddr(), rights },
         _ => {
-            let size = level.page_size();
+            let size = d.page_size;
             Next::End(Outcome::Mapped(Mapping {
                 maddr: Maddr(next | (va.0 & (size - 1))),
                 page: Maddr(next),
@@ -265,12 +272,12 @@ pub(crate) fn walk_from(
     mut table: Maddr,
     mut rights: Rights,
     va: Vaddr,
-    opts: WalkOptions,
+    desc: &PagingDesc,
     steps: &mut [Option<Step>; 4],
     mut read: impl FnMut(Maddr) -> Result<u64, ReadError>,
 ) -> Outcome {
     loop {
-        match step(level, table, rights, va, opts, steps, &mut read) {
+        match step(level, table, rights, va, desc, steps, &mut read) {
             Next::End(outcome) => return outcome,
             Next::Table { level: l, table: t, rights: r } => (level, table, rights) = (l, t, r),
         }

@@ -5,9 +5,10 @@
 //! descriptors.
 
 use super::header::{DESC_SIZE, u32_at};
-use super::{Compression, KdumpError, KdumpImage, err};
+use super::{Compression, KdumpImage};
 use crate::addr::Mfn;
 use crate::mem::Absent;
+use crate::mem::Malformed;
 
 /// Pfns per entry of the prefix-count table: 512 bytes of bitmap.
 const RANK_PFNS: u64 = 4096;
@@ -55,7 +56,7 @@ fn popcount(b: &[u8]) -> u64 {
 impl KdumpImage {
     /// One pass over both bitmaps: the prefix counts of the 2nd, the counts of
     /// present, dumped and excluded pages, and the first and last present pfn.
-    pub(super) fn index_bitmaps(&mut self) -> Result<(), KdumpError> {
+    pub(super) fn index_bitmaps(&mut self) -> Result<(), Malformed> {
         let need = self.max_mapnr.div_ceil(8);
         let (slo, shi) = self.span;
         let entries = self.max_mapnr.div_ceil(RANK_PFNS) + 1;
@@ -70,7 +71,7 @@ impl KdumpImage {
             let b1 = self.file.bytes(self.bitmap1 + pos, n);
             let b2 = self.file.bytes(self.bitmap2 + pos, n);
             let (Some(b1), Some(b2)) = (b1, b2) else {
-                return Err(err(self.bitmap1 + pos, "the bitmaps run past the end of the file: truncated"));
+                return Err(Malformed::new(self.bitmap1 + pos, "the bitmaps run past the end of the file: truncated"));
             };
             for (i, (&x1, &x2)) in b1.iter().zip(b2.iter()).enumerate() {
                 let byte = pos + i as u64;

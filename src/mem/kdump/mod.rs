@@ -64,8 +64,8 @@ pub use header::{
     DUMP_DH_COMPRESSED_ZSTD, DUMP_DH_EXCLUDED_VMEMMAP, KdumpSummary, NEWEST_HEADER_VERSION,
 };
 
-use super::flattened::{self, FlatError, FlatIndex};
-use super::{Absent, Extent, Page, PhysMem, ReadError};
+use super::flattened::{self, FlatIndex};
+use super::{Absent, Extent, Malformed, Page, PhysMem, ReadError};
 use crate::addr::{Maddr, Mfn, PAGE_SIZE};
 use crate::notes::{self, RawNote};
 use bitmap::{CHUNK, byte_mask};
@@ -80,26 +80,6 @@ const PAGE: usize = PAGE_SIZE as usize;
 /// Whether `head` starts with a kdump-compressed signature.
 pub fn is_kdump(head: &[u8]) -> bool {
     head.starts_with(b"KDUMP   ") || head.starts_with(b"DISKDUMP")
-}
-
-/// A malformed or unsupported kdump file: what was wrong and where. For a flattened
-/// file the offset is in the file the records describe (what `makedumpfile -R`
-/// would write), unless the flattened layer itself is broken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at offset {offset:#x}: {what}")]
-pub struct KdumpError {
-    pub offset: u64,
-    pub what: String,
-}
-
-fn err(offset: u64, what: impl Into<String>) -> KdumpError {
-    KdumpError { offset, what: what.into() }
-}
-
-impl From<FlatError> for KdumpError {
-    fn from(e: FlatError) -> Self {
-        KdumpError { offset: e.offset, what: format!("flattened format: {}", e.what) }
-    }
 }
 
 /// The logical kdump file: the mapped file itself, or the records of a flattened
@@ -190,13 +170,15 @@ pub struct Kdump {
 }
 
 /// Open a kdump-compressed file (`map` starts with its signature).
-pub fn open_plain(map: Mmap) -> Result<Kdump, KdumpError> {
+pub fn open_plain(map: Mmap) -> Result<Kdump, Malformed> {
     open(KdumpFile::Plain(map))
 }
 
-/// Open a flattened file, which must hold a kdump-compressed file.
-pub fn open_flattened(map: Mmap) -> Result<Kdump, KdumpError> {
-    let flat = flattened::parse(map)?;
+/// Open a flattened file, which must hold a kdump-compressed file. An error's offset
+/// is in the file the records describe (what `makedumpfile -R` would write), unless
+/// the flattened layer itself is broken (its text then starts "flattened format: ").
+pub fn open_flattened(map: Mmap) -> Result<Kdump, Malformed> {
+    let flat = flattened::parse(map).map_err(|e| e.within("flattened format"))?;
     let head = flat.slice(0, 8).map(<[u8]>::to_vec).unwrap_or_else(|| {
         let mut h = vec![0u8; 8];
         if !flat.read(0, &mut h) {
@@ -205,14 +187,14 @@ pub fn open_flattened(map: Mmap) -> Result<Kdump, KdumpError> {
         h
     });
     if head.starts_with(b"\x7fELF") {
-        return Err(err(
+        return Err(Malformed::new(
             0,
             "a flattened ELF core (makedumpfile -F -E) is not supported yet: rebuild it with \
              `makedumpfile -R OUT < FILE` and pass OUT",
         ));
     }
     if !is_kdump(&head) {
-        return Err(err(
+        return Err(Malformed::new(
             flattened::FLAT_HEADER_SIZE,
             "the flattened records do not hold a kdump-compressed file (no \"KDUMP   \" signature \
              at offset 0 of the file they describe)",
@@ -222,7 +204,7 @@ pub fn open_flattened(map: Mmap) -> Result<Kdump, KdumpError> {
 }
 
 /// Parse the headers of the logical kdump file `file` and index its bitmaps.
-pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
+pub fn open(file: KdumpFile) -> Result<Kdump, Malformed> {
     let mut warnings = Vec::new();
     let flattened = match &file {
         KdumpFile::Flattened(f) => {
@@ -233,16 +215,19 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     };
     let len = file.len();
     let h = file.bytes(0, HEADER_SIZE).ok_or_else(|| {
-        err(0, format!("the file is {len} bytes, too short for the {HEADER_SIZE}-byte kdump header: truncated"))
+        Malformed::new(
+            0,
+            format!("the file is {len} bytes, too short for the {HEADER_SIZE}-byte kdump header: truncated"),
+        )
     })?;
     let h: &[u8] = &h;
     let diskdump = h.starts_with(b"DISKDUMP");
     if !diskdump && !h.starts_with(b"KDUMP   ") {
-        return Err(err(0, "no kdump signature (\"KDUMP   \" or \"DISKDUMP\")"));
+        return Err(Malformed::new(0, "no kdump signature (\"KDUMP   \" or \"DISKDUMP\")"));
     }
     let raw_version = u32_at(h, 8) as i32;
     let Ok(header_version) = u32::try_from(raw_version) else {
-        return Err(err(8, format!("negative header_version {raw_version}")));
+        return Err(Malformed::new(8, format!("negative header_version {raw_version}")));
     };
     if !diskdump && header_version > NEWEST_HEADER_VERSION {
         warnings.push(format!(
@@ -255,18 +240,21 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     let status = u32_at(h, 424);
     let block_size = u32_at(h, 428) as i32;
     if block_size != PAGE as i32 {
-        return Err(err(428, format!("block size {block_size}: only 4096-byte pages (x86-64) are supported")));
+        return Err(Malformed::new(
+            428,
+            format!("block size {block_size}: only 4096-byte pages (x86-64) are supported"),
+        ));
     }
     let raw_sub = u32_at(h, 432) as i32;
     let Ok(sub_hdr_size) = u32::try_from(raw_sub) else {
-        return Err(err(432, format!("negative sub_hdr_size {raw_sub}")));
+        return Err(Malformed::new(432, format!("negative sub_hdr_size {raw_sub}")));
     };
     if !diskdump && sub_hdr_size == 0 {
-        return Err(err(432, "sub_hdr_size 0 leaves no block for the kdump sub-header"));
+        return Err(Malformed::new(432, "sub_hdr_size 0 leaves no block for the kdump sub-header"));
     }
     let bitmap_blocks = u32_at(h, 436);
     if bitmap_blocks == 0 {
-        return Err(err(436, "bitmap_blocks 0: the dump has no bitmaps"));
+        return Err(Malformed::new(436, "bitmap_blocks 0: the dump has no bitmaps"));
     }
     let max_mapnr32 = u64::from(u32_at(h, 440));
     let current_cpu = u32_at(h, 456);
@@ -290,7 +278,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     } else {
         file.bytes(block, sub_len)
             .ok_or_else(|| {
-                err(
+                Malformed::new(
                     block,
                     format!(
                         "the kdump sub-header ({sub_len} bytes at {block:#x}) is past the end of the \
@@ -327,12 +315,12 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     };
     let mapnr_at = if v >= 6 { block + 96 } else { 440 };
     if max_mapnr == 0 {
-        return Err(err(mapnr_at, "max_mapnr 0: the dump describes no memory"));
+        return Err(Malformed::new(mapnr_at, "max_mapnr 0: the dump describes no memory"));
     }
     let split = if split_flag {
         let (s, e, at) = if v >= 6 { (field(80), field(88), block + 80) } else { (field(16), field(24), block + 16) };
         if s >= e || e > max_mapnr {
-            return Err(err(
+            return Err(Malformed::new(
                 at,
                 format!(
                     "split dump part with start_pfn {s:#x} and end_pfn {e:#x} (max_mapnr {max_mapnr:#x}): \
@@ -350,7 +338,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     let bitmap_len = u64::from(bitmap_blocks) * block;
     let desc_off = bitmap_off + bitmap_len; // < 2^31 × 4096 + 2^32 × 4096: no overflow
     if desc_off > len {
-        return Err(err(
+        return Err(Malformed::new(
             436,
             format!(
                 "the bitmaps ({bitmap_blocks} blocks at {bitmap_off:#x}) run past the end of the file \
@@ -359,7 +347,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
         ));
     }
     if bitmap_len > file.stored() {
-        return Err(err(
+        return Err(Malformed::new(
             436,
             format!("the bitmaps ({bitmap_len} bytes) are larger than the file itself ({} bytes)", file.stored()),
         ));
@@ -370,7 +358,7 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
     let two_bitmaps = u64::from(bitmap_blocks) >= need_blocks.saturating_mul(2);
     let bitmap2 = if two_bitmaps { bitmap_off + bitmap_len / 2 } else { bitmap_off };
     if !two_bitmaps && bitmap_len < need_bytes {
-        return Err(err(
+        return Err(Malformed::new(
             mapnr_at,
             format!(
                 "max_mapnr {max_mapnr:#x} needs {need_bytes} bitmap bytes, but bitmap_blocks \
@@ -384,10 +372,10 @@ pub fn open(file: KdumpFile) -> Result<Kdump, KdumpError> {
              bits, not two: every page it lists is taken as dumped"
         ));
     }
-    let check_range = |what: &str, r: Option<(u64, u64)>, at: u64| -> Result<(), KdumpError> {
+    let check_range = |what: &str, r: Option<(u64, u64)>, at: u64| -> Result<(), Malformed> {
         if let Some((o, s)) = r {
             if o.checked_add(s).is_none_or(|e| e > len) || s > file.stored() {
-                return Err(err(
+                return Err(Malformed::new(
                     at,
                     format!("the {what} ({s} bytes at {o:#x}) run past the end of the file ({len} bytes)"),
                 ));

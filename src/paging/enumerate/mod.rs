@@ -29,6 +29,7 @@ pub use coalesce::{Coalescer, Range};
 pub use parallel::{enumerate_par, enumerate_tables_with};
 pub use tables::Leaves;
 
+use super::desc::PagingDesc;
 use super::entry::{Entry, Level, Rights};
 use super::walk::WalkOptions;
 use crate::addr::{Maddr, Vaddr};
@@ -210,7 +211,7 @@ const MEMO_SLOTS: usize = 64;
 
 struct Enumerator<'m, S> {
     mem: &'m dyn PhysMem,
-    opts: WalkOptions,
+    desc: PagingDesc,
     summary: Summary,
     seen: HashSet<u64>,
     sink: S,
@@ -237,7 +238,7 @@ impl<'m, S: Sink> Enumerator<'m, S> {
     fn new(mem: &'m dyn PhysMem, opts: WalkOptions, sink: S, resident: Resident) -> Self {
         Enumerator {
             mem,
-            opts,
+            desc: PagingDesc::x86_64(opts),
             summary: Summary::default(),
             seen: HashSet::new(),
             sink,
@@ -268,10 +269,10 @@ impl<'m, S: Sink> Enumerator<'m, S> {
         }
         let mem = self.mem;
         self.resident.tick(mem, table);
-        let opts = self.opts;
+        let (rules, present, fold) = (self.desc.level(level), self.desc.present, self.desc.fold);
         match mem.page(table.mfn()) {
             Ok(p) => {
-                let d = Arc::new(Decoded::new(level, opts, |i| Some(p.entry(i))));
+                let d = Arc::new(Decoded::new(rules, present, fold, |i| Some(p.entry(i))));
                 if let Some(s) = self.memo.get_mut(slot) {
                     *s = Some((key, Arc::clone(&d)));
                 }
@@ -294,7 +295,8 @@ impl<'m, S: Sink> Enumerator<'m, S> {
                 if !any {
                     return Err(ControlFlow::Continue(()));
                 }
-                Ok(Arc::new(Decoded::new(level, opts, |i| part.get(i).copied().flatten())))
+                let rules = self.desc.level(level);
+                Ok(Arc::new(Decoded::new(rules, present, fold, |i| part.get(i).copied().flatten())))
             }
         }
     }
@@ -338,7 +340,7 @@ impl<'m, S: Sink> Enumerator<'m, S> {
             Ok(d) => d,
             Err(flow) => return flow,
         };
-        let mut run = Leaves { decoded: Arc::clone(&d), level, table, va_base, rights, mask: [0; 8], opts: self.opts };
+        let mut run = Leaves { decoded: Arc::clone(&d), level, table, va_base, rights, mask: [0; 8] };
         for w in 0..8 {
             let within = range_word(&range, w);
             let junk = d.junk.get(w).copied().unwrap_or(0) & within;
@@ -384,8 +386,9 @@ impl<'m, S: Sink> Enumerator<'m, S> {
         i: usize,
     ) -> ControlFlow<()> {
         let e = Entry(d.entry(i));
-        let va = va_base | ((i as u64) << level.shift());
-        let rsvd = e.reserved_bits(level, self.opts.maxphyaddr, self.opts.nxe);
+        let rules = &d.rules;
+        let va = va_base | ((i as u64) << rules.shift);
+        let rsvd = rules.reserved(e.0);
         if rsvd != 0 {
             self.summary.reserved_entries += 1;
             let ev = Event::Reserved {
@@ -397,8 +400,8 @@ impl<'m, S: Sink> Enumerator<'m, S> {
             };
             return self.sink.event(ev);
         }
-        let r = rights.through(e, self.opts.nxe);
-        let next = Maddr(e.addr(level, self.opts.maxphyaddr));
+        let r = d.fold.apply(rights, e);
+        let next = Maddr(rules.addr(e.0));
         match level.below() {
             Some(below) => match self.sink.split(below, next, va, r) {
                 Some(flow) => flow,

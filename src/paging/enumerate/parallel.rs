@@ -6,6 +6,7 @@ use super::{Direct, EnumerateOptions, Enumerator, Event, Leaves, Progress, Sink,
 use crate::addr::Maddr;
 use crate::mem::PhysMem;
 use crate::mem::resident::{self, Resident};
+use crate::paging::desc::PagingDesc;
 use crate::paging::entry::{Entry, Level, Rights};
 use crate::paging::walk::WalkOptions;
 use std::collections::VecDeque;
@@ -136,8 +137,10 @@ fn workers() -> Option<&'static rayon::ThreadPool> {
 
 /// Present L3 entries that lead to an L2 table, under the present L4 entries.
 fn count_l2_tables(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions) -> u64 {
+    let desc = PagingDesc::x86_64(opts);
     let usable = |e: Entry, level: Level| {
-        e.present() && e.reserved_bits(level, opts.maxphyaddr, opts.nxe) == 0 && !e.is_leaf(level)
+        let d = desc.level(level);
+        e.0 & desc.present != 0 && d.reserved(e.0) == 0 && !d.is_leaf(e.0)
     };
     let Ok(l4) = mem.page(root.mfn()) else { return 1 };
     let mut n = 0;
@@ -146,7 +149,7 @@ fn count_l2_tables(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions) -> u64 {
         if !usable(e, Level::L4) {
             continue;
         }
-        match mem.page(Maddr(e.addr(Level::L4, opts.maxphyaddr)).mfn()) {
+        match mem.page(Maddr(desc.level(Level::L4).addr(e.0)).mfn()) {
             Ok(l3) => n += (0..512).filter(|&j| usable(Entry(l3.entry(j)), Level::L3)).count() as u64,
             Err(_) => n += 1,
         }

@@ -3,14 +3,14 @@
 
 use super::Leaf;
 use crate::addr::{Maddr, Vaddr};
-use crate::paging::entry::{Entry, Level, Rights, addr_mask, bits};
-use crate::paging::walk::WalkOptions;
+use crate::paging::desc::{Fold, LevelDesc};
+use crate::paging::entry::{Entry, Level, Rights};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// One table page's entries, decoded once: which are leaves, which lead to tables,
-/// which have reserved bits. It depends only on the page's bytes, its level and the
-/// walk options — not on the VA or the rights above — and dumps do not change, so
+/// which have reserved bits. It depends only on the page's bytes and the rules of its
+/// level (which it keeps) — not on the VA or the rights above — and dumps do not change, so
 /// an enumeration that meets the same frame again at the same level reuses it
 /// (tables shared by many entries cost one decode, whatever the fan-in).
 #[derive(Debug)]
@@ -24,32 +24,38 @@ pub(super) struct Decoded {
     pub(super) reserved: [u64; 8],
     /// Not present but not zero.
     pub(super) junk: [u64; 8],
+    /// The rules the page was decoded by: its level's masks, and how rights fold.
+    pub(super) rules: LevelDesc,
+    pub(super) fold: Fold,
 }
 
 impl Decoded {
-    /// Decode `raw` (entry `i`, or `None` where the dump cannot supply it) at `level`.
-    pub(super) fn new(level: Level, opts: WalkOptions, raw: impl Fn(usize) -> Option<u64>) -> Decoded {
-        let mut d = Decoded { entries: [0; 512], leaf: [0; 8], table: [0; 8], reserved: [0; 8], junk: [0; 8] };
-        let (m, nxe) = (opts.maxphyaddr, opts.nxe);
-        // The reserved bits of a table pointer and of a leaf at this level, from
-        // `reserved_bits` itself (the entry masked by a set that depends only on
-        // whether it is a leaf; at L4 PS is reserved and never makes a leaf).
-        let rsvd_table =
-            if level == Level::L4 { Entry(u64::MAX) } else { Entry(!bits::PS) }.reserved_bits(level, m, nxe);
-        let rsvd_leaf = Entry(u64::MAX).reserved_bits(level, m, nxe);
+    /// Decode `raw` (entry `i`, or `None` where the dump cannot supply it) by the
+    /// rules of its level, `rules`, and of the walk, `present` and `fold`
+    /// ([`crate::paging::PagingDesc`]).
+    pub(super) fn new(rules: &LevelDesc, present: u64, fold: Fold, raw: impl Fn(usize) -> Option<u64>) -> Decoded {
+        let mut d = Decoded {
+            entries: [0; 512],
+            leaf: [0; 8],
+            table: [0; 8],
+            reserved: [0; 8],
+            junk: [0; 8],
+            rules: *rules,
+            fold,
+        };
         for i in 0..512 {
             let Some(v) = raw(i) else { continue };
             if let Some(e) = d.entries.get_mut(i) {
                 *e = v;
             }
-            let mask = if v & bits::P == 0 {
+            let mask = if v & present == 0 {
                 if v == 0 {
                     continue;
                 }
                 &mut d.junk
             } else {
-                let leaf = Entry(v).is_leaf(level);
-                if v & if leaf { rsvd_leaf } else { rsvd_table } != 0 {
+                let leaf = rules.is_leaf(v);
+                if v & if leaf { rules.rsvd_leaf } else { rules.rsvd_table } != 0 {
                     &mut d.reserved
                 } else if leaf {
                     &mut d.leaf
@@ -82,7 +88,6 @@ pub struct Leaves {
     /// Rights accumulated by the entries above the table (each leaf folds in its own).
     pub rights: Rights,
     pub(super) mask: [u64; 8],
-    pub(super) opts: WalkOptions,
 }
 
 impl Leaves {
@@ -106,17 +111,17 @@ impl Leaves {
         let va = self.va_base | ((i as u64) << self.level.shift());
         Leaf {
             va: Vaddr::canonicalize(va),
-            page: Maddr(e.addr(self.level, self.opts.maxphyaddr)),
+            page: Maddr(e.0 & self.decoded.rules.leaf_addr),
             level: self.level,
             entry: e,
-            rights: self.rights.through(e, self.opts.nxe),
+            rights: self.decoded.fold.apply(self.rights, e),
         }
     }
     /// Call `f` on each leaf in VA order until it breaks.
     #[inline]
     pub fn try_for_each(&self, mut f: impl FnMut(&Leaf) -> ControlFlow<()>) -> ControlFlow<()> {
-        let (level, shift, nxe) = (self.level, self.level.shift(), self.opts.nxe);
-        let frame = addr_mask(self.opts.maxphyaddr) & !(level.page_size() - 1);
+        let (level, rules, fold) = (self.level, &self.decoded.rules, self.decoded.fold);
+        let (shift, frame) = (rules.shift, rules.leaf_addr);
         for (w, &bits) in self.mask.iter().enumerate() {
             let mut b = bits;
             while b != 0 {
@@ -128,7 +133,7 @@ impl Leaves {
                     page: Maddr(e.0 & frame),
                     level,
                     entry: e,
-                    rights: self.rights.through(e, nxe),
+                    rights: fold.apply(self.rights, e),
                 };
                 f(&leaf)?;
             }
