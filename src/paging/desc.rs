@@ -12,6 +12,12 @@
 //! (PDE referencing a page table), 4-20 (PTE), and §4.6.1 for rights; reference
 //! `xen-x86-64.md` §1.3–1.5. The tests below pin every mask against those tables.
 //! (memflow keeps its MMU the same way, `ArchMmuDef` → `ArchMmuSpec`; STYLE.md §3.)
+//!
+//! Intel's EPT (the host p2m of an HVM guest on Intel) is another value of its own
+//! kind, [`EptDesc`]: the same per-level index shifts, page sizes and address masks,
+//! with EPT's own leaf and reserved-bit rules (SDM Vol. 3C §29.3.2, Tables 29-1 … 29-6)
+//! and no rights fold (R/W/X are checked per entry, not folded). [`super::ept`] reads
+//! it.
 
 use super::entry::{Entry, Level, Rights, addr_mask, bits};
 use super::walk::WalkOptions;
@@ -321,5 +327,87 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// One level of Intel's EPT (SDM Vol. 3C §29.3.2): index shift, page size, whether a
+/// leaf may sit here (bit 7 at the PDPTE and PDE; every PTE), the frame mask, and the
+/// bits that must be 0 inside a superpage's offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EptLevelDesc {
+    /// 4 (PML4E) … 1 (PTE).
+    pub level: u8,
+    pub shift: u32,
+    pub page_size: u64,
+    /// Whether bit 7 makes this level's entry a leaf (L3, L2); L1 always is one, L4
+    /// never: there bit 7 is reserved (Table 29-1).
+    pub superpage_allowed: bool,
+    /// Address bits M-1:12 of an entry pointing to a table or a 4 KiB page.
+    pub frame: u64,
+    /// Address bits above M (bits 51:M), reserved at every level.
+    pub above_m: u64,
+    /// Bits inside a superpage's offset, reserved in a leaf at this level (Tables
+    /// 29-2 and 29-4: 29:12 for 1 GiB, 20:12 for 2 MiB).
+    pub superpage_offset: u64,
+}
+
+/// Intel's EPT as a description (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EptDesc {
+    pub maxphyaddr: u8,
+    /// L1 … L4, by level number − 1.
+    levels: [EptLevelDesc; 4],
+}
+
+impl EptDesc {
+    /// Four-level EPT for physical-address width `maxphyaddr`.
+    pub fn new(maxphyaddr: u8) -> EptDesc {
+        let addr = addr_mask(maxphyaddr);
+        let level = |n: u8| {
+            let shift = 12 + 9 * u32::from(n - 1);
+            EptLevelDesc {
+                level: n,
+                shift,
+                page_size: 1u64 << shift,
+                superpage_allowed: matches!(n, 2 | 3),
+                frame: addr,
+                above_m: !addr & 0x000f_ffff_ffff_f000,
+                superpage_offset: match n {
+                    3 => 0x3fff_f000,
+                    2 => 0x001f_f000,
+                    _ => 0,
+                },
+            }
+        };
+        EptDesc { maxphyaddr, levels: [level(1), level(2), level(3), level(4)] }
+    }
+
+    /// Level `n` (4..1); `None` outside it.
+    #[inline]
+    pub fn level(&self, n: u8) -> Option<&EptLevelDesc> {
+        self.levels.get(usize::from(n).checked_sub(1)?)
+    }
+}
+
+#[cfg(test)]
+mod ept_tests {
+    use super::*;
+
+    #[test]
+    fn ept_masks_pinned_against_the_sdm() {
+        // SDM Vol. 3C Tables 29-1 … 29-6, MAXPHYADDR 46.
+        let d = EptDesc::new(46);
+        let l = |n| *d.level(n).unwrap();
+        assert_eq!(l(1).frame, 0x0000_3fff_ffff_f000);
+        assert_eq!(l(1).above_m, 0x000f_c000_0000_0000);
+        assert_eq!((l(1).shift, l(2).shift, l(3).shift, l(4).shift), (12, 21, 30, 39));
+        assert_eq!((l(2).page_size, l(3).page_size), (2 << 20, 1 << 30));
+        assert_eq!((l(4).superpage_allowed, l(3).superpage_allowed, l(2).superpage_allowed), (false, true, true));
+        assert!(!l(1).superpage_allowed, "a PTE maps its page without bit 7");
+        // Table 29-2: bits 29:12 of a 1 GiB leaf are reserved; Table 29-4: 20:12.
+        assert_eq!(l(3).superpage_offset, 0x3fff_f000);
+        assert_eq!(l(2).superpage_offset, 0x001f_f000);
+        assert!(d.level(0).is_none() && d.level(5).is_none());
+        assert_eq!(EptDesc::new(52).level(1).unwrap().above_m, 0);
     }
 }

@@ -18,7 +18,7 @@
 //! | 61:58 (≤ 4.19) / 62:59 (4.20+) | Xen `access` (`p2m_access_t`) |
 //! | 63 | suppress #VE |
 
-use super::entry::addr_mask;
+use super::desc::{EptDesc, EptLevelDesc};
 use crate::addr::{Gfn, Maddr, Mfn};
 use crate::mem::{PhysMem, ReadError};
 use serde::Serialize;
@@ -94,18 +94,23 @@ impl EptEntry {
     /// Why the CPU would take an EPT misconfiguration (or Xen wants a recalculation)
     /// on this entry at `level` (4..1), if it would.
     pub fn misconfig(self, level: u8, maxphyaddr: u8) -> Option<String> {
+        EptDesc::new(maxphyaddr).level(level).and_then(|d| self.misconfig_at(d, maxphyaddr))
+    }
+
+    /// [`EptEntry::misconfig`] with the level's description.
+    pub fn misconfig_at(self, d: &EptLevelDesc, maxphyaddr: u8) -> Option<String> {
         if !self.present() {
             return None;
         }
         if self.write() && !self.read() {
             return Some("write without read (W=1, R=0)".into());
         }
-        let above = self.0 & 0x000f_ffff_ffff_f000 & !addr_mask(maxphyaddr);
+        let above = self.0 & d.above_m;
         if above != 0 {
             return Some(format!("address bits {above:#x} at or above MAXPHYADDR={maxphyaddr}"));
         }
-        let leaf = level == 1 || (matches!(level, 2 | 3) && self.superpage());
-        if level == 4 && self.superpage() {
+        let leaf = d.level == 1 || (d.superpage_allowed && self.superpage());
+        if d.level == 4 && self.superpage() {
             return Some("bit 7 set in an EPT PML4E (reserved)".into());
         }
         if leaf {
@@ -118,11 +123,7 @@ impl EptEntry {
                 }
                 _ => {}
             }
-            let low = match level {
-                3 => self.0 & 0x3fff_f000,
-                2 => self.0 & 0x001f_f000,
-                _ => 0,
-            };
+            let low = self.0 & d.superpage_offset;
             if low != 0 {
                 return Some(format!("bits {low:#x} inside the superpage's offset are set"));
             }
@@ -225,8 +226,9 @@ impl<'a> Ept<'a> {
         let gpa = gfn.0 << 12;
         let mut table = self.root;
         let mut steps = Vec::with_capacity(4);
-        for level in (1..=4u8).rev() {
-            let shift = 12 + 9 * (u32::from(level) - 1);
+        let desc = EptDesc::new(self.maxphyaddr);
+        for d in (1..=4u8).rev().filter_map(|n| desc.level(n)) {
+            let (level, shift) = (d.level, d.shift);
             let index = ((gpa >> shift) & 0x1ff) as u16;
             let entry_maddr = table.wrapping_add(u64::from(index) * 8);
             let e = match self.mem.read_u64(entry_maddr) {
@@ -260,7 +262,7 @@ impl<'a> Ept<'a> {
                     stop: Some(format!("L{level}: {why}")),
                 };
             }
-            if let Some(m) = e.misconfig(level, self.maxphyaddr) {
+            if let Some(m) = e.misconfig_at(d, self.maxphyaddr) {
                 return EptWalk {
                     gfn,
                     steps,
@@ -270,14 +272,14 @@ impl<'a> Ept<'a> {
                     stop: Some(format!("L{level}: EPT misconfiguration: {m}")),
                 };
             }
-            let leaf = level == 1 || e.superpage();
+            let leaf = level == 1 || (d.superpage_allowed && e.superpage());
             if leaf {
-                let size = 1u64 << shift;
-                let base = e.0 & 0x000f_ffff_ffff_f000 & !(size - 1);
+                let size = d.page_size;
+                let base = e.0 & d.frame & !(size - 1);
                 let mfn = Mfn((base | (gpa & (size - 1))) >> 12);
                 return EptWalk { gfn, steps, mfn: Some(mfn), page_size: Some(size), last: e.0, stop: None };
             }
-            table = e.mfn().maddr();
+            table = Maddr(e.0 & d.frame);
         }
         EptWalk { gfn, steps, mfn: None, page_size: None, last: 0, stop: Some("walk ended without a leaf".into()) }
     }
@@ -296,7 +298,10 @@ impl<'a> Ept<'a> {
         f: &mut impl FnMut(Gfn, EptEntry, u64),
     ) -> Result<(), ReadError> {
         let page = self.mem.page(table.mfn())?;
-        let shift = 9 * (u32::from(level) - 1);
+        let desc = EptDesc::new(self.maxphyaddr);
+        let Some(d) = desc.level(level) else { return Ok(()) };
+        // In frames: the gfn span of one entry of this level.
+        let shift = d.shift - 12;
         for i in 0..512u64 {
             let e = EptEntry(page.entry(i as usize));
             let gfn = base | (i << shift);
@@ -306,15 +311,15 @@ impl<'a> Ept<'a> {
                 }
                 continue;
             }
-            if e.misconfig(level, self.maxphyaddr).is_some() {
+            if e.misconfig_at(d, self.maxphyaddr).is_some() {
                 f(Gfn(gfn), e, 1 << shift);
                 continue;
             }
-            if level == 1 || e.superpage() {
+            if level == 1 || (d.superpage_allowed && e.superpage()) {
                 f(Gfn(gfn), e, 1 << shift);
             } else {
                 // A table the dump lacks ends that branch, reported by the caller as a gap.
-                let _ = self.visit(e.mfn().maddr(), level - 1, gfn, f);
+                let _ = self.visit(Maddr(e.0 & d.frame), level - 1, gfn, f);
             }
         }
         Ok(())
