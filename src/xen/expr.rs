@@ -400,19 +400,19 @@ impl Parser<'_, '_> {
         match v {
             Val::Object { addr, ty: Ty::Array(elem) } => {
                 let size = ty_size(self, &elem)?;
-                Ok(Val::Object { addr: addr.wrapping_add(n * size), ty: *elem })
+                Ok(Val::Object { addr: addr.wrapping_add(n.wrapping_mul(size)), ty: *elem })
             }
             Val::Object { addr, ty: Ty::Ptr(to) } => {
                 let base = self.ctx.read(addr, 8)?;
                 let size = ty_size(self, &to)?;
-                Ok(Val::Object { addr: base.wrapping_add(n * size), ty: *to })
+                Ok(Val::Object { addr: base.wrapping_add(n.wrapping_mul(size)), ty: *to })
             }
             Val::Value { v, ty: Ty::Ptr(to) } => {
                 let size = ty_size(self, &to)?;
-                Ok(Val::Object { addr: v.wrapping_add(n * size), ty: *to })
+                Ok(Val::Object { addr: v.wrapping_add(n.wrapping_mul(size)), ty: *to })
             }
             Val::Object { addr, ty: Ty::Unknown } => {
-                Ok(Val::Object { addr: addr.wrapping_add(n * 8), ty: Ty::Unknown })
+                Ok(Val::Object { addr: addr.wrapping_add(n.wrapping_mul(8)), ty: Ty::Unknown })
             }
             other => Err(ExprError::CannotIndex { value: Box::new(other) }),
         }
