@@ -6,6 +6,9 @@
 //! (tests/xen_lab.rs's), a cut of it is a seed too: its headers, notes and vCPU
 //! contexts as Xen's toolstack wrote them, with a few of its pages.
 
+#[path = "../fuzz/fuzz_targets/harness.rs"]
+mod harness;
+
 use std::fs;
 use std::path::Path;
 use xenwalk::fixture::kdump::KdumpOptions;
@@ -106,6 +109,10 @@ fn main() -> std::io::Result<()> {
             v.extend(c);
             fs::write(dec.join(format!("{kind:?}")), v)?;
         }
+    }
+    // The Xen-aware targets: patches of the synthetic machine, expressions, VA lines.
+    for (t, name, bytes) in harness::xen_seeds() {
+        fs::write(dir(t)?.join(name), bytes)?;
     }
     Ok(())
 }

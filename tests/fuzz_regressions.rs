@@ -14,7 +14,7 @@ use std::path::Path;
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 8] = [
+const TARGETS: [(&str, Target); 12] = [
     ("dump_open", harness::dump_open),
     ("elf", harness::elf),
     ("notes", harness::notes),
@@ -23,6 +23,10 @@ const TARGETS: [(&str, Target); 8] = [
     ("decompress", harness::decompress),
     ("xlcore", harness::xlcore),
     ("xen_syms", harness::xen_syms),
+    ("xen_domains", harness::xen_domains),
+    ("xen_p2m", harness::xen_p2m),
+    ("xen_expr", harness::xen_expr),
+    ("va_lines", harness::va_lines),
 ];
 
 /// The fuzz targets that exist: `fuzz/fuzz_targets/*.rs` but the shared harness.

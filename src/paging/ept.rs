@@ -22,6 +22,7 @@ use super::desc::{EptDesc, EptLevelDesc};
 use crate::addr::{Gfn, Maddr, Mfn};
 use crate::mem::{PhysMem, ReadError};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// `p2m_type_t` names (4.17 = 4.22, `X:xen/arch/x86/include/asm/p2m.h@4.17.0`).
 pub const P2M_TYPES: [&str; 16] = [
@@ -284,10 +285,17 @@ impl<'a> Ept<'a> {
         EptWalk { gfn, steps, mfn: None, page_size: None, last: 0, stop: Some("walk ended without a leaf".into()) }
     }
 
-    /// Every leaf, in gfn order: (first gfn, entry, page size in frames). Bounded by
-    /// the tables' contents; each table page is read once per path.
-    pub fn leaves(&self, mut f: impl FnMut(Gfn, EptEntry, u64)) -> Result<(), ReadError> {
-        self.visit(self.root, 4, 0, &mut f)
+    /// Every leaf, in gfn order: (first gfn, entry, page size in frames). Each table
+    /// is read once: Xen's EPT code never shares a table between two entries, so a
+    /// table reached a second time (an entry pointing back at its own table or an
+    /// ancestor, or two entries at one table) is corruption. It is not followed again
+    /// (else a table whose entries point at itself would make 512^3 visits), the
+    /// listing goes on, and the first such entry is the error at the end.
+    pub fn leaves(&self, mut f: impl FnMut(Gfn, EptEntry, u64)) -> Result<(), LeavesError> {
+        let mut seen = HashSet::from([self.root.mfn().0]);
+        let mut first_loop = None;
+        self.visit(self.root, 4, 0, &mut f, &mut seen, &mut first_loop)?;
+        first_loop.map_or(Ok(()), Err)
     }
 
     fn visit(
@@ -296,6 +304,8 @@ impl<'a> Ept<'a> {
         level: u8,
         base: u64,
         f: &mut impl FnMut(Gfn, EptEntry, u64),
+        seen: &mut HashSet<u64>,
+        first_loop: &mut Option<LeavesError>,
     ) -> Result<(), ReadError> {
         let page = self.mem.page(table.mfn())?;
         let desc = EptDesc::new(self.maxphyaddr);
@@ -317,13 +327,34 @@ impl<'a> Ept<'a> {
             }
             if level == 1 || (d.superpage_allowed && e.superpage()) {
                 f(Gfn(gfn), e, 1 << shift);
+            } else if !seen.insert(e.mfn().0) {
+                first_loop.get_or_insert(LeavesError::Loop {
+                    level,
+                    entry: table.wrapping_add(i * 8),
+                    table: e.mfn().maddr(),
+                });
             } else {
                 // A table the dump lacks ends that branch, reported by the caller as a gap.
-                let _ = self.visit(Maddr(e.0 & d.frame), level - 1, gfn, f);
+                let _ = self.visit(Maddr(e.0 & d.frame), level - 1, gfn, f, seen, first_loop);
             }
         }
         Ok(())
     }
+}
+
+/// Why [`Ept::leaves`] could not list every leaf.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeavesError {
+    /// The root table cannot be read.
+    #[error(transparent)]
+    Root(#[from] ReadError),
+    /// The L`level` entry at `entry` points at `table`, a table the listing had
+    /// already reached: where the tables' loop closes.
+    #[error(
+        "the L{level} entry at {entry} points at the table {table}, already reached: the EPT tables loop (or share a table, which Xen never does); not followed again"
+    )]
+    Loop { level: u8, entry: Maddr, table: Maddr },
 }
 
 #[cfg(test)]
@@ -351,5 +382,20 @@ mod tests {
         assert!(!pod.present() && pod.valid() && pod.p2m_type_name() == "populate_on_demand");
         assert!(EptEntry(7 | 6 << 3 | 1 << 7 | 0x1000).misconfig(2, 52).unwrap().contains("superpage"));
         assert!(!EptEntry(1 << 63).valid(), "suppress-#VE alone is an empty entry");
+    }
+
+    /// A root whose 512 entries all point back at itself is listed in one pass, and
+    /// the first entry where the loop closes is the error (was 512^3 table visits).
+    #[test]
+    fn leaves_of_a_looping_table_are_bounded() {
+        let mut m = crate::fixture::Machine::new(0x10000);
+        for i in 0..512 {
+            m.write_u64(Maddr(0x1000 + i * 8), 0x1000 | 7);
+        }
+        let ept = Ept::from_eptp(&m, 0x1000 | 3 << 3 | 6, 17).unwrap();
+        let mut n = 0;
+        let r = ept.leaves(|_, _, _| n += 1);
+        assert_eq!(r, Err(LeavesError::Loop { level: 4, entry: Maddr(0x1000), table: Maddr(0x1000) }));
+        assert_eq!(n, 0);
     }
 }

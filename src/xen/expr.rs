@@ -57,6 +57,9 @@ pub enum ExprError {
     UnknownStructSize { name: String },
     #[error("element size unknown")]
     UnknownElementSize,
+    /// More than `max` operators and parentheses nested.
+    #[error("nested more than {max} deep")]
+    TooDeep { max: u32 },
     #[error(transparent)]
     Dwarf(#[from] DwarfError),
     #[error(transparent)]
@@ -239,9 +242,14 @@ fn lex(s: &str) -> Result<Vec<Tok>, ExprError> {
     Ok(out)
 }
 
+/// How deep `*`, casts and parentheses may nest.
+const MAX_NESTING: u32 = 256;
+
 struct Parser<'c, 'a> {
     toks: Vec<Tok>,
     pos: usize,
+    /// Operators and parentheses open around the current token (see [`MAX_NESTING`]).
+    depth: u32,
     ctx: &'c Ctx<'a>,
     vmcoreinfo: Option<&'c str>,
 }
@@ -278,7 +286,20 @@ impl Parser<'_, '_> {
         Ok(v)
     }
 
+    /// Every nesting (`*`, a cast, parentheses) goes through here: deeper than
+    /// [`MAX_NESTING`] is an error, not a stack overflow (a `--va-file` line of 64 Ki
+    /// `(` overflowed the stack).
     fn unary(&mut self) -> Result<Val, ExprError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExprError::TooDeep { max: MAX_NESTING });
+        }
+        self.depth += 1;
+        let v = self.unary_inner();
+        self.depth -= 1;
+        v
+    }
+
+    fn unary_inner(&mut self) -> Result<Val, ExprError> {
         match self.peek() {
             Some(Tok::Star) => {
                 self.pos += 1;
@@ -400,19 +421,19 @@ impl Parser<'_, '_> {
         match v {
             Val::Object { addr, ty: Ty::Array(elem) } => {
                 let size = ty_size(self, &elem)?;
-                Ok(Val::Object { addr: addr.wrapping_add(n * size), ty: *elem })
+                Ok(Val::Object { addr: addr.wrapping_add(n.wrapping_mul(size)), ty: *elem })
             }
             Val::Object { addr, ty: Ty::Ptr(to) } => {
                 let base = self.ctx.read(addr, 8)?;
                 let size = ty_size(self, &to)?;
-                Ok(Val::Object { addr: base.wrapping_add(n * size), ty: *to })
+                Ok(Val::Object { addr: base.wrapping_add(n.wrapping_mul(size)), ty: *to })
             }
             Val::Value { v, ty: Ty::Ptr(to) } => {
                 let size = ty_size(self, &to)?;
-                Ok(Val::Object { addr: v.wrapping_add(n * size), ty: *to })
+                Ok(Val::Object { addr: v.wrapping_add(n.wrapping_mul(size)), ty: *to })
             }
             Val::Object { addr, ty: Ty::Unknown } => {
-                Ok(Val::Object { addr: addr.wrapping_add(n * 8), ty: Ty::Unknown })
+                Ok(Val::Object { addr: addr.wrapping_add(n.wrapping_mul(8)), ty: Ty::Unknown })
             }
             other => Err(ExprError::CannotIndex { value: Box::new(other) }),
         }
@@ -452,7 +473,7 @@ fn ty_size(p: &Parser<'_, '_>, ty: &Ty) -> Result<u64, ExprError> {
 /// stored there.
 pub fn eval(s: &str, ctx: &Ctx<'_>, vmcoreinfo: Option<&str>) -> Result<u64, ExprError> {
     let toks = lex(s)?;
-    let mut p = Parser { toks, pos: 0, ctx, vmcoreinfo };
+    let mut p = Parser { toks, pos: 0, depth: 0, ctx, vmcoreinfo };
     let v = p.expr()?;
     if p.pos != p.toks.len() {
         return Err(ExprError::Trailing { expr: s.to_string(), found: p.toks.get(p.pos).cloned() });

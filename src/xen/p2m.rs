@@ -33,6 +33,10 @@ const SI_P2M_GENERATION: u64 = 3128;
 /// Linux's p2m entry markers.
 pub const FOREIGN_FRAME_BIT: u64 = 1 << 63;
 pub const IDENTITY_FRAME_BIT: u64 = 1 << 62;
+/// Pfns a 64-bit guest's 3-level frame-list-list can address (512 u64 per page).
+pub const FLL_PFNS: u64 = 512 * 512 * 512;
+/// Pfns of 52-bit physical addresses: no p2m has more.
+pub const MAX_PFNS: u64 = 1 << 40;
 
 /// Why an M2P or p2m entry (or a domain's p2m itself) cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +67,15 @@ pub enum P2mError {
     NotPublished { shared_info: Vaddr, fll: u64, p2m_cr3: u64 },
     #[error("pfn {pfn} is beyond max_pfn {max_pfn:#x}")]
     BeyondMaxPfn { pfn: Pfn, max_pfn: u64 },
+    /// The shared info's `max_pfn` is more than the published p2m can hold: 512^3
+    /// pfns for a frame-list-list, 2^40 (52-bit physical addresses) for any.
+    #[error(
+        "the guest's shared info at {shared_info} says max_pfn {max_pfn:#x}, more than {list} can hold ({limit:#x} pfns)"
+    )]
+    AbsurdMaxPfn { shared_info: Vaddr, max_pfn: u64, limit: u64, list: P2mSource },
+    /// `pfn` lies beyond what the frame-list-list addresses (512^3 pfns).
+    #[error("pfn {pfn} is beyond the frame-list-list's reach ({FLL_PFNS:#x} pfns)")]
+    BeyondFrameList { pfn: Pfn },
     /// The linear p2m's source has no reader (not expected: one is made with it).
     #[error("no reader")]
     NoReader,
@@ -277,7 +290,8 @@ impl<'a> PvP2m<'a> {
     /// Find a PV guest's p2m from its shared-info page (`shared_info` is its
     /// hypervisor VA); `crash_fll` is CRASH_INFO's dom0 list-list mfn.
     pub fn open(f: &Fields<'a>, shared_info: Vaddr, crash_fll: Option<u64>) -> Result<PvP2m<'a>, P2mError> {
-        let si = |off: u64| f.read(Vaddr(shared_info.0 + off), 8);
+        // The pointer comes from the domain struct: it may be anything.
+        let si = |off: u64| f.read(Vaddr(shared_info.0.wrapping_add(off)), 8);
         let max_pfn = si(SI_MAX_PFN)?;
         let fll = si(SI_FLL)?;
         let p2m_cr3 = si(SI_P2M_CR3)?;
@@ -298,6 +312,15 @@ impl<'a> PvP2m<'a> {
             return Err(P2mError::NotPublished { shared_info, fll, p2m_cr3 });
         }
         let source = sources.remove(0);
+        // Every listing and check goes 0..max_pfn: a value no p2m can hold is refused
+        // (an absurd one would make them run for ever).
+        let limit = match source {
+            P2mSource::FrameListList { .. } => FLL_PFNS,
+            P2mSource::Linear { .. } => MAX_PFNS,
+        };
+        if max_pfn > limit {
+            return Err(P2mError::AbsurdMaxPfn { shared_info, max_pfn, limit, list: source });
+        }
         let reader = match &source {
             P2mSource::Linear { cr3, .. } => Some(ArrayReader::new(f.mem, *cr3)),
             P2mSource::FrameListList { .. } => None,
@@ -311,8 +334,8 @@ impl<'a> PvP2m<'a> {
             return Err(P2mError::BeyondMaxPfn { pfn, max_pfn: self.max_pfn });
         }
         match (&self.source, &self.reader) {
-            (P2mSource::Linear { vaddr, .. }, Some(r)) => r.u64_at(vaddr.0 + pfn.0 * 8),
-            (P2mSource::FrameListList { fll, .. }, _) => Ok(fll_lookup(self.mem, *fll, pfn)?),
+            (P2mSource::Linear { vaddr, .. }, Some(r)) => r.u64_at(linear_va(*vaddr, pfn)?.0),
+            (P2mSource::FrameListList { fll, .. }, _) => fll_entry(self.mem, *fll, pfn),
             _ => Err(P2mError::NoReader),
         }
     }
@@ -324,15 +347,34 @@ impl<'a> PvP2m<'a> {
     /// The raw entry of `pfn` through another published source (cross-check).
     pub fn raw_via(&self, source: &P2mSource, pfn: Pfn) -> Result<u64, P2mError> {
         match source {
-            P2mSource::FrameListList { fll, .. } => Ok(fll_lookup(self.mem, *fll, pfn)?),
+            P2mSource::FrameListList { fll, .. } => fll_entry(self.mem, *fll, pfn),
             P2mSource::Linear { cr3, vaddr } => {
-                let va = Vaddr(vaddr.0 + pfn.0 * 8);
+                let va = linear_va(*vaddr, pfn)?;
                 let w = walk(self.mem, *cr3, va, WalkOptions::default());
                 let m = w.mapping().ok_or(P2mError::LinearNotMapped { va })?;
                 Ok(self.mem.read_u64(m.maddr)?)
             }
         }
     }
+}
+
+/// The VA of `pfn`'s entry in a linear p2m at `vaddr` (an error past the top of the
+/// address space: the guest's `p2m_vaddr` may be anything).
+fn linear_va(vaddr: Vaddr, pfn: Pfn) -> Result<Vaddr, P2mError> {
+    pfn.0
+        .checked_mul(8)
+        .and_then(|o| vaddr.0.checked_add(o))
+        .map(Vaddr)
+        .ok_or(P2mError::LinearNotMapped { va: Vaddr(vaddr.0.wrapping_add(pfn.0.wrapping_mul(8))) })
+}
+
+/// [`fll_lookup`], refusing a pfn beyond the list's reach (whose index would wrap
+/// around the top page and give another pfn's entry).
+fn fll_entry(mem: &dyn PhysMem, fll: Mfn, pfn: Pfn) -> Result<u64, P2mError> {
+    if pfn.0 >= FLL_PFNS {
+        return Err(P2mError::BeyondFrameList { pfn });
+    }
+    Ok(fll_lookup(mem, fll, pfn)?)
 }
 
 /// The 3-level list: fll page → fl page → p2m page (512 u64 per page, 64-bit guest).
