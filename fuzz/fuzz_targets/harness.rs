@@ -308,9 +308,8 @@ fn build_machine(npt: bool) -> XenMachine {
         Obj { name: name.into(), ma: va - xvs + xps, va, len }
     };
     let heap = |name: String, va: u64, len: u64| Obj { name, ma: va.wrapping_sub(DIRECTMAP), va, len };
-    let off = |k: &str| {
-        xenwalk::xen::offsets::DEBIAN_4_17_7.offsets.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).unwrap()
-    };
+    let off =
+        |k: &str| xenwalk::xen::offsets::DEBIAN_4_17_7.offsets.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).unwrap();
     let rd = |va: u64| m.read_u64(Maddr(va.wrapping_sub(DIRECTMAP)));
     let mut dom_objs = vec![img("domain_list", 8), img("idle_vcpu", 64)];
     let mut vcpus = Vec::new();
