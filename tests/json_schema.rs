@@ -489,6 +489,12 @@ struct OffsetInfo {
     key: String,
     value: Option<u64>,
     source: Option<String>,
+    /// Present for inferred values: the invariants, one line each.
+    #[serde(default)]
+    evidence: Option<Vec<String>>,
+    /// Present for unknown values: what each source said.
+    #[serde(default)]
+    why: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]

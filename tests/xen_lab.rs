@@ -646,3 +646,56 @@ fn real_vmcore_filtered_by_makedumpfile_x() {
     assert!(got.len() > 100_000 && got == want, "dom0 lists differently after -X ({} ranges)", got.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Struct offsets inferred from the lab's machines alone (`--offsets-from infer`):
+/// QEMU's dump (two domains, one CPU) and Xen's own crash dump. Every inferred value
+/// equals DWARF's (the 4.17 build in `../shared/xen-4.17/with-dwarf`, whose covered
+/// members sit where 4.17.7's do) and, for the members Xen writes into its crash
+/// dump, VMCOREINFO_XEN's `OFFSET()` lines; what one CPU cannot show (`processor`:
+/// 0 in every vCPU, as in hundreds of members) is refused, not guessed.
+#[test]
+fn real_lab_offsets_inferred_equal_dwarf_and_vmcoreinfo() {
+    let test = "real_lab_offsets_inferred_equal_dwarf_and_vmcoreinfo";
+    let Some(lab) = lab(test) else { return };
+    let Some(shared) = common::shared(test) else { return };
+    let prof = common::tempdir(test).join("dwarf.json");
+    let r = common::run(&["profile", s(&shared.join("xen-4.17/with-dwarf/xen-syms")), "-o", s(&prof)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dwarf: serde_json::Value = serde_json::from_slice(&std::fs::read(&prof).unwrap()).unwrap();
+    let inferred = |dump: &Path| -> Vec<(String, u64)> {
+        let r = common::run(&["info", s(dump), "--xen-syms", s(&lab.xen_syms), "--offsets-from", "infer", "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let info = &r.json()[0];
+        let mut out = Vec::new();
+        for o in info["xen"]["offsets"].as_array().unwrap() {
+            if o["source"] == "inferred" {
+                let (k, v) = (o["key"].as_str().unwrap().to_string(), o["value"].as_u64().unwrap());
+                assert_eq!(dwarf["offsets"][&k].as_u64(), Some(v), "{}: {k}", dump.display());
+                assert!(o["evidence"].as_array().is_some_and(|e| e.len() >= 2), "{o}");
+                out.push((k, v));
+            }
+        }
+        out
+    };
+    let got = inferred(&lab.machine);
+    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    for k in ["domain.next_in_list", "domain.domain_id", "vcpu.vcpu_id", "vcpu.arch.guest_table", "vcpu.arch.cr3"] {
+        assert!(keys.contains(&k), "{k} not inferred from the lab machine: {keys:?}");
+    }
+    assert!(!keys.contains(&"vcpu.processor"), "one CPU cannot show vcpu.processor: {got:?}");
+    let r = common::run(&["info", s(&lab.machine), "--xen-syms", s(&lab.xen_syms), "--offsets-from", "infer"]);
+    assert!(r.stdout.contains("vcpu.processor: not inferred: one CPU"), "{}", r.stdout);
+    // Xen's own crash dump: inference alone agrees with the OFFSET() lines Xen wrote.
+    let Some(c) = crash(lab, test) else { return };
+    let got = inferred(&c.vmcore);
+    let vmcore = open(&c.vmcore);
+    let vi = vmcore.notes.vmcoreinfo_xen.as_deref().expect("VMCOREINFO_XEN");
+    let mut checked = 0;
+    for (k, v) in &got {
+        if let Some(line) = vi.lines().find(|l| l.starts_with(&format!("OFFSET({k})="))) {
+            assert_eq!(line.split('=').nth(1).and_then(|x| x.trim().parse::<u64>().ok()), Some(*v), "{line}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "VMCOREINFO_XEN names {checked} of the inferred members: {vi}");
+}

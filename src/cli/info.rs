@@ -22,7 +22,7 @@ pub(super) fn run(a: InfoArgs, ui: super::Ui) -> Result<ExitCode> {
     let mut out = BufWriter::new(stdout.lock());
     if a.output.json {
         let mut line = json::InfoLine::new(&s.dump);
-        line.xen = s.xen.as_ref().map(|x| json::XenInfo::new(x, s.dump.notes.vmcoreinfo_xen.as_deref()));
+        line.xen = s.xen.as_ref().map(|x| json::XenInfo::new(x, s.dump.notes.vmcoreinfo_xen.as_deref(), &*s.dump.mem));
         serde_json::to_writer(&mut out, &line)?;
         writeln!(out)?;
     } else {

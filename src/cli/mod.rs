@@ -255,7 +255,8 @@ pub struct XenArgs {
     #[arg(long, value_name = "KEY=OFFSET", value_parser = parse_offset)]
     pub offset: Vec<(String, u64)>,
     /// Which sources of struct offsets to ask, in order: a comma list of dwarf,
-    /// profile, vmcoreinfo, builtin (default: all, in that order).
+    /// profile, vmcoreinfo, builtin, infer (default: all, in that order; `infer` reads
+    /// them from the dump's own structures).
     #[arg(long, value_name = "LIST", value_parser = parse_sources)]
     pub offsets_from: Option<SourceList>,
 }

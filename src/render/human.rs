@@ -611,14 +611,20 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
     if let Some(r) = x.idle_root() {
         writeln!(out, "idle:    idle_pg_table at {r}")?;
     }
-    let offs = x.offsets(d.notes.vmcoreinfo_xen.as_deref());
+    let offs = x.offsets_in(d.notes.vmcoreinfo_xen.as_deref(), &*d.mem);
     let keys = crate::xen::offsets::Offsets::known_keys();
     let mut by_struct: Vec<(&str, Vec<String>)> = Vec::new();
     let mut missing = 0;
+    let mut inferred = Vec::new();
     for k in &keys {
         let (st, member) = k.split_once('.').unwrap_or((k, ""));
         let item = match offs.offset(k) {
-            Ok(v) => format!("{member} {}{}", v.value, source_letter(&v.source)),
+            Ok(v) => {
+                if v.source == crate::xen::Source::Inferred {
+                    inferred.push((*k, v.value));
+                }
+                format!("{member} {}{}", v.value, source_letter(&v.source))
+            }
             Err(_) => {
                 missing += 1;
                 continue;
@@ -632,7 +638,7 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
     if !by_struct.is_empty() {
         writeln!(
             out,
-            "structs: offsets [O] --offset, [D] DWARF, [P] profile, [V] VMCOREINFO_XEN, [B] built-in table{}",
+            "structs: offsets [O] --offset, [D] DWARF, [P] profile, [V] VMCOREINFO_XEN, [B] built-in table, [I] inferred{}",
             match offs.builtin() {
                 Some(b) => format!(" ({})", b.what),
                 None => String::new(),
@@ -646,10 +652,25 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
             writeln!(out, "  struct {st} ({size}): {}", items.join(", "))?;
         }
     }
+    // Each inferred value with the invariants that confirmed it; each key
+    // inference covers that no source knows, with why inference refused it.
+    for (k, v) in &inferred {
+        if let Ok(i) = x.inferred(&*d.mem).get(k) {
+            writeln!(out, "  [I] {k} = {v}: {}", i.evidence.join("; "))?;
+        }
+    }
+    if x.offsets.asks(crate::xen::offsets::OffsetSource::Infer) {
+        for k in crate::xen::infer::COVERED {
+            if offs.offset(k).is_err() {
+                let why = x.inferred(&*d.mem).get(k).err().unwrap_or_default();
+                writeln!(out, "  [I] {k}: not inferred: {why}")?;
+            }
+        }
+    }
     if missing > 0 {
         writeln!(
             out,
-            "  {missing} members xenwalk uses have no known offset for this build (no DWARF, VMCOREINFO_XEN or built-in value)"
+            "  {missing} members xenwalk uses have no known offset for this build (no DWARF, profile, VMCOREINFO_XEN, built-in or inferred value)"
         )?;
     }
     if let Some(syms) = &x.syms {
@@ -670,6 +691,7 @@ fn source_letter(s: &crate::xen::Source) -> &'static str {
         crate::xen::Source::Option => " [O]",
         crate::xen::Source::Vmcoreinfo => " [V]",
         crate::xen::Source::Builtin => " [B]",
+        crate::xen::Source::Inferred => " [I]",
         _ => "",
     }
 }

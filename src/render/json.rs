@@ -590,6 +590,12 @@ pub struct OffsetInfo {
     pub key: String,
     pub value: Option<u64>,
     pub source: Option<crate::xen::Source>,
+    /// For an inferred value: the invariants that confirmed it, one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+    /// For an unknown value: what each source asked said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -628,12 +634,29 @@ pub struct LayoutInfo {
 }
 
 impl<'a> XenInfo<'a> {
-    pub fn new(x: &'a crate::xen::Xen, vmcoreinfo: Option<&str>) -> Self {
+    pub fn new(x: &'a crate::xen::Xen, vmcoreinfo: Option<&str>, mem: &'a dyn crate::mem::PhysMem) -> Self {
         let l = x.layout();
-        let offs = x.offsets(vmcoreinfo);
+        let offs = x.offsets_in(vmcoreinfo, mem);
         let item = |key: &str, r: Result<crate::xen::Sourced<u64>, crate::xen::offsets::OffsetError>| match r {
-            Ok(v) => OffsetInfo { key: key.to_string(), value: Some(v.value), source: Some(v.source) },
-            Err(_) => OffsetInfo { key: key.to_string(), value: None, source: None },
+            Ok(v) => OffsetInfo {
+                key: key.to_string(),
+                value: Some(v.value),
+                evidence: match v.source {
+                    crate::xen::Source::Inferred => {
+                        x.inferred(mem).get(key).map(|i| i.evidence.clone()).unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                },
+                source: Some(v.source),
+                why: None,
+            },
+            Err(e) => OffsetInfo {
+                key: key.to_string(),
+                value: None,
+                source: None,
+                evidence: Vec::new(),
+                why: Some(e.to_string()),
+            },
         };
         let keys = crate::xen::offsets::Offsets::known_keys();
         let offsets = keys.iter().map(|k| item(k, offs.offset(k))).collect();

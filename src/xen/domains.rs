@@ -194,7 +194,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(xen: &'a Xen, mem: &'a dyn PhysMem, vmcoreinfo: Option<&str>) -> Fields<'a> {
-        Fields { xen, mem, offs: xen.offsets(vmcoreinfo), root: xen.idle_root() }
+        Fields { xen, mem, offs: xen.offsets_in(vmcoreinfo, mem), root: xen.idle_root() }
     }
 
     /// Read `size` bytes (1, 2, 4, 8) of field `key` of the object at `base`.

@@ -146,7 +146,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn offsets(&self, dump_vmcoreinfo: Option<&str>) -> Offsets<'_> {
-        self.xen.offsets(dump_vmcoreinfo)
+        self.xen.offsets_in(dump_vmcoreinfo, self.mem)
     }
 
     fn read(&self, addr: u64, size: u64) -> Result<u64, ExprError> {

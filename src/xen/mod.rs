@@ -11,6 +11,7 @@ pub mod dwarf;
 pub mod expr;
 pub mod hvm;
 pub mod image;
+pub mod infer;
 pub mod layout;
 pub mod offsets;
 pub mod p2m;
@@ -48,6 +49,8 @@ pub enum Source {
     Profile,
     /// xenwalk's built-in table for this build-id.
     Builtin,
+    /// Inferred from the dump's own structures (`xen::infer`).
+    Inferred,
     /// Nothing said otherwise.
     Default,
 }
@@ -64,6 +67,7 @@ impl Source {
             Source::Dwarf => "DWARF",
             Source::Profile => "profile",
             Source::Builtin => "built-in table for this build-id",
+            Source::Inferred => "inferred from the dump (xenwalk info lists the evidence)",
             Source::Default => "default",
         }
     }
@@ -180,6 +184,8 @@ pub struct Xen {
     pub image_check: Option<image::ImageCheck>,
     /// Where struct offsets come from.
     pub offsets: offsets::OffsetConfig,
+    /// Offsets inferred from the dump, once asked for ([`Xen::inferred`]).
+    inferred: std::sync::OnceLock<infer::Inferred>,
 }
 
 impl Xen {
@@ -212,6 +218,7 @@ impl Xen {
             pdx: Sourced { value: Pdx::IDENTITY, source: Source::Default },
             image_check: None,
             offsets: opts.offsets.clone(),
+            inferred: std::sync::OnceLock::new(),
         };
         if let Some(v) = &xen.version {
             xen.layout =
@@ -380,6 +387,17 @@ impl Xen {
     /// VMCOREINFO_XEN text is one of them).
     pub fn offsets<'a>(&'a self, vmcoreinfo: Option<&str>) -> offsets::Offsets<'a> {
         offsets::Offsets::with_config(self.syms.as_ref(), vmcoreinfo, &self.offsets)
+    }
+
+    /// As [`Xen::offsets`], with inference from `mem` (the dump this `Xen` was made
+    /// from) as the last source, run once, when a key no other source knows is asked.
+    pub fn offsets_in<'a>(&'a self, vmcoreinfo: Option<&str>, mem: &'a dyn PhysMem) -> offsets::Offsets<'a> {
+        self.offsets(vmcoreinfo).with_inference(self, mem)
+    }
+
+    /// The offsets inferred from `mem`, computed on first use.
+    pub fn inferred(&self, mem: &dyn PhysMem) -> &infer::Inferred {
+        self.inferred.get_or_init(|| infer::Inferred::run(self, mem))
     }
 
     /// The idle root: `idle_pg_table` through the image formula.

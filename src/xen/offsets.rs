@@ -9,7 +9,8 @@
 use super::dwarf::DwarfError;
 use super::profile::Profile;
 use super::symbols::XenSyms;
-use super::{Source, Sourced};
+use super::{Source, Sourced, Xen};
+use crate::mem::PhysMem;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -24,11 +25,13 @@ pub enum OffsetError {
     /// No source knows the offset of `key`: what DWARF said (when there is a
     /// `xen-syms`), and which built-in table was asked (`what` of the table), if any.
     /// The CLI adds how to give the value (`--offset`, `--profile`).
-    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin, sources, profiles: *profiles })]
+    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin, inferred: inferred.as_deref().map(String::as_str), sources, profiles: *profiles })]
     UnknownOffset {
         key: String,
         dwarf: Option<DwarfError>,
         builtin: Option<&'static str>,
+        /// Why inference refused the key, when it was asked (boxed: errors stay small).
+        inferred: Option<Box<String>>,
         /// The sources asked, in order.
         sources: Vec<OffsetSource>,
         /// How many profiles were given.
@@ -50,12 +53,19 @@ pub enum OffsetSource {
     Vmcoreinfo,
     /// xenwalk's built-in table for a known build-id.
     Builtin,
+    /// Inferred from the dump's own structures by invariants (`xen::infer`).
+    Infer,
 }
 
 impl OffsetSource {
     /// Every source, in the default order.
-    pub const ALL: [OffsetSource; 4] =
-        [OffsetSource::Dwarf, OffsetSource::Profile, OffsetSource::Vmcoreinfo, OffsetSource::Builtin];
+    pub const ALL: [OffsetSource; 5] = [
+        OffsetSource::Dwarf,
+        OffsetSource::Profile,
+        OffsetSource::Vmcoreinfo,
+        OffsetSource::Builtin,
+        OffsetSource::Infer,
+    ];
 
     /// The name `--offsets-from` takes.
     pub fn name(self) -> &'static str {
@@ -64,6 +74,7 @@ impl OffsetSource {
             OffsetSource::Profile => "profile",
             OffsetSource::Vmcoreinfo => "vmcoreinfo",
             OffsetSource::Builtin => "builtin",
+            OffsetSource::Infer => "infer",
         }
     }
 
@@ -89,12 +100,18 @@ impl OffsetConfig {
     fn sources(&self) -> &[OffsetSource] {
         if self.order.is_empty() { &OffsetSource::ALL } else { &self.order }
     }
+
+    /// Whether `source` is asked at all.
+    pub fn asks(&self, source: OffsetSource) -> bool {
+        self.sources().contains(&source)
+    }
 }
 
 /// The reasons of [`OffsetError::UnknownOffset`], one per source, `; `-separated.
 struct UnknownWhy<'a> {
     dwarf: &'a Option<DwarfError>,
     builtin: &'a Option<&'static str>,
+    inferred: Option<&'a str>,
     sources: &'a [OffsetSource],
     profiles: usize,
 }
@@ -112,6 +129,10 @@ impl fmt::Display for UnknownWhy<'_> {
                 OffsetSource::Builtin => parts.push(match self.builtin {
                     Some(what) => format!("not in the built-in table for {what}"),
                     None => "no built-in table for this build-id".into(),
+                }),
+                OffsetSource::Infer => parts.push(match self.inferred {
+                    Some(why) => format!("inference: {why}"),
+                    None => "inference not run (no dump memory here)".into(),
                 }),
             }
         }
@@ -223,6 +244,8 @@ pub struct Offsets<'a> {
     vmcoreinfo_sizes: HashMap<String, u64>,
     builtin: Option<&'static Builtin>,
     config: &'a OffsetConfig,
+    /// The hypervisor and its dump, for inference (run once, on first need).
+    infer: Option<(&'a Xen, &'a dyn PhysMem)>,
 }
 
 /// Every source, in the default order, nothing given outright.
@@ -252,7 +275,13 @@ impl<'a> Offsets<'a> {
         }
         let id = syms.and_then(|s| s.build_id_hex());
         let builtin = BUILTINS.iter().copied().find(|b| Some(b.build_id) == id.as_deref());
-        Offsets { syms, vmcoreinfo_offsets: vo, vmcoreinfo_sizes: vs, builtin, config }
+        Offsets { syms, vmcoreinfo_offsets: vo, vmcoreinfo_sizes: vs, builtin, config, infer: None }
+    }
+
+    /// Ask inference from `mem` too, where the source order has it.
+    pub fn with_inference(mut self, xen: &'a Xen, mem: &'a dyn PhysMem) -> Offsets<'a> {
+        self.infer = Some((xen, mem));
+        self
     }
 
     /// The built-in table in use, if the build is a known one.
@@ -268,6 +297,7 @@ impl<'a> Offsets<'a> {
             return Ok(Sourced { value: v, source: Source::Option });
         }
         let mut dwarf = None;
+        let mut inferred = None;
         for src in self.config.sources() {
             let hit = match src {
                 OffsetSource::Dwarf => match self.syms {
@@ -288,6 +318,14 @@ impl<'a> Offsets<'a> {
                     .builtin
                     .and_then(|b| b.offsets.iter().find(|(k, _)| *k == key))
                     .map(|&(_, v)| (v, Source::Builtin)),
+                OffsetSource::Infer => match self.infer.map(|(x, m)| x.inferred(m).get(key)) {
+                    Some(Ok(i)) => Some((i.value, Source::Inferred)),
+                    Some(Err(why)) => {
+                        inferred = Some(Box::new(why));
+                        None
+                    }
+                    None => None,
+                },
             };
             if let Some((value, source)) = hit {
                 return Ok(Sourced { value, source });
@@ -296,6 +334,7 @@ impl<'a> Offsets<'a> {
         Err(OffsetError::UnknownOffset {
             key: key.to_string(),
             dwarf,
+            inferred,
             builtin: self.builtin.map(|b| b.what),
             sources: self.config.sources().to_vec(),
             profiles: self.config.profiles.len(),
@@ -323,6 +362,8 @@ impl<'a> Offsets<'a> {
                     .builtin
                     .and_then(|b| b.sizes.iter().find(|(k, _)| *k == sname))
                     .map(|&(_, v)| (v, Source::Builtin)),
+                // Sizes are not inferred: the members are.
+                OffsetSource::Infer => None,
             };
             if let Some((value, source)) = hit {
                 return Ok(Sourced { value, source });
