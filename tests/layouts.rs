@@ -54,7 +54,7 @@ fn rows(reference: &str) -> Vec<(u32, u32, u64, u64, String)> {
 fn named(text: &str, what: &str) -> Option<u64> {
     let i = text.find(what)?;
     let rest = &text[i + what.len()..];
-    let hex = rest.trim_start_matches(|c: char| c == ' ' || c == '*').strip_prefix("0x")?;
+    let hex = rest.trim_start_matches([' ', '*']).strip_prefix("0x")?;
     let end = hex.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(hex.len());
     u64::from_str_radix(&hex[..end], 16).ok()
 }

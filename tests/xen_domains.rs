@@ -172,8 +172,11 @@ const FRAME_TABLE: u64 = 0x0220_0000;
 /// offsets reads this machine right, so a wrong or ignored offset in the reader
 /// cannot be mirrored by the builder.
 fn shift_members(fx: &mut domains::DomainsFixture) -> String {
+    let (xvs, xps) = (fx.xen.xen_virt_start, fx.xen_phys_start);
     let m = &mut fx.xen.machine;
-    let dm = |va: u64| Maddr(va - DIRECTMAP_VIRT_START);
+    // Heap objects are in the direct map; the idle domain's vCPU array is
+    // `idle_vcpu`, in the image.
+    let dm = |va: u64| Maddr(if va >= DIRECTMAP_VIRT_START { va - DIRECTMAP_VIRT_START } else { va - xvs + xps });
     let domains = [fx.model.idle_domain, fx.model.dom0, fx.model.domu];
     let mut vcpus = Vec::new();
     for d in domains {
@@ -527,5 +530,63 @@ fn library_example_walks_like_the_cli() {
             stop.insert("next_command".into(), serde_json::Value::Null);
         }
         assert_eq!(lib, want, "domain {dom} VA {va}");
+    }
+}
+
+/// Inference on the synthetic machine, as built and with members moved
+/// ([`SWAPPED`]): `--offsets-from infer` finds each covered member where the builder
+/// put it, so the moved ones at their new places, which no table xenwalk has
+/// describes (the builder writes with the built-in table, then moves them).
+#[test]
+fn synthetic_offsets_inferred_where_the_builder_put_them() {
+    let test = "synthetic_offsets_inferred_where_the_builder_put_them";
+    for shifted in [false, true] {
+        let Some(s) = synth_with(&format!("{test}-{shifted}"), Breakage::default(), shifted) else { return };
+        let out = xw(&s, &["info", "--offsets-from", "infer", "--json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let info = &out.json()[0];
+        let inferred: Vec<(String, u64)> = info["xen"]["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["source"] == "inferred")
+            .map(|o| (o["key"].as_str().unwrap().to_string(), o["value"].as_u64().unwrap()))
+            .collect();
+        // Where the builder put each member: the built-in table's place, or for a
+        // moved member the place of the one it swapped with.
+        let want = |key: &str| -> u64 {
+            let table = xenwalk::xen::offsets::DEBIAN_4_17_7.offsets;
+            let at = |k: &str| table.iter().find(|(t, _)| *t == k).map(|(_, v)| *v).unwrap();
+            if shifted {
+                for (_, a, oa, b, ob) in SWAPPED {
+                    if key == a {
+                        return ob;
+                    }
+                    if key == b {
+                        return oa;
+                    }
+                }
+            }
+            at(key)
+        };
+        for (k, v) in &inferred {
+            assert_eq!(*v, want(k), "shifted={shifted}: {k}");
+        }
+        let keys: Vec<&str> = inferred.iter().map(|(k, _)| k.as_str()).collect();
+        // Two CPUs, two listed domains (dom0 PV with two vCPUs, an HVM domU with its
+        // monitor table): the moved domain.vcpu, domain.next_in_list, guest_table and
+        // arch.cr3 among them.
+        for k in [
+            "domain.vcpu",
+            "domain.next_in_list",
+            "vcpu.domain",
+            "vcpu.vcpu_id",
+            "vcpu.processor",
+            "vcpu.arch.guest_table",
+            "vcpu.arch.cr3",
+            "vcpu.arch.hvm.monitor_table",
+        ] {
+            assert!(keys.contains(&k), "shifted={shifted}: {k} not inferred: {keys:?}\n{}", out.stdout);
+        }
     }
 }

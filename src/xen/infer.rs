@@ -57,6 +57,7 @@ pub const COVERED: &[&str] = &[
     "vcpu.arch.cr3",
     "vcpu.arch.guest_table",
     "vcpu.arch.guest_table_user",
+    "vcpu.arch.hvm.monitor_table",
 ];
 
 /// One inferred offset and the invariants that confirmed it.
@@ -763,11 +764,16 @@ impl<'a> Machine<'a> {
             }
         };
         if let Some(k) = kernel {
-            let others: Vec<u64> = c
-                .iter()
-                .copied()
-                .filter(|&o| o != k && dvcpus().all(|(_, v)| v.u64(o).is_none_or(|x| x == 0 || Some(x) != v.u64(k))))
-                .collect();
+            // The user L4 lives only in PV vCPUs (those with a kernel L4): arch.pv
+            // and arch.hvm share a union, so an HVM vCPU's monitor table may sit at
+            // the same place in other vCPUs.
+            let pv_only = |o: u64| {
+                dvcpus().all(|(_, v)| match v.u64(o) {
+                    Some(0) | None => true,
+                    Some(x) => v.u64(k).is_some_and(|g| g != 0 && g != x),
+                })
+            };
+            let others: Vec<u64> = c.iter().copied().filter(|&o| o != k && pv_only(o)).collect();
             match others.as_slice() {
                 [o] => {
                     out.found.insert(
@@ -776,8 +782,8 @@ impl<'a> Machine<'a> {
                             value: *o,
                             evidence: vec![
                                 "0 (or idle_pg_table) in every idle vCPU".into(),
-                                l4_txt,
-                                "a second L4 per vCPU, never the kernel's (guest_table)".into(),
+                                l4_txt.clone(),
+                                "only in vCPUs with a kernel L4 (guest_table), a second L4, never the kernel's".into(),
                             ],
                         },
                     );
@@ -785,13 +791,75 @@ impl<'a> Machine<'a> {
                 [] => {
                     out.refused.insert(
                         "vcpu.arch.guest_table_user",
-                        "no second member names L4s (no vCPU ran in user mode?)".into(),
+                        "no second member names L4s in PV vCPUs (no vCPU ran in user mode?)".into(),
                     );
                 }
                 many => {
-                    out.refused
-                        .insert("vcpu.arch.guest_table_user", format!("ambiguous: members at {} name L4s", uniq(many)));
+                    out.refused.insert(
+                        "vcpu.arch.guest_table_user",
+                        format!("ambiguous: members at {} name L4s in PV vCPUs", uniq(many)),
+                    );
                 }
+            }
+        }
+
+        // 9. vcpu.arch.hvm.monitor_table: in vCPUs without a kernel L4 (HVM, PVH),
+        //    the frame of the L4 Xen built for them, which their arch.cr3 names.
+        match (kernel, cr3) {
+            (Some(k), Some(cr3)) => {
+                let hvm: Vec<&Obj> = dvcpus().filter(|(_, v)| v.u64(k) == Some(0)).map(|(_, v)| v).collect();
+                let m: Vec<u64> = c
+                    .iter()
+                    .copied()
+                    .filter(|&o| {
+                        o != k
+                            && !hvm.is_empty()
+                            && dvcpus().all(|(_, v)| match v.u64(o) {
+                                Some(0) | None => true,
+                                Some(x) => v.u64(k) == Some(0) && v.u64(cr3).map(|c| c >> 12) == Some(x),
+                            })
+                            && hvm.iter().all(|v| v.u64(o).is_some_and(|x| x != 0))
+                    })
+                    .collect();
+                match m.as_slice() {
+                    [o] => {
+                        out.found.insert(
+                            "vcpu.arch.hvm.monitor_table",
+                            Inference {
+                                value: *o,
+                                evidence: vec![
+                                    format!(
+                                        "each of the {} vCPUs without a kernel L4 (HVM) names here an L4 whose Xen slots {slots} equal idle_pg_table's",
+                                        hvm.len()
+                                    ),
+                                    "it is the L4 in their arch.cr3; 0 in every PV and idle vCPU".into(),
+                                ],
+                            },
+                        );
+                    }
+                    [] if hvm.is_empty() => {
+                        out.refused.insert(
+                            "vcpu.arch.hvm.monitor_table",
+                            "no HVM vCPU in this dump (every vCPU has a kernel L4)".into(),
+                        );
+                    }
+                    [] => {
+                        out.refused.insert(
+                            "vcpu.arch.hvm.monitor_table",
+                            "no member names, in every HVM vCPU, the Xen-built L4 its arch.cr3 holds".into(),
+                        );
+                    }
+                    many => {
+                        out.refused
+                            .insert("vcpu.arch.hvm.monitor_table", format!("ambiguous: members at {} fit", uniq(many)));
+                    }
+                }
+            }
+            _ => {
+                out.refused.insert(
+                    "vcpu.arch.hvm.monitor_table",
+                    "needs vcpu.arch.guest_table and vcpu.arch.cr3, to tell HVM vCPUs and their root".into(),
+                );
             }
         }
     }
