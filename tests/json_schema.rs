@@ -638,6 +638,7 @@ struct P2mSummary {
     unreadable: u64,
     m2p_mismatches: u64,
     reverse_checked: Option<u64>,
+    reverse_limit: Option<u64>,
     reverse_mismatches: Option<u64>,
     xen_heap_frames: u64,
     alternatives_checked: Vec<P2mSource>,

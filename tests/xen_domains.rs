@@ -590,3 +590,27 @@ fn synthetic_offsets_inferred_where_the_builder_put_them() {
         }
     }
 }
+
+/// A hostile `max_page` (2^40 frames on a 128 MiB machine): `p2m --check` walks the
+/// frame table only as far as the dump goes, says where it stopped, and still
+/// checks every frame the machine has.
+#[test]
+fn absurd_max_page_bounds_the_reverse_check_by_the_dump() {
+    let test = "absurd_max_page_bounds_the_reverse_check_by_the_dump";
+    let Some(plain) = synth(&format!("{test}-plain"), Breakage::default()) else { return };
+    let Some(s) = synth(test, Breakage { absurd_max_page: true, ..Breakage::default() }) else { return };
+    let summary = |s: &Synth| {
+        let t = std::time::Instant::now();
+        let out = xw(s, &["p2m", "--domain", "0", "--check", "--json"]);
+        assert!(out.code <= 1, "{}", out.stderr);
+        eprintln!("p2m --check: {:?}", t.elapsed());
+        out.json_of("p2m_summary").pop().expect("a summary line")
+    };
+    let (a, b) = (summary(&plain), summary(&s));
+    assert!(a["reverse_limit"].is_null(), "{a}");
+    // The machine is 128 MiB: frame 0x8000 is one past its last.
+    assert_eq!(b["reverse_limit"].as_u64(), Some(0x8000), "{b}");
+    for k in ["reverse_checked", "reverse_mismatches", "xen_heap_frames", "ram", "m2p_mismatches"] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+}

@@ -234,6 +234,9 @@ struct P2mSummary {
     /// M2P → p2m over the domain's own frames (with --check).
     reverse_checked: Option<u64>,
     reverse_mismatches: Option<u64>,
+    /// With --check: the frame the reverse check stopped at, when `max_page` lies
+    /// past the dump's last present frame (null when it covered all of max_page).
+    reverse_limit: Option<u64>,
     /// Xen-heap frames the domain owns (shared info, grant frames), not checked.
     xen_heap_frames: u64,
     /// Other p2m sources compared entry by entry (with --check).
@@ -366,8 +369,16 @@ pub(super) fn p2m(a: P2mArgs, ui: super::Ui) -> Result<ExitCode> {
     if a.check {
         // M2P → p2m over every frame the domain owns (frame table), up to max_page.
         let max_page = x.read_sym_u64(mem, "max_page").context("max_page unreadable")?;
+        // The dump bounds the work, never max_page: a frame past the dump's last
+        // present byte has no page to check, and a hostile max_page (2^40) must not
+        // mean 2^40 frame-table reads.
+        let top = mem.extents().iter().filter(|e| e.present).map(|e| (e.start.0 + e.len).div_ceil(4096)).max();
+        let limit = max_page.min(top.unwrap_or(0));
+        if limit < max_page {
+            sum.reverse_limit = Some(limit);
+        }
         let (mut checked, mut bad) = (0u64, 0u64);
-        for mfn in 0..max_page {
+        for mfn in 0..limit {
             let mfn = crate::addr::Mfn(mfn);
             let o = match crate::xen::p2m::page_owner(&f, mfn) {
                 Ok(o) => o,
@@ -453,6 +464,12 @@ pub(super) fn p2m(a: P2mArgs, ui: super::Ui) -> Result<ExitCode> {
                 _ => String::new(),
             }
         )?;
+        if let Some(l) = sum.reverse_limit {
+            writeln!(
+                out,
+                "  M2P->p2m stopped at frame {l:#x}, the dump's last: max_page says more, which the dump cannot hold"
+            )?;
+        }
         for c in &sum.alternatives_checked {
             writeln!(out, "  also published: {}: {} of {} entries differ", c.source, c.differing, sum.max_pfn)?;
         }
