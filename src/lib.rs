@@ -30,6 +30,7 @@ pub mod paging;
 pub mod parse;
 pub mod render;
 pub mod session;
+pub mod triage;
 pub mod xen;
 
 pub use addr::{Gfn, Maddr, Mfn, Pfn, Vaddr};

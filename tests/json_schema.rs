@@ -687,6 +687,58 @@ struct M2vLine {
     walk_error: Option<String>,
 }
 
+/// `triage`: the build.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TriageBuild {
+    version: Option<String>,
+    build_id: Option<String>,
+    tainted: Option<Hex>,
+    crash_note: bool,
+}
+
+/// `triage`: one CPU and its root.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TriageCpu {
+    cpu: usize,
+    rip: Option<Hex>,
+    rip_symbol: Option<String>,
+    rsp: Option<Hex>,
+    cr3: Option<Hex>,
+    root: TriageRoot,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)]
+enum TriageRoot {
+    Idle,
+    Xpti { cpu: usize },
+    Vcpu { domain: u16, vcpu: u32, table: String },
+    Unknown { why: String },
+    None,
+}
+
+/// `triage`: one named check.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TriageCheck {
+    check: String,
+    status: String,
+    subject: String,
+    what: String,
+}
+
+/// `triage`: the verdict, last.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TriageVerdict {
+    findings: usize,
+    checks: usize,
+    exit: u8,
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct HeaderLine {
@@ -819,6 +871,14 @@ fn check_line(line: &str) -> String {
         "map_cell" => serde_json::from_value::<MapCellLine>(v).map(drop),
         "map_summary" => serde_json::from_value::<MapSummaryLine>(v).map(drop),
         "core_p2m" => serde_json::from_value::<CoreP2mLine>(v).map(drop),
+        "build" => serde_json::from_value::<TriageBuild>(v).map(drop),
+        "cpu" => serde_json::from_value::<TriageCpu>(v).map(drop),
+        "check" => serde_json::from_value::<TriageCheck>(v).map(|c| {
+            assert!(["ok", "finding", "skipped"].contains(&c.status.as_str()), "{c:?}");
+            assert!(!c.check.is_empty() && !c.subject.is_empty() && !c.what.is_empty(), "{c:?}");
+        }),
+        "verdict" => serde_json::from_value::<TriageVerdict>(v)
+            .map(|t| assert!(t.exit == u8::from(t.findings > 0) && t.findings <= t.checks, "{t:?}")),
         other => panic!("undocumented line type {other:?}: {line}"),
     };
     r.unwrap_or_else(|e| panic!("{ty} line does not match the documented schema: {e}\n{line}"));
@@ -992,10 +1052,15 @@ fn xen_line_types_match_the_documented_schema() {
     let fx = xenwalk::fixture::domains::build(&xs, Default::default()).unwrap();
     let dir = common::tempdir("json-schema-hvm");
     let vmcore = dir.join("hvm.vmcore");
-    let notes = xenwalk::fixture::xen_crash_notes(&[], fx.xen_phys_start, "PAGESIZE=4096\n");
+    let cpus = [
+        CpuRegs { cr3: fx.model.dom0_l4 << 12, ..Default::default() },
+        CpuRegs { cr3: fx.model.domu_monitor << 12, ..Default::default() },
+    ];
+    let notes = xenwalk::fixture::xen_crash_notes(&cpus, fx.xen_phys_start, "PAGESIZE=4096\n");
     fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();
     let v = vmcore.to_str().unwrap();
     for args in [
+        vec!["triage", v, "--xen-syms", x, "--json"],
         vec!["p2m", v, "--xen-syms", x, "--json", "--domain", "1", "8", "20"],
         vec![v, "--xen-syms", x, "--json", "--domain", "1", "--va", "0x401000"],
     ] {
@@ -1019,6 +1084,10 @@ fn xen_line_types_match_the_documented_schema() {
         "slot_diff",
         "range_diff",
         "explain",
+        "build",
+        "cpu",
+        "check",
+        "verdict",
     ] {
         assert!(seen.contains(t), "no {t} line produced");
     }

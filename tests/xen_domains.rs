@@ -225,7 +225,7 @@ fn synth_with(test: &str, br: Breakage, shifted: bool) -> Option<Synth> {
 
 fn xw(s: &Synth, args: &[&str]) -> Run {
     let mut v = vec![p(&s.vmcore), "--xen-syms", p(&s.syms)];
-    if !args.is_empty() && ["domains", "m2p", "p2m", "info", "tables"].contains(&args[0]) {
+    if !args.is_empty() && ["domains", "m2p", "p2m", "info", "tables", "triage"].contains(&args[0]) {
         v.insert(0, args[0]);
         v.extend_from_slice(&args[1..]);
     } else {
@@ -613,4 +613,47 @@ fn absurd_max_page_bounds_the_reverse_check_by_the_dump() {
     for k in ["reverse_checked", "reverse_mismatches", "xen_heap_frames", "ram", "m2p_mismatches"] {
         assert_eq!(a[k], b[k], "{k}");
     }
+}
+
+/// `triage` on the synthetic machine: each CPU's CR3 named as the builder loaded it
+/// (CPU 0 dom0's kernel L4, CPU 1 the HVM domU's monitor table); nothing
+/// inconsistent on the sound machine (exit 0); the broken one's lists are findings
+/// (exit 1), each a `check` line with a stable name.
+#[test]
+fn triage_names_each_cpus_root_and_finds_what_is_broken() {
+    let test = "triage_names_each_cpus_root_and_finds_what_is_broken";
+    let Some(s) = synth(test, Breakage::default()) else { return };
+    let out = xw(&s, &["triage", "--json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let cpus = out.json_of("cpu");
+    assert_eq!(cpus.len(), 2, "{}", out.stdout);
+    assert_eq!(cpus[0]["root"], serde_json::json!({"kind": "vcpu", "domain": 0, "vcpu": 0, "table": "guest_table"}));
+    assert_eq!(cpus[1]["root"], serde_json::json!({"kind": "vcpu", "domain": 1, "vcpu": 0, "table": "monitor_table"}));
+    let checks = out.json_of("check");
+    assert!(checks.iter().all(|c| c["status"] != "finding"), "{}", out.stdout);
+    for name in ["domain_lists", "cpu_root_known", "vcpu_roots"] {
+        assert!(checks.iter().any(|c| c["check"] == name && c["status"] == "ok"), "{name}: {}", out.stdout);
+    }
+    assert_eq!(out.json_of("verdict")[0]["findings"], 0);
+    let human = xw(&s, &["triage"]);
+    assert_eq!(human.code, 0);
+    assert!(
+        human.stdout.contains("CPU 1: CR3") && human.stdout.contains("domain 1 vCPU 0, monitor table"),
+        "{}",
+        human.stdout
+    );
+
+    let br = Breakage { loop_list: true, wild_vcpu: true, ..Breakage::default() };
+    let Some(bad) = synth(&format!("{test}-broken"), br) else { return };
+    let out = xw(&bad, &["triage", "--json"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let findings: Vec<String> = out
+        .json_of("check")
+        .iter()
+        .filter(|c| c["status"] == "finding")
+        .map(|c| format!("{}: {}", c["check"].as_str().unwrap(), c["what"].as_str().unwrap()))
+        .collect();
+    assert!(findings.iter().any(|f| f.starts_with("domain_lists:") && f.contains("loops")), "{findings:?}");
+    assert!(findings.iter().any(|f| f.starts_with("domain_lists:") && f.contains("vcpu[1]")), "{findings:?}");
+    assert_eq!(out.json_of("verdict")[0]["findings"].as_u64(), Some(findings.len() as u64));
 }

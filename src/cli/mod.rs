@@ -16,6 +16,7 @@ mod p2m;
 mod profile;
 mod progress;
 mod root;
+mod triage;
 mod walk;
 mod xen;
 
@@ -113,6 +114,10 @@ pub enum Command {
     /// Write the struct layouts xenwalk reads, from a xen-syms with DWARF, as a profile
     /// for its stripped twin (--profile).
     Profile(profile::ProfileArgs),
+    /// Read a crash as a Xen developer would: the build and each CPU's registers, each
+    /// CPU's CR3 named as a root, and named consistency checks; exit 0 nothing
+    /// inconsistent, 1 findings, 2 bad input.
+    Triage(triage::TriageArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -367,6 +372,7 @@ pub fn main() -> ExitCode {
         Some(Command::Diff(a)) => diff::run(a, ui),
         Some(Command::Map(a)) => map::run(a, ui),
         Some(Command::Profile(a)) => profile::run(a, ui),
+        Some(Command::Triage(a)) => triage::run(a, ui),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "xenwalk", &mut io::stdout());

@@ -1,0 +1,352 @@
+//! Triage: what a Xen developer reads first in a crash dump, joined into one report.
+//!
+//! What happened (the build, each CPU's registers as symbols), who was running
+//! (each CPU's CR3 named as a root: the idle table, a per-CPU XPTI root, a vCPU's
+//! kernel or user L4, a monitor table, or unknown), and named consistency checks,
+//! each with a status. The report is data: the CLI prints it for people and as JSON
+//! lines for CI, and turns the number of findings into the exit code.
+//!
+//! Nothing here scans the whole dump: it reads the notes, the domain lists and the
+//! few pages each root names, so it stays fast on a dump of any size.
+
+use crate::addr::{Maddr, Mfn, Vaddr, hex_opt};
+use crate::session::Session;
+use crate::xen::Xen;
+use crate::xen::domains::{self, DomKind, Domains};
+use serde::Serialize;
+
+/// The L4 slots every Xen-built 64-bit PV L4 copies from `idle_pg_table`: 256–271
+/// but 258 (the table's own linear map) and 260 (the domain's per-domain L3)
+/// (reference §2.1, `init_xen_l4_slots`, `X:xen/arch/x86/mm.c@4.17.0`).
+const PV_SHARED_SLOTS: [usize; 14] = [256, 257, 259, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271];
+/// The same for an L4 in use as a user table: slot 256 (the read-only M2P) is
+/// zapped there with `VMASST_TYPE_m2p_strict`, and an L4 only ever used as a user
+/// table never got it without (reference §4.5, 4.6+).
+const PV_USER_SHARED_SLOTS: [usize; 13] = [257, 259, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271];
+/// The Xen slots an HVM monitor table shares with `idle_pg_table`: 257 and 261–271
+/// (256, the read-only M2P, is empty in monitor tables; reference §2.1).
+const MONITOR_SHARED_SLOTS: [usize; 12] = [257, 261, 262, 263, 264, 265, 266, 267, 268, 269, 270, 271];
+/// `PGT_l4_page_table`: type 4 in `type_info` bits 63:61 (`X:xen/arch/x86/include/asm/mm.h@4.17.0`).
+const PGT_L4: u64 = 4;
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The hypervisor build, when known.
+    pub build: Option<Build>,
+    /// Each CPU the notes describe.
+    pub cpus: Vec<CpuReport>,
+    /// Every check run, in order, findings and all.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// How many checks found something.
+    pub fn findings(&self) -> usize {
+        self.checks.iter().filter(|c| c.status == Status::Finding).count()
+    }
+}
+
+/// What the dump says about the hypervisor build.
+#[derive(Clone, Debug, Serialize)]
+pub struct Build {
+    pub version: Option<String>,
+    pub build_id: Option<String>,
+    /// From the CRASH_INFO note, when the dump is Xen's own.
+    #[serde(serialize_with = "hex_opt")]
+    pub tainted: Option<u64>,
+    /// Whether Xen wrote the dump itself (CRASH_INFO present) or it is a picture of
+    /// the machine (QEMU, a raw image).
+    pub crash_note: bool,
+}
+
+/// One CPU: where it was and what it ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuReport {
+    pub cpu: usize,
+    #[serde(serialize_with = "hex_opt")]
+    pub rip: Option<u64>,
+    /// `symbol+offset` of RIP, from xen-syms.
+    pub rip_symbol: Option<String>,
+    #[serde(serialize_with = "hex_opt")]
+    pub rsp: Option<u64>,
+    #[serde(serialize_with = "hex_opt")]
+    pub cr3: Option<u64>,
+    /// What the CR3 is.
+    pub root: RootId,
+}
+
+/// What a CR3 is, as far as the dump tells.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RootId {
+    /// `idle_pg_table`: the CPU ran Xen's idle vCPU (or Xen itself at boot).
+    Idle,
+    /// `per_cpu(root_pgt, cpu)`: the XPTI shadow L4 of that CPU.
+    Xpti { cpu: usize },
+    /// A vCPU's root: which table of which vCPU.
+    Vcpu { domain: u16, vcpu: u32, table: &'static str },
+    /// No root the dump names; why, when something is known.
+    Unknown { why: String },
+    /// The notes give no CR3 for this CPU.
+    None,
+}
+
+/// One check's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Consistent.
+    Ok,
+    /// Something is inconsistent, missing or unexplained.
+    Finding,
+    /// Could not be run (what it needs is not known); `what` says why.
+    Skipped,
+}
+
+/// A named check and what it found. `check` names are stable (CI keys on them).
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub check: &'static str,
+    pub status: Status,
+    /// What it is about: a domain, a vCPU, a CPU, or the whole machine.
+    pub subject: String,
+    pub what: String,
+}
+
+fn check(check: &'static str, status: Status, subject: impl Into<String>, what: impl Into<String>) -> Check {
+    Check { check, status, subject: subject.into(), what: what.into() }
+}
+
+/// One root a vCPU holds.
+struct VcpuRoot {
+    domain: u16,
+    vcpu: u32,
+    kind: DomKind,
+    table: &'static str,
+    mfn: Mfn,
+}
+
+fn vcpu_roots(doms: &Domains) -> Vec<VcpuRoot> {
+    let mut out = Vec::new();
+    for d in doms.domains.iter().filter(|d| d.kind != DomKind::Idle) {
+        for v in &d.vcpus {
+            let mut push = |table, m: Option<Mfn>| {
+                if let Some(mfn) = m {
+                    out.push(VcpuRoot { domain: d.id, vcpu: v.id, kind: d.kind, table, mfn });
+                }
+            };
+            push("guest_table", v.guest_table);
+            push("guest_table_user", v.guest_table_user);
+            push("monitor_table", v.monitor_table);
+        }
+    }
+    out
+}
+
+/// Triage the session's dump.
+pub fn triage(s: &Session) -> Report {
+    let x = s.xen.as_ref().filter(|x| x.syms.is_some());
+    let mem = s.mem();
+    let build = s.xen.as_ref().map(|x| Build {
+        version: x.version.as_ref().map(|v| v.value.to_string()),
+        build_id: x.syms.as_ref().and_then(|s| s.build_id_hex()),
+        tainted: s.dump.notes.xen_crash_info.as_ref().and_then(|c| c.tainted),
+        crash_note: s.dump.notes.xen_crash_info.is_some(),
+    });
+    let mut checks = Vec::new();
+    let doms = match x {
+        Some(_) => match s.domains() {
+            Ok(d) => {
+                if d.problems.is_empty() {
+                    let nv: usize = d.domains.iter().map(|d| d.vcpus.len()).sum();
+                    checks.push(check(
+                        "domain_lists",
+                        Status::Ok,
+                        "machine",
+                        format!("{} domains, {nv} vCPUs read without a problem", d.domains.len()),
+                    ));
+                }
+                for p in &d.problems {
+                    checks.push(check("domain_lists", Status::Finding, "machine", p.what.clone()));
+                }
+                Some(d)
+            }
+            Err(e) => {
+                checks.push(check("domain_lists", Status::Skipped, "machine", e.to_string()));
+                None
+            }
+        },
+        None => {
+            checks.push(check("domain_lists", Status::Skipped, "machine", "needs xen-syms (--xen-syms)"));
+            None
+        }
+    };
+    let roots = doms.as_ref().map(vcpu_roots).unwrap_or_default();
+    let known = crate::xen::roots::known_roots(&s.dump, s.xen.as_ref());
+    let idle = x.and_then(Xen::idle_root);
+
+    // Who was running: each CPU's CR3 named.
+    let mut cpus = Vec::new();
+    for c in &s.dump.notes.cpus {
+        let root = match c.cr3 {
+            None => RootId::None,
+            Some(cr3) => {
+                let l4 = Maddr(cr3 & 0x000f_ffff_ffff_f000);
+                if Some(l4) == idle {
+                    RootId::Idle
+                } else if let Some(k) = known.iter().find(|k| k.l4 == Some(l4) && k.name.ends_with("root_pgt")) {
+                    RootId::Xpti { cpu: k.cpu.unwrap_or(0) }
+                } else if let Some(r) = roots.iter().find(|r| r.mfn.maddr() == l4) {
+                    RootId::Vcpu { domain: r.domain, vcpu: r.vcpu, table: r.table }
+                } else {
+                    RootId::Unknown {
+                        why: match (&x, &doms) {
+                            (None, _) => "no xen-syms: roots cannot be named".into(),
+                            (_, None) => "the domain lists could not be read".into(),
+                            _ => format!(
+                                "not idle_pg_table, no CPU's XPTI root, no vCPU's guest, user or monitor table ({} vCPU roots known)",
+                                roots.len()
+                            ),
+                        },
+                    }
+                }
+            }
+        };
+        cpus.push(CpuReport {
+            cpu: c.cpu,
+            rip: c.rip,
+            rip_symbol: c.rip.and_then(|r| x?.syms.as_ref()?.name_of(Vaddr(r))),
+            rsp: c.rsp,
+            cr3: c.cr3,
+            root,
+        });
+    }
+    for c in &cpus {
+        let subject = format!("CPU {}", c.cpu);
+        match &c.root {
+            RootId::Unknown { why } => checks.push(check(
+                "cpu_root_known",
+                Status::Finding,
+                subject,
+                format!("CR3 {:#x} is no root the dump names: {why}", c.cr3.unwrap_or(0)),
+            )),
+            RootId::None => checks.push(check("cpu_root_known", Status::Skipped, subject, "the notes give no CR3")),
+            _ => checks.push(check("cpu_root_known", Status::Ok, subject, describe_root(&c.root))),
+        }
+        // The page CR3 names must be in the dump for any walk from it.
+        if let Some(cr3) = c.cr3 {
+            let l4 = Mfn((cr3 & 0x000f_ffff_ffff_f000) >> 12);
+            if let Err(e) = mem.page(l4) {
+                checks.push(check(
+                    "root_pages_present",
+                    Status::Finding,
+                    format!("CPU {}", c.cpu),
+                    format!("its L4 {} is not in the dump: {e}", l4.maddr()),
+                ));
+            }
+        }
+    }
+
+    // Every vCPU root: present, an L4 Xen built (its Xen slots equal idle's), owned
+    // by its domain as an L4 in the frame table.
+    if let (Some(x), Some(idle)) = (x, idle) {
+        let f = domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
+        let idle_page = mem.page(idle.mfn()).ok();
+        let (mut ok_slots, mut ok_owner, mut absent) = (0usize, 0usize, 0usize);
+        for r in &roots {
+            let subject = format!("domain {} vCPU {} {}", r.domain, r.vcpu, r.table);
+            let page = match mem.page(r.mfn) {
+                Ok(p) => p,
+                Err(e) => {
+                    absent += 1;
+                    checks.push(check(
+                        "root_pages_present",
+                        Status::Finding,
+                        subject,
+                        format!("its L4 {} is not in the dump: {e}", r.mfn.maddr()),
+                    ));
+                    continue;
+                }
+            };
+            let (name, slots): (&'static str, &[usize]) = match r.table {
+                "monitor_table" => ("monitor_maps_xen", &MONITOR_SHARED_SLOTS),
+                "guest_table_user" => ("pv_root_xen_slots", &PV_USER_SHARED_SLOTS),
+                _ => ("pv_root_xen_slots", &PV_SHARED_SLOTS),
+            };
+            if let Some(ip) = &idle_page {
+                let differ: Vec<usize> = slots.iter().copied().filter(|&i| page.entry(i) != ip.entry(i)).collect();
+                if differ.is_empty() {
+                    ok_slots += 1;
+                } else {
+                    checks.push(check(
+                        name,
+                        Status::Finding,
+                        subject.clone(),
+                        format!(
+                            "L4 {}: Xen slots {} differ from idle_pg_table's",
+                            r.mfn.maddr(),
+                            differ.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+            // Guest L4s are the guest's own pages, typed L4 by Xen's validation;
+            // monitor tables come from the paging pool and are not checked here.
+            if r.kind.is_pv() {
+                match crate::xen::p2m::page_owner(&f, r.mfn) {
+                    Ok(o) => {
+                        let typed = o.type_info >> 61 == PGT_L4;
+                        if typed && o.owner_id == Some(r.domain) {
+                            ok_owner += 1;
+                        } else {
+                            checks.push(check(
+                                "vcpu_root_owned_l4",
+                                Status::Finding,
+                                subject,
+                                format!(
+                                    "frame {:#x}: type {}, owner {}: not an L4 of domain {}",
+                                    r.mfn.0,
+                                    o.page_type,
+                                    o.owner_id.map_or("none".to_string(), |i| i.to_string()),
+                                    r.domain
+                                ),
+                            ));
+                        }
+                    }
+                    Err(e) => checks.push(check("vcpu_root_owned_l4", Status::Skipped, subject, e.to_string())),
+                }
+            }
+        }
+        if !roots.is_empty() {
+            checks.push(check(
+                "vcpu_roots",
+                if absent == 0 { Status::Ok } else { Status::Finding },
+                "machine",
+                format!(
+                    "{} vCPU roots: {ok_slots} share idle_pg_table's Xen slots, {ok_owner} PV roots are L4s their domain owns, {absent} not in the dump",
+                    roots.len()
+                ),
+            ));
+        }
+    }
+    Report { build, cpus, checks }
+}
+
+/// The root in words, as the report and the checks say it.
+pub fn describe_root(r: &RootId) -> String {
+    match r {
+        RootId::Idle => "idle_pg_table (the idle vCPU, or Xen itself)".into(),
+        RootId::Xpti { cpu } => format!("CPU {cpu}'s XPTI root (per_cpu root_pgt)"),
+        RootId::Vcpu { domain, vcpu, table } => {
+            let what = match *table {
+                "guest_table" => "kernel L4 (guest_table)",
+                "guest_table_user" => "user L4 (guest_table_user)",
+                _ => "monitor table",
+            };
+            format!("domain {domain} vCPU {vcpu}, {what}")
+        }
+        RootId::Unknown { why } => format!("unknown: {why}"),
+        RootId::None => "no CR3 in the notes".into(),
+    }
+}
