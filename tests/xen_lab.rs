@@ -644,6 +644,24 @@ fn real_vmcore_filtered_by_makedumpfile_x() {
     let got = listing(&[f, "--xen-syms", xs, "--domain", "0", "--brief"]);
     let want = listing(&[v, "--xen-syms", xs, "--domain", "0", "--brief"]);
     assert!(got.len() > 100_000 && got == want, "dom0 lists differently after -X ({} ranges)", got.len());
+    // triage: dom0's page tables all there, as in the vmcore; the guest's missing,
+    // each missing frame one of the guest's own (its core's p2m), said excluded.
+    let page_tables = |dump: &str| -> Vec<serde_json::Value> {
+        let r = common::run(&["triage", dump, "--xen-syms", xs, "--json"]);
+        assert!(r.code <= 1, "{}", r.stderr);
+        r.json_of("check").into_iter().filter(|c| c["check"] == "page_tables_present").collect()
+    };
+    let (before, after) = (page_tables(v), page_tables(f));
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(before.iter().all(|c| c["status"] == "ok"), "{before:?}");
+    assert_eq!(after[0], before[0], "dom0's page tables after -X");
+    assert_eq!((after[1]["subject"].as_str(), after[1]["status"].as_str()), (Some("domain 1"), Some("finding")));
+    let what = after[1]["what"].as_str().unwrap();
+    assert!(what.contains("excluded"), "{what}");
+    let frame =
+        what.split("frame 0x").nth(1).and_then(|t| t.split(':').next()).map(|h| u64::from_str_radix(h, 16).unwrap());
+    let guest: std::collections::HashSet<u64> = core_p2m(&core).into_iter().map(|(_, m)| m).collect();
+    assert!(frame.is_some_and(|m| guest.contains(&m)), "{what}: not one of the guest's frames");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
