@@ -122,6 +122,9 @@ pub struct CpuState {
     pub rsp: Option<u64>,
     #[serde(serialize_with = "hex_opt")]
     pub cr0: Option<u64>,
+    /// The last page-fault address (CRASH_REGS, QEMU note).
+    #[serde(serialize_with = "hex_opt")]
+    pub cr2: Option<u64>,
     #[serde(serialize_with = "hex_opt")]
     pub cr3: Option<u64>,
     #[serde(serialize_with = "hex_opt")]
@@ -263,6 +266,7 @@ impl Notes {
                     }
                     let c = n.cpu_mut(cpu);
                     c.cr0 = u64_at(d, 0);
+                    c.cr2 = u64_at(d, 8);
                     c.cr3 = u64_at(d, 16);
                     c.cr4 = u64_at(d, 24);
                     c.regs_source = Some(RegsSource::XenCrashRegs);
@@ -312,6 +316,7 @@ impl Notes {
                     }
                     let c = n.cpu_mut(cpu);
                     c.cr0 = u64_at(d, 392);
+                    c.cr2 = u64_at(d, 408);
                     c.cr3 = u64_at(d, 416);
                     c.cr4 = u64_at(d, 424);
                     c.regs_source = Some(RegsSource::QemuNote);

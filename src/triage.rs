@@ -71,10 +71,31 @@ pub struct CpuReport {
     pub rip_symbol: Option<String>,
     #[serde(serialize_with = "hex_opt")]
     pub rsp: Option<u64>,
+    /// The last page-fault address.
+    #[serde(serialize_with = "hex_opt")]
+    pub cr2: Option<u64>,
     #[serde(serialize_with = "hex_opt")]
     pub cr3: Option<u64>,
     /// What the CR3 is.
     pub root: RootId,
+    /// CR2 walked from this CPU's CR3, when both are known and CR2 is not 0.
+    pub cr2_walk: Option<Fault>,
+}
+
+/// The last fault address walked from the CPU's own root.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fault {
+    #[serde(serialize_with = "crate::addr::hex")]
+    pub va: u64,
+    /// Where it translates; `None` when the walk stops.
+    #[serde(serialize_with = "hex_opt")]
+    pub maddr: Option<u64>,
+    /// The hypervisor region of the VA (`directmap`, `guest`, …), when Xen is known.
+    pub region: Option<&'static str>,
+    /// The stop's reason code (as `stop.reason` of a walk) and level.
+    pub reason: Option<&'static str>,
+    pub level: Option<u8>,
+    pub explanation: Option<String>,
 }
 
 /// What a CR3 is, as far as the dump tells.
@@ -214,13 +235,41 @@ pub fn triage(s: &Session) -> Report {
                 }
             }
         };
+        // CR2: walked from the CPU's own CR3, as the MMU would have (PCID bits
+        // stripped when CR4.PCIDE says they are a PCID).
+        let cr2_walk = match (c.cr2, c.cr3) {
+            (Some(cr2), Some(cr3)) if cr2 != 0 => {
+                let opts = crate::paging::WalkOptions::default();
+                let pcide = c.cr4.map(|v| v >> 17 & 1 != 0);
+                let root = crate::paging::resolve(
+                    mem,
+                    crate::paging::RootInput::Cr3(cr3),
+                    format!("CPU {} CR3", c.cpu),
+                    pcide,
+                    opts,
+                );
+                let t = crate::diagnose::translate(mem, &root, Vaddr(cr2), opts);
+                let mapping = t.walk.as_ref().and_then(|w| w.mapping());
+                Some(Fault {
+                    va: cr2,
+                    maddr: mapping.map(|m| m.maddr.0),
+                    region: s.xen.as_ref().and_then(|x| x.region(Vaddr(cr2))).map(|r| r.name),
+                    reason: t.diagnosis.as_ref().map(|d| d.reason.code()),
+                    level: t.diagnosis.as_ref().map(|d| d.level as u8),
+                    explanation: t.diagnosis.map(|d| d.explanation),
+                })
+            }
+            _ => None,
+        };
         cpus.push(CpuReport {
             cpu: c.cpu,
             rip: c.rip,
             rip_symbol: c.rip.and_then(|r| x?.syms.as_ref()?.name_of(Vaddr(r))),
             rsp: c.rsp,
+            cr2: c.cr2,
             cr3: c.cr3,
             root,
+            cr2_walk,
         });
     }
     for c in &cpus {

@@ -199,6 +199,7 @@ struct Cpu {
     rip: Option<Hex>,
     rsp: Option<Hex>,
     cr0: Option<Hex>,
+    cr2: Option<Hex>,
     cr3: Option<Hex>,
     cr4: Option<Hex>,
     regs_source: Option<String>,
@@ -705,8 +706,22 @@ struct TriageCpu {
     rip: Option<Hex>,
     rip_symbol: Option<String>,
     rsp: Option<Hex>,
+    cr2: Option<Hex>,
     cr3: Option<Hex>,
     root: TriageRoot,
+    cr2_walk: Option<TriageFault>,
+}
+
+/// `triage`: CR2 walked from the CPU's CR3.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct TriageFault {
+    va: Hex,
+    maddr: Option<Hex>,
+    region: Option<String>,
+    reason: Option<String>,
+    level: Option<u8>,
+    explanation: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -1053,8 +1068,8 @@ fn xen_line_types_match_the_documented_schema() {
     let dir = common::tempdir("json-schema-hvm");
     let vmcore = dir.join("hvm.vmcore");
     let cpus = [
-        CpuRegs { cr3: fx.model.dom0_l4 << 12, ..Default::default() },
-        CpuRegs { cr3: fx.model.domu_monitor << 12, ..Default::default() },
+        CpuRegs { cr3: fx.model.dom0_l4 << 12, cr2: 0x40_0000, ..Default::default() },
+        CpuRegs { cr3: fx.model.domu_monitor << 12, cr2: 0x40_0000, ..Default::default() },
     ];
     let notes = xenwalk::fixture::xen_crash_notes(&cpus, fx.xen_phys_start, "PAGESIZE=4096\n");
     fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();

@@ -52,6 +52,10 @@ fn idle_machine_triage_matches_qemus_registers() {
         assert_eq!(reg(&regs, "CR3"), idle);
         assert_eq!(c["cr3"], format!("{idle:#x}"));
         assert_eq!(c["root"]["kind"], "idle", "{c}");
+        // CR2, the last fault address: QEMU's own register (0 on this machine: no
+        // fault since boot), hence nothing to walk.
+        assert_eq!(c["cr2"], format!("{:#x}", reg(&regs, "CR2")), "{c}");
+        assert!(c["cr2_walk"].is_null(), "{c}");
         let rip = reg(&regs, "RIP");
         assert_eq!(c["rip"], format!("{rip:#x}"));
         let f = nm_function(&syms, rip);

@@ -214,9 +214,12 @@ fn synth_with(test: &str, br: Breakage, shifted: bool) -> Option<Synth> {
     let vmcoreinfo = if shifted { shift_members(&mut fx) } else { "PAGESIZE=4096\n".to_string() };
     let dir = common::tempdir(test);
     let vmcore = dir.join("domains.vmcore");
+    // CR2: CPU 0 faulted on one of dom0's VAs (mapped), CPU 1 on a guest VA its
+    // monitor table does not map.
+    let dom0_fault = fx.model.dom0_va.keys().next().map_or(0, |va| va + 0x123);
     let cpus = [
-        CpuRegs { cr3: fx.model.dom0_l4 << 12, ..Default::default() },
-        CpuRegs { cr3: fx.model.domu_monitor << 12, ..Default::default() },
+        CpuRegs { cr3: fx.model.dom0_l4 << 12, cr2: dom0_fault, ..Default::default() },
+        CpuRegs { cr3: fx.model.domu_monitor << 12, cr2: 0x40_0000, ..Default::default() },
     ];
     let notes = xen_crash_notes(&cpus, fx.xen_phys_start, &vmcoreinfo);
     fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();
@@ -635,6 +638,14 @@ fn triage_names_each_cpus_root_and_finds_what_is_broken() {
         assert!(checks.iter().any(|c| c["check"] == name && c["status"] == "ok"), "{name}: {}", out.stdout);
     }
     assert_eq!(out.json_of("verdict")[0]["findings"], 0);
+    // CR2 walked from each CPU's CR3: dom0's VA to the frame the builder put there;
+    // the guest VA stops in the monitor table, with the reason.
+    let (va, mfn) = s.model.dom0_va.iter().next().map(|(v, m)| (*v, *m)).unwrap();
+    let w0 = &cpus[0]["cr2_walk"];
+    assert_eq!(w0["va"], format!("{:#x}", va + 0x123));
+    assert_eq!(w0["maddr"], format!("{:#x}", (mfn << 12) + 0x123), "{w0}");
+    let w1 = &cpus[1]["cr2_walk"];
+    assert!(w1["maddr"].is_null() && w1["reason"].is_string() && w1["explanation"].is_string(), "{w1}");
     let human = xw(&s, &["triage"]);
     assert_eq!(human.code, 0);
     assert!(

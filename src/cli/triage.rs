@@ -101,6 +101,23 @@ fn human(out: &mut dyn Write, r: &Report, input: &DumpArgs, path: String) -> io:
             describe_root(&c.root)
         )?;
     }
+    for c in &r.cpus {
+        let Some(f) = &c.cr2_walk else { continue };
+        let region = f.region.map(|r| format!(" ({r})")).unwrap_or_default();
+        match (f.maddr, &f.explanation) {
+            (Some(m), _) => writeln!(
+                out,
+                "  CPU {}: last page fault (CR2) {:#x}{region}: maps to maddr {m:#x} from this CR3",
+                c.cpu, f.va
+            )?,
+            (None, Some(why)) => writeln!(
+                out,
+                "  CPU {}: last page fault (CR2) {:#x}{region}: does not translate from this CR3: {why}",
+                c.cpu, f.va
+            )?,
+            (None, None) => writeln!(out, "  CPU {}: last page fault (CR2) {:#x}{region}", c.cpu, f.va)?,
+        }
+    }
     writeln!(out, "Consistency checks")?;
     for c in &r.checks {
         let tag = match c.status {
