@@ -14,7 +14,7 @@
 #                     files and 48 KiB per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(dump_open elf notes kdump flattened decompress xlcore xen_syms xen_domains xen_p2m xen_expr va_lines)
+all=(dump_open elf notes kdump flattened decompress xlcore xen_syms xen_domains xen_p2m xen_expr va_lines console)
 secs=60
 update=0
 while [ $# -gt 0 ]; do

@@ -20,6 +20,7 @@
 pub mod addr;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod console;
 pub mod diagnose;
 pub mod dump;
 #[cfg(any(test, feature = "fixture"))]

@@ -39,6 +39,8 @@ pub struct Report {
     pub cpus: Vec<CpuReport>,
     /// Every check run, in order, findings and all.
     pub checks: Vec<Check>,
+    /// The console log, parsed, when one was given.
+    pub console: Option<crate::console::Console>,
 }
 
 impl Report {
@@ -166,8 +168,8 @@ fn vcpu_roots(doms: &Domains) -> Vec<VcpuRoot> {
     out
 }
 
-/// Triage the session's dump.
-pub fn triage(s: &Session) -> Report {
+/// Triage the session's dump, with Xen's console log when there is one.
+pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
     let x = s.xen.as_ref().filter(|x| x.syms.is_some());
     let mem = s.mem();
     let build = s.xen.as_ref().map(|x| Build {
@@ -414,7 +416,93 @@ pub fn triage(s: &Session) -> Report {
             }
         }
     }
-    Report { build, cpus, checks }
+    if let Some(con) = &console {
+        console_walks(s, x, con, &mut checks);
+    }
+    Report { build, cpus, checks, console }
+}
+
+/// Each `Pagetable walk from` block of the console redone in the dump by Xen's own
+/// rules ([`Xen::page_walk_as_xen`]) from the CR3 printed before it (else the
+/// panicking CPU's, else CPU 0's, from the notes), compared line by line: entry and
+/// pfn columns.
+fn console_walks(s: &Session, x: Option<&Xen>, con: &crate::console::Console, checks: &mut Vec<Check>) {
+    let cpu_cr3 = |cpu: u32| s.dump.notes.cpu(cpu as usize).and_then(|c| c.cr3);
+    let panic_cpu = con.panics.first().and_then(|p| p.cpu).unwrap_or(0);
+    for w in &con.walks {
+        let subject = format!("console line {}", w.line);
+        let Some(x) = x else {
+            checks.push(check(
+                "console_walk",
+                Status::Skipped,
+                subject,
+                "needs xen-syms (--xen-syms) for Xen's pfn column",
+            ));
+            continue;
+        };
+        let (cr3, from) = match (w.cr3, cpu_cr3(panic_cpu)) {
+            (Some(c), _) => (c, "the cr3 printed before it".to_string()),
+            (None, Some(c)) => (c, format!("CPU {panic_cpu}'s CR3 in the notes")),
+            (None, None) => {
+                checks.push(check(
+                    "console_walk",
+                    Status::Skipped,
+                    subject,
+                    format!("walk from {:#x}: no cr3 before it in the log, none in the notes", w.va),
+                ));
+                continue;
+            }
+        };
+        let ours = x.page_walk_as_xen(s.mem(), Maddr(cr3 & 0x000f_ffff_ffff_f000), Vaddr(w.va));
+        let mut differ: Option<String> = None;
+        for (i, c) in w.steps.iter().enumerate() {
+            let name = format!("L{}[{:#05x}]", c.level, c.index);
+            let Some(o) = ours.steps.get(i) else {
+                differ = Some(format!("{name}: the dump's walk ends before it"));
+                break;
+            };
+            match &o.entry {
+                Err(e) => {
+                    differ = Some(format!("{name}: the dump lacks that table ({e})"));
+                    break;
+                }
+                Ok(entry) if *entry != c.entry => {
+                    let why = if i == 0 {
+                        "a different root, or the L4 changed after the message"
+                    } else {
+                        "the table changed after the message"
+                    };
+                    differ = Some(format!("{name}: the console says {:#018x}, the dump {entry:#018x}: {why}", c.entry));
+                    break;
+                }
+                Ok(_) => {}
+            }
+            if let (Some(cp), crate::xen::XenPfn::Value(op)) = (c.pfn, o.pfn) {
+                if cp != op {
+                    differ = Some(format!(
+                        "{name}: pfn column {cp:#x} on the console, {op:#x} in the dump: the M2P changed after the message"
+                    ));
+                    break;
+                }
+            }
+        }
+        if differ.is_none() && !w.cut_short && ours.steps.len() > w.steps.len() {
+            differ = Some(format!("the dump's walk goes on after the console's {} lines", w.steps.len()));
+        }
+        let head = format!("walk from {:#x} ({} lines, from {from} {cr3:#x})", w.va, w.steps.len());
+        match differ {
+            None => checks.push(check(
+                "console_walk",
+                Status::Ok,
+                subject,
+                format!(
+                    "{head}: the dump gives the same entries and pfns{}",
+                    if w.cut_short { " as far as the log goes" } else { "" }
+                ),
+            )),
+            Some(d) => checks.push(check("console_walk", Status::Finding, subject, format!("{head}: {d}"))),
+        }
+    }
 }
 
 /// Every table page of a PV guest's own part of the L4 at `l4` (slots 0–255 and

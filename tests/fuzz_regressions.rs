@@ -14,7 +14,7 @@ use std::path::Path;
 /// A fuzz target's entry point.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 12] = [
+const TARGETS: [(&str, Target); 13] = [
     ("dump_open", harness::dump_open),
     ("elf", harness::elf),
     ("notes", harness::notes),
@@ -27,6 +27,7 @@ const TARGETS: [(&str, Target); 12] = [
     ("xen_p2m", harness::xen_p2m),
     ("xen_expr", harness::xen_expr),
     ("va_lines", harness::va_lines),
+    ("console", harness::console),
 ];
 
 /// The fuzz targets that exist: `fuzz/fuzz_targets/*.rs` but the shared harness.

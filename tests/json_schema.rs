@@ -735,6 +735,73 @@ enum TriageRoot {
     None,
 }
 
+/// `triage --console`: the console log parsed.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleLine {
+    lines: usize,
+    version: Option<String>,
+    panics: Vec<ConsolePanic>,
+    regs: Vec<ConsoleRegs>,
+    faults: Vec<ConsoleFault>,
+    walks: Vec<ConsoleWalk>,
+    notes: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsolePanic {
+    line: usize,
+    cpu: Option<u32>,
+    message: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleRegs {
+    line: usize,
+    cpu: Option<u32>,
+    rip: Option<Hex>,
+    rip_symbol: Option<String>,
+    cr3: Option<Hex>,
+    cr2: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleFault {
+    line: usize,
+    error_code: u32,
+    decoded: Vec<String>,
+    linear: Option<Hex>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleWalk {
+    line: usize,
+    va: Hex,
+    cr3: Option<Hex>,
+    steps: Vec<ConsoleStep>,
+    cut_short: bool,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleStep {
+    level: u8,
+    index: u16,
+    entry: Hex,
+    pfn: Option<Hex>,
+    pse: bool,
+}
+
 /// `triage`: one named check.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -887,6 +954,7 @@ fn check_line(line: &str) -> String {
         "map_summary" => serde_json::from_value::<MapSummaryLine>(v).map(drop),
         "core_p2m" => serde_json::from_value::<CoreP2mLine>(v).map(drop),
         "build" => serde_json::from_value::<TriageBuild>(v).map(drop),
+        "console" => serde_json::from_value::<ConsoleLine>(v).map(drop),
         "cpu" => serde_json::from_value::<TriageCpu>(v).map(drop),
         "check" => serde_json::from_value::<TriageCheck>(v).map(|c| {
             assert!(["ok", "finding", "skipped"].contains(&c.status.as_str()), "{c:?}");
@@ -1074,8 +1142,15 @@ fn xen_line_types_match_the_documented_schema() {
     let notes = xenwalk::fixture::xen_crash_notes(&cpus, fx.xen_phys_start, "PAGESIZE=4096\n");
     fx.xen.machine.write_elf(&vmcore, &[], &notes, ElfLayout::Classic).unwrap();
     let v = vmcore.to_str().unwrap();
+    let console = dir.join("console.log");
+    std::fs::write(
+        &console,
+        "(XEN) CPU:    0\n(XEN) cr3: 0000000000001000   cr2: 0000000000400000\n(XEN) Pagetable walk from 0000000000400000:\n(XEN)  L4[0x000] = 0000000000000000 ffffffffffffffff\n(XEN) Panic on CPU 0:\n(XEN) FATAL PAGE FAULT\n(XEN) [error_code=0000]\n",
+    )
+    .unwrap();
     for args in [
         vec!["triage", v, "--xen-syms", x, "--json"],
+        vec!["triage", v, "--xen-syms", x, "--json", "--console", console.to_str().unwrap()],
         vec!["p2m", v, "--xen-syms", x, "--json", "--domain", "1", "8", "20"],
         vec![v, "--xen-syms", x, "--json", "--domain", "1", "--va", "0x401000"],
     ] {
@@ -1103,6 +1178,7 @@ fn xen_line_types_match_the_documented_schema() {
         "cpu",
         "check",
         "verdict",
+        "console",
     ] {
         assert!(seen.contains(t), "no {t} line produced");
     }

@@ -679,5 +679,29 @@ pub fn xen_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         b"# VAs\nffff82d040200000\n0x4000_0000: tlb\n  `ffff8300`00000000 # c\nidle_pg_table\n\n*idle_vcpu[0]->arch.cr3\n"
             .to_vec(),
     ));
+    out.push((
+        "console",
+        "seed-console-log",
+        include_bytes!("../../tests/fuzz-regressions/console/seed-console-log").to_vec(),
+    ));
     out
+}
+
+/// Xen's console log as people paste it (`triage --console`): any bytes parse, in
+/// time linear in the input; what is found is consistent with the text.
+pub fn console(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let c = xenwalk::console::parse(&text);
+    assert!(c.lines <= text.lines().count());
+    for w in &c.walks {
+        assert!(w.steps.len() <= 4, "a walk has at most four levels");
+        for (i, s) in w.steps.iter().enumerate() {
+            assert_eq!(usize::from(s.level), 4 - i, "levels in order");
+            assert!(s.index < 512);
+        }
+        assert!(w.line >= 1 && w.line <= c.lines);
+    }
+    for f in &c.faults {
+        assert!(!f.decoded.is_empty());
+    }
 }

@@ -13,6 +13,11 @@ use std::process::ExitCode;
 pub struct TriageArgs {
     #[command(flatten)]
     pub input: DumpArgs,
+    /// Xen's serial console log (raw, or with `(XEN)` prefixes, timestamps, colours):
+    /// its panic, registers, error codes and every `Pagetable walk from` block, each
+    /// walk redone in the dump and compared line by line.
+    #[arg(long, value_name = "LOG")]
+    pub console: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -34,7 +39,15 @@ struct Verdict {
 
 pub(super) fn run(a: TriageArgs, ui: super::Ui) -> Result<ExitCode> {
     let s = a.input.open(ui)?;
-    let report = crate::triage::triage(&s);
+    let console = match &a.console {
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: cannot read the console log: {e}", p.display()))?;
+            Some(crate::console::parse(&String::from_utf8_lossy(&bytes)))
+        }
+        None => None,
+    };
+    let report = crate::triage::triage(&s, console);
     let findings = report.findings();
     let exit = u8::from(findings > 0);
     let stdout = io::stdout();
@@ -47,6 +60,10 @@ pub(super) fn run(a: TriageArgs, ui: super::Ui) -> Result<ExitCode> {
         }
         for c in &report.cpus {
             serde_json::to_writer(&mut out, &Line { kind: "cpu", body: c })?;
+            writeln!(out)?;
+        }
+        if let Some(con) = &report.console {
+            serde_json::to_writer(&mut out, &Line { kind: "console", body: con })?;
             writeln!(out)?;
         }
         for c in &report.checks {
@@ -116,6 +133,36 @@ fn human(out: &mut dyn Write, r: &Report, input: &DumpArgs, path: String) -> io:
                 c.cpu, f.va
             )?,
             (None, None) => writeln!(out, "  CPU {}: last page fault (CR2) {:#x}{region}", c.cpu, f.va)?,
+        }
+    }
+    if let Some(con) = &r.console {
+        writeln!(
+            out,
+            "The console ({} lines{})",
+            con.lines,
+            con.version.as_ref().map(|v| format!(", Xen {v}")).unwrap_or_default()
+        )?;
+        for p in &con.panics {
+            writeln!(
+                out,
+                "  line {}: Panic on CPU {}: {}",
+                p.line,
+                p.cpu.map_or("?".to_string(), |c| c.to_string()),
+                p.message.join(" / ")
+            )?;
+        }
+        for f in &con.faults {
+            writeln!(
+                out,
+                "  line {}: page fault, error code {:04x}: {}{}",
+                f.line,
+                f.error_code,
+                f.decoded.join(", "),
+                f.linear.map(|l| format!(", at {l:#x}")).unwrap_or_default()
+            )?;
+        }
+        for n in &con.notes {
+            writeln!(out, "  note: {n}")?;
         }
     }
     writeln!(out, "Consistency checks")?;
