@@ -11,7 +11,8 @@
 
 mod common;
 
-use common::xen_lab::{self, Crash, Lab, XEN_4_17};
+use common::xen_lab::{self, Crash, Lab, XEN_4_17, open, s};
+use std::path::Path;
 
 fn lab(test: &str) -> Option<&'static Lab> {
     xen_lab::lab(&XEN_4_17, test)

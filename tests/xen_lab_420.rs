@@ -605,3 +605,39 @@ fn xen_420_vmcoreinfo_alone_is_not_enough_for_domains() {
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("offset of domain.") && r.stderr.contains("not in VMCOREINFO_XEN"), "{}", r.stderr);
 }
+
+/// Offsets inferred from 4.20's memory alone (`--offsets-from infer`, the stripped
+/// xen-syms): every value inference establishes equals DWARF's, on QEMU's dump and on
+/// Xen's crash dump. (Inference covers the members that find domains, vCPUs and their
+/// roots, not yet e.g. `domain.options`: `domains` with inference alone still refuses
+/// and says which offset it lacks.)
+#[test]
+fn xen_420_inferred_offsets_equal_dwarf() {
+    let test = "xen_420_inferred_offsets_equal_dwarf";
+    let Some(lab) = lab(test) else { return };
+    let Some(bare) = stripped(lab, test) else { return };
+    let prof = lab.run.join("profile-check/infer.profile.json");
+    let r = run(&["profile", s(&lab.xen_syms), "-o", s(&prof)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dwarf: serde_json::Value = serde_json::from_slice(&std::fs::read(&prof).unwrap()).unwrap();
+    let mut dumps = vec![lab.machine.clone()];
+    if let Some(c) = crash(lab, test) {
+        dumps.push(c.vmcore.clone());
+    }
+    for d in &dumps {
+        let r = run(&["info", s(d), "--xen-syms", s(&bare), "--offsets-from", "infer", "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let mut inferred = Vec::new();
+        for o in r.json()[0]["xen"]["offsets"].as_array().unwrap() {
+            if o["source"] == "inferred" {
+                let k = o["key"].as_str().unwrap();
+                assert_eq!(dwarf["offsets"][k], o["value"], "{}: {k}", d.display());
+                inferred.push(k.to_string());
+            }
+        }
+        eprintln!("{}: inferred {inferred:?}", d.display());
+        for k in ["domain.next_in_list", "domain.vcpu", "vcpu.domain", "vcpu.arch.guest_table", "vcpu.arch.cr3"] {
+            assert!(inferred.iter().any(|i| i == k), "{k} not inferred from {}: {inferred:?}", d.display());
+        }
+    }
+}
