@@ -65,57 +65,11 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
-# The machine's Debian entries for its release, "URI|suite|components|signed-by"
-# from the one-line (deb [opts] URI suite comps...) and deb822 (Types/URIs/Suites/
-# Components/Signed-By/Enabled) sources: every deb entry whose suite is the codename
-# or the codename's -updates, -security or -backports, in the order apt reads them.
-debian_entry() {
-    local f
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -f "$f" ] || continue
-        awk -v code="$1" '
-            { sub(/#.*/, "") }
-            $1 == "deb" {
-                signed = ""; i = 2
-                if ($2 ~ /^\[/) {
-                    for (; i <= NF; i++) {
-                        o = $i; gsub(/[][]/, "", o)
-                        if (o ~ /^signed-by=/) { sub(/^signed-by=/, "", o); signed = o }
-                        if ($i ~ /\]$/) { i++; break }
-                    }
-                }
-                uri = $i; suite = $(i + 1); comps = ""
-                for (j = i + 2; j <= NF; j++) comps = comps (comps ? " " : "") $j
-                if (suite ~ ("^" code "(-[a-z]+)?$")) print uri "|" suite "|" comps "|" signed
-            }' "$f"
-    done
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        awk -v code="$1" '
-            function flush() {
-                if (types ~ /(^| )deb( |$)/ && enabled != "no" && uris != "") {
-                    nu = split(uris, u, " "); ns = split(suites, s, " ")
-                    for (a = 1; a <= nu; a++)
-                        for (b = 1; b <= ns; b++)
-                            if (s[b] ~ ("^" code "(-[a-z]+)?$")) print u[a] "|" s[b] "|" comps "|" signed
-                }
-                types = uris = suites = comps = signed = enabled = ""
-            }
-            /^#/ { next }
-            /^[ \t]*$/ { flush(); next }
-            /^[ \t]/ { next }  # a multi-line field continued (an inline key)
-            {
-                key = tolower($1); sub(/:$/, "", key); $1 = ""; sub(/^ +/, ""); val = $0
-                if (key == "types") types = val
-                else if (key == "uris") uris = val
-                else if (key == "suites") suites = val
-                else if (key == "components") comps = val
-                else if (key == "signed-by") signed = (val ~ /^\//) ? val : ""
-                else if (key == "enabled") enabled = tolower(val)
-            }
-            END { flush() }' "$f"
-    done
-}
+# The machine's Debian entries for its release (debian_entry, "URI|suite|components|
+# signed-by" per line), one sources.list line each (apt_line) and apt-get's options
+# for the private list (apt_private_opts): scripts/apt-private.sh.
+# shellcheck source=scripts/apt-private.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-private.sh"
 entries=$([ -n "$codename" ] && debian_entry "$codename")
 # The release's own entry: its mirror gives the backports suite too.
 entry=$(grep -m1 "^[^|]*|${codename}|" <<<"$entries")
@@ -130,11 +84,7 @@ apt_dir=${XENWALK_APT_DIR:-/var/tmp/xenwalk-apt}
     exit 1
 }
 sources=("# Written by xenwalk's scripts/setup-writers.sh from the machine's own Debian entries.")
-line() { # URI SUITE COMPONENTS SIGNED-BY
-    local comps=$3
-    case " $comps " in *" main "*) ;; *) comps="main" ;; esac
-    sources+=("deb ${4:+[signed-by=$4] }$1 $2 $comps")
-}
+line() { sources+=("$(apt_line "$@")"); }
 while IFS='|' read -r uri suite comps signed; do
     line "$uri" "$suite" "$comps" "$signed"
 done <<<"$entries"
@@ -143,9 +93,8 @@ if [ ${#backports[@]} -gt 0 ] && ! grep -q "^[^|]*|${codename}-backports|" <<<"$
     line "$uri" "${codename}-backports" "$comps" "$signed"
 fi
 printf '%s\n' "${sources[@]}" | "${sudo[@]}" tee "$apt_dir/sources.list" >/dev/null
-apt=("${sudo[@]}" apt-get -o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=-
-    -o "Dir::State::lists=$apt_dir/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-    -o APT::Get::List-Cleanup=0)
+apt_private_opts "$apt_dir"
+apt=("${sudo[@]}" apt-get "${apt_opts[@]}")
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Builds the boot files of the "Xen lab": a real Xen 4.17 host under QEMU (software
+# Builds the boot files of the "Xen lab": a real Xen host under QEMU (software
 # emulation) whose dom0 runs Debian's own toolstack and writes `xl dump-core` of a
 # PV guest, then makes Xen crash into a kexec crash kernel that saves Xen's own
-# crash dump, so tests/xen_lab.rs can check xenwalk against the real writers.
+# crash dump, so tests/xen_lab.rs (Xen 4.17) and tests/xen_lab_420.rs (Xen 4.20)
+# can check xenwalk against the real writers.
 #
-#   scripts/xen-lab.sh DIR
+#   scripts/xen-lab.sh DIR [VERSION]
 #
-# Into DIR: `xen` (Debian's xen-hypervisor-4.17-amd64, gunzipped for QEMU's
+# VERSION is 4.17 (the default: Debian 12's Xen, from the machine's own package
+# lists) or 4.20 (Debian 13 "trixie"'s Xen, see below).
+#
+# Into DIR: `xen` (Debian's xen-hypervisor-VERSION-amd64, gunzipped for QEMU's
 # multiboot loader), `xen-syms` (its symbols, from the -dbg package of the same
-# version), `vmlinuz` (Debian's current linux-image-amd64, 6.1.0-56-amd64 when this
-# was written: dom0's kernel and the guest's) and `initrd.gz`, a busybox initramfs holding xl, xenstored, their
+# version) and `xen-syms.map` (the build's own System.map of them, from the same package), `vmlinuz` (Debian 12's current linux-image-amd64, 6.1.0-56-amd64 when this
+# was written: dom0's kernel and the guest's, whatever the Xen) and `initrd.gz`, a busybox initramfs holding xl, xenstored, their
 # libraries, the Xen and virtio modules and an /init that starts xenstored,
 # xenconsoled and xen-init-dom0, creates the guest (the same kernel with a busybox
 # initramfs of its own), waits for it to reach its init, pauses it (`xl pause`),
@@ -22,17 +26,29 @@
 # kernel is the same Linux, booted natively by Xen's kexec path, with an initramfs
 # of busybox and the virtio modules.
 #
+# Xen 4.20: the hypervisor, its -dbg package (whose xen-syms, unlike 4.17's, has
+# DWARF), the toolstack (xen-utils-4.20 and its libraries), kexec-tools and the C
+# library they are built against come from trixie; Linux and busybox stay Debian
+# 12's, so dom0, the guest and the crash kernel are the 4.17 lab's. Trixie's package
+# lists are private (DIR/apt: sources.list from the machine's own Debian mirrors,
+# scripts/apt-private.sh; lists fetched once). kexec-tools is trixie's because
+# bookworm's links libxenctrl.so.4.17, which a 4.20 toolstack does not have.
+#
 # Nothing is installed: the packages are fetched with `apt-get download` into
-# DIR/debs (76 MB, kept for reruns) and unpacked with `dpkg-deb -x` into DIR/root,
+# DIR/debs (76 MB for 4.17, 98 MB for 4.20; kept for reruns) and unpacked with `dpkg-deb -x` into DIR/root,
 # which is removed once the initramfs is built. Quiet unless something fails; exit
 # 1 then.
 set -euo pipefail
-out=${1:?usage: scripts/xen-lab.sh DIR}
+out=${1:?usage: scripts/xen-lab.sh DIR [4.17|4.20]}
+xver=${2:-4.17}
+case "$xver" in
+    4.17 | 4.20) ;;
+    *) echo "xen-lab: Xen $xver: this lab knows 4.17 and 4.20" >&2 && exit 1 ;;
+esac
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-[ -s "$out/initrd.gz" ] && [ -s "$out/xen" ] && [ -s "$out/vmlinuz" ] && [ -s "$out/xen-syms" ] && exit 0
+[ -s "$out/initrd.gz" ] && [ -s "$out/xen" ] && [ -s "$out/vmlinuz" ] && [ -s "$out/xen-syms" ] && [ -s "$out/xen-syms.map" ] && exit 0
 
-xver=4.17
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 fail() { echo "xen-lab: $*" >&2; tail -n 20 "$log" >&2; exit 1; }
@@ -46,17 +62,45 @@ if [ -z "$kver" ]; then
 fi
 [ -n "$kver" ] || fail "no linux-image-amd64 in the package lists"
 # xen-syms comes from the -dbg package of the same version as the hypervisor.
-pkgs=(xen-hypervisor-$xver-amd64 xen-hypervisor-$xver-amd64-dbg xen-utils-$xver libxenmisc$xver libxencall1 libxenevtchn1
+xen_pkgs=("xen-hypervisor-$xver-amd64" "xen-hypervisor-$xver-amd64-dbg" "xen-utils-$xver" "libxenmisc$xver" libxencall1 libxenevtchn1
       libxenforeignmemory1 libxengnttab1 libxenstore4 libxentoollog1 libyajl2 libxendevicemodel1
-      libxenhypfs1 libxentoolcore1 busybox-static linux-image-$kver kexec-tools)
+      libxenhypfs1 libxentoolcore1)
+if [ "$xver" = 4.17 ]; then
+    pkgs=("${xen_pkgs[@]}" busybox-static "linux-image-$kver" kexec-tools)
+    other=()
+else
+    pkgs=(busybox-static "linux-image-$kver")
+    # Trixie's: Xen, kexec-tools, and the libraries of both beyond Xen's own (their
+    # NEEDED lines: the C library, libgcc_s for pthread_cancel, uuid, zlib, xz, zstd).
+    other=("${xen_pkgs[@]}" kexec-tools libc6 libgcc-s1 libuuid1 zlib1g liblzma5 libzstd1)
+fi
 
 mkdir -p "$out/debs"
-if ! ls "$out/debs"/linux-image-"$kver"_*.deb >/dev/null 2>&1 || [ "$(ls "$out/debs" | wc -l)" -lt ${#pkgs[@]} ]; then
+ndebs=$(find "$out/debs" -name '*.deb' | wc -l)
+if ! ls "$out/debs/linux-image-${kver}"_*.deb >/dev/null 2>&1 || [ "$ndebs" -lt $((${#pkgs[@]} + ${#other[@]})) ]; then
     rm -f "$out/debs"/*.deb
     # apt-get download needs current package lists; refresh them once if it fails.
     if ! (cd "$out/debs" && apt-get -qq download "${pkgs[@]}") >"$log" 2>&1; then
         apt-get -qq update >"$log" 2>&1 || fail "apt-get update failed"
         (cd "$out/debs" && apt-get -qq download "${pkgs[@]}") >"$log" 2>&1 || fail "apt-get download ${pkgs[*]} failed"
+    fi
+    if [ ${#other[@]} -gt 0 ]; then
+        # shellcheck source=scripts/apt-private.sh
+        . "$(dirname "${BASH_SOURCE[0]}")/apt-private.sh"
+        # shellcheck disable=SC1091 # the machine's own file
+        codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+        apt_dir="$out/apt"
+        mkdir -p "$apt_dir/lists/partial"
+        { [ -n "$codename" ] && suite_sources "$codename" trixie; } >"$apt_dir/sources.list.new" || true
+        [ -s "$apt_dir/sources.list.new" ] ||
+            fail "the machine's apt sources hold no Debian entry for its release '${codename:-unknown}' whose mirror could give trixie's Xen 4.20"
+        mv "$apt_dir/sources.list.new" "$apt_dir/sources.list"
+        apt_private_opts "$apt_dir"
+        if ! (cd "$out/debs" && apt-get "${apt_opts[@]}" -qq download "${other[@]}") >"$log" 2>&1; then
+            apt-get "${apt_opts[@]}" -qq update >"$log" 2>&1 || fail "apt-get update of trixie's lists ($apt_dir/sources.list) failed"
+            (cd "$out/debs" && apt-get "${apt_opts[@]}" -qq download "${other[@]}") >"$log" 2>&1 ||
+                fail "apt-get download (trixie) ${other[*]} failed"
+        fi
     fi
 fi
 root="$out/root"
@@ -66,6 +110,7 @@ for d in "$out"/debs/*.deb; do dpkg-deb -x "$d" "$root" || fail "dpkg-deb -x $d 
 gunzip -c "$root/boot/xen-$xver-amd64.gz" >"$out/xen"
 cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
 cp "$root/usr/lib/debug/boot/xen-syms-$xver-amd64" "$out/xen-syms"
+cp "$root/usr/lib/debug/boot/xen-syms-$xver-amd64.map" "$out/xen-syms.map"
 
 # The initramfs.
 ird="$out/initrd"
@@ -74,21 +119,36 @@ mkdir -p "$ird"/{bin,sbin,etc/xen,proc,sys,dev,tmp,lib64,lib/x86_64-linux-gnu,mo
 cp "$root/bin/busybox" "$ird/bin/busybox"
 bin="$root/usr/lib/xen-$xver/bin"
 for b in xl xenstored xenconsoled xen-init-dom0; do cp "$bin/$b" "$ird/bin/"; done
-cp "$root/sbin/kexec" "$ird/bin/kexec"
-# Their libraries: Xen's from the packages, the C library and the rest from this
-# Debian system (the same release as the packages).
-for l in "$root"/usr/lib/x86_64-linux-gnu/lib*.so.*; do cp -a "$l" "$ird/lib/x86_64-linux-gnu/"; done
-libs=$(LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$ird/bin/xl" "$ird/bin/xenstored" "$ird/bin/xenconsoled" "$ird/bin/xen-init-dom0" "$ird/bin/kexec" |
-       awk '/=> \// && !/xen-lab/ {print $3} /^\t\/lib64/ {print $1}' | sort -u)
-for l in $libs; do
-    case "$l" in
-        "$root"/*) ;;
-        /lib64/*) cp -L "$l" "$ird/lib64/" ;;
-        *) cp -L "$l" "$ird/lib/x86_64-linux-gnu/" ;;
-    esac
-done
-# pthread_cancel (in xl) loads libgcc_s at run time: ldd does not list it.
-cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$ird/lib/x86_64-linux-gnu/"
+if [ "$xver" = 4.17 ]; then
+    cp "$root/sbin/kexec" "$ird/bin/kexec"
+    # Their libraries: Xen's from the packages, the C library and the rest from this
+    # Debian system (the same release as the packages).
+    for l in "$root"/usr/lib/x86_64-linux-gnu/lib*.so.*; do cp -a "$l" "$ird/lib/x86_64-linux-gnu/"; done
+    libs=$(LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu" ldd "$ird/bin/xl" "$ird/bin/xenstored" "$ird/bin/xenconsoled" "$ird/bin/xen-init-dom0" "$ird/bin/kexec" |
+           awk '/=> \// && !/xen-lab/ {print $3} /^\t\/lib64/ {print $1}' | sort -u)
+    for l in $libs; do
+        case "$l" in
+            "$root"/*) ;;
+            /lib64/*) cp -L "$l" "$ird/lib64/" ;;
+            *) cp -L "$l" "$ird/lib/x86_64-linux-gnu/" ;;
+        esac
+    done
+    # pthread_cancel (in xl) loads libgcc_s at run time: ldd does not list it.
+    cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$ird/lib/x86_64-linux-gnu/"
+else
+    cp "$root/usr/sbin/kexec" "$ird/bin/kexec"
+    # Every library from trixie's packages, resolved by trixie's own loader (this
+    # system's may be older than the programs need); libgcc_s as above.
+    ld="$root/usr/lib64/ld-linux-x86-64.so.2"
+    lp="$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu"
+    cp -L "$ld" "$ird/lib64/"
+    for b in xl xenstored xenconsoled xen-init-dom0 kexec; do
+        "$ld" --library-path "$lp" --list "$ird/bin/$b" >"$log" 2>&1 || fail "trixie's loader cannot resolve $b's libraries"
+        ! grep -q "not found" "$log" || fail "$b needs a library no package here has"
+        awk '/=> \// {print $3}' "$log"
+    done | sort -u | while read -r l; do cp -L "$l" "$ird/lib/x86_64-linux-gnu/"; done
+    cp -L "$root/usr/lib/x86_64-linux-gnu/libgcc_s.so.1" "$ird/lib/x86_64-linux-gnu/"
+fi
 mods="$root/lib/modules/$kver/kernel"
 # Load order: each after what it depends on (the modules' own depends= lines).
 for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \

@@ -4,64 +4,18 @@
 
 mod common;
 
-use common::{QemuLeaf, parse_gva2gpa, parse_qemu_tlb, read_text, run, shared, unxz_cached};
+use common::{
+    QemuLeaf, assert_same_leaves, leaves_of, parse_gva2gpa, parse_qemu_tlb, read_text, run, shared, unxz_cached,
+};
 use std::path::{Path, PathBuf};
 use xenwalk::dump::{Dump, OpenOptions};
-use xenwalk::paging::entry::bits;
-use xenwalk::paging::{Event, Leaf, Level, WalkOptions, enumerate, walk};
+use xenwalk::paging::{WalkOptions, walk};
 use xenwalk::{Maddr, Vaddr};
-
-/// QEMU's flag string for a leaf (`X G P D A C T U W`, `target/i386/monitor.c`):
-/// the leaf entry's own bits; P is PS, which QEMU masks off 4 KiB leaves (where bit
-/// 7 is PAT).
-fn qemu_flags(l: &Leaf) -> String {
-    let e = l.entry;
-    let f = |bit: u64, c: char| if e.has(bit) { c } else { '-' };
-    let ps = if l.level == Level::L1 { '-' } else { f(bits::PS, 'P') };
-    [
-        f(bits::NX, 'X'),
-        f(bits::G, 'G'),
-        ps,
-        f(bits::D, 'D'),
-        f(bits::A, 'A'),
-        f(bits::PCD, 'C'),
-        f(bits::PWT, 'T'),
-        f(bits::US, 'U'),
-        f(bits::RW, 'W'),
-    ]
-    .iter()
-    .collect()
-}
-
-fn leaves_of(dump: &Dump, cr3: u64) -> (Vec<QemuLeaf>, Vec<Leaf>) {
-    let mut q = Vec::new();
-    let mut all = Vec::new();
-    let s = enumerate(dump.mem.as_ref(), Maddr(cr3), WalkOptions::default(), |ev| {
-        match ev {
-            Event::Leaf(l) => {
-                q.push(QemuLeaf { va: l.va.0, pa: l.page.0, flags: qemu_flags(l) });
-                all.push(*l);
-            }
-            other => panic!("unexpected event on a real root: {other:?}"),
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    assert_eq!(s.leaves.total() as usize, q.len());
-    assert_eq!(s.unreadable_tables, 0);
-    (q, all)
-}
 
 fn cr3_from_registers(path: &Path) -> u64 {
     let text = read_text(path);
     let v = text.split_whitespace().find_map(|w| w.strip_prefix("CR3=")).expect("CR3= in registers file");
     u64::from_str_radix(v, 16).expect("CR3 hex")
-}
-
-fn assert_same_leaves(ours: &[QemuLeaf], qemu: &[QemuLeaf], what: &str) {
-    assert_eq!(ours.len(), qemu.len(), "{what}: leaf count differs from QEMU's");
-    for (i, (a, b)) in ours.iter().zip(qemu).enumerate() {
-        assert_eq!(a, b, "{what}: leaf {i} differs from QEMU's");
-    }
 }
 
 fn idle(test: &str) -> Option<(PathBuf, PathBuf)> {

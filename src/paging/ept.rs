@@ -15,6 +15,7 @@
 //! | 11 | Xen `snp` (VT-d snoop) |
 //! | 51:12 | mfn |
 //! | 57:52 | Xen `sa_p2mt`: the p2m type |
+//! | 58 (4.20+) | Xen `pw`: paging-write (HLAT) |
 //! | 61:58 (≤ 4.19) / 62:59 (4.20+) | Xen `access` (`p2m_access_t`) |
 //! | 63 | suppress #VE |
 
@@ -44,8 +45,17 @@ pub const P2M_TYPES: [&str; 16] = [
     "ioreq_server",
 ];
 
-/// `p2m_access_t` names (`X:xen/include/xen/mem_access.h@4.17.0`).
-pub const P2M_ACCESS: [&str; 10] = ["n", "r", "w", "rw", "x", "rx", "wx", "rwx", "rx2rw", "n2rwx"];
+/// `p2m_access_t` names (`X:xen/include/xen/mem_access.h@4.17.0`); 4.20 adds
+/// `p2m_access_r_pw` = 10 (read, paging-write), the 11th enumerator of
+/// `p2m_access_t` in the DWARF of Debian's 4.20.4+63 `xen-syms` (tests/xen_lab_420.rs
+/// lab; gdb `ptype p2m_access_t`).
+pub const P2M_ACCESS: [&str; 11] = ["n", "r", "w", "rw", "x", "rx", "wx", "rwx", "rx2rw", "n2rwx", "r_pw"];
+
+/// The `p2m_access_t` name of `a` in release `minor` of 4.x.
+pub fn p2m_access_name(a: u8, minor: u32) -> &'static str {
+    let known = if minor >= 20 { 11 } else { 10 };
+    P2M_ACCESS.get(a as usize).filter(|_| (a as usize) < known).copied().unwrap_or("?")
+}
 
 /// An EPT entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -158,10 +168,16 @@ impl EptEntry {
                 v.push(n.into());
             }
         }
+        // 4.20's `pw` at bit 58, where 4.19 and before had access bit 0
+        // (`ept_entry_t` in the DWARF of Debian's 4.20.4+63 xen-syms: `pw : 1` at bit
+        // 58, `access : 4` at 59; b94305d984).
+        if minor >= 20 && self.0 & (1 << 58) != 0 {
+            v.push("pw".into());
+        }
         if self.0 != 0 {
             v.push(format!("type={}", self.p2m_type_name()));
             let a = self.access(minor);
-            v.push(format!("access={}", P2M_ACCESS.get(a as usize).copied().unwrap_or("?")));
+            v.push(format!("access={}", p2m_access_name(a, minor)));
         }
         v
     }
@@ -375,6 +391,12 @@ mod tests {
         // 4.20 moved access to 62:59.
         let e20 = EptEntry(7 | 6 << 3 | 7u64 << 59);
         assert_eq!(e20.access(20), 7);
+        // 4.20: bit 58 is `pw`, and access 10 is r_pw (unknown before 4.20).
+        let pw = EptEntry(1 | 6 << 3 | 1 << 58 | 10u64 << 59);
+        let names = pw.flag_names(1, 20);
+        assert!(names.contains(&"pw".to_string()) && names.contains(&"access=r_pw".to_string()), "{names:?}");
+        let old = EptEntry(1 | 6 << 3 | 10u64 << 58).flag_names(1, 19);
+        assert!(!old.contains(&"pw".to_string()) && old.contains(&"access=?".to_string()), "{old:?}");
         // W without R, memory type 7, a PoD entry, superpage offset bits.
         assert!(EptEntry(2).misconfig(1, 52).unwrap().contains("write without read"));
         assert!(EptEntry(7 | 7 << 3).misconfig(1, 52).unwrap().contains("recalculation"));

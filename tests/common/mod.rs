@@ -7,11 +7,16 @@
 pub mod elf;
 pub mod qemu;
 pub mod sandbox;
+pub mod xen_lab;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use xenwalk::Maddr;
+use xenwalk::dump::Dump;
+use xenwalk::paging::entry::bits;
+use xenwalk::paging::{Event, Leaf, Level, WalkOptions, enumerate};
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -251,4 +256,54 @@ pub fn parse_gva2gpa(text: &str) -> Vec<(usize, u64, String, Option<u64>)> {
             (cpu, va, label, pa)
         })
         .collect()
+}
+
+/// QEMU's `info tlb` flag string for a leaf (`X G P D A C T U W`, `target/i386/monitor.c`):
+/// the leaf entry's own bits; P is PS, which QEMU masks off 4 KiB leaves (where bit
+/// 7 is PAT).
+pub fn qemu_flags(l: &Leaf) -> String {
+    let e = l.entry;
+    let f = |bit: u64, c: char| if e.has(bit) { c } else { '-' };
+    let ps = if l.level == Level::L1 { '-' } else { f(bits::PS, 'P') };
+    [
+        f(bits::NX, 'X'),
+        f(bits::G, 'G'),
+        ps,
+        f(bits::D, 'D'),
+        f(bits::A, 'A'),
+        f(bits::PCD, 'C'),
+        f(bits::PWT, 'T'),
+        f(bits::US, 'U'),
+        f(bits::RW, 'W'),
+    ]
+    .iter()
+    .collect()
+}
+
+/// Every leaf of the root at `cr3`, as QEMU's `info tlb` prints them and as
+/// xenwalk's enumerator gives them.
+pub fn leaves_of(dump: &Dump, cr3: u64) -> (Vec<QemuLeaf>, Vec<Leaf>) {
+    let mut q = Vec::new();
+    let mut all = Vec::new();
+    let s = enumerate(dump.mem.as_ref(), Maddr(cr3), WalkOptions::default(), |ev| {
+        match ev {
+            Event::Leaf(l) => {
+                q.push(QemuLeaf { va: l.va.0, pa: l.page.0, flags: qemu_flags(l) });
+                all.push(*l);
+            }
+            other => panic!("unexpected event on a real root: {other:?}"),
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(s.leaves.total() as usize, q.len());
+    assert_eq!(s.unreadable_tables, 0);
+    (q, all)
+}
+
+/// `ours` equals QEMU's `info tlb`, leaf for leaf.
+pub fn assert_same_leaves(ours: &[QemuLeaf], qemu: &[QemuLeaf], what: &str) {
+    assert_eq!(ours.len(), qemu.len(), "{what}: leaf count differs from QEMU's");
+    for (i, (a, b)) in ours.iter().zip(qemu).enumerate() {
+        assert_eq!(a, b, "{what}: leaf {i} differs from QEMU's");
+    }
 }

@@ -1,0 +1,671 @@
+//! The Xen lab, shared by tests/xen_lab.rs (Debian 12's Xen 4.17) and
+//! tests/xen_lab_420.rs (Debian 13's Xen 4.20): a real Xen host booted under QEMU
+//! (software emulation) with the same dom0 and PV guest (Debian 12's Linux 6.1 with
+//! busybox initramfs) whatever the Xen, and the real writers of both Xen dump formats.
+//!
+//! Part one, `xl dump-core`: dom0 creates a 64-bit PV guest (128 MiB, 2 vCPUs), lets
+//! it boot to its init, pauses it and writes `xl dump-core` of it onto a virtio disk.
+//! QEMU then dumps the whole machine (`dump-guest-memory`, ELF) at that moment and
+//! prints its own page walk of CPU 0's CR3 (`info tlb`, kept as
+//! `run/qemu-info-tlb-cpu0.txt`). Dom0 also prints `linux_banner`'s address from its
+//! `/proc/kallsyms`.
+//!
+//! Part two, Xen's kexec crash dump: dom0 loads a crash kernel (`kexec -p`, into the
+//! region `crashkernel=` reserved) and makes Xen crash (debug key C); the crash
+//! kernel copies /proc/vmcore onto a second disk, and QEMU dumps the machine once
+//! more (kdump-compressed).
+//!
+//! The checks below are the ones both versions pass; each test file calls them on
+//! its own lab and adds its version's own. The boot files come from
+//! `scripts/xen-lab.sh DIR VERSION` (Debian's packages, fetched with `apt-get
+//! download`, nothing installed); QEMU from `scripts/setup-writers.sh`. A lab runs
+//! once (about 80 seconds) and its results (2.2 GB) stay in
+//! `target/tmp/<Spec::dir>/run` until the script or the boot command changes. When a
+//! piece is missing the tests say NOT RUN; under CI (`CI=true`) that is a failure.
+
+use super::qemu::Qemu;
+use super::{find_in_path, not_run};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use xenwalk::Mfn;
+use xenwalk::dump::{Dump, Format, OpenOptions};
+use xenwalk::mem::xlcore::{GuestKind, XlCoreSummary};
+
+/// Which Xen a lab boots.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// `scripts/xen-lab.sh`'s VERSION argument.
+    pub version: &'static str,
+    pub major: u64,
+    pub minor: u64,
+    /// Under `CARGO_TARGET_TMPDIR`: `boot/` (the script's files) and `run/` (results).
+    pub dir: &'static str,
+}
+
+/// Debian 12's Xen 4.17 (xen-syms without DWARF).
+pub const XEN_4_17: Spec = Spec { version: "4.17", major: 4, minor: 17, dir: "xen-lab" };
+/// Debian 13's Xen 4.20 (xen-syms with DWARF), with Debian 12's Linux.
+pub const XEN_4_20: Spec = Spec { version: "4.20", major: 4, minor: 20, dir: "xen-lab-4.20" };
+
+/// What one lab run produced.
+pub struct Lab {
+    pub spec: &'static Spec,
+    /// `run/`: what the run left (`serial.log`, `qemu-info-tlb-cpu0.txt`, the dumps).
+    pub run: PathBuf,
+    pub core: PathBuf,
+    pub machine: PathBuf,
+    /// `linux_banner` from dom0's /proc/kallsyms.
+    pub banner_va: u64,
+    /// dom0's `uname -r` (the guest runs the same kernel).
+    pub kernel: String,
+    /// The hypervisor's symbols (Debian's -dbg package of the same version).
+    pub xen_syms: PathBuf,
+    /// QEMU's `info tlb` of CPU 0 when `machine` was taken: its own walk of CPU 0's CR3.
+    pub tlb: PathBuf,
+    /// The second part: Xen's own crash dump, or why there is none.
+    pub crash: Result<Crash, String>,
+}
+
+/// Xen crashed on purpose (debug key C) with a crash kernel loaded: the kexec
+/// vmcore its crash kernel read from /proc/vmcore, and QEMU's dump of the whole
+/// machine once that kernel had copied it.
+pub struct Crash {
+    pub vmcore: PathBuf,
+    pub machine: PathBuf,
+}
+
+/// Xen's command line, and the CPU. `crashkernel=`: the region Xen keeps for the
+/// crash kernel (loaded by dom0's `kexec -p`). `-smap,-smep`: under QEMU 7.2's
+/// software emulation (Debian 12's own QEMU) with them Xen faults writing a PV
+/// guest's bounce frame (dom0 crashes at its first exception: "#PF[0001]",
+/// "domain_crash_sync called from entry.S: fault at ... create_bounce_frame"); QEMU
+/// 10 (which scripts/setup-writers.sh installs) runs it either way, so plain
+/// `cargo test` with the older QEMU works too.
+const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot \
+                           dom0_mem=384M,max:384M dom0_max_vcpus=1 crashkernel=192M@256M";
+const CPU: &str = "max,-smap,-smep";
+/// Bump when the lab's procedure changes in a way the key below cannot see.
+const LAB_VERSION: &str = "3";
+
+/// FNV-1a: a cache key that stays the same across Rust versions.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The value after `prefix` on the console's first line that starts with it.
+pub fn marker(log: &str, prefix: &str) -> Option<String> {
+    log.lines().find_map(|l| l.strip_prefix(prefix).map(|rest| rest.trim().to_string()))
+}
+
+/// Wait until the console shows `want`; Err with the console's end when the lab
+/// says FAILED, QEMU ends, or `limit` passes.
+fn wait_for(q: &mut Qemu, serial: &Path, want: &str, limit: Duration) -> Result<String, String> {
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(serial).unwrap_or_default();
+        if marker(&log, want).is_some() {
+            return Ok(log);
+        } else if let Some(f) = marker(&log, "marker: FAILED") {
+            return Err(format!("failed at {f}"));
+        } else if log.contains("Dom0 crashed") || log.contains("Panic on CPU") {
+            return Err("Xen or dom0 crashed".into());
+        } else if q.exited() {
+            return Err("QEMU ended".into());
+        } else if t0.elapsed() > limit {
+            return Err(format!("no {want:?} after {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Where an ELF file written onto a disk ends: the furthest section or the section
+/// header table (an xl dump-core core has no program headers).
+fn elf_end(d: &[u8]) -> usize {
+    assert_eq!(&d[..4], b"\x7fELF", "no ELF file on the disk");
+    let u = |at: usize, n: usize| d[at..at + n].iter().rev().fold(0usize, |v, &b| v << 8 | b as usize);
+    let (shoff, shnum) = (u(0x28, 8), u(0x3c, 2));
+    (0..shnum).map(|i| u(shoff + 64 * i + 0x18, 8) + u(shoff + 64 * i + 0x20, 8)).fold(shoff + 64 * shnum, usize::max)
+}
+
+/// The console's last lines, for a failure message.
+pub fn tail(serial: &Path) -> String {
+    let log = std::fs::read_to_string(serial).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
+}
+
+/// The lab's results, made once per key; Err says why it could not run.
+fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
+    let qemu = find_in_path("qemu-system-x86_64")
+        .ok_or("needs qemu-system-x86_64 (Debian's qemu-system-x86; scripts/test.sh installs it)")?;
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(spec.dir);
+    let boot = root.join("boot");
+    let run = root.join("run");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/xen-lab.sh");
+    let out = Command::new(&script)
+        .arg(&boot)
+        .arg(spec.version)
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "scripts/xen-lab.sh could not prepare the Xen {} host's boot files: {}",
+            spec.version,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let args: Vec<String> = [
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg",
+        "-cpu",
+        CPU,
+        "-m",
+        "1024",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([
+        "-serial".into(),
+        format!("file:{}", run.join("serial.log").display()),
+        "-kernel".into(),
+        boot.join("xen").display().to_string(),
+        "-append".into(),
+        XEN_CMDLINE.into(),
+        "-initrd".into(),
+        format!(
+            "{} console=hvc0 earlyprintk=xen rdinit=/init,{}",
+            boot.join("vmlinuz").display(),
+            boot.join("initrd.gz").display()
+        ),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", run.join("disk.img").display()),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", run.join("vmcore.img").display()),
+    ])
+    .collect();
+    let mut key_src = std::fs::read(&script).map_err(|e| e.to_string())?;
+    key_src.extend(args.join(" ").bytes());
+    key_src.extend(LAB_VERSION.bytes());
+    key_src.extend(spec.version.bytes());
+    let key = format!("{:016x}", fnv(&key_src));
+    let done = run.join("done");
+    let crash_files = Crash { vmcore: run.join("vmcore.elf"), machine: run.join("machine-crash.kdump") };
+    let lab = |banner: u64, kernel: &str, crash: Result<Crash, String>| Lab {
+        spec,
+        run: run.clone(),
+        tlb: run.join("qemu-info-tlb-cpu0.txt"),
+        core: run.join("guest.core"),
+        machine: run.join("machine.elf"),
+        banner_va: banner,
+        kernel: kernel.to_string(),
+        xen_syms: boot.join("xen-syms"),
+        crash,
+    };
+    if let Ok(text) = std::fs::read_to_string(&done) {
+        let mut lines = text.lines();
+        if let (Some(first), Some(second)) = (lines.next(), lines.next()) {
+            if let [k, b, kernel] = first.split_whitespace().collect::<Vec<_>>()[..] {
+                if let (true, Ok(b)) = (k == key, u64::from_str_radix(b, 16)) {
+                    let crash = match second.strip_prefix("crash failed: ") {
+                        Some(why) => Err(why.to_string()),
+                        None => Ok(crash_files),
+                    };
+                    return Ok(lab(b, kernel, crash));
+                }
+            }
+        }
+    }
+
+    // Part one: Xen, dom0, the guest; dom0 writes the core to the first disk.
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&run).unwrap();
+    for (disk, size) in [("disk.img", 256u64 << 20), ("vmcore.img", 1200 << 20)] {
+        std::fs::File::create(run.join(disk)).and_then(|f| f.set_len(size)).unwrap();
+    }
+    let t0 = Instant::now();
+    let mut cmd = Command::new(&qemu);
+    cmd.args(&args);
+    let mut q = Qemu::start(cmd, &run.join("qmp.sock"));
+    let serial = run.join("serial.log");
+    let log = wait_for(&mut q, &serial, "marker: CORE-WRITTEN", Duration::from_secs(1200))
+        .map_err(|e| format!("the Xen {} lab {e}; the console's end:\n{}", spec.version, tail(&serial)))?;
+    let banner = marker(&log, "marker: linux_banner")
+        .and_then(|b| b.split_whitespace().next().and_then(|x| u64::from_str_radix(x, 16).ok()))
+        .expect("dom0 printed linux_banner's address");
+    let kernel = marker(&log, "marker: kernel").expect("dom0 printed its kernel release");
+    // The whole machine at this moment (the guest stays paused), then the core off
+    // the disk.
+    q.cmd(serde_json::json!({"execute": "stop"}));
+    q.dump(&run.join("machine.elf"), "elf");
+    // QEMU's own walk of CPU 0's CR3 at that moment (dom0's, which holds Xen's slots).
+    let tlb = q.cmd(serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": "info tlb"}}));
+    std::fs::write(run.join("qemu-info-tlb-cpu0.txt"), tlb.as_str().expect("info tlb's text")).unwrap();
+    let disk = std::fs::read(run.join("disk.img")).unwrap();
+    let size = elf_end(&disk);
+    std::fs::write(run.join("guest.core"), &disk[..size]).unwrap();
+    eprintln!("Xen {} lab: xl dump-core ({size} bytes) and the machine image made in {:?}", spec.version, t0.elapsed());
+    for l in log.lines().filter(|l| l.starts_with("marker: note")) {
+        eprintln!("Xen {} lab: {l}", spec.version);
+    }
+
+    // Part two: GO in the disk's last sector; dom0 loads the crash kernel and makes
+    // Xen crash into it; the crash kernel copies /proc/vmcore to the second disk.
+    let mut f = std::fs::OpenOptions::new().write(true).open(run.join("disk.img")).unwrap();
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start((256 << 20) - 512)).unwrap();
+    f.write_all(b"GO").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    q.cmd(serde_json::json!({"execute": "cont"}));
+    let crash = match wait_for(&mut q, &serial, "marker: VMCORE-WRITTEN", Duration::from_secs(900)) {
+        Ok(log) => {
+            let size: usize = marker(&log, "marker: VMCORE-WRITTEN").unwrap().parse().expect("the vmcore's size");
+            q.cmd(serde_json::json!({"execute": "stop"}));
+            let caps = q.cmd(serde_json::json!({"execute": "query-dump-guest-memory-capability"}));
+            let seekable = caps["formats"].as_array().unwrap().iter().any(|f| f == "kdump-raw-zlib");
+            q.dump(&crash_files.machine, if seekable { "kdump-raw-zlib" } else { "kdump-zlib" });
+            let img = std::fs::read(run.join("vmcore.img")).unwrap();
+            std::fs::write(&crash_files.vmcore, &img[..size]).unwrap();
+            eprintln!("Xen {} lab: Xen's kexec vmcore ({size} bytes) made at {:?}", spec.version, t0.elapsed());
+            Ok(crash_files)
+        }
+        Err(e) => Err(format!("the crash part {e}; the console's end: {}", tail(&serial).replace('\n', " | "))),
+    };
+    drop(q);
+    for disk in ["disk.img", "vmcore.img"] {
+        std::fs::remove_file(run.join(disk)).unwrap();
+    }
+    let second = match &crash {
+        Ok(_) => "crash ok".to_string(),
+        Err(e) => format!("crash failed: {e}"),
+    };
+    std::fs::write(&done, format!("{key} {banner:x} {kernel}\n{second}\n")).unwrap();
+    Ok(lab(banner, &kernel, crash))
+}
+
+/// The lab of `spec`, made by the first test that asks; None (with NOT RUN said)
+/// when it cannot run. One test binary has one lab.
+pub fn lab(spec: &'static Spec, test: &str) -> Option<&'static Lab> {
+    static LAB: OnceLock<(&'static Spec, Result<Lab, String>)> = OnceLock::new();
+    let (made_for, made) = LAB.get_or_init(|| (spec, make_lab(spec)));
+    assert_eq!(*made_for, spec, "one test binary, one lab");
+    match made {
+        Ok(l) => Some(l),
+        Err(why) => {
+            not_run(test, why);
+            None
+        }
+    }
+}
+
+pub fn open(p: &Path) -> Dump {
+    Dump::open(p, OpenOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn core_holds_the_guests_pages(lab: &Lab) {
+    let core = open(&lab.core);
+    assert!(core.warnings.is_empty(), "{:?}", core.warnings);
+    let Format::XlCore(sum) = &core.format else { panic!("not an xl core: {}", core.format.name()) };
+    assert_eq!((sum.kind, sum.guest_width), (GuestKind::Pv, 64));
+    assert_eq!(sum.vcpus.len(), 2);
+    assert_eq!(sum.pages, 32768, "128 MiB guest");
+    let machine = open(&lab.machine);
+    let g = core.guest_core().expect("the core's p2m");
+    let (mut same, mut differ) = (0usize, Vec::new());
+    for (pfn, mfn) in g.p2m() {
+        let a = core.mem.page(mfn).unwrap_or_else(|e| panic!("core: pfn {:#x} mfn {:#x}: {e}", pfn.0, mfn.0));
+        let b = machine.mem.page(mfn).unwrap_or_else(|e| panic!("machine: mfn {:#x}: {e}", mfn.0));
+        if *a == *b {
+            same += 1;
+        } else {
+            differ.push((pfn.0, mfn.0));
+        }
+    }
+    eprintln!("{same} pages equal, {} differ: {differ:x?}", differ.len());
+    assert_eq!(differ, vec![], "pages of the paused guest differ between its core and the machine");
+    assert_eq!(same, 32768);
+    // A machine frame the guest does not own is absent from its core.
+    let owned: std::collections::BTreeSet<u64> = g.p2m().map(|(_, m)| m.0).collect();
+    let other = (1u64..).find(|m| !owned.contains(m)).unwrap();
+    assert!(machine.mem.page(Mfn(other)).is_ok());
+    assert!(core.mem.page(Mfn(other)).is_err(), "mfn {other:#x}");
+}
+
+pub fn is_xen_slot(va: u64) -> bool {
+    (256..272).contains(&((va >> 39) & 0x1ff))
+}
+
+/// `--brief` listing of a root, whole.
+pub fn listing(args: &[&str]) -> Vec<String> {
+    let r = super::run(args);
+    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    r.stdout.lines().map(str::to_string).collect()
+}
+
+/// The `--brief` listing's lines outside Xen's L4 slots 256-271 (which a guest
+/// core does not hold).
+pub fn guest_listing(args: &[&str]) -> Vec<String> {
+    let mut lines = listing(args);
+    lines.retain(|l| {
+        let va = l.split(' ').next().and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+        !is_xen_slot(va.unwrap_or_else(|| panic!("not a --brief line: {l}")))
+    });
+    lines
+}
+
+pub fn core_walks_like_the_machine(lab: &Lab) {
+    let core = open(&lab.core);
+    let Format::XlCore(sum) = &core.format else { panic!() };
+    let (c, m) = (s(&lab.core), s(&lab.machine));
+    let mut user_roots = 0;
+    for v in &sum.vcpus {
+        let n = v.vcpu.to_string();
+        let cr3 = format!("{:#x}", v.cr3.expect("a 64-bit PV vCPU's CR3"));
+        // Every mapping of the guest's part of the address space, the same on both.
+        let got = guest_listing(&[c, "--vcpu", &n, "--brief"]);
+        let want = guest_listing(&[m, "--cr3", &cr3, "--brief"]);
+        eprintln!("vCPU {n}: CR3 {cr3}: {} ranges outside Xen's slots", got.len());
+        assert!(got.len() > 1000, "vCPU {n}: {} ranges", got.len());
+        assert!(got == want, "vCPU {n}: the core's listing differs from the machine's");
+        // The user L4 (ctrlreg[1]) when the guest set one: --table user.
+        if let Some(u) = v.user_cr3 {
+            user_roots += 1;
+            let got = guest_listing(&[c, "--vcpu", &n, "--table", "user", "--brief"]);
+            let want = guest_listing(&[m, "--cr3", &format!("{u:#x}"), "--brief"]);
+            assert!(got.iter().any(|l| l.starts_with("0x4")), "vCPU {n}: the user L4 maps no user page");
+            assert!(got == want, "vCPU {n}: the user L4's listing differs from the machine's");
+        }
+        // Xen's slots: not in the guest's core, and said so.
+        let r = super::run(&[c, "--vcpu", &n, "--va", "0xffff82d040200000", "--json"]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let w = &r.json_of("walk")[0];
+        assert_eq!(w["stop"]["reason"], "table_absent", "{w}");
+        assert!(w["stop"]["explanation"].as_str().unwrap().contains("not in this guest core"), "{w}");
+    }
+    assert!(user_roots >= 1, "no vCPU of the guest has a user L4: the guest ran no process?");
+}
+
+pub fn core_translates_the_kernels_banner(lab: &Lab) {
+    let core = open(&lab.core);
+    let machine = open(&lab.machine);
+    let va = format!("{:#x}", lab.banner_va);
+    for n in ["0", "1"] {
+        let r = super::run(&[s(&lab.core), "--vcpu", n, "--va", &va, "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let w = &r.json_of("walk")[0];
+        let maddr = u64::from_str_radix(w["maddr"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let want = format!("Linux version {} ", lab.kernel);
+        let mut text = vec![0u8; want.len()];
+        core.mem.read(xenwalk::Maddr(maddr), &mut text).unwrap();
+        assert_eq!(String::from_utf8_lossy(&text), want, "vCPU {n}: {va} -> {maddr:#x}");
+        // The machine's own frame holds the same bytes.
+        let mut there = vec![0u8; want.len()];
+        machine.mem.read(xenwalk::Maddr(maddr), &mut there).unwrap();
+        assert_eq!(text, there);
+    }
+}
+
+pub fn hex(v: &serde_json::Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}")).trim_start_matches("0x"), 16)
+        .unwrap()
+}
+
+/// `domains DUMP --xen-syms XS --json`: every domain, after checking that domain 1
+/// is the guest as its core describes it (PV, its page count, each vCPU's kernel and
+/// user L4).
+pub fn domains_with_the_guest(dump: &str, xs: &str, sum: &XlCoreSummary) -> Vec<serde_json::Value> {
+    let r = super::run(&["domains", dump, "--xen-syms", xs, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doms = r.json_of("domain");
+    let guest = doms.iter().find(|d| d["id"] == 1).unwrap_or_else(|| panic!("no domain 1: {}", r.stdout));
+    assert_eq!(guest["kind"], "pv64");
+    assert_eq!(guest["tot_pages"], sum.pages);
+    let vcpus = guest["vcpus"].as_array().unwrap();
+    assert_eq!(vcpus.len(), sum.vcpus.len());
+    for (v, c) in vcpus.iter().zip(&sum.vcpus) {
+        assert_eq!(hex(&v["guest_table"]) << 12, c.cr3.unwrap(), "vCPU {}", c.vcpu);
+        let user = v["guest_table_user"].as_str().map(|_| hex(&v["guest_table_user"]) << 12);
+        assert_eq!(user, c.user_cr3, "vCPU {}", c.vcpu);
+    }
+    doms
+}
+
+/// `p2m DUMP --xen-syms XS --domain D --check --json`: its runs as (pfn, mfn) pairs
+/// (every one RAM) and its summary line, which must find no M2P mismatch either way.
+pub fn checked_p2m(dump: &str, xs: &str, domain: &str) -> (Vec<(u64, u64)>, serde_json::Value) {
+    let r = super::run(&["p2m", dump, "--xen-syms", xs, "--domain", domain, "--check", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut pairs = Vec::new();
+    for l in r.json_of("p2m_range") {
+        if l["entry_kind"] == "ram" {
+            let (pfn, mfn) = (hex(&l["pfn"]), hex(&l["mfn"]));
+            pairs.extend((0..l["count"].as_u64().unwrap()).map(|i| (pfn + i, mfn + i)));
+        }
+    }
+    let summary = r.json_of("p2m_summary").remove(0);
+    assert_eq!((summary["m2p_mismatches"].as_u64(), summary["reverse_mismatches"].as_u64()), (Some(0), Some(0)));
+    (pairs, summary)
+}
+
+/// The guest's pfn → mfn pairs as its core's `.xen_p2m` has them.
+pub fn core_p2m(core: &Dump) -> Vec<(u64, u64)> {
+    core.guest_core().unwrap().p2m().map(|(p, m)| (p.0, m.0)).collect()
+}
+
+/// The same guest seen from the hypervisor's side of the machine image (its
+/// `struct domain` and `struct vcpu`s found through the hypervisor's own xen-syms
+/// from Debian's -dbg package, without DWARF, as in the field; its p2m read
+/// from the guest's memory and checked against the M2P and the frame table) must be
+/// what `xl dump-core` wrote: vCPU roots, page count, every pfn → mfn.
+pub fn machine_sees_the_guest(lab: &Lab) {
+    let (m, xs) = (s(&lab.machine), s(&lab.xen_syms));
+    let core = open(&lab.core);
+    let Format::XlCore(sum) = &core.format else { panic!() };
+
+    domains_with_the_guest(m, xs, sum);
+
+    // The p2m from the machine (the guest's linear list), checked both ways there
+    // and against the frame-list-list.
+    let (from_machine, summary) = checked_p2m(m, xs, "1");
+    assert_eq!(summary["ram"], 32768, "{summary}");
+    assert_eq!(summary["reverse_checked"], 32768, "{summary}");
+    let alts = summary["alternatives_checked"].as_array().unwrap();
+    assert!(!alts.is_empty() && alts.iter().all(|a| a["differing"] == 0), "{summary}");
+    let from_core = core_p2m(&core);
+    assert!(from_machine == from_core, "the machine's p2m of domain 1 differs from .xen_p2m");
+
+    // The M2P and the frame table: every 97th frame of the guest, and its vCPUs' L4s
+    // (pinned as L4 pages, which the frame table's type says).
+    let g = core.guest_core().unwrap();
+    let mut mfns: Vec<u64> = from_core.iter().step_by(97).map(|p| p.1).collect();
+    let roots: Vec<u64> = sum.vcpus.iter().flat_map(|v| [v.cr3, v.user_cr3]).flatten().map(|c| c >> 12).collect();
+    mfns.extend(&roots);
+    let mut args = vec!["m2p".to_string(), m.to_string(), "--xen-syms".into(), xs.into(), "--json".into()];
+    args.extend(mfns.iter().map(|f| format!("{f:#x}")));
+    let r = super::run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = r.json_of("m2p");
+    assert_eq!(lines.len(), mfns.len());
+    for (l, &mfn) in lines.iter().zip(&mfns) {
+        assert_eq!(hex(&l["mfn"]), mfn);
+        let pfn = g.mfn_to_pfn(Mfn(mfn)).unwrap().0;
+        assert_eq!(hex(&l["m2p"]["pfn"]), pfn, "{l}");
+        assert_eq!(l["page"]["owner_id"], 1, "{l}");
+        if roots.contains(&mfn) {
+            assert_eq!(l["page"]["page_type"], "L4", "{l}");
+        }
+    }
+}
+
+/// The crash part of the lab, or None (with NOT RUN said, a failure under CI).
+pub fn crash<'a>(lab: &'a Lab, test: &str) -> Option<&'a Crash> {
+    match &lab.crash {
+        Ok(c) => Some(c),
+        Err(why) => {
+            not_run(test, &format!("the Xen lab's crash part did not work: {why}"));
+            None
+        }
+    }
+}
+
+/// Xen's own crash dump, as its kexec path and the crash kernel's /proc/vmcore
+/// wrote it: its notes say where Xen sits and what the CPU did, and every page it
+/// holds equals QEMU's dump of the machine taken afterwards (the crash kernel runs in
+/// the reserved region, which the vmcore leaves out, and low memory, which the
+/// vmcore gives as it was at the crash).
+pub fn vmcore_notes_and_pages(lab: &Lab, c: &Crash) {
+    let vmcore = open(&c.vmcore);
+    let machine = open(&c.machine);
+    assert!(vmcore.warnings.is_empty(), "{:?}", vmcore.warnings);
+    assert!(matches!(vmcore.format, Format::Elf(_)), "{}", vmcore.format.name());
+    let ci = vmcore.notes.xen_crash_info.as_ref().expect("Xen's CRASH_INFO note");
+    assert_eq!((ci.major, ci.minor), (lab.spec.major, lab.spec.minor));
+    let vmcoreinfo = vmcore.notes.vmcoreinfo_xen.as_deref().expect("VMCOREINFO_XEN");
+    assert!(vmcoreinfo.contains("SYMBOL(domain_list)="), "{vmcoreinfo}");
+    // xen_phys_start: the note's, and what discovery finds in QEMU's dump by matching
+    // xen-syms' .rodata (independent of the note).
+    let r = super::run(&["info", s(&c.machine), "--xen-syms", s(&lab.xen_syms), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let info = &r.json()[0];
+    let found = info["xen"]["xen_phys_start"]["value"].as_str().map(|v| u64::from_str_radix(&v[2..], 16).unwrap());
+    assert_eq!(info["xen"]["xen_phys_start"]["source"], "discovered");
+    assert_eq!(ci.xen_phys_start, found, "{}", info["xen"]);
+    // The CPU's registers from Xen's CRASH_REGS note: it stopped in the kexec path.
+    let r = super::run(&["info", s(&c.vmcore), "--xen-syms", s(&lab.xen_syms)]);
+    assert!(r.stdout.contains("RIP in kexec_crash_save_cpu+"), "{}", r.stdout);
+    // Every page the vmcore holds, against QEMU's.
+    let (mut same, mut differ, mut reserved_gap) = (0u64, Vec::new(), 0u64);
+    for e in vmcore.mem.extents() {
+        assert!(e.present, "{e:?}");
+        for f in e.start.0 >> 12..(e.start.0 + e.len) >> 12 {
+            let a = vmcore.mem.page(Mfn(f)).unwrap_or_else(|err| panic!("vmcore: mfn {f:#x}: {err}"));
+            let b = machine.mem.page(Mfn(f)).unwrap_or_else(|err| panic!("machine: mfn {f:#x}: {err}"));
+            if *a == *b { same += 1 } else { differ.push(f) }
+        }
+    }
+    // The region Xen reserved (crashkernel=192M@256M) is not in the vmcore.
+    for f in (256u64 << 8)..(448 << 8) {
+        reserved_gap += vmcore.mem.page(Mfn(f)).is_err() as u64;
+    }
+    eprintln!("{same} pages equal, {} differ: {:x?}", differ.len(), &differ[..differ.len().min(20)]);
+    assert_eq!(reserved_gap, 192 << 8, "the crash kernel's region is not in the vmcore");
+    assert!(same > 200_000, "{same}");
+    // Except in the first 640 KiB: /proc/vmcore serves them from the copy kexec made
+    // at the crash (the "backup region", inside the reserved one), and the crash
+    // kernel then used low memory itself (its real-mode trampoline).
+    let outside: Vec<u64> = differ.iter().copied().filter(|&f| f >= 0xa0).collect();
+    assert_eq!(outside, Vec::<u64>::new(), "pages outside the first 640 KiB differ");
+    assert!(differ.len() < 32, "{differ:x?}");
+}
+
+/// Walks in Xen's own dump: the root its CRASH_REGS note gives (`--cpu 0`: the
+/// loaded CR3 of dom0's vCPU) and Xen's idle root (from xen-syms and CRASH_INFO's
+/// xen_phys_start) list exactly what QEMU's dump of the machine lists.
+pub fn vmcore_walks_like_the_machine(lab: &Lab, c: &Crash) {
+    let (v, m, xs) = (s(&c.vmcore), s(&c.machine), s(&lab.xen_syms));
+    let vmcore = open(&c.vmcore);
+    let cr3 = format!("{:#x}", vmcore.notes.cpu(0).and_then(|c| c.cr3).expect("CPU 0's CR3 in CRASH_REGS"));
+    let got = listing(&[v, "--cpu", "0", "--brief"]);
+    let want = listing(&[m, "--cr3", &cr3, "--brief"]);
+    eprintln!("CPU 0's root {cr3}: {} ranges", got.len());
+    assert!(got.len() > 100_000, "{}", got.len());
+    assert!(got == want, "CPU 0's root lists differently in the vmcore and in QEMU's dump");
+    let got = listing(&[v, "--xen-syms", xs, "--brief"]);
+    let want = listing(&[m, "--xen-syms", xs, "--brief"]);
+    assert!(got.len() > 500 && got == want, "idle_pg_table lists differently ({} ranges)", got.len());
+}
+
+/// Domains from Xen's own dump: the guest as its core describes it (vCPU roots,
+/// p2m), and dom0's p2m through the frame-list-list CRASH_INFO names.
+pub fn vmcore_domains_and_p2m(lab: &Lab, c: &Crash) {
+    let (v, xs) = (s(&c.vmcore), s(&lab.xen_syms));
+    let core = open(&lab.core);
+    let Format::XlCore(sum) = &core.format else { panic!() };
+    let doms = domains_with_the_guest(v, xs, sum);
+    let dom0 = doms.iter().find(|d| d["id"] == 0).unwrap();
+    assert_eq!(dom0["kind"], "pv64");
+    // The guest's p2m, read from Xen's dump, is the core's.
+    let (pairs, _) = checked_p2m(v, xs, "1");
+    assert!(pairs == core_p2m(&core), "domain 1's p2m in the vmcore differs from its core's");
+    // dom0's: consistent with the M2P both ways, and the frame-list-list that
+    // CRASH_INFO names (the one in dom0's shared info) says the same as Linux's
+    // linear list.
+    let (_, summary) = checked_p2m(v, xs, "0");
+    assert!(summary["ram"].as_u64().unwrap() > 90_000, "{summary}");
+    let alts = summary["alternatives_checked"].as_array().unwrap();
+    let fll = open(&c.vmcore).notes.xen_crash_info.as_ref().unwrap().dom0_pfn_to_mfn_frame_list_list;
+    assert!(alts.iter().any(|a| Some(hex(&a["fll"])) == fll && a["differing"] == 0), "{fll:x?}: {summary}");
+}
+
+/// makedumpfile's Xen mode on Xen's own dump: `-X` drops every page of the user
+/// domains and keeps Xen's and dom0's. The guest's frames must then be "excluded",
+/// said so when a walk needs them, and dom0's address space must list exactly as in
+/// the unfiltered vmcore.
+pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
+    let Some(mdf) = find_in_path("makedumpfile") else {
+        return not_run(test, "needs makedumpfile (scripts/test.sh installs it)");
+    };
+    let dir = super::tempdir("xen-lab-mdf");
+    let out = dir.join("xen-X.kdump");
+    let o = Command::new(mdf)
+        .args(["-c", "-X", "-d", "1", "--message-level", "1"])
+        .arg(&c.vmcore)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "makedumpfile -X: {}", String::from_utf8_lossy(&o.stderr));
+    let (f, v, xs) = (s(&out), s(&c.vmcore), s(&lab.xen_syms));
+    let filtered = open(&out);
+    let info = &super::run(&["info", f, "--json"]).json()[0];
+    assert!(info["kdump"]["pages"]["excluded"].as_u64().unwrap() >= 32768, "{}", info["kdump"]);
+    let core = open(&lab.core);
+    for (_, mfn) in core_p2m(&core) {
+        let e = filtered.mem.page(Mfn(mfn)).err().unwrap_or_else(|| panic!("guest frame {mfn:?} kept"));
+        assert!(e.to_string().contains("excluded"), "{e}");
+    }
+    // The guest's root: excluded, and the diagnosis says so.
+    let r = super::run(&[f, "--xen-syms", xs, "--domain", "1", "--va", "0xffffffff81000000", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let stop = &r.json_of("walk")[0]["stop"];
+    assert_eq!(stop["reason"], "cr3_absent", "{stop}");
+    assert!(stop["explanation"].as_str().unwrap().contains("excluded from the dump"), "{stop}");
+    // dom0's, whole, as in the vmcore.
+    let got = listing(&[f, "--xen-syms", xs, "--domain", "0", "--brief"]);
+    let want = listing(&[v, "--xen-syms", xs, "--domain", "0", "--brief"]);
+    assert!(got.len() > 100_000 && got == want, "dom0 lists differently after -X ({} ranges)", got.len());
+    // triage: dom0's page tables all there, as in the vmcore; the guest's missing,
+    // each missing frame one of the guest's own (its core's p2m), said excluded.
+    let page_tables = |dump: &str| -> Vec<serde_json::Value> {
+        let r = super::run(&["triage", dump, "--xen-syms", xs, "--json"]);
+        assert!(r.code <= 1, "{}", r.stderr);
+        r.json_of("check").into_iter().filter(|c| c["check"] == "page_tables_present").collect()
+    };
+    let (before, after) = (page_tables(v), page_tables(f));
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(before.iter().all(|c| c["status"] == "ok"), "{before:?}");
+    assert_eq!(after[0], before[0], "dom0's page tables after -X");
+    assert_eq!((after[1]["subject"].as_str(), after[1]["status"].as_str()), (Some("domain 1"), Some("finding")));
+    let what = after[1]["what"].as_str().unwrap();
+    assert!(what.contains("excluded"), "{what}");
+    let frame =
+        what.split("frame 0x").nth(1).and_then(|t| t.split(':').next()).map(|h| u64::from_str_radix(h, 16).unwrap());
+    let guest: std::collections::HashSet<u64> = core_p2m(&core).into_iter().map(|(_, m)| m).collect();
+    assert!(frame.is_some_and(|m| guest.contains(&m)), "{what}: not one of the guest's frames");
+    let _ = std::fs::remove_dir_all(&dir);
+}
