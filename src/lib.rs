@@ -32,4 +32,4 @@ pub mod render;
 pub mod session;
 pub mod xen;
 
-pub use addr::{Gfn, Maddr, Mfn, Pfn, Vaddr};
+pub use addr::{Gfn, Gpa, Maddr, Mfn, Pfn, PhysAddr, Vaddr};
