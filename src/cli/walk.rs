@@ -386,7 +386,6 @@ fn guest(
         bail!("--style xen needs the hypervisor's own tables: a guest's tables are not Xen's (use --table monitor)");
     }
     let opts = WalkOptions { maxphyaddr: a.paging.maxphyaddr, ..WalkOptions::default() };
-    let blocked = root.problem.filter(RootProblem::blocks_walks);
     if vas.is_empty() && va_list.is_none() {
         let code = guest_list(root, mem, opts, a, out, ui)?;
         out.flush()?;
@@ -424,7 +423,6 @@ fn guest(
         }
         Ok(())
     };
-    let _ = blocked;
     for &va in vas {
         one(out, va)?;
     }
