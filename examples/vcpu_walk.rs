@@ -4,7 +4,7 @@
 //! what the walk means to Xen, and print the JSON Lines the CLI prints.
 //!
 //! `cargo run --example vcpu_walk -- DUMP XEN-SYMS DOMAIN VA`
-use xenwalk::session::{DomainSel, RootSpec, Session, SessionOptions};
+use xenwalk::session::{DomainSel, RootSpec, Session, SessionOptions, SpaceKind};
 use xenwalk::xen::{annotate, domains::TableKind};
 use xenwalk::{Vaddr, diagnose, paging::WalkOptions, parse::Expr, render::json};
 
@@ -17,12 +17,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = RootSpec::Domain { domain: DomainSel::Id(domain.parse()?), vcpu: 0, table: TableKind::Guest };
     let opts = WalkOptions::default();
     let space = s.space(&spec, opts)?;
-    let (mem, root) = (space.mem(&s), &space.root);
     let va = Vaddr(s.resolve(&Expr::parse(va)?)?);
-    let t = diagnose::translate(mem, root, va, opts);
-    let a = annotate::AnnotateOptions { maxphyaddr: opts.maxphyaddr, pitfalls_always: false };
-    let notes = annotate::walk(space.xen, mem, root, &t, space.p2m().as_ref(), a);
-    println!("{}", serde_json::to_string(&json::RootLine::new(root))?);
-    println!("{}", serde_json::to_string(&json::WalkLine::annotated(&t, root, opts.maxphyaddr, &notes))?);
+    let (root_line, walk_line) = match &space.kind {
+        // A PV guest's tables (or Xen's): machine memory, annotated as Xen sees it.
+        SpaceKind::Machine { root, xen } => {
+            let t = diagnose::translate(s.mem(), root, va, opts);
+            let a = annotate::AnnotateOptions { maxphyaddr: opts.maxphyaddr, pitfalls_always: false };
+            let notes = annotate::walk(*xen, s.mem(), root, &t, a);
+            (json::RootLine::new(root), json::WalkLine::annotated(&t, root, opts.maxphyaddr, &notes))
+        }
+        // An HVM/PVH guest's own tables: guest-physical, machine addresses via the p2m.
+        SpaceKind::Guest { root, mem } => {
+            let t = diagnose::translate(mem, root, va, opts);
+            let g = annotate::guest_walk(mem, root, &t, opts.maxphyaddr);
+            (json::RootLine::guest(root, mem), json::WalkLine::guest(&t, root, opts.maxphyaddr, &g))
+        }
+    };
+    println!("{}", serde_json::to_string(&root_line)?);
+    println!("{}", serde_json::to_string(&walk_line)?);
     Ok(())
 }

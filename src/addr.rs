@@ -127,6 +127,99 @@ impl Gpa {
     pub const fn gfn(self) -> Gfn {
         Gfn(self.0 >> PAGE_SHIFT)
     }
+    /// Offset inside its 4 KiB page.
+    #[inline]
+    pub const fn page_offset(self) -> u64 {
+        self.0 & (PAGE_SIZE - 1)
+    }
+    /// This address plus `n` bytes, wrapping.
+    #[inline]
+    pub const fn wrapping_add(self, n: u64) -> Gpa {
+        Gpa(self.0.wrapping_add(n))
+    }
+}
+
+impl Gfn {
+    /// First guest-physical address of the frame.
+    #[inline]
+    pub const fn gpa(self) -> Gpa {
+        Gpa(self.0 << PAGE_SHIFT)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Maddr {}
+    impl Sealed for super::Gpa {}
+}
+
+/// The kind of physical address a page table holds: [`Maddr`] in the tables the
+/// machine walks (Xen's own, a PV guest's), [`Gpa`] in an HVM/PVH guest's own tables,
+/// whose entries name guest frames that only the host p2m turns into machine frames
+/// (reference §5.3: the two-dimensional walk). The walker, the root check, the
+/// diagnosis and the enumeration are generic over it, so a walk of a guest's own
+/// tables is a `Walk<Gpa>` and can never hand a guest-physical address to code that
+/// expects a machine one. Sealed: there are exactly these two kinds. Code generic
+/// over it is monomorphised, so a walk of machine memory compiles to what it was
+/// before the parameter existed.
+pub trait PhysAddr:
+    sealed::Sealed
+    + Copy
+    + Eq
+    + Ord
+    + std::hash::Hash
+    + fmt::Debug
+    + fmt::Display
+    + fmt::LowerHex
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// What the addresses are called in messages: `maddr` or `gpa`.
+    const NAME: &'static str;
+    /// What the frames are called: `mfn` or `gfn`.
+    const FRAME: &'static str;
+    /// The address of this kind with the raw value `v` (an entry's frame bits).
+    fn at(v: u64) -> Self;
+    /// The raw value.
+    fn raw(self) -> u64;
+    /// This address plus `n` bytes, wrapping.
+    #[inline]
+    fn plus(self, n: u64) -> Self {
+        Self::at(self.raw().wrapping_add(n))
+    }
+    /// The frame number (`>> 12`).
+    #[inline]
+    fn frame(self) -> u64 {
+        self.raw() >> PAGE_SHIFT
+    }
+}
+
+impl PhysAddr for Maddr {
+    const NAME: &'static str = "maddr";
+    const FRAME: &'static str = "mfn";
+    #[inline]
+    fn at(v: u64) -> Maddr {
+        Maddr(v)
+    }
+    #[inline]
+    fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+impl PhysAddr for Gpa {
+    const NAME: &'static str = "gpa";
+    const FRAME: &'static str = "gfn";
+    #[inline]
+    fn at(v: u64) -> Gpa {
+        Gpa(v)
+    }
+    #[inline]
+    fn raw(self) -> u64 {
+        self.0
+    }
 }
 
 impl Mfn {

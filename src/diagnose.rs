@@ -7,8 +7,8 @@
 //! Pitfalls are the ones of reference `xen-x86-64.md` §9.
 
 use crate::addr::size_name;
-use crate::addr::{Maddr, Vaddr};
-use crate::mem::{Absent, PhysMem, ReadError};
+use crate::addr::{Maddr, PhysAddr, Vaddr};
+use crate::mem::{Absent, ReadError, TableMem};
 use crate::paging::entry::{Entry, Level, bits};
 use crate::paging::root::{Root, RootInput, RootProblem};
 use crate::paging::walk::{self, Step, StopKind, Walk, WalkOptions};
@@ -118,35 +118,46 @@ pub enum Next {
     Listing,
 }
 
-/// One VA translated against one root, with its diagnosis when it did not translate.
+/// One VA translated against one root, with its diagnosis when it did not translate
+/// (`Translation<Gpa>` for a guest's own tables).
 #[derive(Clone, Debug)]
-pub struct Translation {
+pub struct Translation<A: PhysAddr = Maddr> {
     pub va: Vaddr,
     /// The walk; `None` when the root itself made walking impossible.
-    pub walk: Option<Walk>,
+    pub walk: Option<Walk<A>>,
     pub diagnosis: Option<Diagnosis>,
     /// Mis-masking pitfalls seen on the way (see [`mask_pitfalls`]).
     pub pitfalls: Vec<String>,
 }
 
-impl Translation {
+impl<A: PhysAddr> Translation<A> {
     pub fn translated(&self) -> bool {
         self.walk.as_ref().is_some_and(|w| w.mapping().is_some())
     }
 }
 
 /// Walk `va` from `root` and explain the result.
-pub fn translate(mem: &dyn PhysMem, root: &Root, va: Vaddr, opts: WalkOptions) -> Translation {
+pub fn translate<A: PhysAddr>(
+    mem: &(impl TableMem<A> + ?Sized),
+    root: &Root<A>,
+    va: Vaddr,
+    opts: WalkOptions,
+) -> Translation<A> {
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let diagnosis = if va.is_canonical() { root_diagnosis(root, &p) } else { non_canonical(va) };
         return Translation { va, walk: None, diagnosis: Some(diagnosis), pitfalls: Vec::new() };
     }
-    explain(mem, root, walk::walk(mem, root.maddr, va, opts), opts)
+    explain(mem, root, walk::walk_in(mem, root.maddr, va, opts), opts)
 }
 
 /// Explain a walk of `root` already made (by [`walk::walk`] or a batched
 /// [`crate::paging::Translator`]): the same [`Translation`] as [`translate`].
-pub fn explain(mem: &dyn PhysMem, root: &Root, w: Walk, opts: WalkOptions) -> Translation {
+pub fn explain<A: PhysAddr>(
+    mem: &(impl TableMem<A> + ?Sized),
+    root: &Root<A>,
+    w: Walk<A>,
+    opts: WalkOptions,
+) -> Translation<A> {
     let va = w.va;
     if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
         let diagnosis = if va.is_canonical() { root_diagnosis(root, &p) } else { non_canonical(va) };
@@ -158,7 +169,7 @@ pub fn explain(mem: &dyn PhysMem, root: &Root, w: Walk, opts: WalkOptions) -> Tr
 }
 
 /// Diagnosis for a root that cannot be walked at all (also used for enumeration).
-pub fn root_diagnosis(root: &Root, p: &RootProblem) -> Diagnosis {
+pub fn root_diagnosis<A: PhysAddr>(root: &Root<A>, p: &RootProblem<A>) -> Diagnosis {
     let l4 = Level::L4;
     let raw = match root.input {
         RootInput::Cr3(v) => v,
@@ -317,7 +328,12 @@ fn covered(va: Vaddr, level: Level) -> (Vaddr, Vaddr) {
     (Vaddr(start), Vaddr(start + (level.span() - 1)))
 }
 
-fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> Diagnosis {
+fn explain_stop<A: PhysAddr>(
+    mem: &(impl TableMem<A> + ?Sized),
+    root: &Root<A>,
+    w: &Walk<A>,
+    opts: WalkOptions,
+) -> Diagnosis {
     let Some(stop) = w.stop() else {
         return unreachable_diag();
     };
@@ -354,7 +370,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
         next_command: None,
     };
     let above = w.steps().filter(|s| s.level > level).last().copied();
-    let via = |a: Option<Step>| match a {
+    let via = |a: Option<Step<A>>| match a {
         Some(s) => format!("the {} entry {:#x} = {:#018x} (at {})", s.level, s.index, s.entry.0, s.entry_maddr),
         None => format!("CR3 ({})", root.source),
     };
@@ -458,7 +474,7 @@ fn explain_stop(mem: &dyn PhysMem, root: &Root, w: &Walk, opts: WalkOptions) -> 
                 );
             }
             // A zero entry: is the whole page zero?
-            let (zero_page, others) = match mem.page(stop.table.mfn()) {
+            let (zero_page, others) = match mem.page_at(stop.table) {
                 Ok(p) => {
                     let others = (0..512).filter(|&i| Entry(p.entry(i)).present()).count();
                     (p.is_zero(), others)
@@ -517,7 +533,7 @@ fn nonpresent_bits(e: Entry) -> String {
 /// For every present entry of the walk whose address a careless walker would get
 /// wrong (bits 63:52 or a large page's PAT bit not masked), say what it would read.
 /// This answers "why does *my* walk hit zeros" when xenwalk's own walk succeeds.
-pub fn mask_pitfalls(mem: &dyn PhysMem, w: &Walk, opts: WalkOptions) -> Vec<String> {
+pub fn mask_pitfalls<A: PhysAddr>(mem: &(impl TableMem<A> + ?Sized), w: &Walk<A>, opts: WalkOptions) -> Vec<String> {
     let mut out = Vec::new();
     for s in w.steps() {
         if !s.entry.present() || s.reserved != 0 {
@@ -542,9 +558,9 @@ pub fn mask_pitfalls(mem: &dyn PhysMem, w: &Walk, opts: WalkOptions) -> Vec<Stri
             what.push("the large-page PAT bit (12)".to_string());
         }
         let target = if leaf { "page" } else { "next table" };
-        let there = match mem.locate(Maddr(naive)) {
+        let there = match mem.locate_at(A::at(naive)) {
             Err(why) => format!("which is {why}: such a walker stops or reads zeros"),
-            Ok(()) => match mem.page(Maddr(naive).mfn()) {
+            Ok(()) => match mem.page_at(A::at(naive)) {
                 Ok(p) if p.is_zero() => "a zero page: such a walker \"hits zeros\"".to_string(),
                 _ => "a different page: such a walker reads the wrong data".to_string(),
             },
@@ -563,7 +579,7 @@ pub fn mask_pitfalls(mem: &dyn PhysMem, w: &Walk, opts: WalkOptions) -> Vec<Stri
 /// Why a read failed, as a short code for JSON.
 pub fn read_error_code(e: &ReadError) -> &'static str {
     match e {
-        ReadError::Absent { why, .. } => why.code(),
+        ReadError::Absent { why, .. } | ReadError::GuestAbsent { why, .. } => why.code(),
         ReadError::Malformed { .. } => "malformed",
     }
 }

@@ -34,4 +34,4 @@ pub mod session;
 pub mod triage;
 pub mod xen;
 
-pub use addr::{Gfn, Maddr, Mfn, Pfn, Vaddr};
+pub use addr::{Gfn, Gpa, Maddr, Mfn, Pfn, PhysAddr, Vaddr};

@@ -13,7 +13,7 @@
 //! Errors are typed and name facts; the CLI turns them into sentences that name its
 //! flags. Warnings are returned as data ([`Session::warnings`]), never printed here.
 
-use crate::addr::{Maddr, Mfn, Vaddr};
+use crate::addr::{Gpa, Maddr, Mfn, Vaddr};
 use crate::dump::{Dump, OpenError, OpenOptions};
 use crate::mem::xlcore::GuestKind;
 use crate::mem::{Absent, PhysMem};
@@ -22,7 +22,7 @@ use crate::paging::root::{self, Root, RootInput, RootProblem};
 use crate::parse::Expr;
 use crate::xen::domains::{self, DomKind, DomainError, DomainInfo, TableKind};
 use crate::xen::expr::ExprError;
-use crate::xen::hvm::{GuestPhys, HostP2m};
+use crate::xen::hvm::{GuestMemory, GuestPhys, HostP2m, HvmCore};
 use crate::xen::p2m::P2mError;
 use crate::xen::profile::{Profile, ProfileError};
 use crate::xen::symbols::{SymsError, XenSyms};
@@ -220,14 +220,14 @@ impl Session {
     /// the walks to diagnose.
     pub fn space(&self, spec: &RootSpec, opts: WalkOptions) -> Result<AddressSpace<'_>, RootError> {
         let space = self.space_unchecked(spec, opts)?;
-        if let Some(RootProblem::Absent(why @ Absent::OutsideImage { .. })) = space.root.problem {
-            return Err(RootError::OutsideImage { l4: space.root.maddr, from: space.root.source.clone(), why });
+        if let Some((RootProblem::Absent(why @ Absent::OutsideImage { .. }), Some(l4), from)) = space.root_problem() {
+            return Err(RootError::OutsideImage { l4, from: from.to_string(), why });
         }
         Ok(space)
     }
 
     fn space_unchecked(&self, spec: &RootSpec, opts: WalkOptions) -> Result<AddressSpace<'_>, RootError> {
-        let machine = |root: Root| AddressSpace { root, guest: None, xen: self.xen.as_ref(), implicit: None };
+        let machine = |root: Root| AddressSpace::machine(root, self.xen.as_ref());
         let mem = self.mem();
         Ok(match spec {
             RootSpec::Cr3(e) => {
@@ -241,12 +241,11 @@ impl Session {
                 if self.dump.guest_core().is_none() {
                     return Err(if table.is_some() { RootError::TableNeedsVcpu } else { RootError::VcpuNeedsCore });
                 }
-                machine(self.core_vcpu_root(*vcpu, table.unwrap_or(TableKind::Guest), opts)?.0)
+                self.core_vcpu_root(*vcpu, table.unwrap_or(TableKind::Guest), opts)?.0
             }
             RootSpec::Default => {
                 if self.dump.guest_core().is_some() {
-                    let (root, cr3, what) = self.core_vcpu_root(0, TableKind::Guest, opts)?;
-                    let mut s = machine(root);
+                    let (mut s, cr3, what) = self.core_vcpu_root(0, TableKind::Guest, opts)?;
                     s.implicit = Some(Implicit::CoreVcpu { vcpu: 0, cr3, what });
                     s
                 } else if let Some(idle) = self.xen.as_ref().and_then(|x| x.idle_root()) {
@@ -285,13 +284,15 @@ impl Session {
         Ok(root::resolve(self.mem(), RootInput::Cr3(cr3), format!("CPU {cpu}, {}", src.describe()), pcide, opts))
     }
 
-    /// vCPU `n`'s root in an `xl dump-core` guest core, with what it is.
+    /// vCPU `n`'s root in an `xl dump-core` guest core, with what it is: a PV
+    /// guest's L4 in the core's machine frames, an HVM guest's CR3 in its
+    /// guest-physical memory (the core's pages by guest frame; no p2m).
     fn core_vcpu_root(
         &self,
         n: usize,
         table: TableKind,
         opts: WalkOptions,
-    ) -> Result<(Root, u64, &'static str), RootError> {
+    ) -> Result<(AddressSpace<'_>, u64, &'static str), RootError> {
         let Some(g) = self.dump.guest_core() else { return Err(RootError::VcpuNeedsCore) };
         let vcpus = &g.summary().vcpus;
         let Some(v) = vcpus.get(n) else {
@@ -314,7 +315,18 @@ impl Session {
         };
         let pcide = v.cr4.map(|cr4| cr4 & (1 << 17) != 0);
         let src = format!("vCPU {n}, .xen_prstatus ({what})");
-        Ok((root::resolve(self.mem(), RootInput::Cr3(cr3), src, pcide, opts), cr3, what))
+        let space = match g.kind() {
+            GuestKind::Hvm => {
+                let mem = GuestMemory::Core(HvmCore(self.mem()));
+                let root = root::resolve_in(&mem, RootInput::Cr3(cr3), src, pcide, opts);
+                AddressSpace::guest(root, mem)
+            }
+            GuestKind::Pv => AddressSpace::machine(
+                root::resolve(self.mem(), RootInput::Cr3(cr3), src, pcide, opts),
+                self.xen.as_ref(),
+            ),
+        };
+        Ok((space, cr3, what))
     }
 
     /// `domain`'s vCPU `v`: one of its roots in machine memory, or for an HVM/PVH
@@ -340,7 +352,7 @@ impl Session {
         };
         let name = format!("domain {domain} vCPU {v}");
         let mem = self.mem();
-        let machine = |root: Root| AddressSpace { root, guest: None, xen: self.xen.as_ref(), implicit: None };
+        let machine = |root: Root| AddressSpace::machine(root, self.xen.as_ref());
         let by_mfn = |m: Option<Mfn>, what: &'static str| -> Result<AddressSpace<'_>, RootError> {
             let m = m.ok_or(RootError::NoSuchRoot { domain, vcpu: v, what, kind: dom.kind.name() })?;
             Ok(machine(root::resolve(mem, RootInput::Mfn(m), format!("{name} {what}"), None, opts)))
@@ -370,9 +382,9 @@ impl Session {
         let f = domains::Fields::new(x, self.mem(), self.dump.notes.vmcoreinfo_xen.as_deref());
         let p2m = HostP2m::of(&f, dom).map_err(RootError::P2m)?;
         let src = format!("domain {id} vCPU {v} guest CR3 (guest-physical, through the {} p2m)", p2m.kind());
-        let guest = GuestPhys { mem: self.mem(), p2m };
-        let root = root::resolve(&guest, RootInput::Cr3(cr3), src, None, opts);
-        Ok(AddressSpace { root, guest: Some(guest), xen: None, implicit: None })
+        let guest = GuestMemory::P2m(GuestPhys { mem: self.mem(), p2m });
+        let root = root::resolve_in(&guest, RootInput::Cr3(cr3), src, None, opts);
+        Ok(AddressSpace::guest(root, guest))
     }
 }
 
@@ -429,29 +441,57 @@ pub enum Implicit {
 
 /// A root and the memory its walks read.
 pub struct AddressSpace<'s> {
-    pub root: Root,
-    /// For an HVM/PVH guest's own tables: its guest-physical memory through the
-    /// host p2m. `None`: the walks read machine memory.
-    pub guest: Option<GuestPhys<'s>>,
-    /// The hypervisor, for annotations of machine-memory walks (`None` in a guest's
-    /// own space, whose addresses mean nothing to Xen's layout).
-    pub xen: Option<&'s Xen>,
+    pub kind: SpaceKind<'s>,
     /// Set when the root was chosen by default rather than asked for.
     pub implicit: Option<Implicit>,
 }
 
+/// The two kinds of address space, by the kind of address their tables hold.
+pub enum SpaceKind<'s> {
+    /// Tables in machine memory (Xen's, a PV guest's, a monitor table): walks read
+    /// the dump, and their addresses are machine addresses.
+    Machine {
+        root: Root,
+        /// The hypervisor, for annotations.
+        xen: Option<&'s Xen>,
+    },
+    /// An HVM/PVH guest's own tables: walks read its guest-physical memory
+    /// (`Walk<Gpa>`); the machine addresses behind them come from the host p2m, when
+    /// there is one ([`GuestMemory::machine`]). Xen's layout does not apply.
+    Guest { root: Root<Gpa>, mem: GuestMemory<'s> },
+}
+
 impl<'s> AddressSpace<'s> {
-    /// What walks of this space read, given the session it came from.
-    pub fn mem<'a>(&'a self, s: &'a Session) -> &'a dyn PhysMem {
-        match &self.guest {
-            Some(g) => g,
-            None => s.mem(),
+    fn machine(root: Root, xen: Option<&'s Xen>) -> AddressSpace<'s> {
+        AddressSpace { kind: SpaceKind::Machine { root, xen }, implicit: None }
+    }
+
+    fn guest(root: Root<Gpa>, mem: GuestMemory<'s>) -> AddressSpace<'s> {
+        AddressSpace { kind: SpaceKind::Guest { root, mem }, implicit: None }
+    }
+
+    /// The root of a machine-memory space (`None` for a guest's own tables).
+    pub fn machine_root(&self) -> Option<&Root> {
+        match &self.kind {
+            SpaceKind::Machine { root, .. } => Some(root),
+            SpaceKind::Guest { .. } => None,
         }
     }
 
     /// The host p2m of a guest's own space.
     pub fn p2m(&self) -> Option<HostP2m<'s>> {
-        self.guest.as_ref().map(|g| g.p2m)
+        match &self.kind {
+            SpaceKind::Guest { mem, .. } => mem.p2m(),
+            SpaceKind::Machine { .. } => None,
+        }
+    }
+
+    /// The root's problem, whatever the kind of space.
+    fn root_problem(&self) -> Option<(RootProblem<Maddr>, Option<Maddr>, &str)> {
+        match &self.kind {
+            SpaceKind::Machine { root, .. } => root.problem.map(|p| (p, Some(root.maddr), root.source.as_str())),
+            SpaceKind::Guest { .. } => None,
+        }
     }
 }
 

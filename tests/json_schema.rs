@@ -62,7 +62,11 @@ struct RootLine {
     source: String,
     input_kind: String,
     input: Hex,
-    l4: Hex,
+    /// Schema 2: always a machine address, null where none is known.
+    l4: Option<Hex>,
+    /// A guest's own L4: its guest-physical address.
+    #[serde(default)]
+    l4_gpa: Option<Hex>,
     stripped: Vec<Stripped>,
     check: Option<Check>,
 }
@@ -73,8 +77,8 @@ struct Level {
     level: u8,
     name: String,
     index: u16,
-    table: Hex,
-    entry_maddr: Hex,
+    table: Option<Hex>,
+    entry_maddr: Option<Hex>,
     entry: Hex,
     flags: Vec<String>,
     present: bool,
@@ -87,6 +91,18 @@ struct Level {
     table_name: Option<String>,
     #[serde(default)]
     m2p_pfn: Option<Option<Hex>>,
+    #[serde(default)]
+    gpa: Option<LevelGpa>,
+}
+
+/// A level of a walk of a guest's own tables: its guest-physical addresses.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct LevelGpa {
+    table: Hex,
+    entry: Hex,
+    next: Option<Hex>,
+    next_gfn: Option<Hex>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -103,8 +119,12 @@ struct Stop {
 #[serde(deny_unknown_fields)]
 struct WalkLine {
     va: Hex,
-    root: Hex,
+    root: Option<Hex>,
     maddr: Option<Hex>,
+    #[serde(default)]
+    gpa: Option<Option<Hex>>,
+    #[serde(default)]
+    root_gpa: Option<Hex>,
     page_size: Option<u64>,
     rights: Option<Rights>,
     levels: Vec<Level>,
@@ -127,7 +147,13 @@ struct WalkLine {
 struct MappingLine {
     va: Hex,
     va_last: Hex,
-    maddr: Hex,
+    maddr: Option<Hex>,
+    #[serde(default)]
+    gpa: Option<Hex>,
+    #[serde(default)]
+    gpa_last: Option<Hex>,
+    #[serde(default)]
+    p2m_stop: Option<Option<String>>,
     size: u64,
     page_size: u64,
     pages: u64,
@@ -146,7 +172,9 @@ struct MappingLine {
 struct UnreadableTableLine {
     level: u8,
     va: Hex,
-    table: Hex,
+    table: Option<Hex>,
+    #[serde(default)]
+    table_gpa: Option<Hex>,
     reason: String,
     partial: bool,
 }
@@ -156,7 +184,9 @@ struct UnreadableTableLine {
 struct ReservedEntryLine {
     level: u8,
     va: Hex,
-    entry_maddr: Hex,
+    entry_maddr: Option<Hex>,
+    #[serde(default)]
+    entry_gpa: Option<Hex>,
     entry: Hex,
     reserved: Hex,
 }
@@ -173,7 +203,9 @@ struct PerLevel {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct SummaryLine {
-    root: Hex,
+    root: Option<Hex>,
+    #[serde(default)]
+    root_gpa: Option<Hex>,
     ranges: u64,
     tables: PerLevel,
     distinct_tables: u64,
@@ -924,14 +956,14 @@ fn check_line(line: &str) -> String {
     let ty = v["type"].as_str().unwrap_or_else(|| panic!("no type: {line}")).to_string();
     v.as_object_mut().unwrap().remove("type");
     let r = match ty.as_str() {
-        "root" => serde_json::from_value::<RootLine>(v).map(|r| assert_eq!(r.schema, 1)),
+        "root" => serde_json::from_value::<RootLine>(v).map(|r| assert_eq!(r.schema, 2)),
         "walk" => serde_json::from_value::<WalkLine>(v).map(drop),
         "mapping" => serde_json::from_value::<MappingLine>(v).map(drop),
         "unreadable_table" => serde_json::from_value::<UnreadableTableLine>(v).map(drop),
         "reserved_entry" => serde_json::from_value::<ReservedEntryLine>(v).map(drop),
         "summary" => serde_json::from_value::<SummaryLine>(v).map(drop),
         "stop" => serde_json::from_value::<Stop>(v).map(drop),
-        "info" => serde_json::from_value::<InfoLine>(v).map(|i| assert_eq!(i.schema, 1)),
+        "info" => serde_json::from_value::<InfoLine>(v).map(|i| assert_eq!(i.schema, 2)),
         "table" => serde_json::from_value::<TableLine>(v).map(drop),
         "v2m" => serde_json::from_value::<V2mLine>(v).map(drop),
         "m2v" => serde_json::from_value::<M2vLine>(v).map(drop),
@@ -942,7 +974,7 @@ fn check_line(line: &str) -> String {
         "p2m_range" => serde_json::from_value::<P2mRangeLine>(v).map(drop),
         "p2m_summary" => serde_json::from_value::<P2mSummary>(v).map(drop),
         "hvm_p2m" => serde_json::from_value::<HvmP2mLine>(v).map(drop),
-        "header" => serde_json::from_value::<HeaderLine>(v).map(|h| assert_eq!(h.schema, 1)),
+        "header" => serde_json::from_value::<HeaderLine>(v).map(|h| assert_eq!(h.schema, 2)),
         "slot_diff" => serde_json::from_value::<SlotDiffLine>(v).map(|d| {
             assert!(["shared", "equal_content", "different", "only_a", "only_b"].contains(&d.status.as_str()))
         }),
@@ -999,6 +1031,18 @@ fn every_line_type_matches_the_documented_schema() {
         ..Default::default()
     };
     fx.machine.write_xl_core(&core, &core_opts).unwrap();
+    // The same memory as an HVM guest core (pages by guest frame, no p2m): guest walks
+    // and a guest listing, `maddr` null and `gpa` beside; one table page left out.
+    let hvm_core = dir.join("hvm.core");
+    let hvm_pages: Vec<(u64, u64)> =
+        fx.machine.stored_frames().filter(|f| !fx.omitted.contains(f)).map(|f| (f.0, f.0)).collect();
+    let hvm_opts = XlCoreOptions {
+        hvm: true,
+        pages: hvm_pages,
+        vcpus: vec![(CpuRegs { cr3: fx.pv.0, ..Default::default() }, 0)],
+        ..Default::default()
+    };
+    fx.machine.write_xl_core(&hvm_core, &hvm_opts).unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
     let pv = format!("{}", fx.pv);
     let hex = |v: u64| format!("{v:#x}");
@@ -1061,6 +1105,15 @@ fn every_line_type_matches_the_documented_schema() {
         ],
         vec!["info".into(), p(&kdump), "--json".into()],
         vec![p(&kdump), "--cr3".into(), pv.clone(), "--json".into()],
+        vec![p(&hvm_core), "--json".into()],
+        vec![
+            p(&hvm_core),
+            "--json".into(),
+            "--va".into(),
+            hex(fx.guest_mapped[0].0.0),
+            "--va".into(),
+            hex(fx.va_uncaptured_table.0),
+        ],
         vec!["info".into(), p(&core), "--json".into()],
         vec!["p2m".into(), p(&core), "--json".into()],
         vec!["p2m".into(), p(&core), "--json".into(), "0".into(), "99".into()],
@@ -1153,6 +1206,7 @@ fn xen_line_types_match_the_documented_schema() {
         vec!["triage", v, "--xen-syms", x, "--json", "--console", console.to_str().unwrap()],
         vec!["p2m", v, "--xen-syms", x, "--json", "--domain", "1", "8", "20"],
         vec![v, "--xen-syms", x, "--json", "--domain", "1", "--va", "0x401000"],
+        vec![v, "--xen-syms", x, "--json", "--domain", "1"],
     ] {
         let out = common::run(&args);
         assert!(out.code <= 1, "{args:?}: {}", out.stderr);

@@ -322,7 +322,8 @@ fn synthetic_shifted_members_read_through_vmcoreinfo_offsets() {
         let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
         assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
         let w = &out.json_of("walk")[0];
-        assert_eq!(hex(&w["maddr"]), *gpa);
+        assert_eq!(hex(&w["gpa"]), *gpa);
+        assert_eq!(hex(&w["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)]);
         let data = w["p2m"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(hex(&data["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)]);
     }
@@ -402,7 +403,8 @@ fn synthetic_hvm_two_dimensional_walk_and_ept() {
         let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
         assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
         let w = &out.json_of("walk")[0];
-        assert_eq!(hex(&w["maddr"]), *gpa, "guest-physical result of {va:#x}");
+        assert_eq!(hex(&w["gpa"]), *gpa, "guest-physical result of {va:#x}");
+        assert_eq!(hex(&w["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)], "machine result of {va:#x}");
         let dim2 = w["p2m"].as_array().unwrap();
         let data = dim2.last().unwrap();
         assert_eq!(data["what"], "data");
@@ -443,6 +445,133 @@ fn synthetic_hvm_two_dimensional_walk_and_ept() {
     assert_eq!(mapped as usize, m.domu_p2m.len());
 }
 
+/// Issue 13, "one meaning for maddr": a walk and a listing of an HVM guest's own
+/// tables give machine addresses in `maddr` (through the EPT) and the guest-physical
+/// ones in `gpa`, at the top and in each level, in JSON, human and `--brief` (`--gpa`:
+/// the gpa), checked against the fixture's own gfn -> mfn map. The fixture's guest
+/// frames 0..16 sit on machine frames in reverse order, so the data pages of VA
+/// 0x400000..0x403fff (gfns 8..11, one gpa run) are four machine ranges.
+#[test]
+fn synthetic_hvm_maddr_is_machine_and_gpa_beside() {
+    let Some(s) = synth("synthetic_hvm_maddr_is_machine_and_gpa_beside", Breakage::default()) else { return };
+    let m = &s.model;
+    let p2m = |gpa: u64| (m.domu_p2m[&(gpa >> 12)] << 12) | (gpa & 0xfff);
+    // The guest's tables: L4 gfn 1, L3 gfn 2, L2 gfn 3, L1 gfn 4 (a 2 MiB leaf at L2).
+    let tables = [1u64 << 12, 2 << 12, 3 << 12, 4 << 12];
+    for (&va, &gpa) in &m.domu_va {
+        let va = va + 0x123;
+        let gpa = gpa + 0x123;
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
+        assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
+        let root = &out.json_of("root")[0];
+        assert_eq!(root["schema"], 2);
+        assert_eq!((hex(&root["l4"]), hex(&root["l4_gpa"])), (p2m(m.domu_cr3), m.domu_cr3));
+        let w = &out.json_of("walk")[0];
+        assert_eq!(hex(&w["maddr"]), p2m(gpa), "machine address of {va:#x}");
+        assert_eq!(hex(&w["gpa"]), gpa, "guest-physical address of {va:#x}");
+        assert_eq!((hex(&w["root"]), hex(&w["root_gpa"])), (p2m(m.domu_cr3), m.domu_cr3));
+        let levels = w["levels"].as_array().unwrap();
+        for (k, l) in levels.iter().enumerate() {
+            let g = &l["gpa"];
+            let index = l["index"].as_u64().unwrap();
+            assert_eq!(hex(&g["table"]), tables[k], "{va:#x} level {k}");
+            assert_eq!(hex(&g["entry"]), tables[k] + 8 * index);
+            assert_eq!(hex(&l["table"]), p2m(tables[k]), "machine table of {va:#x} level {k}");
+            assert_eq!(hex(&l["entry_maddr"]), p2m(tables[k]) + 8 * index);
+            let next_gpa = hex(&g["next"]);
+            assert_eq!(hex(&g["next_gfn"]), next_gpa >> 12);
+            assert_eq!(hex(&l["next"]), p2m(next_gpa), "machine target of {va:#x} level {k}");
+            assert_eq!(hex(&l["next_mfn"]), p2m(next_gpa) >> 12);
+            match tables.get(k + 1) {
+                Some(&t) if !l["leaf"].as_bool().unwrap() => assert_eq!(next_gpa, t),
+                _ => assert_eq!(next_gpa, gpa & !(hex_u(&w["page_size"]) - 1)),
+            }
+        }
+        // Human: the result is the machine address, the gpa beside it.
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}")]);
+        let want = format!("=> maddr {:#x}  (gpa {gpa:#x};", p2m(gpa));
+        assert!(out.stdout.contains(&want), "{want}\n{}", out.stdout);
+        // --brief: the machine address; --brief --gpa: the guest-physical one.
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--brief"]);
+        assert_eq!(out.stdout, format!("{va:#x} {:#x}\n", p2m(gpa)));
+        let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--brief", "--gpa"]);
+        assert_eq!(out.stdout, format!("{va:#x} {gpa:#x}\n"));
+    }
+    // --gpa of machine tables is bad usage.
+    let out = xw(&s, &["--domain", "0", "--va", "0x400000", "--brief", "--gpa"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // The listing: machine ranges by machine contiguity, the gpa range beside.
+    let out = xw(&s, &["--domain", "1", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let maps = out.json_of("mapping");
+    let mut covered = 0u64;
+    let mut prev: Option<(u64, u64, u64, u64)> = None;
+    for r in &maps {
+        let (va, gpa, size) = (hex(&r["va"]), hex(&r["gpa"]), r["size"].as_u64().unwrap());
+        assert_eq!(hex(&r["gpa_last"]), gpa + size - 1);
+        assert!(r["p2m_stop"].is_null(), "{r}");
+        // Every page of the range: the model's gpa for its VA, the p2m's frame for it.
+        for k in (0..size).step_by(4096) {
+            // Both L3 entries 0 and 1 lead to the one L2: VA and VA + 1 GiB alias.
+            let page_va = (va + k) & 0x3fff_ffff;
+            let (base, want_gpa) = m
+                .domu_va
+                .iter()
+                .filter(|(v, _)| **v <= page_va)
+                .map(|(v, g)| (*v, g + (page_va - v)))
+                .next_back()
+                .unwrap();
+            assert!(page_va - base < hex_u(&r["page_size"]), "{page_va:#x}");
+            assert_eq!(gpa + k, want_gpa, "gpa of {page_va:#x}");
+            assert_eq!(hex(&r["maddr"]) + k, p2m(want_gpa), "maddr of {page_va:#x}");
+        }
+        // Maximal: a range never continues the previous one in VA, gpa and machine.
+        if let Some((pva, pgpa, pma, psize)) = prev {
+            assert!(
+                !(pva + psize == va && pgpa + psize == gpa && pma + psize == hex(&r["maddr"])),
+                "ranges at {pva:#x} and {va:#x} should be one"
+            );
+        }
+        prev = Some((va, gpa, hex(&r["maddr"]), size));
+        covered += size;
+    }
+    assert_eq!(covered, 2 * ((2 << 20) + 4 * 4096), "{}", out.stdout);
+    let four: Vec<u64> = maps.iter().map(|r| hex(&r["va"])).filter(|v| (0x40_0000..0x40_4000).contains(v)).collect();
+    assert_eq!(four, [0x40_0000, 0x40_1000, 0x40_2000, 0x40_3000], "gfns 8..11 sit on four separate machine runs");
+    // The guest L1 in the misconfigured gfn: the p2m cannot answer, said so.
+    let un = &out.json_of("unreadable_table")[0];
+    assert_eq!((hex(&un["table_gpa"]), un["table"].is_null()), (m.domu_bad_gfn << 12, true), "{un}");
+    assert_eq!(un["reason"], "p2m_unmapped");
+    let sum = &out.json_of("summary")[0];
+    assert_eq!((hex(&sum["root"]), hex(&sum["root_gpa"])), (p2m(m.domu_cr3), m.domu_cr3));
+    // Human and --brief listings: the same ranges.
+    let human = xw(&s, &["--domain", "1"]);
+    assert!(human.stdout.contains("machine range") && human.stdout.contains("guest-physical range"));
+    for r in &maps {
+        let (ma, gpa, size) = (hex(&r["maddr"]), hex(&r["gpa"]), r["size"].as_u64().unwrap());
+        let cols = format!("{ma:#x}-{:#x}", ma + size - 1);
+        let line = human.stdout.lines().find(|l| l.starts_with(&format!("{:#018x}-", hex(&r["va"])))).unwrap();
+        assert!(line.contains(&cols) && line.contains(&format!("{gpa:#x}-{:#x}", gpa + size - 1)), "{line}");
+    }
+    let brief = xw(&s, &["--domain", "1", "--brief"]);
+    let want: Vec<String> = maps
+        .iter()
+        .map(|r| format!("{} {} {:#x}", r["va"].as_str().unwrap(), r["maddr"].as_str().unwrap(), hex_u(&r["size"])))
+        .collect();
+    assert_eq!(brief.stdout.lines().collect::<Vec<_>>(), want);
+    let brief = xw(&s, &["--domain", "1", "--brief", "--gpa"]);
+    let want: Vec<String> = maps
+        .iter()
+        .map(|r| format!("{} {} {:#x}", r["va"].as_str().unwrap(), r["gpa"].as_str().unwrap(), hex_u(&r["size"])))
+        .collect();
+    assert_eq!(brief.stdout.lines().collect::<Vec<_>>(), want);
+}
+
+fn hex_u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap()
+}
+
 /// The same HVM guest with an NPT (AMD HAP) p2m: an x86-64 table indexed by gpa.
 #[test]
 fn synthetic_hvm_with_npt_p2m() {
@@ -454,7 +583,8 @@ fn synthetic_hvm_with_npt_p2m() {
         let out = xw(&s, &["--domain", "1", "--va", &format!("{va:#x}"), "--json"]);
         assert_eq!(out.code, 0, "{va:#x}: {}", out.stderr);
         let w = &out.json_of("walk")[0];
-        assert_eq!(hex(&w["maddr"]), *gpa);
+        assert_eq!(hex(&w["gpa"]), *gpa);
+        assert_eq!(hex(&w["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)]);
         let data = w["p2m"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(hex(&data["maddr"]) >> 12, m.domu_p2m[&(gpa >> 12)]);
         assert_eq!(data["p2m_type"], "ram_rw");

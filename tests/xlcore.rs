@@ -298,7 +298,29 @@ fn hvm_core_is_guest_physical() {
     let r = run(&[c, "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json_of("root")[0]["source"], "vCPU 0, .xen_prstatus (HVM guest CR3, guest-physical)");
-    assert_eq!(r.json_of("mapping").len(), 2);
+    // No p2m in an HVM core: machine addresses are unknown (null), the gpas are beside.
+    let root = &r.json_of("root")[0];
+    assert!(root["l4"].is_null() && root["l4_gpa"] == format!("{}", pt.root), "{root}");
+    let maps = r.json_of("mapping");
+    let got: Vec<(&str, &str, bool)> =
+        maps.iter().map(|m| (m["va"].as_str().unwrap(), m["gpa"].as_str().unwrap(), m["maddr"].is_null())).collect();
+    assert_eq!(got, [("0x401000", "0x3000", true), ("0xffff888000000000", "0x200000", true)]);
+    let r = run(&[c, "--json", "--va", "0x401008"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let w = &r.json_of("walk")[0];
+    assert!(w["maddr"].is_null() && w["root"].is_null(), "{w}");
+    assert_eq!(w["gpa"], "0x3008");
+    assert!(w["levels"].as_array().unwrap().iter().all(|l| l["table"].is_null() && l["gpa"]["table"].is_string()));
+    assert!(w.get("p2m").is_none(), "no p2m to go through: {w}");
+    let r = run(&[c, "--va", "0x401008"]);
+    assert!(r.stdout.contains("=> maddr -  (machine address unknown"), "{}", r.stdout);
+    assert!(r.stdout.contains("gpa 0x3008"), "{}", r.stdout);
+    let r = run(&[c, "--va", "0x401008", "--brief"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "0x401008 -\n"));
+    let r = run(&[c, "--va", "0x401008", "--brief", "--gpa"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "0x401008 0x3008\n"));
+    let r = run(&[c, "--brief", "--gpa"]);
+    assert_eq!(r.stdout, "0x401000 0x3000 0x1000\n0xffff888000000000 0x200000 0x200000\n");
     let r = run(&["p2m", c]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("HVM"), "{}", r.stderr);

@@ -485,6 +485,21 @@ fn use_space(mem: &dyn PhysMem, root: Maddr, vas: &[u64]) {
     });
 }
 
+/// [`use_space`] for a guest's own tables: guest-physical memory through `p2m`.
+fn use_guest(mem: &dyn PhysMem, p2m: xenwalk::xen::hvm::HostP2m<'_>, root: xenwalk::Gpa, vas: &[u64]) {
+    let budget = Budget { inner: mem, left: AtomicU64::new(96) };
+    let guest = xenwalk::xen::hvm::GuestMemory::P2m(xenwalk::xen::hvm::GuestPhys { mem: &budget, p2m });
+    let opts = WalkOptions::default();
+    for &va in vas {
+        let _ = xenwalk::paging::walk::walk_in(&guest, root, Vaddr(va), opts).mapping();
+    }
+    let mut events = 0u32;
+    xenwalk::paging::enumerate::enumerate_in(&guest, root, opts, |_| {
+        events += 1;
+        if events > 1_000 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    });
+}
+
 /// The domains and vCPUs as `xenwalk domains` reads them, and every root of every
 /// vCPU as `--domain D --vcpu V [--table T]` resolves it.
 fn domains_and_roots(s: &Session) {
@@ -502,7 +517,13 @@ fn domains_and_roots(s: &Session) {
             for &table in tables {
                 let spec = RootSpec::Domain { domain: sel, vcpu: v.id, table };
                 if let Ok(space) = s.space(&spec, WalkOptions::default()) {
-                    use_space(space.mem(s), space.root.maddr, &vas);
+                    match &space.kind {
+                        xenwalk::session::SpaceKind::Machine { root, .. } => use_space(s.mem(), root.maddr, &vas),
+                        xenwalk::session::SpaceKind::Guest { root, mem: xenwalk::xen::hvm::GuestMemory::P2m(g) } => {
+                            use_guest(g.mem, g.p2m, root.maddr, &vas)
+                        }
+                        xenwalk::session::SpaceKind::Guest { .. } => {}
+                    }
                 }
             }
         }
@@ -528,7 +549,7 @@ fn input_words(data: &[u8]) -> Vec<u64> {
 /// p2m both ways as `p2m --check` reads it (bounded by max_pfn, and here by 2048),
 /// page owners, the host p2m's translations and leaves, and guest walks through it.
 pub fn xen_p2m(data: &[u8]) {
-    use xenwalk::xen::hvm::{GuestPhys, HostP2m};
+    use xenwalk::xen::hvm::HostP2m;
     use xenwalk::xen::p2m::{M2p, PvP2m, page_owner};
     let Some((&sel, rest)) = data.split_first() else { return };
     let m = machine(sel & 1 != 0);
@@ -566,10 +587,10 @@ pub fn xen_p2m(data: &[u8]) {
                     let r = ept.leaves(|_, _, _| leaves += 1);
                     assert!(leaves <= 512 * 64 * 1024, "{leaves} EPT leaves ({r:?})");
                 }
-                let guest = GuestPhys { mem, p2m: hp };
                 for v in d.vcpus.iter().take(2) {
                     if let Some(cr3) = v.guest_cr3 {
-                        use_space(&guest, Maddr(cr3 & 0x000f_ffff_ffff_f000), &[0x40_0000, 0x4000_0000, 0x60_0000]);
+                        let root = xenwalk::Gpa(cr3 & 0x000f_ffff_ffff_f000);
+                        use_guest(mem, hp, root, &[0x40_0000, 0x4000_0000, 0x60_0000]);
                     }
                 }
             }

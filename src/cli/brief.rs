@@ -42,7 +42,7 @@ fn hex(buf: &mut [u8; 18], v: u64) -> usize {
 
 /// One output line: the values in hex separated by spaces, `-` for `None`.
 #[inline]
-fn line(out: &mut dyn Write, values: &[Option<u64>]) -> io::Result<()> {
+pub(super) fn line(out: &mut dyn Write, values: &[Option<u64>]) -> io::Result<()> {
     let mut text = [0u8; 3 * 19];
     let mut n = 0;
     let mut buf = [0u8; 18];

@@ -10,7 +10,7 @@ use crate::paging::WalkOptions;
 use crate::paging::root::RootProblem;
 use crate::render::json;
 use crate::render::map::{self as draw, RegionLabel, Title};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -40,7 +40,12 @@ pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
     let s = input.open(ui)?;
     let opts = WalkOptions { maxphyaddr, ..WalkOptions::default() };
     let space = root.space(&s, opts, ui)?;
-    let (root, view) = (&space.root, View::of(&space, &s));
+    let Some((root, view)) = View::of(&space, &s) else {
+        bail!(
+            "map draws tables in machine memory; a guest's own tables are listed by `xenwalk DUMP` with the same \
+             root (their machine side goes through the p2m), or drawn from Xen's side with --table monitor"
+        );
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     if as_json {
@@ -57,10 +62,10 @@ pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
     let map = crate::paging::map::build(view.mem, root.maddr, opts);
     let (mem, xen, root_maddr) = (view.mem, view.xen, root.maddr);
     let labeler = move |va: crate::addr::Vaddr| -> Option<RegionLabel> {
-        match (xen, view.p2m.is_some()) {
-            (Some(x), false) => x.region_in(mem, root_maddr, va).map(|r| RegionLabel { name: r.name, what: r.what }),
-            // An HVM guest's own space: its halves.
-            _ => Some(if va.0 >> 47 == 0 {
+        match xen {
+            Some(x) => x.region_in(mem, root_maddr, va).map(|r| RegionLabel { name: r.name, what: r.what }),
+            // No hypervisor: the halves of the space.
+            None => Some(if va.0 >> 47 == 0 {
                 RegionLabel { name: "lower_half", what: "lower half (user space in most kernels)" }
             } else {
                 RegionLabel { name: "upper_half", what: "upper half (kernel space in most kernels)" }

@@ -4,15 +4,16 @@ use super::progress::Bar;
 use super::root::RootArgs;
 use super::{DumpArgs, Session, brief};
 use super::{OutputArgs, PagingArgs};
-use crate::addr::Vaddr;
+use crate::addr::{Gpa, Vaddr};
 use crate::diagnose::{self, Translation};
 use crate::paging::enumerate::{self, Coalescer, EnumerateOptions, Event, Progress, Range};
 use crate::paging::root::{Root, RootProblem};
 use crate::paging::{Translator, Walk, WalkOptions};
 use crate::parse::{self, Expr};
 use crate::render::{human, json};
-use crate::session::AddressSpace;
+use crate::session::{AddressSpace, SpaceKind};
 use crate::xen::annotate;
+use crate::xen::hvm::{GuestCoalescer, GuestMemory};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::{self, BufRead, BufWriter, Write};
@@ -59,6 +60,10 @@ pub struct WalkArgs {
     /// listing `VA MADDR SIZE` per range, in hex with 0x, and nothing else.
     #[arg(long, conflicts_with_all = ["json", "long", "style"])]
     pub brief: bool,
+    /// With --brief, of a guest's own tables (an HVM/PVH --domain, an HVM guest
+    /// core): print the guest-physical address in place of the machine address.
+    #[arg(long, requires = "brief")]
+    pub gpa: bool,
     #[command(flatten)]
     pub paging: PagingArgs,
 }
@@ -71,7 +76,6 @@ pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
     let s = a.input.open(ui)?;
     let opts = WalkOptions { maxphyaddr: a.paging.maxphyaddr, ..WalkOptions::default() };
     let space = a.root.space(&s, opts, ui)?;
-    let (root, view) = (&space.root, View::of(&space, &s));
     // Resolve --va before printing anything: a bad one is bad usage.
     let mut vas = Vec::with_capacity(a.va.len());
     for e in &a.va {
@@ -89,6 +93,16 @@ pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
     };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
+    let (root, view) = match &space.kind {
+        SpaceKind::Machine { root, xen } => (root, View { mem: s.mem(), xen: *xen }),
+        SpaceKind::Guest { root, mem } => return guest(&s, root, mem, &vas, va_list, &a, &mut out, ui),
+    };
+    if a.gpa {
+        bail!(
+            "--gpa: this root's tables hold machine addresses; --gpa is for a guest's own tables \
+             (--domain D of an HVM/PVH guest, or an HVM xl dump-core core)"
+        );
+    }
     if a.brief {
         return if vas.is_empty() && va_list.is_none() {
             brief::list(view.mem, root, opts, a.leaves, &mut out, ui)
@@ -130,7 +144,7 @@ pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
         for w in walks.iter().flatten() {
             let t = diagnose::explain(view.mem, root, *w, opts);
             any_failed |= !t.translated();
-            let notes = annotate::walk(view.xen, view.mem, root, &t, view.p2m.as_ref(), annotate_opts);
+            let notes = annotate::walk(view.xen, view.mem, root, &t, annotate_opts);
             emit_walk(out, &t, &notes, root, &a, &view, ui)?;
         }
         Ok(())
@@ -168,17 +182,20 @@ pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
     })
 }
 
-/// What walks read: the dump's machine memory (with the hypervisor's annotations),
-/// or an HVM guest's guest-physical memory through its host p2m.
+/// What walks of a machine-memory space read: the dump's machine memory, with the
+/// hypervisor's annotations.
 pub(super) struct View<'a> {
     pub mem: &'a dyn crate::mem::PhysMem,
     pub xen: Option<&'a crate::xen::Xen>,
-    pub p2m: Option<crate::xen::hvm::HostP2m<'a>>,
 }
 
 impl<'a> View<'a> {
-    pub fn of(space: &'a AddressSpace<'a>, s: &'a Session) -> View<'a> {
-        View { mem: space.mem(s), xen: space.xen, p2m: space.p2m() }
+    /// The machine view of `space`, or `None` for a guest's own tables.
+    pub fn of(space: &'a AddressSpace<'a>, s: &'a Session) -> Option<(&'a Root, View<'a>)> {
+        match &space.kind {
+            SpaceKind::Machine { root, xen } => Some((root, View { mem: s.mem(), xen: *xen })),
+            SpaceKind::Guest { .. } => None,
+        }
     }
 }
 
@@ -217,12 +234,7 @@ fn emit_walk(
         }
     } else {
         writeln!(out)?;
-        let style = human::WalkStyle {
-            maxphyaddr: a.paging.maxphyaddr,
-            long: a.long,
-            guest_physical: v.p2m.is_some(),
-            paint: ui.paint,
-        };
+        let style = human::WalkStyle { maxphyaddr: a.paging.maxphyaddr, long: a.long, paint: ui.paint };
         human::walk(out, t, notes, style)?;
     }
     Ok(())
@@ -335,8 +347,213 @@ fn list(
     if a.output.json {
         serde_json::to_writer(
             &mut *out,
-            &json::SummaryLine { kind: "summary", root: root.maddr, ranges, summary: &summary },
+            &json::SummaryLine { kind: "summary", root: Some(root.maddr), root_gpa: None, ranges, summary: &summary },
         )?;
+        writeln!(out)?;
+    } else {
+        human::summary(out, &summary, ranges)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fill in a diagnosis' next command against this invocation.
+fn with_next<A: crate::addr::PhysAddr>(t: Translation<A>) -> Translation<A> {
+    let mut t = t;
+    let va = t.va;
+    if let Some(d) = t.diagnosis.as_mut() {
+        if let Some(n) = &d.next {
+            d.next_command = Some(super::next::command(n, Some(va)));
+        }
+    }
+    t
+}
+
+/// Walks and the listing of a guest's own tables (an HVM/PVH guest through Xen's p2m,
+/// an HVM guest core without one): `Walk<Gpa>`s, their machine side through the p2m.
+/// `--brief` prints the machine address, `--brief --gpa` the guest-physical one.
+#[allow(clippy::too_many_arguments)]
+fn guest(
+    s: &Session,
+    root: &Root<Gpa>,
+    mem: &GuestMemory<'_>,
+    vas: &[u64],
+    va_list: Option<(String, Box<dyn BufRead>)>,
+    a: &WalkArgs,
+    out: &mut dyn Write,
+    ui: super::Ui,
+) -> Result<ExitCode> {
+    if a.style == Style::Xen {
+        bail!("--style xen needs the hypervisor's own tables: a guest's tables are not Xen's (use --table monitor)");
+    }
+    let opts = WalkOptions { maxphyaddr: a.paging.maxphyaddr, ..WalkOptions::default() };
+    if vas.is_empty() && va_list.is_none() {
+        let code = guest_list(root, mem, opts, a, out, ui)?;
+        out.flush()?;
+        return Ok(code);
+    }
+    if a.output.json {
+        serde_json::to_writer(&mut *out, &json::RootLine::guest(root, mem))?;
+        writeln!(out)?;
+    } else if !a.brief {
+        human::guest_root(out, root, a.long, &mem.machine(root.maddr))?;
+    }
+    let (mut any_failed, mut bad_input) = (false, false);
+    let mut one = |out: &mut dyn Write, va: u64| -> Result<()> {
+        let t = with_next(diagnose::translate(mem, root, Vaddr(va), opts));
+        let g = annotate::guest_walk(mem, root, &t, a.paging.maxphyaddr);
+        if a.brief {
+            let answer = if a.gpa {
+                t.walk.as_ref().and_then(|w| w.mapping()).map(|m| m.maddr.0)
+            } else {
+                g.maddr().map(|m| m.0)
+            };
+            // The exit status says whether the VA translates, as without --brief.
+            any_failed |= !t.translated();
+            brief::line(out, &[Some(va), answer])?;
+            return Ok(());
+        }
+        any_failed |= !t.translated();
+        if a.output.json {
+            serde_json::to_writer(&mut *out, &json::WalkLine::guest(&t, root, a.paging.maxphyaddr, &g))?;
+            writeln!(out)?;
+        } else {
+            writeln!(out)?;
+            let style = human::WalkStyle { maxphyaddr: a.paging.maxphyaddr, long: a.long, paint: ui.paint };
+            human::guest_walk(out, &t, &g, style)?;
+        }
+        Ok(())
+    };
+    for &va in vas {
+        one(out, va)?;
+    }
+    if let Some((name, reader)) = va_list {
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("{name}: line {}: cannot read", n + 1))?;
+            match parse::va_line(&line).map(|r| r.and_then(|e| super::resolve(s, &e))) {
+                None => {}
+                Some(Ok(va)) => one(out, va)?,
+                Some(Err(e)) => {
+                    out.flush()?;
+                    eprintln!("xenwalk: error: {name}:{}: {e}; skipped", n + 1);
+                    bad_input = true;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if bad_input {
+        ExitCode::from(2)
+    } else if any_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The listing of a guest's own tables: ranges coalesced by machine contiguity
+/// through the p2m, the gpa range beside, pages the p2m cannot answer said so.
+fn guest_list(
+    root: &Root<Gpa>,
+    mem: &GuestMemory<'_>,
+    opts: WalkOptions,
+    a: &WalkArgs,
+    out: &mut dyn Write,
+    ui: super::Ui,
+) -> Result<ExitCode> {
+    if let Some(p) = root.problem.filter(RootProblem::blocks_walks) {
+        let d = diagnose::root_diagnosis(root, &p);
+        let next_command = d.next.as_ref().map(|n| super::next::command(n, None));
+        if a.brief {
+            eprintln!("xenwalk: root {} cannot be walked: {}: {}", root.maddr, d.reason.code(), d.explanation);
+        } else if a.output.json {
+            serde_json::to_writer(&mut *out, &json::RootLine::guest(root, mem))?;
+            writeln!(out)?;
+            let stop = json::StopJson { next_command, ..json::StopJson::of(&d) };
+            serde_json::to_writer(&mut *out, &json::StopLine { kind: "stop", stop })?;
+            writeln!(out)?;
+        } else {
+            human::guest_root(out, root, a.long, &mem.machine(root.maddr))?;
+            writeln!(out, "=> cannot walk this root: {}", d.reason.code())?;
+            writeln!(out, "   why: {}", d.explanation)?;
+            if let Some(s) = d.suggestion {
+                writeln!(out, "   {}", ui.paint.hint(&format!("try: {s}")))?;
+            }
+        }
+        return Ok(ExitCode::from(1));
+    }
+    if a.output.json {
+        serde_json::to_writer(&mut *out, &json::RootLine::guest(root, mem))?;
+        writeln!(out)?;
+    } else if !a.brief {
+        human::guest_root(out, root, a.long, &mem.machine(root.maddr))?;
+        if mem.p2m().is_none() {
+            writeln!(out, "  (no p2m in this dump: machine addresses are unknown)")?;
+        }
+        human::guest_ranges_header(out)?;
+    }
+    let mut co = GuestCoalescer::new(a.leaves);
+    let mut ranges = 0u64;
+    let mut res: io::Result<()> = Ok(());
+    let mut emit = |out: &mut dyn Write, r: crate::xen::hvm::GuestRange| -> io::Result<()> {
+        ranges += 1;
+        if a.brief {
+            let addr = if a.gpa { Some(r.gpa.0) } else { r.maddr.map(|m| m.0) };
+            brief::line(out, &[Some(r.va.0), addr, Some(r.size)])
+        } else if a.output.json {
+            serde_json::to_writer(&mut *out, &json::MappingLine::guest(&r))?;
+            writeln!(out)
+        } else {
+            human::guest_range(out, &r)
+        }
+    };
+    let summary = enumerate::enumerate_in(mem, root.maddr, opts, |ev| {
+        match &ev {
+            Event::Leaf(leaf) => co.push(mem, leaf, |r| {
+                if res.is_ok() {
+                    res = emit(out, r);
+                }
+            }),
+            other => {
+                if let Some(r) = co.finish() {
+                    if res.is_ok() {
+                        res = emit(out, r);
+                    }
+                }
+                if !a.brief && res.is_ok() {
+                    let r = if a.output.json {
+                        json::guest_event_line(out, other, mem)
+                    } else {
+                        human::guest_event(out, other, ui.paint)
+                    };
+                    if let Err(e) = r {
+                        res = Err(e);
+                    }
+                }
+            }
+        }
+        if res.is_ok() { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    });
+    res?;
+    if let Some(r) = co.finish() {
+        emit(out, r)?;
+    }
+    if a.brief {
+        let (unreadable, reserved) = (summary.unreadable_tables, summary.reserved_entries);
+        if unreadable + reserved > 0 {
+            ui.note(format_args!(
+                "note: {unreadable} table(s) the dump lacks and {reserved} entr(ies) with reserved bits are not in a \
+                 --brief listing (the full listing shows them)"
+            ));
+        }
+    } else if a.output.json {
+        let line = json::SummaryLine {
+            kind: "summary",
+            root: mem.machine(root.maddr).maddr(),
+            root_gpa: Some(root.maddr),
+            ranges,
+            summary: &summary,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
         writeln!(out)?;
     } else {
         human::summary(out, &summary, ranges)?;

@@ -18,7 +18,7 @@ pub mod raw;
 pub mod resident;
 pub mod xlcore;
 
-use crate::addr::{Maddr, Mfn, PAGE_SIZE};
+use crate::addr::{Gpa, Maddr, Mfn, PAGE_SIZE, PhysAddr};
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
@@ -145,13 +145,18 @@ pub enum ReadError {
     /// The dump claims to hold the data but it cannot be decoded.
     #[error("{addr}: malformed data at file offset {offset:#x}: {what}")]
     Malformed { addr: Maddr, offset: u64, what: &'static str },
+    /// Guest-physical memory does not hold the byte at `gpa`: the host p2m has no
+    /// machine frame behind it, or an HVM guest core has no page for it. (When the
+    /// p2m answers but the machine page is absent, the error is the machine one.)
+    #[error("guest-physical {gpa} is {why}")]
+    GuestAbsent { gpa: Gpa, why: Absent },
 }
 
 impl ReadError {
     /// The absence reason, if this is an absence.
     pub fn absent(&self) -> Option<Absent> {
         match self {
-            ReadError::Absent { why, .. } => Some(*why),
+            ReadError::Absent { why, .. } | ReadError::GuestAbsent { why, .. } => Some(*why),
             ReadError::Malformed { .. } => None,
         }
     }
@@ -240,6 +245,36 @@ pub trait PhysMem: Send + Sync {
     /// through [`resident::Resident`] to keep resident memory bounded. By default
     /// nothing is held, so nothing is done.
     fn release_resident(&self) {}
+}
+
+/// Page-table memory of one address kind: what the walker, the root check, the
+/// diagnosis and the guest enumeration read. Every [`PhysMem`] is one at machine
+/// addresses; an HVM/PVH guest's guest-physical memory
+/// ([`crate::xen::hvm::GuestMemory`]: through the host p2m, or an HVM `xl dump-core`
+/// core's pages) is one at [`Gpa`]s and is deliberately *not* a `PhysMem`, so a
+/// guest-physical address cannot be read as a machine one.
+pub trait TableMem<A: PhysAddr>: Send + Sync {
+    /// One little-endian u64 (a page-table entry) at `addr`.
+    fn read_u64(&self, addr: A) -> Result<u64, ReadError>;
+    /// The 4 KiB page containing `addr`.
+    fn page_at(&self, addr: A) -> Result<Page<'_>, ReadError>;
+    /// Where the bytes at `addr` would come from, or why they cannot.
+    fn locate_at(&self, addr: A) -> Result<(), Absent>;
+}
+
+impl<T: PhysMem + ?Sized> TableMem<Maddr> for T {
+    #[inline]
+    fn read_u64(&self, addr: Maddr) -> Result<u64, ReadError> {
+        PhysMem::read_u64(self, addr)
+    }
+    #[inline]
+    fn page_at(&self, addr: Maddr) -> Result<Page<'_>, ReadError> {
+        self.page(addr.mfn())
+    }
+    #[inline]
+    fn locate_at(&self, addr: Maddr) -> Result<(), Absent> {
+        self.locate(addr)
+    }
 }
 
 /// A shared source is a source (a dump keeps its kdump image both as memory and for

@@ -9,8 +9,8 @@
 
 use super::entry::{Entry, Level, addr_mask};
 use super::walk::WalkOptions;
-use crate::addr::{Maddr, Mfn};
-use crate::mem::{Absent, PhysMem, ReadError};
+use crate::addr::{Maddr, Mfn, PhysAddr};
+use crate::mem::{Absent, PhysMem, ReadError, TableMem};
 use serde::Serialize;
 
 /// What the user (or a note) handed us.
@@ -76,7 +76,16 @@ impl L4Check {
 
 /// Read the page at `table` as an L4 and summarise it.
 pub fn check_l4(mem: &dyn PhysMem, table: Maddr, opts: WalkOptions) -> Result<L4Check, ReadError> {
-    let page = mem.page(table.mfn())?;
+    check_l4_in(mem, table, opts)
+}
+
+/// [`check_l4`] in memory of any address kind (a guest's own L4 at a gpa).
+pub fn check_l4_in<A: PhysAddr>(
+    mem: &(impl TableMem<A> + ?Sized),
+    table: A,
+    opts: WalkOptions,
+) -> Result<L4Check, ReadError> {
+    let page = mem.page_at(table)?;
     let mut c = L4Check { present: 0, reserved: 0, readable: 0, not_present_nonzero: 0, self_map: None };
     for i in 0..512 {
         let e = Entry(page.entry(i));
@@ -91,11 +100,11 @@ pub fn check_l4(mem: &dyn PhysMem, table: Maddr, opts: WalkOptions) -> Result<L4
             c.reserved += 1;
             continue;
         }
-        let next = Maddr(e.addr(Level::L4, opts.maxphyaddr));
+        let next = A::at(e.addr(Level::L4, opts.maxphyaddr));
         if next == table {
             c.self_map = Some(i as u16);
         }
-        if mem.locate(next).is_ok() {
+        if mem.locate_at(next).is_ok() {
             c.readable += 1;
         }
     }
@@ -104,15 +113,15 @@ pub fn check_l4(mem: &dyn PhysMem, table: Maddr, opts: WalkOptions) -> Result<L4
 
 /// Something wrong with the root itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RootProblem {
+pub enum RootProblem<A: PhysAddr = Maddr> {
     /// Bits 52–60 are set: the value looks like a page-table entry whose NX/software
     /// bits were not masked. `masked` is the address it would give.
-    UnmaskedBits { bits: u64, masked: Maddr },
+    UnmaskedBits { bits: u64, masked: A },
     /// Bits M–51 are set, above the physical-address width.
     AboveMaxPhys { bits: u64 },
     /// The value is a frame number: the page at CR3 is absent or not an L4, but the
     /// page at CR3 << 12 is one.
-    LooksLikeFrame { as_maddr: Maddr, check: L4Check },
+    LooksLikeFrame { as_maddr: A, check: L4Check },
     /// The L4 page is not in the dump.
     Absent(Absent),
     /// The L4 page exists but cannot be decoded.
@@ -121,24 +130,26 @@ pub enum RootProblem {
     Implausible(L4Check),
 }
 
-impl RootProblem {
+impl<A: PhysAddr> RootProblem<A> {
     /// Whether walks cannot start at all.
     pub fn blocks_walks(&self) -> bool {
         !matches!(self, RootProblem::Implausible(_))
     }
 }
 
-/// A root ready to walk, with everything learnt about it.
+/// A root ready to walk, with everything learnt about it: a `Root` (= `Root<Maddr>`)
+/// in machine memory, a `Root<Gpa>` for an HVM/PVH guest's own CR3, whose L4 is a
+/// guest-physical address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Root {
+pub struct Root<A: PhysAddr = Maddr> {
     pub input: RootInput,
     /// Where the value came from, for messages: "--cr3", "CPU 1 (QEMU note)".
     pub source: String,
-    /// Machine address of the L4 table.
-    pub maddr: Maddr,
+    /// Address of the L4 table (machine, or guest-physical for a guest's own CR3).
+    pub maddr: A,
     pub stripped: Vec<Stripped>,
     pub check: Option<L4Check>,
-    pub problem: Option<RootProblem>,
+    pub problem: Option<RootProblem<A>>,
 }
 
 /// CR3 bits that are never part of the address and are removed silently but
@@ -176,15 +187,27 @@ fn strip(value: u64, pcide: Option<bool>) -> (u64, Vec<Stripped>) {
 
 /// Resolve `input` against `mem`. Never fails: problems are recorded in the result.
 pub fn resolve(mem: &dyn PhysMem, input: RootInput, source: String, pcide: Option<bool>, opts: WalkOptions) -> Root {
+    resolve_in(mem, input, source, pcide, opts)
+}
+
+/// [`resolve`] in memory of any address kind: a guest's own CR3 is resolved in its
+/// guest-physical memory and gives a `Root<Gpa>`.
+pub fn resolve_in<A: PhysAddr>(
+    mem: &(impl TableMem<A> + ?Sized),
+    input: RootInput,
+    source: String,
+    pcide: Option<bool>,
+    opts: WalkOptions,
+) -> Root<A> {
     let (value, stripped) = match input {
         RootInput::Cr3(v) => strip(v, pcide),
         RootInput::Mfn(f) => (f.0.checked_shl(12).filter(|_| f.0 >> 52 == 0).unwrap_or(u64::MAX), Vec::new()),
     };
     let mut root =
-        Root { input, source, maddr: Maddr(value & 0x000f_ffff_ffff_f000), stripped, check: None, problem: None };
+        Root { input, source, maddr: A::at(value & 0x000f_ffff_ffff_f000), stripped, check: None, problem: None };
     if let RootInput::Mfn(f) = input {
         if value == u64::MAX {
-            root.maddr = Maddr(0);
+            root.maddr = A::at(0);
             root.problem = Some(RootProblem::AboveMaxPhys { bits: f.0 });
             return root;
         }
@@ -199,8 +222,8 @@ pub fn resolve(mem: &dyn PhysMem, input: RootInput, source: String, pcide: Optio
         root.problem = Some(RootProblem::AboveMaxPhys { bits: above });
         return root;
     }
-    root.maddr = Maddr(value & addr_mask(opts.maxphyaddr));
-    let check = check_l4(mem, root.maddr, opts);
+    root.maddr = A::at(value & addr_mask(opts.maxphyaddr));
+    let check = check_l4_in(mem, root.maddr, opts);
     root.check = check.as_ref().ok().copied();
     let plausible = matches!(&check, Ok(c) if c.plausible());
     if !plausible {
@@ -208,8 +231,8 @@ pub fn resolve(mem: &dyn PhysMem, input: RootInput, source: String, pcide: Optio
         // PCID stripping, since a frame number has no flag bits).
         if let RootInput::Cr3(raw) = input {
             if let Some(shifted) = raw.checked_shl(12).filter(|s| raw >> 40 == 0 && *s != 0) {
-                let cand = Maddr(shifted);
-                if let Ok(c) = check_l4(mem, cand, opts) {
+                let cand = A::at(shifted);
+                if let Ok(c) = check_l4_in(mem, cand, opts) {
                     if c.plausible() {
                         root.problem = Some(RootProblem::LooksLikeFrame { as_maddr: cand, check: c });
                         return root;
@@ -219,7 +242,7 @@ pub fn resolve(mem: &dyn PhysMem, input: RootInput, source: String, pcide: Optio
         }
         root.problem = Some(match check {
             Ok(c) => RootProblem::Implausible(c),
-            Err(ReadError::Absent { why, .. }) => RootProblem::Absent(why),
+            Err(ReadError::Absent { why, .. } | ReadError::GuestAbsent { why, .. }) => RootProblem::Absent(why),
             Err(e) => RootProblem::Unreadable(e),
         });
     }

@@ -5,11 +5,18 @@
 //! the dump cannot answer (the table is absent), and otherwise returns the frame and
 //! page size with the rights accumulated over all levels. Explaining *why* a walk
 //! stopped is [`crate::diagnose`]'s job; the walker only records the facts.
+//!
+//! The records are generic over the kind of physical address the tables hold
+//! ([`PhysAddr`]): a walk of machine memory is a `Walk` (= `Walk<Maddr>`), a walk of
+//! an HVM/PVH guest's own tables a `Walk<Gpa>`, whose table, entry and result
+//! addresses are guest-physical and typed so. The machine addresses behind a guest
+//! walk come from the host p2m, beside the record
+//! ([`crate::xen::annotate::guest_walk`]), never inside it.
 
 use super::desc::PagingDesc;
 use super::entry::{DEFAULT_MAXPHYADDR, Entry, Level, Rights};
-use crate::addr::{Maddr, Mfn, Vaddr};
-use crate::mem::{PhysMem, ReadError};
+use crate::addr::{Maddr, PhysAddr, Vaddr};
+use crate::mem::{PhysMem, ReadError, TableMem};
 
 /// Settings that change what a walk means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,13 +35,14 @@ impl Default for WalkOptions {
 
 /// One level of a walk: the entry read and what it led to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Step {
+pub struct Step<A: PhysAddr = Maddr> {
     pub level: Level,
     pub index: u16,
-    /// Machine address of the table this entry was read from.
-    pub table: Maddr,
-    /// Machine address of the entry (`table + 8 * index`).
-    pub entry_maddr: Maddr,
+    /// Address of the table this entry was read from (machine, or guest-physical in
+    /// a guest's own tables).
+    pub table: A,
+    /// Address of the entry (`table + 8 * index`), of the same kind.
+    pub entry_maddr: A,
     pub entry: Entry,
     /// Rights accumulated through this entry (meaningful when it is present).
     pub rights: Rights,
@@ -42,7 +50,7 @@ pub struct Step {
     pub reserved: u64,
 }
 
-impl Step {
+impl<A: PhysAddr> Step<A> {
     /// Whether this step maps the page (a present leaf without reserved bits).
     pub fn is_leaf(&self) -> bool {
         self.entry.present() && self.entry.is_leaf(self.level)
@@ -51,11 +59,11 @@ impl Step {
 
 /// A successful translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
-    /// The translated machine address.
-    pub maddr: Maddr,
-    /// First machine address of the page.
-    pub page: Maddr,
+pub struct Mapping<A: PhysAddr = Maddr> {
+    /// The translated address (machine, or guest-physical in a guest's own tables).
+    pub maddr: A,
+    /// First address of the page.
+    pub page: A,
     pub page_size: u64,
     /// The level whose entry mapped the page.
     pub level: Level,
@@ -77,53 +85,53 @@ pub enum StopKind {
 
 /// Where and why a walk stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stop {
+pub struct Stop<A: PhysAddr = Maddr> {
     pub level: Level,
     /// Table of that level (for L4: the root).
-    pub table: Maddr,
+    pub table: A,
     /// The entry the walk needed.
-    pub entry_maddr: Maddr,
+    pub entry_maddr: A,
     pub kind: StopKind,
 }
 
 /// How a walk ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Mapped(Mapping),
-    Stopped(Stop),
+pub enum Outcome<A: PhysAddr = Maddr> {
+    Mapped(Mapping<A>),
+    Stopped(Stop<A>),
 }
 
 /// The record of one walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Walk {
+pub struct Walk<A: PhysAddr = Maddr> {
     pub va: Vaddr,
-    pub root: Maddr,
-    steps: [Option<Step>; 4],
-    pub outcome: Outcome,
+    pub root: A,
+    steps: [Option<Step<A>>; 4],
+    pub outcome: Outcome<A>,
 }
 
-impl Walk {
+impl<A: PhysAddr> Walk<A> {
     /// Assemble a walk from its parts (the batched translator's cache keeps them).
-    pub(crate) fn from_parts(va: Vaddr, root: Maddr, steps: [Option<Step>; 4], outcome: Outcome) -> Walk {
+    pub(crate) fn from_parts(va: Vaddr, root: A, steps: [Option<Step<A>>; 4], outcome: Outcome<A>) -> Walk<A> {
         Walk { va, root, steps, outcome }
     }
     /// The levels read, top down (no allocation: at most four).
-    pub fn steps(&self) -> impl Iterator<Item = &Step> + '_ {
+    pub fn steps(&self) -> impl Iterator<Item = &Step<A>> + '_ {
         self.steps.iter().map_while(|s| s.as_ref())
     }
     /// The step at `level`, if the walk got there.
-    pub fn step(&self, level: Level) -> Option<&Step> {
+    pub fn step(&self, level: Level) -> Option<&Step<A>> {
         self.steps().find(|s| s.level == level)
     }
     /// The translation, if any.
-    pub fn mapping(&self) -> Option<&Mapping> {
+    pub fn mapping(&self) -> Option<&Mapping<A>> {
         match &self.outcome {
             Outcome::Mapped(m) => Some(m),
             Outcome::Stopped(_) => None,
         }
     }
     /// The stop, if any.
-    pub fn stop(&self) -> Option<&Stop> {
+    pub fn stop(&self) -> Option<&Stop<A>> {
         match &self.outcome {
             Outcome::Stopped(s) => Some(s),
             Outcome::Mapped(_) => None,
@@ -190,26 +198,42 @@ pub fn walk(mem: &dyn PhysMem, root: Maddr, va: Vaddr, opts: WalkOptions) -> Wal
     walk_desc(mem, root, va, &PagingDesc::x86_64(opts))
 }
 
+/// Walk `va` from the L4 table at `root` in memory of any address kind: for a
+/// guest's own tables, `A` is [`crate::addr::Gpa`] and `mem` its guest-physical memory.
+pub fn walk_in<A: PhysAddr>(mem: &(impl TableMem<A> + ?Sized), root: A, va: Vaddr, opts: WalkOptions) -> Walk<A> {
+    walk_desc_in(root, va, &PagingDesc::x86_64(opts), |a| mem.read_u64(a))
+}
+
 /// [`walk`] by a description built once (for callers that walk many VAs).
 pub(crate) fn walk_desc(mem: &dyn PhysMem, root: Maddr, va: Vaddr, desc: &PagingDesc) -> Walk {
+    walk_desc_in(root, va, desc, |a| mem.read_u64(a))
+}
+
+#[inline]
+fn walk_desc_in<A: PhysAddr>(
+    root: A,
+    va: Vaddr,
+    desc: &PagingDesc,
+    read: impl FnMut(A) -> Result<u64, ReadError>,
+) -> Walk<A> {
     let mut steps = [None; 4];
-    let root = Maddr(root.0 & !0xfff);
+    let root = A::at(root.raw() & !0xfff);
     if !va.is_canonical() {
         let outcome =
             Outcome::Stopped(Stop { level: Level::L4, table: root, entry_maddr: root, kind: StopKind::NonCanonical });
         return Walk { va, root, steps, outcome };
     }
-    let outcome = walk_from(Level::L4, root, Rights::ALL, va, desc, &mut steps, |a| mem.read_u64(a));
+    let outcome = walk_from(Level::L4, root, Rights::ALL, va, desc, &mut steps, read);
     Walk { va, root, steps, outcome }
 }
 
 /// Where one level of a walk leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Next {
+pub(crate) enum Next<A: PhysAddr = Maddr> {
     /// Go on with `table` at `level` (one down), with the rights accumulated so far.
-    Table { level: Level, table: Maddr, rights: Rights },
+    Table { level: Level, table: A, rights: Rights },
     /// The walk ends here.
-    End(Outcome),
+    End(Outcome<A>),
 }
 
 /// Read the entry of `va` at `level` in `table` through `read`, record the step in
@@ -217,18 +241,18 @@ pub(crate) enum Next {
 /// [`walk`] and the batched [`crate::paging::batch::Translator`] both run every
 /// level through it, so they cannot disagree.
 #[inline]
-pub(crate) fn step(
+pub(crate) fn step<A: PhysAddr>(
     level: Level,
-    table: Maddr,
+    table: A,
     rights: Rights,
     va: Vaddr,
     desc: &PagingDesc,
-    steps: &mut [Option<Step>; 4],
-    read: impl FnOnce(Maddr) -> Result<u64, ReadError>,
-) -> Next {
+    steps: &mut [Option<Step<A>>; 4],
+    read: impl FnOnce(A) -> Result<u64, ReadError>,
+) -> Next<A> {
     let d = desc.level(level);
     let index = va.index_at(d.shift);
-    let entry_maddr = table.wrapping_add(index as u64 * 8);
+    let entry_maddr = table.plus(index as u64 * 8);
     let stop = |kind| Next::End(Outcome::Stopped(Stop { level, table, entry_maddr, kind }));
     let entry = match read(entry_maddr) {
         Ok(v) => Entry(v),
@@ -250,12 +274,12 @@ pub(crate) fn step(
     let next = d.addr(entry.0);
     // An L1 entry is always a leaf, so `below()` is taken only above L1.
     match level.below() {
-        Some(below) if !d.is_leaf(entry.0) => Next::Table { level: below, table: Mfn(next >> 12).maddr(), rights },
+        Some(below) if !d.is_leaf(entry.0) => Next::Table { level: below, table: A::at(next & !0xfff), rights },
         _ => {
             let size = d.page_size;
             Next::End(Outcome::Mapped(Mapping {
-                maddr: Maddr(next | (va.0 & (size - 1))),
-                page: Maddr(next),
+                maddr: A::at(next | (va.0 & (size - 1))),
+                page: A::at(next),
                 page_size: size,
                 level,
                 rights,
@@ -267,15 +291,15 @@ pub(crate) fn step(
 /// Continue a walk of canonical `va` at `level` in `table`, reading entries through
 /// `read`, until it ends.
 #[inline]
-pub(crate) fn walk_from(
+pub(crate) fn walk_from<A: PhysAddr>(
     mut level: Level,
-    mut table: Maddr,
+    mut table: A,
     mut rights: Rights,
     va: Vaddr,
     desc: &PagingDesc,
-    steps: &mut [Option<Step>; 4],
-    mut read: impl FnMut(Maddr) -> Result<u64, ReadError>,
-) -> Outcome {
+    steps: &mut [Option<Step<A>>; 4],
+    mut read: impl FnMut(A) -> Result<u64, ReadError>,
+) -> Outcome<A> {
     loop {
         match step(level, table, rights, va, desc, steps, &mut read) {
             Next::End(outcome) => return outcome,

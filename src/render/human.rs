@@ -4,6 +4,7 @@
 
 use super::color::Paint;
 use super::{page_label, size_name};
+use crate::addr::PhysAddr;
 use crate::diagnose::Translation;
 use crate::dump::{Dump, Format};
 use crate::mem::kdump::{Census, KdumpSummary};
@@ -12,24 +13,38 @@ use crate::paging::Level;
 use crate::paging::enumerate::{Event, Range, Summary};
 use crate::paging::root::{Root, RootInput};
 use crate::xen::Xen;
-use crate::xen::annotate::{LevelNotes, M2pNote, RootNotes, WalkNotes};
+use crate::xen::annotate::{GuestNotes, LevelNotes, M2pNote, RootNotes, WalkNotes};
+use crate::xen::hvm::{GuestRange, Machine};
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use std::io::{self, Write};
 
 /// Describe the root once, before walks or a listing.
 pub fn root(out: &mut dyn Write, root: &Root, long: bool, notes: &RootNotes) -> io::Result<()> {
+    root_in(out, root, long, notes, None)
+}
+
+/// Describe a guest's own root: its L4's guest-physical address and where the p2m
+/// puts it.
+pub fn guest_root(out: &mut dyn Write, root: &Root<crate::addr::Gpa>, long: bool, l4: &Machine) -> io::Result<()> {
+    root_in(out, root, long, &RootNotes::default(), Some(l4))
+}
+
+fn root_in<A: PhysAddr>(
+    out: &mut dyn Write,
+    root: &Root<A>,
+    long: bool,
+    notes: &RootNotes,
+    guest: Option<&Machine>,
+) -> io::Result<()> {
     let input = match root.input {
         RootInput::Cr3(v) => format!("CR3 {v:#x}"),
         RootInput::Mfn(m) => format!("L4 mfn {m}"),
     };
-    let at = if root.source.contains("guest-physical") { "guest-physical address" } else { "" };
-    writeln!(
-        out,
-        "root: L4 table at {at}{}{} ({input}, from {})",
-        if at.is_empty() { "" } else { " " },
-        root.maddr,
-        root.source
-    )?;
+    let at = match guest {
+        Some(m) => format!("guest-physical address {} ({})", root.maddr, machine_words(m)),
+        None => root.maddr.to_string(),
+    };
+    writeln!(out, "root: L4 table at {at} ({input}, from {})", root.source)?;
     if let Some(name) = &notes.table_name {
         writeln!(out, "  the L4 is {name}")?;
     }
@@ -71,19 +86,47 @@ pub struct WalkStyle {
     pub maxphyaddr: u8,
     /// Every bit in words, Intel's level names, static tables' roles.
     pub long: bool,
-    /// The space is an HVM guest's own (addresses and frames are guest-physical).
-    pub guest_physical: bool,
     pub paint: Paint,
 }
 
-/// One walk: the levels as a table, then the result or the diagnosis, then (an HVM
-/// guest's walk) its second dimension through the p2m.
+/// "maddr 0x…", or why the machine address is unknown.
+fn machine_words(m: &Machine) -> String {
+    match m {
+        Machine::At { maddr, .. } => format!("maddr {maddr}"),
+        Machine::Unmapped(why) => format!("no machine frame: {why}"),
+        Machine::NoP2m => "machine address unknown: no p2m in this dump".into(),
+    }
+}
+
+/// One walk: the levels as a table, then the result or the diagnosis.
 pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyle) -> io::Result<()> {
-    let WalkStyle { maxphyaddr, long, guest_physical, paint } = o;
+    walk_in(out, t, notes, None, o)
+}
+
+/// A walk of a guest's own tables: the levels with their guest-physical and machine
+/// addresses, the result as a machine address (and its gpa), then the second
+/// dimension through the p2m.
+pub fn guest_walk(
+    out: &mut dyn Write,
+    t: &Translation<crate::addr::Gpa>,
+    g: &GuestNotes,
+    o: WalkStyle,
+) -> io::Result<()> {
+    walk_in(out, t, &WalkNotes::default(), Some(g), o)
+}
+
+fn walk_in<A: PhysAddr>(
+    out: &mut dyn Write,
+    t: &Translation<A>,
+    notes: &WalkNotes,
+    guest: Option<&GuestNotes>,
+    o: WalkStyle,
+) -> io::Result<()> {
+    let WalkStyle { maxphyaddr, long, paint } = o;
     let xen = notes.root_kind.is_some();
     let va = t.va;
-    // In an HVM guest's own tables, addresses and frames are guest-physical.
-    let (addr, frame) = if guest_physical { ("gpa", "gfn") } else { ("maddr", "mfn") };
+    // In a guest's own tables, addresses and frames are guest-physical.
+    let (addr, frame) = (A::NAME, A::FRAME);
     let idx: Vec<String> = Level::WALK.iter().map(|l| format!("{} {:#x}", l.name(), va.index_at(l.shift()))).collect();
     writeln!(out, "VA {va}  ({}, offset {:#x})", idx.join(", "), va.0 & 0xfff)?;
     if let Some(d) = crate::xen::annotate::describe_va(notes) {
@@ -92,9 +135,13 @@ pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyl
     if let Some(w) = &t.walk {
         if w.steps().next().is_some() {
             let mut tab = table();
-            let mut header = vec!["level", "index", "entry at", "entry", "flags", "next", "rights so far"];
+            let entry_at = if guest.is_some() { "entry at (gpa)" } else { "entry at" };
+            let mut header = vec!["level", "index", entry_at, "entry", "flags", "next", "rights so far"];
             if long {
                 header.insert(1, "name");
+            }
+            if guest.is_some() {
+                header.push("entry at (maddr)");
             }
             if notes.pv {
                 header.push("pfn (M2P)");
@@ -143,6 +190,13 @@ pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyl
                 if long {
                     row.insert(1, Cell::new(s.level.intel_name()));
                 }
+                if let Some(g) = guest {
+                    let m = g.levels.get(k).and_then(|l| l.table.maddr());
+                    row.push(Cell::new(match m {
+                        Some(m) => m.wrapping_add(u64::from(s.index) * 8).to_string(),
+                        None => "-".into(),
+                    }));
+                }
                 if notes.pv {
                     row.push(Cell::new(match ln.m2p {
                         Some(M2pNote::Pfn(p)) => p.to_string(),
@@ -173,14 +227,20 @@ pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyl
             }
         }
         if let Some(m) = w.mapping() {
-            let line = format!(
-                "=> {addr} {}  ({} page at {}, {frame} {:#x}; {})",
-                m.maddr,
+            let what = format!(
+                "{} page at {}, {frame} {:#x}; {}",
                 size_name(m.page_size),
                 m.page,
-                m.maddr.mfn().0,
+                m.maddr.frame(),
                 m.rights.words()
             );
+            let line = match guest.and_then(|g| g.result.as_ref()) {
+                Some(Machine::At { maddr, .. }) => {
+                    format!("=> maddr {maddr}  (gpa {}; {what}; mfn {:#x})", m.maddr, maddr.mfn().0)
+                }
+                Some(other) => format!("=> maddr -  ({}; gpa {}: {what})", machine_words(other), m.maddr),
+                None => format!("=> {addr} {}  ({what})", m.maddr),
+            };
             writeln!(out, "{}", paint.good(&line))?;
         }
     }
@@ -200,7 +260,7 @@ pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyl
             writeln!(out, "   note: {p}")?;
         }
     }
-    if let Some(dim2) = notes.p2m.as_ref().filter(|d| !d.is_empty()) {
+    if let Some(dim2) = guest.and_then(|g| g.p2m.as_ref()).filter(|d| !d.is_empty()) {
         writeln!(out, "   through the p2m (guest-physical -> machine):")?;
         for d in dim2 {
             match (d.maddr, &d.stop) {
@@ -211,11 +271,61 @@ pub fn walk(out: &mut dyn Write, t: &Translation, notes: &WalkNotes, o: WalkStyl
                 (None, None) => writeln!(out, "     {:<9} gpa {} -> ?", d.what, d.gpa)?,
             }
         }
-        if let Some(m) = dim2.last().filter(|d| d.what == "data").and_then(|d| d.maddr) {
-            writeln!(out, "=> machine address {m}")?;
-        }
     }
     Ok(())
+}
+
+/// Column header of a guest's listing.
+pub fn guest_ranges_header(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<37}  {:<31}  {:<31}  {:>9}  {:>4}  {:<9}  flags",
+        "virtual range", "machine range", "guest-physical range", "size", "page", "rights"
+    )
+}
+
+/// One range of a guest's listing: machine range (or why there is none), gpa range.
+pub fn guest_range(out: &mut dyn Write, r: &GuestRange) -> io::Result<()> {
+    let maddr = match (r.maddr, r.maddr_last()) {
+        (Some(a), Some(b)) => format!("{:#x}-{:#x}", a.0, b.0),
+        _ => "-".into(),
+    };
+    write!(
+        out,
+        "{:#018x}-{:#018x}  {:<31}  {:<31}  {:>9}  {:>4}  {:<9}  {}",
+        r.va.0,
+        r.va_last().0,
+        maddr,
+        format!("{:#x}-{:#x}", r.gpa.0, r.gpa_last().0),
+        size_name(r.size),
+        page_label(r.page_size),
+        r.rights.short(),
+        r.attrs.flag_names(r.level).join(" ")
+    )?;
+    match &r.p2m_stop {
+        Some(why) => writeln!(out, "  [not in the p2m: {why}]"),
+        None => writeln!(out),
+    }
+}
+
+/// A non-leaf event of a guest's listing: its addresses are guest-physical.
+pub fn guest_event(out: &mut dyn Write, ev: &Event<'_, crate::addr::Gpa>, paint: Paint) -> io::Result<()> {
+    match ev {
+        Event::Leaf(_) => Ok(()),
+        Event::Unreadable { level, table, va, error, partial } => writeln!(
+            out,
+            "{}",
+            paint.warn(&format!(
+                "!! {level} table at gpa {table} (under VA {va}) {}: {error}",
+                if *partial { "is partly absent" } else { "is not readable" }
+            ))
+        ),
+        Event::Reserved { level, va, entry_maddr, entry, bits } => writeln!(
+            out,
+            "!! {level} entry at gpa {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
+            entry.0
+        ),
+    }
 }
 
 /// Column header of a listing.

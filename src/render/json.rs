@@ -6,12 +6,14 @@
 //! addresses and raw 64-bit values are `"0x…"` strings (64-bit numbers do not survive
 //! most JSON consumers); sizes and counts are integers; absent values are `null`.
 
-use crate::addr::{Maddr, Vaddr};
+use crate::addr::{Gfn, Gpa, Maddr, Vaddr};
 use crate::diagnose::{self, Translation};
 use crate::dump::{Dump, Format};
 use crate::paging::enumerate::{Event, Range, Summary};
 use crate::paging::root::{L4Check, Root, RootInput, Stripped};
 use crate::paging::{Rights, Step};
+use crate::xen::annotate::GuestNotes;
+use crate::xen::hvm::{GuestMemory, GuestRange};
 use serde::Serialize;
 
 pub use crate::addr::{hex, hex_opt};
@@ -19,7 +21,12 @@ pub use crate::addr::{hex, hex_opt};
 /// Version of this JSON schema, in the first line of every JSON output (`root`,
 /// `info`). Bumped when a field changes meaning or disappears; new fields and new
 /// line types may be added without a bump.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `maddr` (and every machine-address key: `root`, `l4`, `table`,
+/// `entry_maddr`, `next`, `next_mfn`) is always a machine address, null where none
+/// is known; walks and listings of an HVM/PVH guest's own tables carry the
+/// guest-physical addresses in `gpa` keys beside them (they were in `maddr` in 1).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The first line of every JSON output whose first line is not `root` or `info`
 /// (the Xen subcommands, `diff`, `explain`): says which command wrote it and the
@@ -48,8 +55,12 @@ pub struct RootLine<'a> {
     pub input_kind: &'static str,
     #[serde(serialize_with = "hex")]
     pub input: u64,
-    /// Machine address of the L4 table.
-    pub l4: Maddr,
+    /// Machine address of the L4 table (null for a guest's own L4 whose machine
+    /// frame is unknown).
+    pub l4: Option<Maddr>,
+    /// A guest's own L4: its guest-physical address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l4_gpa: Option<Gpa>,
     pub stripped: &'a [Stripped],
     pub check: Option<L4Check>,
 }
@@ -66,11 +77,43 @@ impl<'a> RootLine<'a> {
             source: &root.source,
             input_kind,
             input,
-            l4: root.maddr,
+            l4: Some(root.maddr),
+            l4_gpa: None,
             stripped: &root.stripped,
             check: root.check,
         }
     }
+
+    /// The root of a guest's own tables: `l4` is where the p2m puts its L4.
+    pub fn guest(root: &'a Root<Gpa>, mem: &GuestMemory<'_>) -> Self {
+        let (input_kind, input) = match root.input {
+            RootInput::Cr3(v) => ("cr3", v),
+            RootInput::Mfn(m) => ("mfn", m.0),
+        };
+        RootLine {
+            kind: "root",
+            schema: SCHEMA_VERSION,
+            source: &root.source,
+            input_kind,
+            input,
+            l4: mem.machine(root.maddr).maddr(),
+            l4_gpa: Some(root.maddr),
+            stripped: &root.stripped,
+            check: root.check,
+        }
+    }
+}
+
+/// The guest-physical addresses of one level of a walk of a guest's own tables.
+#[derive(Serialize)]
+pub struct LevelGpa {
+    /// The table read.
+    pub table: Gpa,
+    /// The entry read.
+    pub entry: Gpa,
+    /// The entry's target (next table or page), when present.
+    pub next: Option<Gpa>,
+    pub next_gfn: Option<Gfn>,
 }
 
 #[derive(Serialize)]
@@ -78,8 +121,9 @@ pub struct LevelJson {
     pub level: u8,
     pub name: &'static str,
     pub index: u16,
-    pub table: Maddr,
-    pub entry_maddr: Maddr,
+    /// Machine address of the table (null in a guest's tables where unknown).
+    pub table: Option<Maddr>,
+    pub entry_maddr: Option<Maddr>,
     #[serde(serialize_with = "hex")]
     pub entry: u64,
     pub flags: Vec<String>,
@@ -100,6 +144,9 @@ pub struct LevelJson {
     /// says invalid or cannot be read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub m2p_pfn: Option<Option<crate::addr::Pfn>>,
+    /// In a guest's own tables: the level's guest-physical addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpa: Option<LevelGpa>,
 }
 
 impl LevelJson {
@@ -109,8 +156,8 @@ impl LevelJson {
             level: s.level.number(),
             name: s.level.name(),
             index: s.index,
-            table: s.table,
-            entry_maddr: s.entry_maddr,
+            table: Some(s.table),
+            entry_maddr: Some(s.entry_maddr),
             entry: s.entry.0,
             flags: s.entry.flag_names(s.level),
             present,
@@ -121,6 +168,39 @@ impl LevelJson {
             reserved: s.reserved,
             table_name: None,
             m2p_pfn: None,
+            gpa: None,
+        }
+    }
+
+    /// A level of a walk of a guest's own tables: machine addresses from the p2m
+    /// (`g`), guest-physical ones in `gpa`.
+    pub fn guest(s: &Step<Gpa>, g: Option<&crate::xen::annotate::GuestLevelNotes>, maxphyaddr: u8) -> Self {
+        let present = s.entry.present();
+        let table = g.and_then(|g| g.table.maddr());
+        let next = g.and_then(|g| g.next.as_ref()).and_then(|m| m.maddr());
+        let next_gpa = present.then(|| Gpa(s.entry.addr(s.level, maxphyaddr)));
+        LevelJson {
+            level: s.level.number(),
+            name: s.level.name(),
+            index: s.index,
+            table,
+            entry_maddr: table.map(|t| t.wrapping_add(u64::from(s.index) * 8)),
+            entry: s.entry.0,
+            flags: s.entry.flag_names(s.level),
+            present,
+            leaf: present && s.entry.is_leaf(s.level),
+            next,
+            next_mfn: next.map(Maddr::mfn),
+            rights: present.then_some(s.rights),
+            reserved: s.reserved,
+            table_name: None,
+            m2p_pfn: None,
+            gpa: Some(LevelGpa {
+                table: s.table,
+                entry: s.entry_maddr,
+                next: next_gpa,
+                next_gfn: next_gpa.map(Gpa::gfn),
+            }),
         }
     }
 }
@@ -152,8 +232,18 @@ pub struct WalkLine {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub va: Vaddr,
-    pub root: Maddr,
+    /// Machine address of the L4 (null for a guest's own L4 where unknown).
+    pub root: Option<Maddr>,
+    /// The machine address the VA translates to; null when it does not translate or
+    /// (a guest's own tables) no machine address is known.
     pub maddr: Option<Maddr>,
+    /// A guest's own tables: the guest-physical address it translates to (null when
+    /// it does not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpa: Option<Option<Gpa>>,
+    /// A guest's own tables: the L4's guest-physical address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_gpa: Option<Gpa>,
     pub page_size: Option<u64>,
     pub rights: Option<Rights>,
     pub levels: Vec<LevelJson>,
@@ -171,9 +261,8 @@ pub struct WalkLine {
     /// What the root is to Xen (`idle`, `pv_guest`, `monitor`, …), with Xen context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_kind: Option<crate::xen::RootKind>,
-    /// An HVM guest walk's second dimension: each guest table's and the data page's
-    /// guest-physical address through the host p2m (`va`..`maddr` above are then
-    /// guest-physical).
+    /// A guest walk's second dimension: each guest table's and the data page's
+    /// guest-physical address through the host p2m (with a p2m).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p2m: Option<Vec<crate::xen::annotate::P2mStep>>,
 }
@@ -184,8 +273,10 @@ impl WalkLine {
         WalkLine {
             kind: "walk",
             va: t.va,
-            root: root.maddr,
+            root: Some(root.maddr),
             maddr: m.map(|m| m.maddr),
+            gpa: None,
+            root_gpa: None,
             page_size: m.map(|m| m.page_size),
             rights: m.map(|m| m.rights),
             levels: t.walk.iter().flat_map(|w| w.steps()).map(|s| LevelJson::new(s, maxphyaddr)).collect(),
@@ -204,7 +295,6 @@ impl WalkLine {
         use crate::xen::annotate::M2pNote;
         let mut line = WalkLine::new(t, root, maxphyaddr);
         line.notes.extend(n.pointer_pitfalls.iter().cloned());
-        line.p2m = n.p2m.clone();
         if n.root_kind.is_some() {
             line.region = n.region;
             line.symbol = n.symbol.clone();
@@ -224,6 +314,40 @@ impl WalkLine {
     }
 }
 
+impl WalkLine {
+    /// A walk of a guest's own tables, with its machine side ([`GuestNotes`]): `root`,
+    /// `maddr` and each level's machine keys are machine addresses through the p2m
+    /// (null where it cannot answer, or where there is no p2m), `gpa` keys carry the
+    /// guest-physical ones.
+    pub fn guest(t: &Translation<Gpa>, root: &Root<Gpa>, maxphyaddr: u8, g: &GuestNotes) -> Self {
+        let m = t.walk.as_ref().and_then(|w| w.mapping().copied());
+        WalkLine {
+            kind: "walk",
+            va: t.va,
+            root: g.root.maddr(),
+            maddr: g.maddr(),
+            gpa: Some(m.map(|m| m.maddr)),
+            root_gpa: Some(root.maddr),
+            page_size: m.map(|m| m.page_size),
+            rights: m.map(|m| m.rights),
+            levels: t
+                .walk
+                .iter()
+                .flat_map(|w| w.steps())
+                .enumerate()
+                .map(|(k, s)| LevelJson::guest(s, g.levels.get(k), maxphyaddr))
+                .collect(),
+            stop: t.diagnosis.as_ref().map(StopJson::of),
+            notes: t.pitfalls.clone(),
+            region: None,
+            symbol: None,
+            section: None,
+            root_kind: None,
+            p2m: g.p2m.clone(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct MappingLine {
     #[serde(rename = "type")]
@@ -231,7 +355,17 @@ pub struct MappingLine {
     pub va: Vaddr,
     /// Last VA of the range (inclusive).
     pub va_last: Vaddr,
-    pub maddr: Maddr,
+    /// Machine address of the first byte (null in a guest's listing where unknown).
+    pub maddr: Option<Maddr>,
+    /// A guest's listing: the guest-physical range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpa: Option<Gpa>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpa_last: Option<Gpa>,
+    /// A guest's listing: why the p2m has no machine frame for these pages (null
+    /// when it has, or there is no p2m).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p2m_stop: Option<Option<String>>,
     pub size: u64,
     pub page_size: u64,
     pub pages: u64,
@@ -254,7 +388,33 @@ impl MappingLine {
             kind: "mapping",
             va: r.va,
             va_last: r.va_last(),
+            maddr: Some(r.maddr),
+            gpa: None,
+            gpa_last: None,
+            p2m_stop: None,
+            size: r.size,
+            page_size: r.page_size,
+            pages: r.leaves,
+            flags: r.attrs.flag_names(r.level),
+            rights: r.rights,
+            region: None,
+            symbol: None,
+            section: None,
+        }
+    }
+}
+
+impl MappingLine {
+    /// A range of a guest's listing.
+    pub fn guest(r: &GuestRange) -> Self {
+        MappingLine {
+            kind: "mapping",
+            va: r.va,
+            va_last: r.va_last(),
             maddr: r.maddr,
+            gpa: Some(r.gpa),
+            gpa_last: Some(r.gpa_last()),
+            p2m_stop: Some(r.p2m_stop.clone()),
             size: r.size,
             page_size: r.page_size,
             pages: r.leaves,
@@ -275,7 +435,11 @@ pub struct UnreadableTableLine {
     pub level: u8,
     /// First VA under the table.
     pub va: Vaddr,
-    pub table: Maddr,
+    /// Machine address of the table (null for a guest's table where unknown).
+    pub table: Option<Maddr>,
+    /// A guest's table: its guest-physical address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_gpa: Option<Gpa>,
     /// Why: `not_captured`, `outside_image`, `hole` or `malformed`.
     pub reason: &'static str,
     /// Some entries of the table could still be read.
@@ -290,7 +454,10 @@ pub struct ReservedEntryLine {
     pub level: u8,
     /// First VA under the entry.
     pub va: Vaddr,
-    pub entry_maddr: Maddr,
+    pub entry_maddr: Option<Maddr>,
+    /// A guest's table: the entry's guest-physical address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_gpa: Option<Gpa>,
     #[serde(serialize_with = "hex")]
     pub entry: u64,
     #[serde(serialize_with = "hex")]
@@ -307,7 +474,8 @@ pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Resu
                 kind: "unreadable_table",
                 level: level.number(),
                 va,
-                table,
+                table: Some(table),
+                table_gpa: None,
                 reason: diagnose::read_error_code(&error),
                 partial,
             },
@@ -318,7 +486,45 @@ pub fn event_line(out: &mut dyn std::io::Write, ev: &Event<'_>) -> std::io::Resu
                 kind: "reserved_entry",
                 level: level.number(),
                 va,
-                entry_maddr,
+                entry_maddr: Some(entry_maddr),
+                entry_gpa: None,
+                entry: entry.0,
+                reserved: bits,
+            },
+        ),
+    }?;
+    writeln!(out)
+}
+
+/// [`event_line`] for a guest's listing: machine addresses through the p2m, the
+/// guest-physical ones beside.
+pub fn guest_event_line(
+    out: &mut dyn std::io::Write,
+    ev: &Event<'_, Gpa>,
+    mem: &GuestMemory<'_>,
+) -> std::io::Result<()> {
+    match *ev {
+        Event::Leaf(_) => return Ok(()),
+        Event::Unreadable { level, table, va, error, partial } => serde_json::to_writer(
+            &mut *out,
+            &UnreadableTableLine {
+                kind: "unreadable_table",
+                level: level.number(),
+                va,
+                table: mem.machine(table).maddr(),
+                table_gpa: Some(table),
+                reason: diagnose::read_error_code(&error),
+                partial,
+            },
+        ),
+        Event::Reserved { level, va, entry_maddr, entry, bits } => serde_json::to_writer(
+            &mut *out,
+            &ReservedEntryLine {
+                kind: "reserved_entry",
+                level: level.number(),
+                va,
+                entry_maddr: mem.machine(entry_maddr).maddr(),
+                entry_gpa: Some(entry_maddr),
                 entry: entry.0,
                 reserved: bits,
             },
@@ -341,7 +547,11 @@ pub struct StopLine {
 pub struct SummaryLine<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub root: Maddr,
+    /// Machine address of the L4 (null for a guest's own L4 where unknown).
+    pub root: Option<Maddr>,
+    /// A guest's own L4: its guest-physical address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_gpa: Option<Gpa>,
     pub ranges: u64,
     #[serde(flatten)]
     pub summary: &'a Summary,

@@ -10,10 +10,10 @@
 //! read if it used a table's machine address as a pointer. The human, JSON and
 //! Xen-style renderers print these records and never read the dump themselves.
 
-use super::hvm::HostP2m;
+use super::hvm::{GuestMemory, Machine};
 use super::p2m::{M2p, M2pEntry};
 use super::{RootKind, Xen};
-use crate::addr::{Gfn, Gpa, Maddr, Mfn, Pfn};
+use crate::addr::{Gpa, Maddr, Mfn, Pfn};
 use crate::diagnose::Translation;
 use crate::mem::PhysMem;
 use crate::paging::root::Root;
@@ -55,7 +55,7 @@ pub struct LevelNotes {
     pub m2p: Option<M2pNote>,
 }
 
-/// One guest-physical frame of an HVM guest's walk through the host p2m.
+/// One guest-physical frame of an HVM/PVH guest's walk through the host p2m.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct P2mStep {
     /// `L4 table` … `L1 table`, or `data`.
@@ -81,8 +81,6 @@ pub struct WalkNotes {
     pub pv: bool,
     /// One per step of the walk, in order.
     pub levels: Vec<LevelNotes>,
-    /// An HVM guest's walk: each guest table and the data page through the p2m.
-    pub p2m: Option<Vec<P2mStep>>,
     /// What Xen code would read using a table's machine address as a pointer.
     pub pointer_pitfalls: Vec<String>,
 }
@@ -97,18 +95,9 @@ pub struct AnnotateOptions {
     pub pitfalls_always: bool,
 }
 
-/// Annotate one walk of `root` in `mem` (the machine's memory, or an HVM guest's
-/// guest-physical memory when `p2m` is given; Xen's layout then does not apply and
-/// `xen` should be `None`).
-pub fn walk(
-    xen: Option<&Xen>,
-    mem: &dyn PhysMem,
-    root: &Root,
-    t: &Translation,
-    p2m: Option<&HostP2m<'_>>,
-    o: AnnotateOptions,
-) -> WalkNotes {
-    let mut n = WalkNotes { p2m: p2m.map(|p| second_dimension(p, t)), ..WalkNotes::default() };
+/// Annotate one walk of `root` in machine memory `mem`.
+pub fn walk(xen: Option<&Xen>, mem: &dyn PhysMem, root: &Root, t: &Translation, o: AnnotateOptions) -> WalkNotes {
+    let mut n = WalkNotes::default();
     let Some(x) = xen else { return n };
     n.region = x.region_in(mem, root.maddr, t.va).map(|r| r.name);
     n.symbol = x.syms.as_ref().and_then(|sy| sy.name_of(t.va));
@@ -146,27 +135,69 @@ pub fn walk(
     n
 }
 
-/// The second dimension of an HVM guest's walk: each guest table it read and the
-/// final guest frame, through the host p2m.
-fn second_dimension(p2m: &HostP2m<'_>, t: &Translation) -> Vec<P2mStep> {
-    let Some(w) = &t.walk else { return Vec::new() };
-    let mut frames: Vec<(String, u64)> = w.steps().map(|s| (format!("{} table", s.level), s.table.0)).collect();
-    if let Some(m) = w.mapping() {
-        frames.push(("data".into(), m.maddr.0));
+/// One level of a walk of a guest's own tables, in machine memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestLevelNotes {
+    /// The table page this level read.
+    pub table: Machine,
+    /// Where the entry's target (the next table, or the page) lives, when present.
+    pub next: Option<Machine>,
+}
+
+/// The machine side of a walk of an HVM/PVH guest's own tables ([`Translation<Gpa>`]):
+/// the second dimension, each guest-physical address the walk met through the host
+/// p2m. Without a p2m (an HVM guest core) every [`Machine`] is `NoP2m`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestNotes {
+    /// The guest's L4 table.
+    pub root: Machine,
+    /// One per step of the walk, in order.
+    pub levels: Vec<GuestLevelNotes>,
+    /// The translated address, when the walk translated.
+    pub result: Option<Machine>,
+    /// With a p2m: each guest table the walk read and the data page, through it, in
+    /// order (JSON `p2m`, the human "through the p2m" lines).
+    pub p2m: Option<Vec<P2mStep>>,
+}
+
+impl GuestNotes {
+    /// The machine address of the translated address, when known.
+    pub fn maddr(&self) -> Option<Maddr> {
+        self.result.as_ref().and_then(Machine::maddr)
     }
-    frames
-        .into_iter()
-        .map(|(what, gpa)| {
-            let hit = p2m.translate(Gfn(gpa >> 12));
-            P2mStep {
-                what,
-                gpa: Gpa(gpa),
-                maddr: hit.mfn.map(|m| Maddr(m.maddr().0 | (gpa & 0xfff))),
-                p2m_type: hit.p2m_type,
-                stop: hit.stop,
-            }
+}
+
+/// The machine side of a walk of a guest's own tables.
+pub fn guest_walk(mem: &GuestMemory<'_>, root: &Root<Gpa>, t: &Translation<Gpa>, maxphyaddr: u8) -> GuestNotes {
+    let mut n = GuestNotes { root: mem.machine(root.maddr), levels: Vec::new(), result: None, p2m: None };
+    let Some(w) = &t.walk else { return n };
+    n.levels = w
+        .steps()
+        .map(|s| GuestLevelNotes {
+            table: mem.machine(s.table),
+            next: s.entry.present().then(|| mem.machine(Gpa(s.entry.addr(s.level, maxphyaddr)))),
         })
-        .collect()
+        .collect();
+    n.result = w.mapping().map(|m| mem.machine(m.maddr));
+    if mem.p2m().is_some() {
+        let mut dim2: Vec<P2mStep> =
+            w.steps().zip(&n.levels).map(|(s, l)| p2m_step(format!("{} table", s.level), s.table, &l.table)).collect();
+        if let (Some(m), Some(r)) = (w.mapping(), &n.result) {
+            dim2.push(p2m_step("data".into(), m.maddr, r));
+        }
+        n.p2m = Some(dim2);
+    }
+    n
+}
+
+fn p2m_step(what: String, gpa: Gpa, m: &Machine) -> P2mStep {
+    match m {
+        Machine::At { maddr, p2m_type, .. } => {
+            P2mStep { what, gpa, maddr: Some(*maddr), p2m_type: *p2m_type, stop: None }
+        }
+        Machine::Unmapped(why) => P2mStep { what, gpa, maddr: None, p2m_type: None, stop: Some(why.clone()) },
+        Machine::NoP2m => P2mStep { what, gpa, maddr: None, p2m_type: None, stop: None },
+    }
 }
 
 /// "region: symbol (section)" for a VA, as the human renderer heads a walk.

@@ -12,9 +12,11 @@
 
 use super::domains::{DomainInfo, Fields};
 use super::p2m::P2mError;
-use crate::addr::{Gfn, Maddr, Mfn, Vaddr};
-use crate::mem::{Absent, Extent, Page, PhysMem, ReadError};
+use crate::addr::{Gfn, Gpa, Maddr, Mfn, PAGE_SIZE, Vaddr};
+use crate::mem::{Absent, Page, PhysMem, ReadError, TableMem};
+use crate::paging::enumerate::Leaf;
 use crate::paging::ept::{Ept, EptWalk};
+use crate::paging::{Entry, Level, Rights};
 use crate::paging::{WalkOptions, walk};
 use serde::Serialize;
 
@@ -23,6 +25,8 @@ use serde::Serialize;
 pub struct P2mHit {
     pub gfn: Gfn,
     pub mfn: Option<Mfn>,
+    /// Size of the p2m leaf that maps it (4 KiB, or a superpage), when it maps.
+    pub page_size: Option<u64>,
     /// Xen's p2m type of the leaf.
     pub p2m_type: Option<&'static str>,
     pub stop: Option<String>,
@@ -69,7 +73,7 @@ impl<'a> HostP2m<'a> {
             HostP2m::Ept(e) => {
                 let w: EptWalk = e.walk(gfn);
                 let ty = w.mfn.map(|_| crate::paging::ept::EptEntry(w.last).p2m_type_name());
-                P2mHit { gfn, mfn: w.mfn, p2m_type: ty, stop: w.stop }
+                P2mHit { gfn, mfn: w.mfn, page_size: w.page_size, p2m_type: ty, stop: w.stop }
             }
             HostP2m::Pt { mem, root } => {
                 let w = walk(*mem, *root, Vaddr(gfn.0 << 12), WalkOptions::default());
@@ -79,12 +83,14 @@ impl<'a> HostP2m<'a> {
                         P2mHit {
                             gfn,
                             mfn: Some(m.maddr.mfn()),
+                            page_size: Some(m.page_size),
                             p2m_type: crate::paging::ept::P2M_TYPES.get(t).copied(),
                             stop: None,
                         }
                     }
                     None => {
-                        P2mHit { gfn, mfn: None, p2m_type: None, stop: Some(format!("{:?}", w.stop().map(|s| s.kind))) }
+                        let stop = Some(format!("{:?}", w.stop().map(|s| s.kind)));
+                        P2mHit { gfn, mfn: None, page_size: None, p2m_type: None, stop }
                     }
                 }
             }
@@ -92,47 +98,272 @@ impl<'a> HostP2m<'a> {
     }
 }
 
-/// The guest-physical memory of an HVM/PVH guest as a memory source: addresses are
-/// guest-physical, pages come from the machine frames the p2m maps them to. (A
-/// `PhysMem` speaks `Maddr`; here those numbers are guest-physical addresses.)
+/// What the machine holds behind one guest-physical address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// Machine memory at `maddr`; the p2m leaf maps `run` bytes from there on
+    /// contiguously (to the end of the leaf), with Xen's p2m type `p2m_type`.
+    At { maddr: Maddr, run: u64, p2m_type: Option<&'static str> },
+    /// The host p2m has no machine frame for it: why, in words.
+    Unmapped(String),
+    /// No p2m is known (an HVM `xl dump-core` core holds the guest's pages by guest
+    /// frame, and nothing of the machine): the machine address is not in the dump.
+    NoP2m,
+}
+
+impl Machine {
+    /// The machine address, when known.
+    pub fn maddr(&self) -> Option<Maddr> {
+        match self {
+            Machine::At { maddr, .. } => Some(*maddr),
+            _ => None,
+        }
+    }
+    /// Why there is no machine address (`None` when there is one or no p2m at all).
+    pub fn stop(&self) -> Option<&str> {
+        match self {
+            Machine::Unmapped(why) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// An HVM/PVH guest's guest-physical memory read through the host p2m: pages come
+/// from the machine frames the p2m maps them to. A [`TableMem`] at [`Gpa`]s, not a
+/// [`PhysMem`]: walks of it are `Walk<Gpa>`.
 pub struct GuestPhys<'a> {
     pub mem: &'a dyn PhysMem,
     pub p2m: HostP2m<'a>,
 }
 
 impl GuestPhys<'_> {
-    fn frame(&self, gpa: Maddr) -> Result<Mfn, ReadError> {
-        let hit = self.p2m.translate(Gfn(gpa.0 >> 12));
-        hit.mfn.ok_or(ReadError::Absent { addr: gpa, why: Absent::NotInP2m })
+    fn frame(&self, gpa: Gpa) -> Result<Maddr, ReadError> {
+        let hit = self.p2m.translate(gpa.gfn());
+        match hit.mfn {
+            Some(m) => Ok(Maddr(m.maddr().0 | gpa.page_offset())),
+            None => Err(ReadError::GuestAbsent { gpa, why: Absent::NotInP2m }),
+        }
     }
 }
 
-impl PhysMem for GuestPhys<'_> {
-    fn page(&self, gfn_page: Mfn) -> Result<Page<'_>, ReadError> {
-        let mfn = self.frame(gfn_page.maddr())?;
-        self.mem.page(mfn)
-    }
-
-    fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError> {
+impl TableMem<Gpa> for GuestPhys<'_> {
+    fn read_u64(&self, gpa: Gpa) -> Result<u64, ReadError> {
+        let mut b = [0u8; 8];
         let mut done = 0usize;
-        while done < buf.len() {
-            let a = addr.wrapping_add(done as u64);
-            let mfn = self.frame(a)?;
-            let n = ((0x1000 - a.page_offset()) as usize).min(buf.len() - done);
-            self.mem.read(Maddr(mfn.maddr().0 + a.page_offset()), &mut buf[done..done + n])?;
+        while done < b.len() {
+            let a = gpa.wrapping_add(done as u64);
+            let n = ((PAGE_SIZE - a.page_offset()) as usize).min(b.len() - done);
+            let ma = self.frame(a)?;
+            self.mem.read(ma, b.get_mut(done..done + n).unwrap_or_default())?;
             done += n;
         }
-        Ok(())
+        Ok(u64::from_le_bytes(b))
     }
-
-    fn locate(&self, addr: Maddr) -> Result<(), Absent> {
-        match self.frame(addr) {
-            Ok(mfn) => self.mem.locate(Maddr(mfn.maddr().0 + addr.page_offset())),
+    fn page_at(&self, gpa: Gpa) -> Result<Page<'_>, ReadError> {
+        self.mem.page(self.frame(gpa)?.mfn())
+    }
+    fn locate_at(&self, gpa: Gpa) -> Result<(), Absent> {
+        match self.frame(gpa) {
+            Ok(ma) => self.mem.locate(ma),
             Err(e) => Err(e.absent().unwrap_or(Absent::NotInP2m)),
         }
     }
+}
 
-    fn extents(&self) -> Vec<Extent> {
-        Vec::new()
+/// An HVM guest's `xl dump-core` core seen as guest-physical memory. The core's
+/// memory source is indexed by its `.xen_pfn` (guest frames: reference §7c); this
+/// adapter is the one place that asks it by a guest-physical address, and nothing
+/// read through it has a machine address.
+#[derive(Clone, Copy)]
+pub struct HvmCore<'a>(pub &'a dyn PhysMem);
+
+impl HvmCore<'_> {
+    fn guest(gpa: Gpa, e: ReadError) -> ReadError {
+        match e {
+            ReadError::Absent { why, .. } => ReadError::GuestAbsent { gpa, why },
+            other => other,
+        }
+    }
+}
+
+impl TableMem<Gpa> for HvmCore<'_> {
+    fn read_u64(&self, gpa: Gpa) -> Result<u64, ReadError> {
+        self.0.read_u64(Maddr(gpa.0)).map_err(|e| HvmCore::guest(gpa, e))
+    }
+    fn page_at(&self, gpa: Gpa) -> Result<Page<'_>, ReadError> {
+        self.0.page(Mfn(gpa.gfn().0)).map_err(|e| HvmCore::guest(gpa, e))
+    }
+    fn locate_at(&self, gpa: Gpa) -> Result<(), Absent> {
+        self.0.locate(Maddr(gpa.0))
+    }
+}
+
+/// An HVM/PVH guest's guest-physical memory, wherever it comes from: through Xen's
+/// host p2m in a dump of the machine, or from an HVM guest core (no p2m, so no
+/// machine addresses).
+pub enum GuestMemory<'a> {
+    P2m(GuestPhys<'a>),
+    Core(HvmCore<'a>),
+}
+
+impl<'a> GuestMemory<'a> {
+    /// The host p2m, when there is one.
+    pub fn p2m(&self) -> Option<HostP2m<'a>> {
+        match self {
+            GuestMemory::P2m(g) => Some(g.p2m),
+            GuestMemory::Core(_) => None,
+        }
+    }
+
+    /// What the machine holds behind `gpa`.
+    pub fn machine(&self, gpa: Gpa) -> Machine {
+        let GuestMemory::P2m(g) = self else { return Machine::NoP2m };
+        let hit = g.p2m.translate(gpa.gfn());
+        match hit.mfn {
+            Some(m) => {
+                let size = hit.page_size.unwrap_or(PAGE_SIZE).max(PAGE_SIZE);
+                // The leaf maps the superpage's frames contiguously from its first one.
+                let run = size - (gpa.0 & (size - 1));
+                Machine::At { maddr: Maddr(m.maddr().0 | gpa.page_offset()), run, p2m_type: hit.p2m_type }
+            }
+            None => Machine::Unmapped(hit.stop.unwrap_or_else(|| "not mapped".into())),
+        }
+    }
+}
+
+impl TableMem<Gpa> for GuestMemory<'_> {
+    fn read_u64(&self, gpa: Gpa) -> Result<u64, ReadError> {
+        match self {
+            GuestMemory::P2m(g) => g.read_u64(gpa),
+            GuestMemory::Core(c) => c.read_u64(gpa),
+        }
+    }
+    fn page_at(&self, gpa: Gpa) -> Result<Page<'_>, ReadError> {
+        match self {
+            GuestMemory::P2m(g) => g.page_at(gpa),
+            GuestMemory::Core(c) => c.page_at(gpa),
+        }
+    }
+    fn locate_at(&self, gpa: Gpa) -> Result<(), Absent> {
+        match self {
+            GuestMemory::P2m(g) => g.locate_at(gpa),
+            GuestMemory::Core(c) => c.locate_at(gpa),
+        }
+    }
+}
+
+/// A run of a guest's mappings for a listing: VAs and guest-physical addresses that
+/// both continue, and machine addresses that continue too — or, where the p2m cannot
+/// answer, pages without one, said so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestRange {
+    pub va: Vaddr,
+    pub gpa: Gpa,
+    /// The machine address of the first byte; `None` when unknown (`p2m_stop` says
+    /// why, or there is no p2m).
+    pub maddr: Option<Maddr>,
+    /// Why the p2m has no machine frame for these pages.
+    pub p2m_stop: Option<String>,
+    pub size: u64,
+    /// The guest's page size.
+    pub page_size: u64,
+    pub level: Level,
+    /// Leaf bits shared by the range (frame bits removed; A and D removed when
+    /// coalescing), as in [`crate::paging::Range`].
+    pub attrs: Entry,
+    pub rights: Rights,
+    /// Guest leaves that start in the range.
+    pub leaves: u64,
+}
+
+impl GuestRange {
+    pub fn va_last(&self) -> Vaddr {
+        Vaddr(self.va.0.wrapping_add(self.size - 1))
+    }
+    pub fn gpa_last(&self) -> Gpa {
+        Gpa(self.gpa.0.wrapping_add(self.size - 1))
+    }
+    pub fn maddr_last(&self) -> Option<Maddr> {
+        self.maddr.map(|m| Maddr(m.0.wrapping_add(self.size - 1)))
+    }
+}
+
+/// Merges a guest's leaves into [`GuestRange`]s by machine contiguity: each leaf is cut
+/// where the p2m's machine frames stop being contiguous (a 2 MiB guest page may sit on
+/// scattered 4 KiB machine frames), and pieces join while VA, gpa and machine address
+/// all continue with the same page size, rights and attributes. With `leaves`, pieces
+/// join only within their leaf.
+#[derive(Default)]
+pub struct GuestCoalescer {
+    cur: Option<GuestRange>,
+    /// One range per leaf at most (`--leaves`): keep A/D, never join across leaves.
+    pub leaves: bool,
+}
+
+impl GuestCoalescer {
+    /// A coalescer; with `leaves`, one range per leaf (per machine-contiguous piece).
+    pub fn new(leaves: bool) -> GuestCoalescer {
+        GuestCoalescer { cur: None, leaves }
+    }
+
+    /// Add `leaf`; `emit` receives every range it closes, in VA order.
+    pub fn push(&mut self, mem: &GuestMemory<'_>, leaf: &Leaf<Gpa>, mut emit: impl FnMut(GuestRange)) {
+        let size = leaf.size();
+        let mut attrs = Entry(leaf.entry.0 & !leaf.entry.frame_mask(leaf.level, 52));
+        if !self.leaves {
+            attrs = Entry(attrs.0 & !(crate::paging::entry::bits::A | crate::paging::entry::bits::D));
+        } else if let Some(r) = self.cur.take() {
+            emit(r);
+        }
+        let mut off = 0u64;
+        let mut first = true;
+        while off < size {
+            let gpa = Gpa(leaf.page.0 + off);
+            let (maddr, p2m_stop, len) = match mem.machine(gpa) {
+                Machine::At { maddr, run, .. } => (Some(maddr), None, run.min(size - off)),
+                Machine::Unmapped(why) => (None, Some(why), PAGE_SIZE.min(size - off)),
+                Machine::NoP2m => (None, None, size - off),
+            };
+            let piece = GuestRange {
+                va: Vaddr(leaf.va.0.wrapping_add(off)),
+                gpa,
+                maddr,
+                p2m_stop,
+                size: len,
+                page_size: size,
+                level: leaf.level,
+                attrs,
+                rights: leaf.rights,
+                leaves: u64::from(first),
+            };
+            first = false;
+            off += len;
+            if let Some(cur) = &mut self.cur {
+                let machine = match (cur.maddr, piece.maddr) {
+                    (Some(a), Some(b)) => a.0.wrapping_add(cur.size) == b.0,
+                    (None, None) => cur.p2m_stop == piece.p2m_stop,
+                    _ => false,
+                };
+                let joins = machine
+                    && cur.page_size == piece.page_size
+                    && cur.attrs == piece.attrs
+                    && cur.rights == piece.rights
+                    && cur.va.0.wrapping_add(cur.size) == piece.va.0
+                    && cur.gpa.0.wrapping_add(cur.size) == piece.gpa.0;
+                if joins {
+                    cur.size += piece.size;
+                    cur.leaves += piece.leaves;
+                    continue;
+                }
+            }
+            if let Some(r) = self.cur.replace(piece) {
+                emit(r);
+            }
+        }
+    }
+
+    /// The last open range.
+    pub fn finish(&mut self) -> Option<GuestRange> {
+        self.cur.take()
     }
 }

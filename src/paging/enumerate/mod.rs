@@ -24,15 +24,17 @@
 mod coalesce;
 mod parallel;
 mod tables;
+mod typed;
 
 pub use coalesce::{Coalescer, Range};
 pub use parallel::{enumerate_par, enumerate_tables_with};
 pub use tables::Leaves;
+pub use typed::enumerate_in;
 
 use super::desc::PagingDesc;
 use super::entry::{Entry, Level, Rights};
 use super::walk::WalkOptions;
-use crate::addr::{Maddr, Vaddr};
+use crate::addr::{Maddr, PhysAddr, Vaddr};
 use crate::mem::resident::{self, Resident};
 use crate::mem::{PhysMem, ReadError};
 use serde::Serialize;
@@ -41,19 +43,19 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use tables::Decoded;
 
-/// A present leaf: one mapped page.
+/// A present leaf: one mapped page (`Leaf<Gpa>` in a guest's own tables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Leaf {
+pub struct Leaf<A: PhysAddr = Maddr> {
     pub va: Vaddr,
-    /// First machine address of the page.
-    pub page: Maddr,
+    /// First address of the page (machine, or guest-physical in a guest's tables).
+    pub page: A,
     pub level: Level,
     pub entry: Entry,
     /// Rights accumulated over all levels.
     pub rights: Rights,
 }
 
-impl Leaf {
+impl<A: PhysAddr> Leaf<A> {
     pub fn size(&self) -> u64 {
         self.level.page_size()
     }
@@ -61,12 +63,12 @@ impl Leaf {
 
 /// What the enumeration meets, in VA order.
 #[derive(Clone, Copy, Debug)]
-pub enum Event<'a> {
-    Leaf(&'a Leaf),
+pub enum Event<'a, A: PhysAddr = Maddr> {
+    Leaf(&'a Leaf<A>),
     /// A table the dump cannot supply (all or some of its entries).
     Unreadable {
         level: Level,
-        table: Maddr,
+        table: A,
         va: Vaddr,
         error: ReadError,
         partial: bool,
@@ -75,7 +77,7 @@ pub enum Event<'a> {
     Reserved {
         level: Level,
         va: Vaddr,
-        entry_maddr: Maddr,
+        entry_maddr: A,
         entry: Entry,
         bits: u64,
     },
@@ -500,6 +502,9 @@ mod tests {
         let opts = WalkOptions::default();
         let plain = sequence(|f| enumerate(mem, root, opts, f));
         assert_eq!(plain, sequence(|f| enumerate_par(mem, root, opts, f)), "parallel");
+        // The enumeration of any address kind (a guest's own tables) is the same
+        // enumeration: on machine memory it gives exactly these events and counts.
+        assert_eq!(plain, sequence(|f| enumerate_in(mem, root, opts, f)), "typed");
         let last = Cell::new(Progress::default());
         let p = |x: Progress| {
             assert!(x.done <= x.total && x.done >= last.get().done && x.leaves >= last.get().leaves);
