@@ -80,8 +80,22 @@ pub struct CpuReport {
     pub cr3: Option<u64>,
     /// What the CR3 is.
     pub root: RootId,
+    /// `per_cpu(curr_vcpu)`: the vCPU whose state this CPU holds (Xen switches
+    /// lazily: an idle CPU keeps the last guest vCPU's, and its CR3).
+    pub curr_vcpu: Option<CurrVcpu>,
     /// CR2 walked from this CPU's CR3, when both are known and CR2 is not 0.
     pub cr2_walk: Option<Fault>,
+}
+
+/// A vCPU named by where it is: its domain and id (the idle domain's as `idle`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CurrVcpu {
+    #[serde(serialize_with = "crate::addr::hex")]
+    pub addr: u64,
+    /// The domain id; `None` when the pointer is no vCPU of a listed domain.
+    pub domain: Option<u16>,
+    pub vcpu: Option<u32>,
+    pub idle: bool,
 }
 
 /// The last fault address walked from the CPU's own root.
@@ -263,8 +277,20 @@ pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
             }
             _ => None,
         };
+        let curr_vcpu = x.and_then(|x| x.per_cpu_u64(mem, "curr_vcpu", c.cpu)).filter(|&p| p != 0).map(|p| {
+            let hit = doms.as_ref().and_then(|d| {
+                d.domains.iter().find_map(|dom| dom.vcpus.iter().find(|v| v.addr.0 == p).map(|v| (dom, v)))
+            });
+            CurrVcpu {
+                addr: p,
+                domain: hit.map(|(d, _)| d.id),
+                vcpu: hit.map(|(_, v)| v.id),
+                idle: hit.is_some_and(|(d, _)| d.kind == DomKind::Idle),
+            }
+        });
         cpus.push(CpuReport {
             cpu: c.cpu,
+            curr_vcpu,
             rip: c.rip,
             rip_symbol: c.rip.and_then(|r| x?.syms.as_ref()?.name_of(Vaddr(r))),
             rsp: c.rsp,
@@ -285,6 +311,32 @@ pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
             )),
             RootId::None => checks.push(check("cpu_root_known", Status::Skipped, subject, "the notes give no CR3")),
             _ => checks.push(check("cpu_root_known", Status::Ok, subject, describe_root(&c.root))),
+        }
+        // The root loaded is the one of the vCPU whose state the CPU holds.
+        if let (RootId::Vcpu { domain, vcpu, .. }, Some(cv)) = (&c.root, &c.curr_vcpu) {
+            let subject = format!("CPU {}", c.cpu);
+            if cv.domain == Some(*domain) && cv.vcpu == Some(*vcpu) {
+                checks.push(check(
+                    "cpu_root_of_curr_vcpu",
+                    Status::Ok,
+                    subject,
+                    format!("curr_vcpu is domain {domain} vCPU {vcpu}, whose root CR3 holds"),
+                ));
+            } else {
+                checks.push(check(
+                    "cpu_root_of_curr_vcpu",
+                    Status::Finding,
+                    subject,
+                    format!(
+                        "CR3 is domain {domain} vCPU {vcpu}'s, but curr_vcpu is {}",
+                        match (cv.domain, cv.vcpu) {
+                            (Some(d), Some(v)) if cv.idle => format!("the idle vCPU {v} (domain {d:#x})"),
+                            (Some(d), Some(v)) => format!("domain {d} vCPU {v}"),
+                            _ => format!("{:#x}, no vCPU of a listed domain", cv.addr),
+                        }
+                    ),
+                ));
+            }
         }
         // The page CR3 names must be in the dump for any walk from it.
         if let Some(cr3) = c.cr3 {

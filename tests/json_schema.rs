@@ -741,7 +741,18 @@ struct TriageCpu {
     cr2: Option<Hex>,
     cr3: Option<Hex>,
     root: TriageRoot,
+    curr_vcpu: Option<TriageCurrVcpu>,
     cr2_walk: Option<TriageFault>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TriageCurrVcpu {
+    addr: Hex,
+    domain: Option<u16>,
+    vcpu: Option<u32>,
+    idle: bool,
 }
 
 /// `triage`: CR2 walked from the CPU's CR3.

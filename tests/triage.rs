@@ -52,6 +52,8 @@ fn idle_machine_triage_matches_qemus_registers() {
         assert_eq!(reg(&regs, "CR3"), idle);
         assert_eq!(c["cr3"], format!("{idle:#x}"));
         assert_eq!(c["root"]["kind"], "idle", "{c}");
+        // Each CPU holds its own idle vCPU (idle_vcpu[n] has vcpu_id n).
+        assert_eq!((c["curr_vcpu"]["idle"].as_bool(), c["curr_vcpu"]["vcpu"].as_u64()), (Some(true), Some(n)), "{c}");
         // CR2, the last fault address: QEMU's own register (0 on this machine: no
         // fault since boot), hence nothing to walk.
         assert_eq!(c["cr2"], format!("{:#x}", reg(&regs, "CR2")), "{c}");

@@ -155,6 +155,11 @@ fn real_triage_names_dom0_and_finds_nothing_on_a_sound_machine() {
             r.stdout
         );
         assert!(["guest_table", "guest_table_user"].contains(&root["table"].as_str().unwrap()), "{root}");
+        // And Xen's own per-CPU record says the CPU holds that vCPU's state.
+        let cv = &cpus[0]["curr_vcpu"];
+        assert_eq!((cv["domain"].as_u64(), cv["vcpu"].as_u64()), (Some(0), Some(0)), "{cv}");
+        let checks = r.json_of("check");
+        assert!(checks.iter().any(|c| c["check"] == "cpu_root_of_curr_vcpu" && c["status"] == "ok"), "{}", r.stdout);
         let v = &r.json_of("verdict")[0];
         assert_eq!(v["findings"], 0, "{}", r.stdout);
         assert!(v["checks"].as_u64().unwrap() >= 3, "{v}");

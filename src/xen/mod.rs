@@ -306,6 +306,25 @@ impl Xen {
         mem.read_u64(self.image_maddr(Vaddr(va))?).ok()
     }
 
+    /// `per_cpu(name, cpu)`: the u64 per-CPU variable `per_cpu__<name>` of `cpu`,
+    /// `*(&per_cpu__name + __per_cpu_offset[cpu])` (reference §3.4); `None` for a CPU
+    /// without a per-CPU area (`INVALID_PERCPU_AREA`, `X:xen/arch/x86/percpu.c@4.17.0`)
+    /// or what the dump cannot give.
+    pub fn per_cpu_u64(&self, mem: &dyn PhysMem, name: &str, cpu: usize) -> Option<u64> {
+        let syms = self.syms.as_ref()?;
+        let offs = syms.lookup("__per_cpu_offset")?;
+        if cpu as u64 >= offs.size / 8 {
+            return None;
+        }
+        let var = syms.addr(&format!("per_cpu__{name}"))?;
+        let off = mem.read_u64(self.image_maddr(Vaddr(offs.addr + cpu as u64 * 8))?).ok()?;
+        let invalid = syms.addr("__per_cpu_start").map(|p| 0x8000_0000_0000_0000u64.wrapping_sub(p));
+        if Some(off) == invalid {
+            return None;
+        }
+        self.read_va_u64(mem, self.idle_root(), Vaddr(var.wrapping_add(off))).ok()
+    }
+
     /// `__virt_to_maddr`: the hypervisor's own formula (direct map with PDX, or the
     /// image), without walking (`X:xen/arch/x86/include/asm/x86_64/page.h@4.17.0`).
     pub fn virt_to_maddr(&self, va: Vaddr) -> Result<Maddr, V2mError> {
