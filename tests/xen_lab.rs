@@ -142,33 +142,5 @@ fn real_triage_names_dom0_and_finds_nothing_on_a_sound_machine() {
     let test = "real_triage_names_dom0_and_finds_nothing_on_a_sound_machine";
     let Some(lab) = lab(test) else { return };
     let Some(c) = crash(lab, test) else { return };
-    for dump in [&c.vmcore, &lab.machine] {
-        let r = common::run(&["triage", s(dump), "--xen-syms", s(&lab.xen_syms), "--json"]);
-        assert_eq!(r.code, 0, "{}: {}{}", dump.display(), r.stdout, r.stderr);
-        let cpus = r.json_of("cpu");
-        assert_eq!(cpus.len(), 1, "{}", r.stdout);
-        let root = &cpus[0]["root"];
-        assert_eq!(
-            (root["kind"].as_str(), root["domain"].as_u64(), root["vcpu"].as_u64()),
-            (Some("vcpu"), Some(0), Some(0)),
-            "{}",
-            r.stdout
-        );
-        assert!(["guest_table", "guest_table_user"].contains(&root["table"].as_str().unwrap()), "{root}");
-        // And Xen's own per-CPU record says the CPU holds that vCPU's state.
-        let cv = &cpus[0]["curr_vcpu"];
-        assert_eq!((cv["domain"].as_u64(), cv["vcpu"].as_u64()), (Some(0), Some(0)), "{cv}");
-        let checks = r.json_of("check");
-        assert!(checks.iter().any(|c| c["check"] == "cpu_root_of_curr_vcpu" && c["status"] == "ok"), "{}", r.stdout);
-        let v = &r.json_of("verdict")[0];
-        assert_eq!(v["findings"], 0, "{}", r.stdout);
-        assert!(v["checks"].as_u64().unwrap() >= 3, "{v}");
-    }
-    // Xen's own dump: RIP in the kexec path, as a symbol.
-    let r = common::run(&["triage", s(&c.vmcore), "--xen-syms", s(&lab.xen_syms)]);
-    assert!(
-        r.stdout.contains("RIP kexec_crash_save_cpu+") && r.stdout.contains("Xen wrote this dump itself"),
-        "{}",
-        r.stdout
-    );
+    xen_lab::triage_names_dom0_on_a_sound_machine(lab, c);
 }

@@ -106,6 +106,14 @@ fn real_vmcore_filtered_by_makedumpfile_x() {
     xen_lab::vmcore_filtered_by_makedumpfile_x(lab, c, test);
 }
 
+#[test]
+fn real_triage_names_dom0_and_finds_nothing_on_a_sound_machine() {
+    let test = "real_triage_names_dom0_and_finds_nothing_on_a_sound_machine";
+    let Some(lab) = lab(test) else { return };
+    let Some(c) = crash(lab, test) else { return };
+    xen_lab::triage_names_dom0_on_a_sound_machine(lab, c);
+}
+
 // What is Xen 4.20's own.
 
 /// The build's System.map (from its -dbg package): name -> address.

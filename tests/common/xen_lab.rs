@@ -669,3 +669,40 @@ pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
     assert!(frame.is_some_and(|m| guest.contains(&m)), "{what}: not one of the guest's frames");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `triage` of the lab's two real dumps of a sound machine: Xen's own crash dump
+/// (debug key C, sent from dom0 by `xl debug-keys`) and QEMU's picture of the
+/// machine before it. dom0 has one vCPU and the guest is paused (`xl pause`), so the
+/// one CPU runs dom0's vCPU 0 (the crash came from its hypercall): triage must name
+/// that, and find nothing inconsistent (exit 0) — any finding here is a false one.
+pub fn triage_names_dom0_on_a_sound_machine(lab: &Lab, c: &Crash) {
+    for dump in [&c.vmcore, &lab.machine] {
+        let r = super::run(&["triage", s(dump), "--xen-syms", s(&lab.xen_syms), "--json"]);
+        assert_eq!(r.code, 0, "{}: {}{}", dump.display(), r.stdout, r.stderr);
+        let cpus = r.json_of("cpu");
+        assert_eq!(cpus.len(), 1, "{}", r.stdout);
+        let root = &cpus[0]["root"];
+        assert_eq!(
+            (root["kind"].as_str(), root["domain"].as_u64(), root["vcpu"].as_u64()),
+            (Some("vcpu"), Some(0), Some(0)),
+            "{}",
+            r.stdout
+        );
+        assert!(["guest_table", "guest_table_user"].contains(&root["table"].as_str().unwrap()), "{root}");
+        // And Xen's own per-CPU record says the CPU holds that vCPU's state.
+        let cv = &cpus[0]["curr_vcpu"];
+        assert_eq!((cv["domain"].as_u64(), cv["vcpu"].as_u64()), (Some(0), Some(0)), "{cv}");
+        let checks = r.json_of("check");
+        assert!(checks.iter().any(|c| c["check"] == "cpu_root_of_curr_vcpu" && c["status"] == "ok"), "{}", r.stdout);
+        let v = &r.json_of("verdict")[0];
+        assert_eq!(v["findings"], 0, "{}", r.stdout);
+        assert!(v["checks"].as_u64().unwrap() >= 3, "{v}");
+    }
+    // Xen's own dump: RIP in the kexec path, as a symbol.
+    let r = super::run(&["triage", s(&c.vmcore), "--xen-syms", s(&lab.xen_syms)]);
+    assert!(
+        r.stdout.contains("RIP kexec_crash_save_cpu+") && r.stdout.contains("Xen wrote this dump itself"),
+        "{}",
+        r.stdout
+    );
+}
