@@ -434,6 +434,70 @@ pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
             ));
         }
     }
+    // M2P and each PV domain's own p2m agree on its roots: M2P[mfn] is a pfn whose
+    // p2m entry is that mfn again (the round trip `p2m --check` does for every frame).
+    if let (Some(x), Some(doms), Some(idle)) = (x, &doms, idle) {
+        let f = domains::Fields::new(x, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
+        let m2p = crate::xen::p2m::M2p::new(x, mem, idle);
+        for d in doms.domains.iter().filter(|d| d.kind.is_pv()) {
+            let subject = format!("domain {}", d.id);
+            let fll = if d.id == 0 {
+                s.dump.notes.xen_crash_info.as_ref().and_then(|c| c.dom0_pfn_to_mfn_frame_list_list)
+            } else {
+                None
+            };
+            let p2m = match crate::xen::p2m::PvP2m::open(&f, d.shared_info, fll) {
+                Ok(p) => p,
+                Err(e) => {
+                    checks.push(check("root_m2p_p2m", Status::Skipped, subject, format!("its p2m: {e}")));
+                    continue;
+                }
+            };
+            let mut seen = HashSet::new();
+            let (mut ok, mut bad) = (0usize, Vec::new());
+            for r in roots.iter().filter(|r| r.domain == d.id && r.table != "monitor_table") {
+                if !seen.insert(r.mfn.0) {
+                    continue;
+                }
+                match m2p.get(r.mfn) {
+                    Ok(crate::xen::p2m::M2pEntry::Pfn(pfn)) => match p2m.get(pfn) {
+                        Ok(e) if e.mfn() == Some(r.mfn) => ok += 1,
+                        other => bad.push(format!(
+                            "vCPU {} {}: M2P says pfn {pfn} for frame {:#x}, whose p2m entry is {}",
+                            r.vcpu,
+                            r.table,
+                            r.mfn.0,
+                            match other {
+                                Ok(e) => format!("{e:?}"),
+                                Err(e) => e.to_string(),
+                            }
+                        )),
+                    },
+                    other => bad.push(format!(
+                        "vCPU {} {}: M2P of frame {:#x} is {}",
+                        r.vcpu,
+                        r.table,
+                        r.mfn.0,
+                        match other {
+                            Ok(e) => format!("{e:?}"),
+                            Err(e) => e.to_string(),
+                        }
+                    )),
+                }
+            }
+            if bad.is_empty() {
+                checks.push(check(
+                    "root_m2p_p2m",
+                    Status::Ok,
+                    subject.clone(),
+                    format!("its {ok} root frames: M2P gives a pfn the p2m maps back to the same frame"),
+                ));
+            }
+            for b in bad {
+                checks.push(check("root_m2p_p2m", Status::Finding, subject.clone(), b));
+            }
+        }
+    }
     // Which page-table pages of each PV domain the dump lacks (filtered by
     // makedumpfile, not captured), counted per domain, with what the dump says.
     if let Some(doms) = &doms {

@@ -764,7 +764,7 @@ fn triage_names_each_cpus_root_and_finds_what_is_broken() {
     assert_eq!(cpus[1]["root"], serde_json::json!({"kind": "vcpu", "domain": 1, "vcpu": 0, "table": "monitor_table"}));
     let checks = out.json_of("check");
     assert!(checks.iter().all(|c| c["status"] != "finding"), "{}", out.stdout);
-    for name in ["domain_lists", "cpu_root_known", "vcpu_roots"] {
+    for name in ["domain_lists", "cpu_root_known", "vcpu_roots", "root_m2p_p2m"] {
         assert!(checks.iter().any(|c| c["check"] == name && c["status"] == "ok"), "{name}: {}", out.stdout);
     }
     assert_eq!(out.json_of("verdict")[0]["findings"], 0);
@@ -797,4 +797,16 @@ fn triage_names_each_cpus_root_and_finds_what_is_broken() {
     assert!(findings.iter().any(|f| f.starts_with("domain_lists:") && f.contains("loops")), "{findings:?}");
     assert!(findings.iter().any(|f| f.starts_with("domain_lists:") && f.contains("vcpu[1]")), "{findings:?}");
     assert_eq!(out.json_of("verdict")[0]["findings"].as_u64(), Some(findings.len() as u64));
+
+    // dom0's L4 frame with an M2P entry its p2m does not map back: a finding naming it.
+    let Some(bad) = synth(&format!("{test}-m2p"), Breakage { bad_root_m2p: true, ..Breakage::default() }) else {
+        return;
+    };
+    let out = xw(&bad, &["triage", "--json"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let m2p: Vec<serde_json::Value> =
+        out.json_of("check").into_iter().filter(|c| c["check"] == "root_m2p_p2m" && c["status"] == "finding").collect();
+    assert_eq!(m2p.len(), 1, "{}", out.stdout);
+    let what = m2p[0]["what"].as_str().unwrap();
+    assert!(what.contains("pfn 0x5") && what.contains(&format!("{:#x}", bad.model.dom0_l4)), "{what}");
 }

@@ -694,6 +694,9 @@ pub fn triage_names_dom0_on_a_sound_machine(lab: &Lab, c: &Crash) {
         assert_eq!((cv["domain"].as_u64(), cv["vcpu"].as_u64()), (Some(0), Some(0)), "{cv}");
         let checks = r.json_of("check");
         assert!(checks.iter().any(|c| c["check"] == "cpu_root_of_curr_vcpu" && c["status"] == "ok"), "{}", r.stdout);
+        // Both PV domains' roots survive the M2P/p2m round trip.
+        let m2p = checks.iter().filter(|c| c["check"] == "root_m2p_p2m" && c["status"] == "ok").count();
+        assert_eq!(m2p, 2, "{}", r.stdout);
         let v = &r.json_of("verdict")[0];
         assert_eq!(v["findings"], 0, "{}", r.stdout);
         assert!(v["checks"].as_u64().unwrap() >= 3, "{v}");
