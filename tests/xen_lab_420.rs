@@ -285,7 +285,11 @@ fn xen_420_cpu0_root_v2m_and_m2v_agree_with_qemus_walk() {
     let tlb = parse_qemu_tlb(&std::fs::read_to_string(&lab.tlb).unwrap());
     let (ours, _) = leaves_of(&dump, cr3);
     eprintln!("CPU 0's root {cr3:#x}: {} leaves", ours.len());
-    assert!(ours.len() > 50_000, "{}", ours.len());
+    // Which L4 CPU 0 holds depends on the moment QEMU stopped it: dom0's kernel L4
+    // (about 517,000 leaves) or a process's user L4 (a few thousand: Xen's slots and
+    // the process). Either is compared leaf for leaf; the floor only rules out an
+    // empty listing.
+    assert!(ours.len() > 1_000, "{}", ours.len());
     assert_same_leaves(&ours, &tlb, &format!("CPU 0's root {cr3:#x}"));
 
     let x = Xen::new(&dump, Some(XenSyms::load(&lab.xen_syms).unwrap()), &XenOptions::default());
