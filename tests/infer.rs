@@ -1,10 +1,13 @@
 //! Struct offsets inferred from the real Xen 4.17 machines alone
 //! (`--offsets-from infer`), checked against answers xenwalk did not infer:
 //!
+//! - reference §6: 4.17.7's offsets from Xen's own `offsetof` (the build of the
+//!   images), for every member it lists;
 //! - DWARF of a Xen 4.17 build (`../shared/xen-4.17/with-dwarf`, 4.17.5, build-id
-//!   f7cf9fdb…; its `struct domain`/`struct vcpu` members that inference covers sit
-//!   where 4.17.7's do, reference §6), through `xenwalk profile`, whose reading of
-//!   that DWARF tests/profiles.rs checks against binutils' readelf;
+//!   f7cf9fdb…) for the rest, through `xenwalk profile`, whose reading of that DWARF
+//!   tests/profiles.rs checks against binutils' readelf. Where the two differ (the
+//!   runstate area, `arch_domain` after `vm_assist`: 4.17.7 moved them) the
+//!   reference is the answer, and inference must find 4.17.7's places;
 //! - QEMU's own registers: dom0's vCPU roots reached through inferred offsets are
 //!   the CR3s QEMU saw on each CPU (`qemu-info-registers-cpu*.txt`).
 //!
@@ -61,9 +64,29 @@ fn machine(test: &str, name: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
     Some((raw, d, s))
 }
 
-fn check_against_dwarf(inf: &BTreeMap<String, (u64, Vec<String>)>, dwarf: &BTreeMap<String, u64>, what: &str) {
+/// The 4.17.7 answer for each key: reference §6 where it lists the member, else the
+/// 4.17.5 DWARF.
+fn answers(s: &Path, test: &str) -> BTreeMap<String, u64> {
+    let mut a = dwarf_offsets(s, test);
+    let reference = common::reference_4_17_7(s);
+    // The parse of §6 itself: members on table rows, shared-parent rows and prose.
+    for (k, v) in [
+        ("domain.tot_pages", 88),
+        ("domain.arch.pv.xpti", 685),
+        ("vcpu.runstate.state", 216),
+        ("vcpu.arch.hvm.guest_cr", 1024),
+        ("page_info.v.inuse._domain", 24),
+        ("p2m_domain.phys_table", 80),
+    ] {
+        assert_eq!(reference.get(k), Some(&v), "reference §6 parse: {k}");
+    }
+    a.extend(reference);
+    a
+}
+
+fn check_against(inf: &BTreeMap<String, (u64, Vec<String>)>, want: &BTreeMap<String, u64>, what: &str) {
     for (k, (v, ev)) in inf {
-        assert_eq!(Some(v), dwarf.get(k), "{what}: inferred {k} = {v}, DWARF says {:?}", dwarf.get(k));
+        assert_eq!(Some(v), want.get(k), "{what}: inferred {k} = {v}, the answer is {:?}", want.get(k));
         assert!(ev.len() >= 2, "{what}: {k} confirmed by {} invariant(s): {ev:?}", ev.len());
     }
 }
@@ -74,10 +97,24 @@ fn dom0_machine_offsets_inferred_equal_dwarf() {
     let Some((raw, _, s)) = machine(test, "xen-4.17-dom0") else { return };
     let syms = s.join("xen-4.17/xen-syms-4.17-amd64");
     let inf = inferred(&raw, &syms);
-    check_against_dwarf(&inf, &dwarf_offsets(&s, test), "dom0 machine");
+    check_against(&inf, &answers(&s, test), "dom0 machine");
     // Two CPUs and one PV domain with two vCPUs that ran: everything inference
-    // covers except the list link, which one domain cannot show.
+    // covers except the list link and creation flags, which one domain cannot show,
+    // and what only an HVM domain holds.
     for k in [
+        "page_info.count_info",
+        "page_info.u.inuse.type_info",
+        "page_info.v.inuse._domain",
+        "domain.tot_pages",
+        "domain.xenheap_pages",
+        "domain.max_pages",
+        "domain.shared_info",
+        "domain.arch.pv.is_32bit",
+        "domain.arch.p2m",
+        "p2m_domain.domain",
+        "vcpu.runstate.state",
+        "vcpu.is_running",
+        "vcpu.arch.flags",
         "vcpu.domain",
         "domain.vcpu",
         "domain.domain_id",
@@ -91,7 +128,9 @@ fn dom0_machine_offsets_inferred_equal_dwarf() {
     ] {
         assert!(inf.contains_key(k), "dom0 machine: {k} not inferred; inferred: {:?}", inf.keys());
     }
-    assert!(!inf.contains_key("domain.next_in_list"));
+    for k in ["domain.next_in_list", "domain.options", "domain.is_dying"] {
+        assert!(!inf.contains_key(k), "{k}: {inf:?}");
+    }
 }
 
 #[test]
@@ -100,7 +139,7 @@ fn idle_machine_offsets_inferred_equal_dwarf() {
     let Some((raw, _, s)) = machine(test, "xen-4.17-idle") else { return };
     let syms = s.join("xen-4.17/xen-syms-4.17-amd64");
     let inf = inferred(&raw, &syms);
-    check_against_dwarf(&inf, &dwarf_offsets(&s, test), "idle machine");
+    check_against(&inf, &answers(&s, test), "idle machine");
     // Xen panicked building dom0: the half-built domain is on domain_list with
     // vCPU 0, which never ran (no guest tables).
     for k in ["vcpu.domain", "domain.vcpu", "domain.domain_id", "domain.max_vcpus", "vcpu.vcpu_id", "vcpu.next_in_list"]

@@ -481,8 +481,9 @@ fn out_with(args: &[&str], xs: &Path, profile: Option<&Path>) -> String {
     r.stdout
 }
 
-/// The same machines with the stripped xen-syms: without a profile `domains`
-/// refuses (exit 2, naming the offset and `--profile`), and `xenwalk profile` of it
+/// The same machines with the stripped xen-syms: without a profile and without
+/// inference `domains` refuses (exit 2, naming the offset and `--profile`), and
+/// `xenwalk profile` of it
 /// refuses; with the profile `xenwalk profile` wrote from the DWARF file, every
 /// output is the DWARF run's, byte for byte: domains, p2m --check of every domain,
 /// m2p, the guest's walks by --domain, dom0's listing, and `info`'s offsets (each
@@ -506,7 +507,8 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
     }
     for d in &dumps {
         let d = s(d);
-        let r = run(&["domains", d, "--xen-syms", s(&bare)]);
+        // Without inference (every other source asked), nothing knows this build.
+        let r = run(&["domains", d, "--xen-syms", s(&bare), "--offsets-from", "dwarf,profile,vmcoreinfo,builtin"]);
         assert_eq!(r.code, 2, "{}", r.stdout);
         assert!(r.stderr.contains("unknown") && r.stderr.contains("--profile"), "{}", r.stderr);
         let mut compared = 0;
@@ -555,6 +557,60 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
         let (dw, pr) = (info(&lab.xen_syms, None, "dwarf"), info(&bare, Some(&prof), "profile"));
         assert!(dw.len() > 60, "{dw:?}");
         assert_eq!(dw, pr);
+    }
+}
+
+/// The stripped xen-syms of a build xenwalk has no table for, with inference alone
+/// (`--offsets-from infer`, no DWARF, no profile): every output is the DWARF run's,
+/// byte for byte, on QEMU's dump and on Xen's crash dump (domains, p2m --check of
+/// each domain, m2p, the guest's walks, dom0's listing, triage); and the guest
+/// read this way is the guest its `xl dump-core` core describes.
+#[test]
+fn xen_420_stripped_with_inference_alone_equals_dwarf() {
+    let test = "xen_420_stripped_with_inference_alone_equals_dwarf";
+    let Some(lab) = lab(test) else { return };
+    let Some(bare) = stripped(lab, test) else { return };
+    let mut dumps = vec![lab.machine.clone()];
+    let c = crash(lab, test);
+    if let Some(c) = c {
+        dumps.push(c.vmcore.clone());
+    }
+    for d in &dumps {
+        let d = s(d);
+        let mut compared = 0;
+        for args in [
+            vec!["domains", d, "--json"],
+            vec!["p2m", d, "--domain", "0", "--check", "--json"],
+            vec!["p2m", d, "--domain", "1", "--check", "--json"],
+            vec!["m2p", d, "0x1000", "0x3f000", "0x3fc00", "--json"],
+            vec![
+                d,
+                "--domain",
+                "1",
+                "--vcpu",
+                "1",
+                "--va",
+                "0xffffffff81000000",
+                "--va",
+                "0xffff82d040200000",
+                "--json",
+            ],
+            vec![d, "--domain", "0", "--brief"],
+            vec!["triage", d, "--json"],
+        ] {
+            let want = out_with(&args, &lab.xen_syms, None);
+            let mut inf = args.clone();
+            inf.extend(["--offsets-from", "infer"]);
+            let got = out_with(&inf, &bare, None);
+            assert!(want == got, "{args:?}: the stripped xen-syms with inference alone differs from DWARF");
+            assert!(want.len() > 100, "{args:?}: {want}");
+            compared += 1;
+        }
+        assert_eq!(compared, 7);
+    }
+    xen_lab::machine_sees_the_guest_with(lab, &bare, &["--offsets-from", "infer"]);
+    if let Some(c) = c {
+        xen_lab::vmcore_domains_and_p2m_with(lab, c, &bare, &["--offsets-from", "infer"]);
     }
 }
 
@@ -620,9 +676,8 @@ fn xen_420_vmcoreinfo_alone_is_not_enough_for_domains() {
 
 /// Offsets inferred from 4.20's memory alone (`--offsets-from infer`, the stripped
 /// xen-syms): every value inference establishes equals DWARF's, on QEMU's dump and on
-/// Xen's crash dump. (Inference covers the members that find domains, vCPUs and their
-/// roots, not yet e.g. `domain.options`: `domains` with inference alone still refuses
-/// and says which offset it lacks.)
+/// Xen's crash dump, and every member a PV machine holds is established (what only
+/// an HVM domain holds is refused and says so: both lab guests are PV).
 #[test]
 fn xen_420_inferred_offsets_equal_dwarf() {
     let test = "xen_420_inferred_offsets_equal_dwarf";
@@ -648,8 +703,22 @@ fn xen_420_inferred_offsets_equal_dwarf() {
             }
         }
         eprintln!("{}: inferred {inferred:?}", d.display());
-        for k in ["domain.next_in_list", "domain.vcpu", "vcpu.domain", "vcpu.arch.guest_table", "vcpu.arch.cr3"] {
+        let hvm_only = [
+            "vcpu.arch.hvm.monitor_table",
+            "vcpu.arch.hvm.guest_cr",
+            "domain.arch.emulation_flags",
+            "p2m_domain.phys_table",
+            "p2m_domain.ept",
+        ];
+        for k in xenwalk::xen::infer::COVERED.iter().filter(|k| !hvm_only.contains(k)) {
             assert!(inferred.iter().any(|i| i == k), "{k} not inferred from {}: {inferred:?}", d.display());
         }
+        let sizes = r.json()[0]["xen"]["sizes"].as_array().unwrap().clone();
+        let pi = sizes.iter().find(|o| o["key"] == "page_info").unwrap();
+        assert_eq!(
+            (&pi["value"], &pi["source"]),
+            (&dwarf["sizes"]["page_info"], &serde_json::json!("inferred")),
+            "{pi}"
+        );
     }
 }

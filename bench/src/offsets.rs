@@ -2,7 +2,8 @@
 //! resolved once per run, whatever its source"): `domains` and `p2m --domain 0
 //! --check` on the real dom0 image, the CLI end to end, with the built-in table (the
 //! default for Debian's build), a profile of the same values, `--offset` for every key,
-//! and the 4.17.5 build's DWARF (`--allow-mismatch`; no DWARF twin of this 4.17.7
+//! inference from the image (with the two members one domain cannot show given), and
+//! the 4.17.5 build's DWARF (`--allow-mismatch`; no DWARF twin of this 4.17.7
 //! build exists, and 4.17.5 moved a few members, so its output is not compared, only
 //! its time: the same lookups and reads). Every other output is checked equal to the
 //! built-in run's before its time counts.
@@ -60,6 +61,22 @@ pub fn run(raw: &Path, shared: &Path, dir: &Path, reps: usize) -> Res<()> {
         (
             "--offset",
             [vec!["--xen-syms".into(), s(&syms), "--offsets-from".into(), "vmcoreinfo".into()], options].concat(),
+        ),
+        (
+            // Inference from the image alone, but for the two members one domain
+            // cannot show (its next_in_list is NULL like hundreds of members; its
+            // creation flags sit among as many fitting u32s), given as a user
+            // would after reading the refusal.
+            "inference",
+            [
+                vec!["--xen-syms".into(), s(&syms), "--offsets-from".into(), "infer".into()],
+                offsets
+                    .iter()
+                    .filter(|(k, _)| ["domain.next_in_list", "domain.options", "domain.is_dying"].contains(&k.as_str()))
+                    .map(|(k, v)| format!("--offset={k}={v}"))
+                    .collect(),
+            ]
+            .concat(),
         ),
         (
             "DWARF (4.17.5)",

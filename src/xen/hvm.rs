@@ -10,7 +10,7 @@
 //! or shadow paging): then `phys_table` is an x86-64 table indexed by gpa, with the
 //! p2m type in bits 52–58 (`p2m_flags_to_type`, `X:xen/arch/x86/mm/p2m-pt.c@4.17.0`).
 
-use super::domains::{DomainInfo, Fields};
+use super::domains::{DomainError, DomainInfo, Fields};
 use super::p2m::P2mError;
 use crate::addr::{Gfn, Gpa, Maddr, Mfn, PAGE_SIZE, Vaddr};
 use crate::mem::{Absent, Page, PhysMem, ReadError, TableMem};
@@ -49,7 +49,13 @@ impl<'a> HostP2m<'a> {
         let p = dom.p2m;
         f.read(p, 8).map_err(|error| P2mError::HostP2mUnreadable { domain: dom.id, p2m: p, error })?;
         let phys_table = f.field(p, "p2m_domain.phys_table", 8)?;
-        let eptp = f.field(p, "p2m_domain.ept", 8)?;
+        let eptp = match f.field(p, "p2m_domain.ept", 8) {
+            Ok(v) => v,
+            // On SVM no p2m is an EPT: a build whose `ept` member no source knows
+            // (inference cannot see it where it is always 0) reads phys_table alone.
+            Err(DomainError::Offset(_)) if f.xen.hvm_name(f.mem).as_deref() == Some("SVM") => 0,
+            Err(e) => return Err(e.into()),
+        };
         let minor = f.xen.layout().minor;
         if eptp != 0 {
             Ok(Ept::from_eptp(f.mem, eptp, minor).map(HostP2m::Ept)?)

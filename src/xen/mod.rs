@@ -460,6 +460,21 @@ impl Xen {
         Some(mfn.0 < max_page && mfn.0 & self.pdx.value.pfn_hole_mask == 0)
     }
 
+    /// `hvm_funcs.name` ("VMX", "SVM"): which hardware virtualisation Xen set up,
+    /// read through the first member of `struct hvm_function_table` (a `const char
+    /// *`, first in every release); `None` without symbols, without HVM support or
+    /// when unreadable.
+    pub fn hvm_name(&self, mem: &dyn PhysMem) -> Option<String> {
+        let root = self.idle_root();
+        let p = self.read_va_u64(mem, root, Vaddr(self.syms.as_ref()?.addr("hvm_funcs")?)).ok()?;
+        if p == 0 {
+            return None;
+        }
+        let b = self.read_va_u64(mem, root, Vaddr(p)).ok()?.to_le_bytes();
+        let s: String = b.iter().take_while(|&&c| c != 0).map(|&c| c as char).collect();
+        (!s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric())).then_some(s)
+    }
+
     /// `machine_to_phys_mapping[mfn]`, read through `root` (the read-write M2P at
     /// `RDWR_MPT_VIRT_START` is mapped in every root Xen builds, reference §5.1).
     pub fn m2p(&self, mem: &dyn PhysMem, root: Maddr, mfn: Mfn) -> Result<u64, VaReadError> {

@@ -362,8 +362,10 @@ impl<'a> Offsets<'a> {
                     .builtin
                     .and_then(|b| b.sizes.iter().find(|(k, _)| *k == sname))
                     .map(|&(_, v)| (v, Source::Builtin)),
-                // Sizes are not inferred: the members are.
-                OffsetSource::Infer => None,
+                // Inference sizes what it strides over (the frame table's page_info).
+                OffsetSource::Infer => {
+                    self.infer.and_then(|(x, m)| x.inferred(m).size(sname).map(|i| (i.value, Source::Inferred)))
+                }
             };
             if let Some((value, source)) = hit {
                 return Ok(Sourced { value, source });

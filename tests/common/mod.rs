@@ -307,3 +307,60 @@ pub fn assert_same_leaves(ours: &[QemuLeaf], qemu: &[QemuLeaf], what: &str) {
         assert_eq!(a, b, "{what}: leaf {i} differs from QEMU's");
     }
 }
+
+/// The 4.17.7 struct offsets of reference §6 (`../shared/reference/xen-x86-64.md`,
+/// made from Xen RELEASE-4.17.7's own `offsetof`, the build of
+/// `../shared/xen-4.17/`), keyed as xenwalk keys them (`domain.tot_pages`,
+/// `vcpu.runstate.state`, `page_info.count_info`, `p2m_domain.phys_table`): the answer
+/// key for members that sit elsewhere in the 4.17.5 DWARF build (the runstate area,
+/// `arch_domain` after `vm_assist`).
+pub fn reference_4_17_7(shared: &Path) -> std::collections::BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(shared.join("reference/xen-x86-64.md")).expect("the reference");
+    let sec = text.split("## 6.").nth(1).expect("reference §6").split("\n## 7.").next().unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let mut strukt = "";
+    let clean = |f: &str| f.trim().trim_matches('`').trim_end_matches("[]").to_string();
+    let lines: Vec<&str> = sec.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(rest) = line.strip_prefix("**struct ") {
+            strukt = rest.split("**").next().unwrap_or("").trim();
+            // Prose structs: "`member` @off" pairs in the paragraph, up to the
+            // BIGMEM variant's.
+            let mut para = rest.to_string();
+            for l in lines[i + 1..].iter().take_while(|l| !l.trim().is_empty() && !l.starts_with('|')) {
+                para.push(' ');
+                para.push_str(l);
+            }
+            let para = para.split("BIGMEM").next().unwrap();
+            let ticks: Vec<&str> = para.split('`').collect();
+            for w in (1..ticks.len().saturating_sub(1)).step_by(2) {
+                if let Some(off) = ticks[w + 1].trim_start().strip_prefix('@') {
+                    let n: String = off.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    if let Ok(v) = n.parse() {
+                        out.insert(format!("{strukt}.{}", ticks[w]), v);
+                    }
+                }
+            }
+            continue;
+        }
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cols.len() < 4 || !cols[1].starts_with('`') || cols[1].contains('=') || strukt.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = cols[1].split(" / ").map(clean).collect();
+        let offs: Vec<u64> = cols[2].split(" / ").filter_map(|o| o.trim().parse().ok()).collect();
+        if names.len() != offs.len() {
+            continue;
+        }
+        // "arch.pv.is_32bit / xpti / pcid": later names share the first one's parent.
+        let parent = names[0].rsplit_once('.').map(|(p, _)| format!("{p}.")).unwrap_or_default();
+        for (i, (n, o)) in names.iter().zip(&offs).enumerate() {
+            let n = if i > 0 && !n.contains('.') { format!("{parent}{n}") } else { n.clone() };
+            out.insert(format!("{strukt}.{n}"), *o);
+            if n == "runstate" {
+                out.insert(format!("{strukt}.runstate.state"), *o); // `state` at +0
+            }
+        }
+    }
+    out
+}

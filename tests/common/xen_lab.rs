@@ -426,11 +426,13 @@ pub fn hex(v: &serde_json::Value) -> u64 {
         .unwrap()
 }
 
-/// `domains DUMP --xen-syms XS --json`: every domain, after checking that domain 1
-/// is the guest as its core describes it (PV, its page count, each vCPU's kernel and
-/// user L4).
-pub fn domains_with_the_guest(dump: &str, xs: &str, sum: &XlCoreSummary) -> Vec<serde_json::Value> {
-    let r = super::run(&["domains", dump, "--xen-syms", xs, "--json"]);
+/// `domains DUMP --xen-syms XS --json` (plus `extra`, e.g. `--offsets-from infer`):
+/// every domain, after checking that domain 1 is the guest as its core describes it
+/// (PV, its page count, each vCPU's kernel and user L4).
+pub fn domains_with_the_guest(dump: &str, xs: &str, sum: &XlCoreSummary, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["domains", dump, "--xen-syms", xs, "--json"];
+    args.extend_from_slice(extra);
+    let r = super::run(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doms = r.json_of("domain");
     let guest = doms.iter().find(|d| d["id"] == 1).unwrap_or_else(|| panic!("no domain 1: {}", r.stdout));
@@ -448,8 +450,10 @@ pub fn domains_with_the_guest(dump: &str, xs: &str, sum: &XlCoreSummary) -> Vec<
 
 /// `p2m DUMP --xen-syms XS --domain D --check --json`: its runs as (pfn, mfn) pairs
 /// (every one RAM) and its summary line, which must find no M2P mismatch either way.
-pub fn checked_p2m(dump: &str, xs: &str, domain: &str) -> (Vec<(u64, u64)>, serde_json::Value) {
-    let r = super::run(&["p2m", dump, "--xen-syms", xs, "--domain", domain, "--check", "--json"]);
+pub fn checked_p2m(dump: &str, xs: &str, domain: &str, extra: &[&str]) -> (Vec<(u64, u64)>, serde_json::Value) {
+    let mut args = vec!["p2m", dump, "--xen-syms", xs, "--domain", domain, "--check", "--json"];
+    args.extend_from_slice(extra);
+    let r = super::run(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut pairs = Vec::new();
     for l in r.json_of("p2m_range") {
@@ -474,15 +478,21 @@ pub fn core_p2m(core: &Dump) -> Vec<(u64, u64)> {
 /// from the guest's memory and checked against the M2P and the frame table) must be
 /// what `xl dump-core` wrote: vCPU roots, page count, every pfn → mfn.
 pub fn machine_sees_the_guest(lab: &Lab) {
-    let (m, xs) = (s(&lab.machine), s(&lab.xen_syms));
+    machine_sees_the_guest_with(lab, &lab.xen_syms, &[]);
+}
+
+/// [`machine_sees_the_guest`] with another xen-syms (a stripped twin) and more
+/// arguments (`--offsets-from infer`): the same answers from the core must hold.
+pub fn machine_sees_the_guest_with(lab: &Lab, xs: &Path, extra: &[&str]) {
+    let (m, xs) = (s(&lab.machine), s(xs));
     let core = open(&lab.core);
     let Format::XlCore(sum) = &core.format else { panic!() };
 
-    domains_with_the_guest(m, xs, sum);
+    domains_with_the_guest(m, xs, sum, extra);
 
     // The p2m from the machine (the guest's linear list), checked both ways there
     // and against the frame-list-list.
-    let (from_machine, summary) = checked_p2m(m, xs, "1");
+    let (from_machine, summary) = checked_p2m(m, xs, "1", extra);
     assert_eq!(summary["ram"], 32768, "{summary}");
     assert_eq!(summary["reverse_checked"], 32768, "{summary}");
     let alts = summary["alternatives_checked"].as_array().unwrap();
@@ -497,6 +507,7 @@ pub fn machine_sees_the_guest(lab: &Lab) {
     let roots: Vec<u64> = sum.vcpus.iter().flat_map(|v| [v.cr3, v.user_cr3]).flatten().map(|c| c >> 12).collect();
     mfns.extend(&roots);
     let mut args = vec!["m2p".to_string(), m.to_string(), "--xen-syms".into(), xs.into(), "--json".into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     args.extend(mfns.iter().map(|f| format!("{f:#x}")));
     let r = super::run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -594,19 +605,24 @@ pub fn vmcore_walks_like_the_machine(lab: &Lab, c: &Crash) {
 /// Domains from Xen's own dump: the guest as its core describes it (vCPU roots,
 /// p2m), and dom0's p2m through the frame-list-list CRASH_INFO names.
 pub fn vmcore_domains_and_p2m(lab: &Lab, c: &Crash) {
-    let (v, xs) = (s(&c.vmcore), s(&lab.xen_syms));
+    vmcore_domains_and_p2m_with(lab, c, &lab.xen_syms, &[]);
+}
+
+/// [`vmcore_domains_and_p2m`] with another xen-syms and more arguments.
+pub fn vmcore_domains_and_p2m_with(lab: &Lab, c: &Crash, xs: &Path, extra: &[&str]) {
+    let (v, xs) = (s(&c.vmcore), s(xs));
     let core = open(&lab.core);
     let Format::XlCore(sum) = &core.format else { panic!() };
-    let doms = domains_with_the_guest(v, xs, sum);
+    let doms = domains_with_the_guest(v, xs, sum, extra);
     let dom0 = doms.iter().find(|d| d["id"] == 0).unwrap();
     assert_eq!(dom0["kind"], "pv64");
     // The guest's p2m, read from Xen's dump, is the core's.
-    let (pairs, _) = checked_p2m(v, xs, "1");
+    let (pairs, _) = checked_p2m(v, xs, "1", extra);
     assert!(pairs == core_p2m(&core), "domain 1's p2m in the vmcore differs from its core's");
     // dom0's: consistent with the M2P both ways, and the frame-list-list that
     // CRASH_INFO names (the one in dom0's shared info) says the same as Linux's
     // linear list.
-    let (_, summary) = checked_p2m(v, xs, "0");
+    let (_, summary) = checked_p2m(v, xs, "0", extra);
     assert!(summary["ram"].as_u64().unwrap() > 90_000, "{summary}");
     let alts = summary["alternatives_checked"].as_array().unwrap();
     let fll = open(&c.vmcore).notes.xen_crash_info.as_ref().unwrap().dom0_pfn_to_mfn_frame_list_list;

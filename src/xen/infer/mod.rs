@@ -30,6 +30,8 @@ use crate::addr::{Maddr, Vaddr};
 use crate::mem::PhysMem;
 use std::collections::BTreeMap;
 
+mod state;
+
 /// `DOMID_IDLE` (`X:xen/include/public/xen.h@4.17.0`).
 const DOMID_IDLE: u64 = 0x7fff;
 /// `DOMID_FIRST_RESERVED`: no live domain has an id at or above it.
@@ -39,6 +41,9 @@ const MAX_CHAIN: usize = 4096;
 /// At most this many vCPUs per domain are read (`HVM_MAX_VCPUS` is 128, PV's 8192
 /// is never met in practice; more is a broken dump).
 const MAX_VCPUS: u64 = 8192;
+
+/// At most this many vCPUs of listed domains are read in all (16 MiB of pages).
+const MAX_TOTAL_VCPUS: u64 = 4096;
 
 /// At most this many members may hold a field's values by coincidence for the
 /// layout fact every release keeps to break the tie; more is no evidence at all.
@@ -58,6 +63,25 @@ pub const COVERED: &[&str] = &[
     "vcpu.arch.guest_table",
     "vcpu.arch.guest_table_user",
     "vcpu.arch.hvm.monitor_table",
+    "page_info.count_info",
+    "page_info.u.inuse.type_info",
+    "page_info.v.inuse._domain",
+    "domain.tot_pages",
+    "domain.xenheap_pages",
+    "domain.max_pages",
+    "domain.shared_info",
+    "domain.options",
+    "domain.is_dying",
+    "domain.arch.emulation_flags",
+    "domain.arch.pv.is_32bit",
+    "domain.arch.p2m",
+    "p2m_domain.domain",
+    "p2m_domain.phys_table",
+    "p2m_domain.ept",
+    "vcpu.runstate.state",
+    "vcpu.is_running",
+    "vcpu.arch.flags",
+    "vcpu.arch.hvm.guest_cr",
 ];
 
 /// One inferred offset and the invariants that confirmed it.
@@ -72,6 +96,8 @@ pub struct Inference {
 #[derive(Clone, Debug, Default)]
 pub struct Inferred {
     found: BTreeMap<&'static str, Inference>,
+    /// Struct sizes established with the members (`page_info`: the frame table's stride).
+    sizes: BTreeMap<&'static str, Inference>,
     refused: BTreeMap<&'static str, String>,
     /// Why inference could not start at all (no symbols, unreadable `idle_vcpu`).
     start: Option<String>,
@@ -102,6 +128,11 @@ impl Inferred {
         Err(format!("not covered (inference establishes {})", COVERED.join(", ")))
     }
 
+    /// The inferred size of struct `name`, if inference established it.
+    pub fn size(&self, name: &str) -> Option<&Inference> {
+        self.sizes.get(name)
+    }
+
     /// Every inferred key, in key order.
     pub fn found(&self) -> impl Iterator<Item = (&'static str, &Inference)> {
         self.found.iter().map(|(k, v)| (*k, v))
@@ -119,6 +150,7 @@ impl Inferred {
 }
 
 /// A heap object read from its start to the end of its page.
+#[derive(Clone)]
 struct Obj {
     va: Vaddr,
     bytes: Vec<u8>,
@@ -148,6 +180,7 @@ impl Obj {
 
 /// A listed domain's vCPUs as inference sees them: (index in its array, object).
 struct Dom {
+    obj: Obj,
     vcpus: Vec<(u64, Obj)>,
 }
 
@@ -511,12 +544,17 @@ impl<'a> Machine<'a> {
         };
         // The listed domains with their vCPUs (all of them when max_vcpus is known,
         // else vCPU 0 alone).
+        // Every vCPU is kept as a page: a hostile dump (thousands of domains of
+        // 8192 vCPUs) must not make that unbounded, so the whole machine's vCPUs
+        // share one budget and the domains past it are read with vCPU 0 alone.
+        let mut budget = MAX_TOTAL_VCPUS;
         let doms: Vec<Dom> = doms
             .into_iter()
             .map(|d| {
-                let count = max_vcpus.and_then(|o| d.u32(o)).unwrap_or(1);
+                let count = max_vcpus.and_then(|o| d.u32(o)).unwrap_or(1).min(budget.max(1));
                 let vcpus = vcpus_of(&d, count).unwrap_or_default();
-                Dom { vcpus }
+                budget = budget.saturating_sub(count);
+                Dom { obj: d, vcpus }
             })
             .collect();
         let dvcpus = || doms.iter().flat_map(|d| d.vcpus.iter());
@@ -574,7 +612,10 @@ impl<'a> Machine<'a> {
         if let Some((idv, _)) = id_off {
             let rest: Vec<u64> = procs.iter().copied().filter(|&p| p != idv).collect();
             let pick = match rest.as_slice() {
-                // With one CPU every processor is 0, as in most zero members.
+                // With one CPU every processor is 0, as in most zero members: the
+                // values cannot place it, only the layout can, and any reading of a
+                // member that holds 0 in every vCPU says the same thing here.
+                many if n < 2 && want == 1 && many.contains(&(idv + 4)) => Some((idv + 4, Some(Vec::new()))),
                 _ if n < 2 => None,
                 [p] => Some((*p, None)),
                 many if many.contains(&(idv + 4)) && many.len() <= MAX_TIE => {
@@ -590,11 +631,16 @@ impl<'a> Machine<'a> {
                             "each of the {nd} vCPUs of listed domains holds a CPU number below nr_cpu_ids ({want})"
                         ),
                     ];
-                    if let Some(others) = tie {
-                        evidence.push(format!(
+                    match tie {
+                        Some(others) if others.is_empty() => evidence.push(format!(
+                            "one CPU (nr_cpu_ids 1): 0 is the only value, held here and in {} other u32 members; struct vcpu begins `int vcpu_id; int processor;` in every release (sched.h 4.0 … 4.20), which places it",
+                            rest.len() - 1
+                        )),
+                        Some(others) => evidence.push(format!(
                             "+{} hold values as fitting in this dump; processor follows vcpu_id in every release",
                             uniq(&others)
-                        ));
+                        )),
+                        None => {}
                     }
                     out.found.insert("vcpu.processor", Inference { value: p, evidence });
                 }
@@ -862,5 +908,8 @@ impl<'a> Machine<'a> {
                 );
             }
         }
+
+        // 10. What the domains and vCPUs hold: flags, counts, the frame table, the p2m.
+        self.infer_state(&idle_dom, &doms, out);
     }
 }
