@@ -503,7 +503,7 @@ pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
     if let Some(doms) = &doms {
         for d in doms.domains.iter().filter(|d| d.kind.is_pv()) {
             let mut seen = HashSet::new();
-            let mut absent: Vec<(Mfn, String)> = Vec::new();
+            let mut absent: Vec<(Mfn, crate::mem::ReadError)> = Vec::new();
             for r in roots.iter().filter(|r| r.domain == d.id && r.table != "monitor_table") {
                 pv_tables(mem, r.mfn, &mut seen, &mut absent);
             }
@@ -517,14 +517,19 @@ pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
                 ));
             } else {
                 let first = &absent[0];
+                let owner = |m: Mfn| {
+                    let f = domains::Fields::new(x?, mem, s.dump.notes.vmcoreinfo_xen.as_deref());
+                    crate::xen::p2m::page_owner(&f, m).ok().and_then(|o| o.owner_id)
+                };
                 checks.push(check(
                     "page_tables_present",
                     Status::Finding,
                     subject,
                     format!(
-                        "{} of its {} page-table pages are not in the dump (the first, frame {:#x}: {})",
+                        "{} of its {} page-table pages are not in the dump: {}; the first, frame {:#x}: {}",
                         absent.len(),
                         seen.len(),
+                        absent_summary(&absent, owner),
                         first.0.0,
                         first.1
                     ),
@@ -625,7 +630,52 @@ fn console_walks(s: &Session, x: Option<&Xen>, con: &crate::console::Console, ch
 /// 272–511: Xen's are idle_pg_table's, shared), each counted once in `seen`; those the
 /// dump cannot give go to `absent` with why. Bounded by the distinct frames, however
 /// the tables alias one another.
-fn pv_tables(mem: &dyn crate::mem::PhysMem, l4: Mfn, seen: &mut HashSet<u64>, absent: &mut Vec<(Mfn, String)>) {
+/// What removed the absent pages, counted by kind: the kdump writer's dump level in
+/// words (makedumpfile(8) `-d`), whose page the frame table says they are, and how
+/// many the dump never captured.
+fn absent_summary(absent: &[(Mfn, crate::mem::ReadError)], owner: impl Fn(Mfn) -> Option<u16>) -> String {
+    use crate::mem::Absent;
+    let mut parts = Vec::new();
+    let excluded: Vec<&(Mfn, crate::mem::ReadError)> =
+        absent.iter().filter(|(_, e)| matches!(e.absent(), Some(Absent::Excluded { .. }))).collect();
+    if let Some((m, e)) = excluded.first() {
+        let level = match e.absent() {
+            Some(Absent::Excluded { dump_level: Some(l) }) => format!("dump level {l}: {}", dump_level_words(l)),
+            _ => "dump level unknown".into(),
+        };
+        let whose = match owner(*m) {
+            Some(0) => "dom0's own pages (frame table)".to_string(),
+            Some(d) => format!(
+                "pages domain {d} owns (frame table), which makedumpfile's Xen mode (-X) drops whatever the level: it keeps only Xen's and dom0's"
+            ),
+            None => "pages of no owner the frame table names".into(),
+        };
+        parts.push(format!("{} excluded by the kdump writer ({level}), {whose}", excluded.len()));
+    }
+    let mut rest: std::collections::BTreeMap<&'static str, usize> = std::collections::BTreeMap::new();
+    for (_, e) in absent.iter().filter(|(_, e)| !matches!(e.absent(), Some(Absent::Excluded { .. }))) {
+        *rest.entry(e.absent().map_or("malformed", |a| a.code())).or_default() += 1;
+    }
+    for (code, n) in rest {
+        parts.push(format!("{n} {}", code.replace('_', " ")));
+    }
+    parts.join(", ")
+}
+
+/// A makedumpfile dump level in words: bit 0 zero pages, 1 cache pages, 2 private
+/// cache pages, 3 user-process pages, 4 free pages (`makedumpfile(8)`, 1.7).
+fn dump_level_words(level: u32) -> String {
+    let names = ["zero", "cache", "private cache", "user data", "free"];
+    let w: Vec<&str> = names.iter().enumerate().filter(|(i, _)| level >> i & 1 != 0).map(|(_, n)| *n).collect();
+    if w.is_empty() { "no page kind excluded".into() } else { format!("{} pages excluded", w.join(", ")) }
+}
+
+fn pv_tables(
+    mem: &dyn crate::mem::PhysMem,
+    l4: Mfn,
+    seen: &mut HashSet<u64>,
+    absent: &mut Vec<(Mfn, crate::mem::ReadError)>,
+) {
     const FRAME: u64 = 0x000f_ffff_ffff_f000;
     let mut stack: Vec<(Mfn, u8)> = vec![(l4, 4)];
     while let Some((mfn, level)) = stack.pop() {
@@ -635,7 +685,7 @@ fn pv_tables(mem: &dyn crate::mem::PhysMem, l4: Mfn, seen: &mut HashSet<u64>, ab
         let page = match mem.page(mfn) {
             Ok(p) => p,
             Err(e) => {
-                absent.push((mfn, e.to_string()));
+                absent.push((mfn, e));
                 continue;
             }
         };

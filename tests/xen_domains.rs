@@ -6,6 +6,7 @@
 mod common;
 
 use common::{Run, read_text, run, shared, unxz_cached};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xenwalk::Maddr;
 use xenwalk::fixture::domains::{self, Breakage};
@@ -781,6 +782,49 @@ fn synthetic_machine_reads_the_same_with_inference_alone() {
             assert_eq!(ept["source"], "inferred", "{ept}");
         }
     }
+}
+
+/// Entry `i` of the table in frame `mfn` of the synthetic machine, read back from its
+/// vmcore by the dump reader alone.
+fn read_entry(s: &Synth, mfn: u64, i: u64) -> u64 {
+    let d = xenwalk::dump::Dump::open(&s.vmcore, xenwalk::dump::OpenOptions::default()).unwrap();
+    d.mem.read_u64(Maddr((mfn << 12) + i * 8)).unwrap()
+}
+
+/// `--style xen` prints what Xen's `show_page_walk` prints
+/// (`X:xen/arch/x86/x86_64/mm.c@4.17.0`): each level's entry and the M2P pfn of its
+/// frame, and nothing below an entry whose frame is not `mfn_valid` (past
+/// `max_page`; pfn `INVALID_M2P_ENTRY`), even though the typed walk reads on (and
+/// finds the frame outside the dump). A valid walk prints all four levels, each pfn
+/// the M2P's (the fixture's dom0 p2m, inverted).
+#[test]
+fn xen_style_walk_stops_where_xen_stops() {
+    let test = "xen_style_walk_stops_where_xen_stops";
+    let Some(s) = synth(test, Breakage { wild_table: true, ..Breakage::default() }) else { return };
+    let out = xw(&s, &["--domain", "0", "--vcpu", "0", "--va", "0x600000", "--style", "xen"]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Pagetable walk from 0000000000600000:",
+            &*format!(" L4[0x000] = {:016x} {:016x}", read_entry(&s, s.model.dom0_l4, 0), 1),
+            &*format!(" L3[0x000] = {:016x} {:016x}", read_entry(&s, s.model.dom0_p2m[&1], 0), 2),
+            &*format!(" L2[0x003] = {:016x} ffffffffffffffff", (0x10_0000u64 << 12) | xenwalk::fixture::GUEST_TABLE),
+        ],
+        "{}",
+        out.stderr
+    );
+    // The typed walk goes on and stops at the L1 the dump lacks.
+    let j = xw(&s, &["--domain", "0", "--vcpu", "0", "--va", "0x600000", "--json"]);
+    let stop = &j.json_of("walk")[0]["stop"];
+    assert_eq!(stop["level"], 1, "{stop}");
+    // A mapped VA: all four levels, each pfn the M2P's.
+    let va = *s.model.dom0_va.keys().next().unwrap();
+    let out = xw(&s, &["--domain", "0", "--vcpu", "0", "--va", &format!("{va:#x}"), "--style", "xen"]);
+    let pfns: Vec<u64> =
+        out.stdout.lines().skip(1).map(|l| u64::from_str_radix(l.rsplit(' ').next().unwrap(), 16).unwrap()).collect();
+    let inv: BTreeMap<u64, u64> = s.model.dom0_p2m.iter().map(|(p, m)| (*m, *p)).collect();
+    assert_eq!(pfns, [1, 2, 3, inv[&s.model.dom0_va[&va]]], "{}", out.stdout);
 }
 
 /// A hostile `max_page` (2^40 frames on a 128 MiB machine): `p2m --check` walks the

@@ -97,7 +97,18 @@ fn real_lab_offsets_inferred_equal_dwarf_and_vmcoreinfo() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dwarf: serde_json::Value = serde_json::from_slice(&std::fs::read(&prof).unwrap()).unwrap();
     let reference = common::reference_4_17_7(&shared);
-    let builtin = xenwalk::xen::offsets::DEBIAN_4_17_7.offsets;
+    let builtin = xenwalk::xen::offsets::DEBIAN_4_17_7;
+    // The lab fetches bookworm's current Xen 4.17: reference §6 and the built-in table
+    // describe 4.17.7 (build-id 151b373f…); after a Debian rebuild they are no answer
+    // key, and only Xen's own VMCOREINFO_XEN below still is.
+    let build = xenwalk::xen::symbols::XenSyms::load(&lab.xen_syms).unwrap().build_id_hex();
+    let keyed = build.as_deref() == Some(builtin.build_id);
+    if !keyed {
+        eprintln!(
+            "{test}: the lab's xen-syms is build {build:?}, not 4.17.7's {}: the reference and built-in table are not its answer key; VMCOREINFO_XEN is",
+            builtin.build_id
+        );
+    }
     let inferred = |dump: &Path| -> Vec<(String, u64)> {
         let r = common::run(&["info", s(dump), "--xen-syms", s(&lab.xen_syms), "--offsets-from", "infer", "--json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -106,9 +117,12 @@ fn real_lab_offsets_inferred_equal_dwarf_and_vmcoreinfo() {
         for o in info["xen"]["offsets"].as_array().unwrap() {
             if o["source"] == "inferred" {
                 let (k, v) = (o["key"].as_str().unwrap().to_string(), o["value"].as_u64().unwrap());
-                let want = reference.get(&k).copied().or(dwarf["offsets"][&k].as_u64());
-                assert_eq!(want, Some(v), "{}: {k}", dump.display());
-                assert_eq!(builtin.iter().find(|(b, _)| *b == k).map(|b| b.1), Some(v), "{}: {k}", dump.display());
+                if keyed {
+                    let want = reference.get(&k).copied().or(dwarf["offsets"][&k].as_u64());
+                    assert_eq!(want, Some(v), "{}: {k}", dump.display());
+                    let b = builtin.offsets.iter().find(|(b, _)| *b == k).map(|b| b.1);
+                    assert_eq!(b, Some(v), "{}: {k}", dump.display());
+                }
                 assert!(o["evidence"].as_array().is_some_and(|e| e.len() >= 2), "{o}");
                 out.push((k, v));
             }

@@ -496,22 +496,19 @@ impl Xen {
     /// the walker. [`crate::render::xen_style`] prints it line for line as Xen does.
     /// Where the dump lacks a value Xen had, the step says so.
     pub fn page_walk_as_xen(&self, mem: &dyn PhysMem, root: Maddr, va: Vaddr) -> XenPageWalk {
-        use crate::paging::Level;
+        use crate::paging::{Outcome, StopKind};
+        // The typed walker reads the levels; Xen's rules only decide what it prints
+        // and where it stops (`show_page_walk`, `X:xen/arch/x86/x86_64/mm.c@4.17.0`):
+        // after an entry that is not present, a superpage, or whose frame is not
+        // `mfn_valid` (where the typed walker would read on). Up to that cut both read
+        // the same entries: the typed walker's only other stop, reserved bits at or
+        // above MAXPHYADDR, names a frame past any machine's `max_page`, which Xen
+        // stops at too.
         let mut out = XenPageWalk { va, steps: Vec::new() };
-        if !va.is_canonical() {
-            return out;
-        }
+        let w = walk(mem, root, va, WalkOptions::default());
         let m2p_valid = self.read_sym_u64(mem, "machine_to_phys_mapping_valid").map(|v| v & 0xff != 0);
-        let mut table = root.0 & !0xfff;
-        for level in Level::WALK {
-            let index = va.index_at(level.shift());
-            let e = match mem.read_u64(Maddr(table + index as u64 * 8)) {
-                Ok(e) => e,
-                Err(err) => {
-                    out.steps.push(XenPageWalkStep { level, index, entry: Err(err), pfn: XenPfn::Unknown, pse: false });
-                    return out;
-                }
-            };
+        for s in w.steps() {
+            let e = s.entry.0;
             let mfn = (e & 0x000f_ffff_ffff_f000) >> 12;
             let valid = self.mfn_valid(mem, Mfn(mfn));
             let pfn = match (valid, m2p_valid) {
@@ -522,12 +519,25 @@ impl Xen {
                 (Some(false), _) | (_, Some(false)) => XenPfn::Value(INVALID_M2P_ENTRY),
                 (None, _) => XenPfn::Unknown,
             };
+            let level = s.level;
             let pse = level != Level::L4 && level != Level::L1 && e & crate::paging::entry::bits::PS != 0;
-            out.steps.push(XenPageWalkStep { level, index, entry: Ok(e), pfn, pse });
+            out.steps.push(XenPageWalkStep { level, index: usize::from(s.index), entry: Ok(e), pfn, pse });
             if e & 1 == 0 || pse || valid == Some(false) {
                 return out;
             }
-            table = mfn << 12;
+        }
+        // The level whose table the dump lacks: Xen would have read it.
+        if let Outcome::Stopped(stop) = &w.outcome {
+            if let StopKind::Unreadable(err) = stop.kind {
+                let index = va.index_at(stop.level.shift());
+                out.steps.push(XenPageWalkStep {
+                    level: stop.level,
+                    index,
+                    entry: Err(err),
+                    pfn: XenPfn::Unknown,
+                    pse: false,
+                });
+            }
         }
         out
     }
