@@ -52,6 +52,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if std::env::var_os("XENWALK_BENCH_TEED").is_none() {
+        return tee();
+    }
     match parent() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,6 +62,81 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Run the benchmark as a child and keep its raw output: every line goes to stdout
+/// and to `bench/runs/<UTC time>-<commit>.txt` (`-dirty` when the tree has changes),
+/// the file BENCHMARKS.md's tables name.
+fn tee() -> ExitCode {
+    use std::io::{BufRead, Write};
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let stamp = std::process::Command::new("date")
+        .args(["-u", "+%Y%m%dT%H%M%SZ"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "now".into());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runs");
+    let path = dir.join(format!("{stamp}-{commit}{}.txt", if dirty { "-dirty" } else { "" }));
+    let file = std::fs::create_dir_all(&dir).and_then(|_| std::fs::File::create(&path));
+    let mut file = match file {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("bench: cannot keep the raw output in {}: {e}", path.display());
+            None
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut child = match std::process::Command::new(exe)
+        .args(&args)
+        .env("XENWALK_BENCH_TEED", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(f) = file.as_mut() {
+        let _ = writeln!(
+            f,
+            "# cargo bench -p xenwalk-bench -- {} (commit {commit}{})",
+            args.join(" "),
+            if dirty { ", with uncommitted changes" } else { "" }
+        );
+    }
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+    let ok = child.wait().is_ok_and(|s| s.success());
+    if file.is_some() {
+        println!("\nraw output kept in {}", path.display());
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
 fn parent() -> Res<()> {

@@ -151,12 +151,20 @@ pub fn memflow_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
     run(&mut vm, &random_r, Some(&mut pairs));
     let dump = Dump::open(image, OpenOptions::default()).map_err(err("open"))?;
     let mut differ = 0u64;
+    let mut first = None;
     for (va, pa) in pairs {
         let w = walk(dump.mem.as_ref(), Maddr(cr3), Vaddr(va), WalkOptions::default());
-        if w.mapping().map(|m| m.maddr.0) != Some(pa) {
+        let ours = w.mapping().map(|m| m.maddr.0);
+        if ours != Some(pa) {
             differ += 1;
+            first.get_or_insert(format!("VA {va:#x}: memflow {pa:#x}, xenwalk {ours:x?}"));
         }
     }
     println!("random_differ {differ}");
-    Ok(())
+    // Where memflow answers, it must answer as xenwalk does: one VA that differs
+    // aborts the run, with the VA.
+    match first {
+        Some(d) => Err(format!("memflow and xenwalk disagree on {differ} VAs, the first {d}")),
+        None => Ok(()),
+    }
 }

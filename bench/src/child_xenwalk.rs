@@ -105,6 +105,24 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
         })
         .collect();
     println!("lean_warm_s {}", secs(median(warm)));
+    // Not timed: the two paths agree VA for VA (a matching checksum is not enough);
+    // the first VA where they differ aborts the run.
+    t.translate_many(&random, &mut out);
+    let mut full = Translator::new(mem, root, opts);
+    let mut first: Option<String> = None;
+    let mut i = 0usize;
+    full.translate_batch(&random, |_, w| {
+        let lean_ans = out.get(i).and_then(|r| r.maddr()).map(|m| m.0);
+        let full_ans = w.mapping().map(|m| m.maddr.0);
+        if lean_ans != full_ans && first.is_none() {
+            first = Some(format!("VA {:#x}: full {full_ans:x?}, lean {lean_ans:x?}", w.va.0));
+        }
+        i += 1;
+    });
+    if let Some(d) = first {
+        return Err(format!("xenwalk's full and lean paths disagree at {d}"));
+    }
+    drop(full);
     drop(t);
     drop(out);
 
