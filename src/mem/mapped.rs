@@ -167,6 +167,23 @@ impl PhysMem for MappedImage {
 
 /// Drop this process's page-table mappings of `map`'s pages (`MADV_DONTNEED`), so
 /// they stop counting as its resident memory; they stay in the page cache.
+/// As [`release_map`], for the page-aligned part of `[from, to)` of `map` only: a
+/// reader that scans a file once (the flattened format's record headers, one per
+/// page) keeps its resident set to what it has not passed yet.
+pub(crate) fn release_range(map: &Mmap, from: usize, to: usize) {
+    const PAGE: usize = 4096;
+    let (a, b) = (from.div_ceil(PAGE) * PAGE, (to.min(map.len()) / PAGE) * PAGE);
+    if a >= b {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: as in `release_map`: a read-only shared file mapping, whose pages
+        // fault back with the same contents; failure leaves them resident.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+    }
+}
+
 pub(crate) fn release_map(map: &Mmap) {
     #[cfg(unix)]
     {

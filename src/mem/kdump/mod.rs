@@ -540,6 +540,16 @@ impl KdumpImage {
 }
 
 impl PhysMem for KdumpImage {
+    /// The file's mapped pages (compressed data, bitmaps, descriptors) leave the
+    /// resident set when a budget asks (`mem::resident`); the decoded-page cache is
+    /// small and bounded (`cache::CACHE_PAGES`) and stays.
+    fn release_resident(&self) {
+        match &self.file {
+            KdumpFile::Plain(m) => super::mapped::release_map(m),
+            KdumpFile::Flattened(f) => f.release_resident(),
+        }
+    }
+
     fn page(&self, mfn: Mfn) -> Result<Page<'_>, ReadError> {
         // Decoded pages stay in the cache too: a translator's prefix slot that is
         // evicted and needed again (two 2 MiB prefixes sharing a slot) then costs a
