@@ -8,7 +8,7 @@
 //! and buffers never count in the other's figures.
 //!
 //! Usage: `cargo bench -p xenwalk-bench [-- OPTIONS]`
-//!   --only a,b,c,d,dom0,dom0-kdump,offsets,custom   scenarios to run (default: all available)
+//!   --only a,b,c,d,dom0,dom0-kdump,dom0-flat,offsets,custom   scenarios to run (default: all available)
 //!   --image FILE --cr3 HEX [--va-file FILE]  also a dump of your own (raw for memflow)
 //!   --vas N          random VAs per run (default 1,000,000)
 //!   --reps N         warm repetitions, the median is shown (default 5)
@@ -197,7 +197,7 @@ fn parent() -> Res<()> {
             va_file: None,
         });
     }
-    if want("dom0") || want("dom0-kdump") {
+    if want("dom0") || want("dom0-kdump") || want("dom0-flat") {
         match dom0_raw(&s.dir)? {
             None => println!("\nNOT RUN: dom0 scenarios: ../shared/dumps/xen-4.17-dom0 is absent"),
             Some(raw) => {
@@ -217,6 +217,19 @@ fn parent() -> Res<()> {
                     scenarios.push(Scenario {
                         key: "dom0-kdump",
                         title: "kdump-compressed (zlib) copy of the real dom0 image".into(),
+                        image: k,
+                        cr3: 0x363b_a000,
+                        raw_for_memflow: Some(raw.clone()),
+                        copy_of: Some("dom0"),
+                        va_file: None,
+                    });
+                }
+                if want("dom0-flat") {
+                    // One record per page, as `makedumpfile -F` writes them.
+                    let k = xenwalk_bench::images::kdump_copy_as(&s.dir, &raw, "dom0.flat.kdump", Some(4096))?;
+                    scenarios.push(Scenario {
+                        key: "dom0-flat",
+                        title: "the same kdump copy in the flattened format (makedumpfile -F, QEMU -z)".into(),
                         image: k,
                         cr3: 0x363b_a000,
                         raw_for_memflow: Some(raw),

@@ -112,6 +112,13 @@ pub fn build_identical() -> (Machine, Maddr) {
 
 /// A kdump-compressed (zlib) copy of a raw image, built once.
 pub fn kdump_copy(dir: &Path, raw: &Path, name: &str) -> Res<PathBuf> {
+    kdump_copy_as(dir, raw, name, None)
+}
+
+/// As [`kdump_copy`], in makedumpfile's flattened format (`-F`, what QEMU's
+/// `dump-guest-memory -z` writes) when `record` is given: records of at most that
+/// many bytes.
+pub fn kdump_copy_as(dir: &Path, raw: &Path, name: &str, record: Option<usize>) -> Res<PathBuf> {
     let path = dir.join(name);
     let stamp = dir.join(format!("{name}.{IMAGE_VERSION}.done"));
     if path.exists() && stamp.exists() {
@@ -142,7 +149,11 @@ pub fn kdump_copy(dir: &Path, raw: &Path, name: &str) -> Res<PathBuf> {
             continue;
         }
     }
-    m.write_kdump(&path, &KdumpOptions::default()).map_err(err(name))?;
+    match record {
+        None => m.write_kdump(&path, &KdumpOptions::default()),
+        Some(r) => m.write_kdump_flattened(&path, &KdumpOptions::default(), r),
+    }
+    .map_err(err(name))?;
     std::fs::write(&stamp, b"").map_err(err("stamp"))?;
     eprintln!(" {:.1} s", t.elapsed().as_secs_f64());
     Ok(path)
