@@ -110,14 +110,13 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
     t.translate_many(&random, &mut out);
     let mut full = Translator::new(mem, root, opts);
     let mut first: Option<String> = None;
-    let mut i = 0usize;
-    full.translate_batch(&random, |_, w| {
+    // The calls come in the translator's order; `i` is the VA's index.
+    full.translate_batch(&random, |i, w| {
         let lean_ans = out.get(i).and_then(|r| r.maddr()).map(|m| m.0);
         let full_ans = w.mapping().map(|m| m.maddr.0);
         if lean_ans != full_ans && first.is_none() {
             first = Some(format!("VA {:#x}: full {full_ans:x?}, lean {lean_ans:x?}", w.va.0));
         }
-        i += 1;
     });
     if let Some(d) = first {
         return Err(format!("xenwalk's full and lean paths disagree at {d}"));
