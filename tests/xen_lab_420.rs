@@ -614,6 +614,18 @@ fn xen_420_stripped_with_inference_alone_equals_dwarf() {
     }
 }
 
+/// Xen's crash dump filtered by makedumpfile `-X` (the guest's pages, its L4s
+/// included, dropped): the stripped xen-syms with inference alone reads it as DWARF
+/// does.
+#[test]
+fn xen_420_makedumpfile_x_with_inference_alone_equals_dwarf() {
+    let test = "xen_420_makedumpfile_x_with_inference_alone_equals_dwarf";
+    let Some(lab) = lab(test) else { return };
+    let Some(c) = crash(lab, test) else { return };
+    let Some(bare) = stripped(lab, test) else { return };
+    xen_lab::filtered_x_reads_the_same_with_inference(c, test, &lab.xen_syms, Some(&[]), &bare);
+}
+
 /// Median of three runs of `args`.
 fn timed(args: &[&str]) -> Duration {
     let mut t: Vec<Duration> = (0..3)

@@ -725,3 +725,74 @@ pub fn triage_names_dom0_on_a_sound_machine(lab: &Lab, c: &Crash) {
         r.stdout
     );
 }
+
+/// makedumpfile's Xen mode (`-X`) drops every page of the guest, its L4s included,
+/// which is what production Xen dumps look like. Inference must read such a dump
+/// as the reference offsets do (`ref_xs` with `ref_args`: DWARF on 4.20, the
+/// built-in table on 4.17): a filtered L4 is no evidence either way, dom0's confirm.
+/// `domains`, dom0's `p2m --check` and `triage` are the same byte for byte.
+///
+/// With `ref_args` `None` (a build no table or DWARF describes), the reference is
+/// the unfiltered vmcore read by inference too: filtering must not change what
+/// `domains` and dom0's `p2m --check` say.
+pub fn filtered_x_reads_the_same_with_inference(
+    c: &Crash,
+    test: &str,
+    ref_xs: &Path,
+    ref_args: Option<&[&str]>,
+    inf_xs: &Path,
+) {
+    let Some(mdf) = find_in_path("makedumpfile") else {
+        return not_run(test, "needs makedumpfile (scripts/test.sh installs it)");
+    };
+    let dir = super::tempdir(test);
+    let out = dir.join("xen-X.kdump");
+    let o = Command::new(mdf)
+        .args(["-c", "-X", "-d", "1", "--message-level", "1"])
+        .arg(&c.vmcore)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "makedumpfile -X: {}", String::from_utf8_lossy(&o.stderr));
+    let f = s(&out);
+    // The guest's L4s are gone from this dump.
+    let r = super::run(&["domains", f, "--xen-syms", s(ref_xs), "--json", "--offsets-from", "infer"]);
+    let guest = r.json_of("domain").into_iter().find(|d| d["id"] == 1).expect("domain 1");
+    let l4 = hex(&guest["vcpus"][0]["guest_table"]);
+    let e = open(&out).mem.page(Mfn(l4)).err().unwrap_or_else(|| panic!("guest L4 {l4:#x} kept by -X"));
+    assert!(e.to_string().contains("excluded"), "{e}");
+    let mut compared = 0;
+    let v = s(&c.vmcore);
+    let cases: Vec<Vec<&str>> = match ref_args {
+        Some(_) => vec![
+            vec!["domains", f, "--json"],
+            vec!["p2m", f, "--domain", "0", "--check", "--json"],
+            vec!["triage", f, "--json"],
+        ],
+        None => vec![vec!["domains", f, "--json"], vec!["p2m", f, "--domain", "0", "--check", "--json"]],
+    };
+    for args in cases {
+        let mut a = args.clone();
+        a.extend(["--xen-syms", s(ref_xs)]);
+        match ref_args {
+            Some(r) => a.extend_from_slice(r),
+            None => {
+                a[1] = v;
+                a.extend(["--offsets-from", "infer"]);
+            }
+        }
+        let want = super::run(&a);
+        let mut b = args.clone();
+        b.extend(["--xen-syms", s(inf_xs), "--offsets-from", "infer"]);
+        let got = super::run(&b);
+        assert!(want.code <= 1 && want.stdout.len() > 100, "{a:?}: {}", want.stderr);
+        assert!(
+            (got.code, &got.stdout) == (want.code, &want.stdout),
+            "{args:?}: inference alone reads the -X dump otherwise: {}",
+            got.stderr
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, if ref_args.is_some() { 3 } else { 2 });
+    let _ = std::fs::remove_dir_all(&dir);
+}

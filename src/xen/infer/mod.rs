@@ -149,6 +149,15 @@ impl Inferred {
     }
 }
 
+/// What a frame is, for the invariants that need a Xen-built L4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum L4State {
+    XenBuilt,
+    /// The dump's writer left the page out: no evidence either way.
+    Filtered,
+    Not,
+}
+
 /// A heap object read from its start to the end of its page.
 #[derive(Clone)]
 struct Obj {
@@ -197,6 +206,15 @@ struct Machine<'a> {
     head: Option<Obj>,
     /// `idle_pg_table`'s entries in the slots every Xen-built L4 shares.
     xen_slots: Vec<(usize, u64)>,
+}
+
+/// ", but for N the dump's writer filtered out", when some were.
+fn filtered_txt(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", but for {n} the dump's writer filtered out (no evidence either way)")
+    }
 }
 
 fn uniq(c: &[u64]) -> String {
@@ -270,10 +288,27 @@ impl<'a> Machine<'a> {
     /// Whether the page at `ma` is an L4 Xen built: its shared Xen slots equal
     /// `idle_pg_table`'s.
     fn xen_l4(&self, ma: u64) -> bool {
+        self.l4_state(ma) == L4State::XenBuilt
+    }
+
+    /// As [`Machine::xen_l4`], telling apart a page the dump's writer left out (a
+    /// kdump file lists it as existing but filtered it: makedumpfile's `-X` drops
+    /// every page of a domain other than dom0, its L4s included) from a page that is
+    /// not such an L4. A filtered page is no evidence either way.
+    fn l4_state(&self, ma: u64) -> L4State {
         if ma & 0xfff != 0 || ma >> 52 != 0 {
-            return false;
+            return L4State::Not;
         }
-        self.xen_slots.iter().all(|&(s, e)| self.mem.read_u64(Maddr(ma + s as u64 * 8)).ok() == Some(e))
+        for &(s, e) in &self.xen_slots {
+            match self.mem.read_u64(Maddr(ma + s as u64 * 8)) {
+                Ok(v) if v == e => {}
+                Err(err) if matches!(err.absent(), Some(crate::mem::Absent::Excluded { .. })) => {
+                    return L4State::Filtered;
+                }
+                _ => return L4State::Not,
+            }
+        }
+        L4State::XenBuilt
     }
 
     fn slots_text(&self) -> String {
@@ -710,7 +745,8 @@ impl<'a> Machine<'a> {
             .filter(|&o| {
                 self.idle.iter().all(|v| v.u64(o) == Some(self.idle_root.0))
                     && nd > 0
-                    && dvcpus().all(|(_, v)| v.u64(o).is_some_and(|c| self.xen_l4(c & !0xfff)))
+                    && dvcpus().all(|(_, v)| v.u64(o).is_some_and(|c| self.l4_state(c & !0xfff) != L4State::Not))
+                    && dvcpus().any(|(_, v)| v.u64(o).is_some_and(|c| self.xen_l4(c & !0xfff)))
             })
             .collect();
         let cr3 = match c.as_slice() {
@@ -721,9 +757,17 @@ impl<'a> Machine<'a> {
                         value: *o,
                         evidence: vec![
                             format!("all {n} idle vCPUs hold idle_pg_table's address {} here", self.idle_root),
-                            format!(
-                                "each of the {nd} vCPUs of listed domains holds an L4 whose Xen slots {slots} equal idle_pg_table's"
-                            ),
+                            {
+                                let filtered = dvcpus()
+                                    .filter(|(_, v)| {
+                                        v.u64(*o).is_some_and(|c| self.l4_state(c & !0xfff) == L4State::Filtered)
+                                    })
+                                    .count();
+                                format!(
+                                    "each of the {nd} vCPUs of listed domains holds an L4 whose Xen slots {slots} equal idle_pg_table's{}",
+                                    filtered_txt(filtered)
+                                )
+                            },
                         ],
                     },
                 );
@@ -758,7 +802,10 @@ impl<'a> Machine<'a> {
             .filter(|&o| {
                 self.idle.iter().all(|v| matches!(v.u64(o), Some(x) if x == 0 || x == idle_mfn))
                     && dvcpus().any(|(_, v)| v.u64(o).is_some_and(|x| x != 0))
-                    && dvcpus().all(|(_, v)| v.u64(o).is_some_and(|x| x == 0 || (x >> 40 == 0 && self.xen_l4(x << 12))))
+                    && dvcpus().all(|(_, v)| {
+                        v.u64(o).is_some_and(|x| x == 0 || (x >> 40 == 0 && self.l4_state(x << 12) != L4State::Not))
+                    })
+                    && dvcpus().any(|(_, v)| v.u64(o).is_some_and(|x| x != 0 && x >> 40 == 0 && self.xen_l4(x << 12)))
             })
             .collect();
         let cr3_hits = |o: u64| {
@@ -770,9 +817,17 @@ impl<'a> Machine<'a> {
         };
         let mut ranked: Vec<(usize, u64)> = c.iter().map(|&o| (cr3_hits(o), o)).collect();
         ranked.sort_by(|a, b| b.cmp(a));
-        let l4_txt = format!(
-            "every non-zero value in the {nd} vCPUs of listed domains names an L4 whose Xen slots {slots} equal idle_pg_table's"
-        );
+        let filtered = |o: u64| {
+            dvcpus()
+                .filter(|(_, v)| v.u64(o).is_some_and(|x| x != 0 && self.l4_state(x << 12) == L4State::Filtered))
+                .count()
+        };
+        let l4_txt = |o: u64| {
+            format!(
+                "every non-zero value in the {nd} vCPUs of listed domains names an L4 whose Xen slots {slots} equal idle_pg_table's{}",
+                filtered_txt(filtered(o))
+            )
+        };
         let kernel = match ranked.as_slice() {
             [] => {
                 let why = if nd == 0 {
@@ -791,7 +846,7 @@ impl<'a> Machine<'a> {
                         value: *o,
                         evidence: vec![
                             "0 (or idle_pg_table) in every idle vCPU".into(),
-                            l4_txt.clone(),
+                            l4_txt(*o),
                             format!("it is the L4 in arch.cr3 for {h} of them (kernel mode), more than any other such member"),
                         ],
                     },
@@ -828,7 +883,7 @@ impl<'a> Machine<'a> {
                             value: *o,
                             evidence: vec![
                                 "0 (or idle_pg_table) in every idle vCPU".into(),
-                                l4_txt.clone(),
+                                l4_txt(*o),
                                 "only in vCPUs with a kernel L4 (guest_table), a second L4, never the kernel's".into(),
                             ],
                         },
