@@ -679,6 +679,10 @@ pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
     assert_eq!((after[1]["subject"].as_str(), after[1]["status"].as_str()), (Some("domain 1"), Some("finding")));
     let what = after[1]["what"].as_str().unwrap();
     assert!(what.contains("excluded"), "{what}");
+    // Counted by kind, with makedumpfile's dump level (-d 1 above) in words and the
+    // owner the frame table names (the guest, which -X drops).
+    assert!(what.contains("excluded by the kdump writer (dump level 1: zero pages excluded)"), "{what}");
+    assert!(what.contains("pages domain 1 owns (frame table)"), "{what}");
     let frame =
         what.split("frame 0x").nth(1).and_then(|t| t.split(':').next()).map(|h| u64::from_str_radix(h, 16).unwrap());
     let guest: std::collections::HashSet<u64> = core_p2m(&core).into_iter().map(|(_, m)| m).collect();
