@@ -536,6 +536,12 @@ pub fn xen_domains(data: &[u8]) {
     let m = machine(false);
     let _p = patch(&m, &m.dom_objs, data);
     domains_and_roots(&m.session);
+    // Offset inference over the same hostile objects (as `--offsets-from infer`
+    // runs it): every candidate offset of every domain and vCPU page, the frame
+    // table scan, the p2m probes.
+    if let Some(x) = m.session.xen.as_ref() {
+        let _ = xenwalk::xen::infer::Inferred::run(x, m.session.mem());
+    }
 }
 
 /// Little-endian u64s of the input, for frame numbers to look up.
