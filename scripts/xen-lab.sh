@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the boot files of the "Xen lab": a real Xen host under QEMU (software
 # emulation) whose dom0 runs Debian's own toolstack and writes `xl dump-core` of a
-# PV guest, then makes Xen crash into a kexec crash kernel that saves Xen's own
+# PV guest and of a PVH guest, then makes Xen crash into a kexec crash kernel that saves Xen's own
 # crash dump, so tests/xen_lab.rs (Xen 4.17) and tests/xen_lab_420.rs (Xen 4.20)
 # can check xenwalk against the real writers.
 #
@@ -15,11 +15,14 @@
 # version) and `xen-syms.map` (the build's own System.map of them, from the same package), `vmlinuz` (Debian 12's current linux-image-amd64, 6.1.0-56-amd64 when this
 # was written: dom0's kernel and the guest's, whatever the Xen) and `initrd.gz`, a busybox initramfs holding xl, xenstored, their
 # libraries, the Xen and virtio modules and an /init that starts xenstored,
-# xenconsoled and xen-init-dom0, creates the guest (the same kernel with a busybox
-# initramfs of its own), waits for it to reach its init, pauses it (`xl pause`),
-# prints linux_banner's address from /proc/kallsyms, dumps the guest
-# (`xl dump-core`) onto the virtio disk and says `marker: CORE-WRITTEN` on the
-# console; then, once the harness says GO, loads a crash kernel (`kexec -p`) and
+# xenconsoled and xen-init-dom0, creates the PV guest "guest" (domain 1: the same
+# kernel with a busybox initramfs of its own), waits for it to reach its init,
+# pauses it (`xl pause`), creates the PVH guest "pvh" (domain 2: the same kernel
+# again, at its PVH entry point, with an initramfs of its own; no device model),
+# waits for it to reach its init and pauses it too, prints linux_banner's address
+# from /proc/kallsyms (dom0's, and the PVH guest's from its console), dumps the PV
+# guest (`xl dump-core`) onto the first virtio disk and the PVH guest onto the
+# third, and says `marker: CORE-WRITTEN` on the console; then, once the harness says GO, loads a crash kernel (`kexec -p`) and
 # makes Xen crash into it (debug key C): that kernel copies /proc/vmcore, Xen's
 # kexec crash dump, onto the second disk and says `marker: VMCORE-WRITTEN <size>`. (A guest that never ran cannot be dumped: xc_domain_dumpcore reads
 # the p2m size from the shared info page the guest's kernel fills in.) The crash
@@ -185,6 +188,47 @@ cmdline = "console=hvc0 rdinit=/init"
 memory = 128
 vcpus = 2
 CFG
+# The second guest, PVH (HVM without emulated devices, so no device model in dom0):
+# the same kernel, booted at its PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY,
+# CONFIG_PVH=y in Debian's kernel), with an initramfs that says `marker: PVH-UP`
+# and linux_banner's address from its own /proc/kallsyms, then sleeps. 96 MiB: the
+# kernel's image is loaded at its physical address (16 MiB) and spans 58 MiB
+# (libxenguest refuses 64: "segment kernel too large (0x3a00 > 0x4000 - 0x1000
+# pages)"). tsc_mode "native": under QEMU's TCG the TSC is not reliable, so by
+# default Xen intercepts RDTSC(P) (vtsc); QEMU's SVM reports the guest's RDTSCP as
+# an RDTSC exit without next-RIP, and Xen can then only loop on it ("SVM Insn len
+# emulation failed (1): d2v0 64bit @ 0010:ffffffff8107ee00 -> 0f 01 f9").
+pi="$out/pvh-initrd"
+rm -rf "$pi"
+mkdir -p "$pi"/{bin,proc,sys,dev}
+cp "$root/bin/busybox" "$pi/bin/busybox"
+cat >"$pi/init" <<'PINIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+echo 0 > /proc/sys/kernel/kptr_restrict
+echo "marker: PVH-UP $(uname -r) linux_banner $(grep ' linux_banner$' /proc/kallsyms | cut -d' ' -f1)"
+exec sleep 1000000
+PINIT
+chmod +x "$pi/init"
+(cd "$pi" && find . | "$pi/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$ird/boot/pvh-initrd.gz") || fail "cpio failed"
+# Xen 4.20 only: under 4.17 the same guest stops before its console is up, its
+# vCPU halted with interrupts off (an early exception's halt loop: the VMCB's exit
+# HLT, RFLAGS 0x82, CR2 0xffff888003143480), which Xen takes for a power-off
+# (hvm_hlt, xen/arch/x86/hvm/hvm.c@4.17; `xl list -v`: reason code 0).
+[ "$xver" = 4.17 ] || cat >"$ird/etc/xen/pvh.cfg" <<'CFG'
+name = "pvh"
+type = "pvh"
+kernel = "/boot/vmlinuz"
+ramdisk = "/boot/pvh-initrd.gz"
+cmdline = "console=hvc0 rdinit=/init"
+memory = 96
+vcpus = 1
+tsc_mode = "native"
+on_poweroff = "preserve"
+on_reboot = "preserve"
+on_crash = "preserve"
+CFG
 cat >"$ird/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -219,12 +263,48 @@ until grep -q "marker: GUEST-UP" /var/log/xen/console/guest-guest.log 2>/dev/nul
     n=$((n + 1)); [ $n -gt 300 ] && fail "the guest did not come up"; sleep 1
 done
 sleep 2
-paused() { [ "$(xl list guest 2>/dev/null | awk 'NR == 2 { print substr($5, 3, 1) }')" = p ]; }
-n=0
-until paused; do
-    n=$((n + 1)); [ $n -gt 3 ] && fail "xl pause"
-    xl pause guest || note "xl pause exited with status $?"
-done
+paused() { [ "$(xl list "$1" 2>/dev/null | awk 'NR == 2 { print substr($5, 3, 1) }')" = p ]; }
+pause() {
+    n=0
+    until paused "$1"; do
+        n=$((n + 1)); [ $n -gt 3 ] && fail "xl pause $1"
+        xl pause "$1" || note "xl pause $1 exited with status $?"
+    done
+}
+pause guest
+# The PVH guest (domain 2), once the PV one is paused. If it does not come up (it
+# is kept when it stops: on_crash etc. "preserve"), its console log goes to the
+# serial console.
+pvhlog=/var/log/xen/console/guest-pvh.log
+if [ -f /etc/xen/pvh.cfg ]; then
+    pvh_failed() {
+        xl list -v
+        xl debug-keys v
+        xl debug-keys q
+        tail -n 80 $pvhlog 2>/dev/null | tr -d '\r' | sed 's/^/pvh console: /'
+        fail "$1"
+    }
+    step xl create pvh
+    n=0
+    until xl list pvh >/dev/null 2>&1; do
+        n=$((n + 1)); [ $n -gt 3 ] && pvh_failed "xl create pvh"
+        xl create /etc/xen/pvh.cfg || note "xl create pvh exited with status $?"
+    done
+    n=0
+    until grep -q "marker: PVH-UP" $pvhlog 2>/dev/null; do
+        n=$((n + 1))
+        [ $n -gt 300 ] && pvh_failed "the PVH guest did not come up"
+        # Shut down or crashed (state s or c) is final.
+        case "$(xl list pvh 2>/dev/null | awk 'NR == 2 { print substr($5, 4, 2) }')" in
+            --) ;;
+            *) pvh_failed "the PVH guest stopped" ;;
+        esac
+        sleep 1
+    done
+    echo "marker: pvh $(grep -m 1 'marker: PVH-UP' $pvhlog | tr -d '\r' | sed 's/.*marker: PVH-UP //')"
+    sleep 2
+    pause pvh
+fi
 xl list
 echo "marker: kernel $(uname -r)"
 echo 0 > /proc/sys/kernel/kptr_restrict
@@ -237,6 +317,18 @@ until xl dump-core guest /dev/vda; do
     n=$((n + 1)); [ $n -ge 3 ] && fail "xl dump-core"
     note "xl dump-core exited with status $?: again"
 done
+# The PVH guest's core (an HVM core: its pages by guest frame, .xen_pfn) onto the
+# third disk. Slow under TCG (about four minutes): libxenguest maps every gfn below
+# the guest's highest (its special pages at 0xfeff0) one at a time, skipping only
+# 0xf0000-0xfffff (xc_core_arch_gpfn_may_present, tools/libs/guest/xg_core_x86.c).
+if [ -f /etc/xen/pvh.cfg ]; then
+    step xl dump-core pvh
+    n=0
+    until xl dump-core pvh /dev/vdc; do
+        n=$((n + 1)); [ $n -ge 3 ] && fail "xl dump-core pvh"
+        note "xl dump-core pvh exited with status $?: again"
+    done
+fi
 sync
 echo "marker: CORE-WRITTEN"
 # The crash: the harness first has QEMU dump the machine as it is now, then writes
@@ -283,4 +375,4 @@ chmod +x "$ird/init"
 (cd "$ird" && find . | "$ird/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$out/initrd.gz.tmp") || fail "cpio failed"
 mv "$out/initrd.gz.tmp" "$out/initrd.gz"
 # Keep the packages (a rerun starts from them), not what was unpacked from them.
-rm -rf "$root" "$ird" "$gi" "$ck"
+rm -rf "$root" "$ird" "$gi" "$pi" "$ck"

@@ -71,6 +71,26 @@ fn real_machine_sees_the_guest_as_its_core_describes_it() {
     xen_lab::machine_sees_the_guest(lab);
 }
 
+/// The PVH guest (domain 2) in QEMU's dump of the machine, as its `xl dump-core`
+/// core, its own kallsyms and the build's System.map describe it: PVH with HAP, its
+/// vCPU's monitor table mapping Xen like idle_pg_table, its guest CR3, the walk of
+/// its `linux_banner` through its page tables and the NPT p2m, and that p2m page for
+/// page (tests/common/xen_lab.rs, `pvh_seen_in`).
+#[test]
+fn real_machine_sees_the_pvh_guest_as_its_core_describes_it() {
+    let Some(lab) = lab("real_machine_sees_the_pvh_guest_as_its_core_describes_it") else { return };
+    xen_lab::pvh_seen_in(lab, &lab.machine, &lab.xen_syms, &[]);
+}
+
+/// The same PVH checks on Xen's own crash dump.
+#[test]
+fn real_vmcore_sees_the_pvh_guest_as_its_core_describes_it() {
+    let test = "real_vmcore_sees_the_pvh_guest_as_its_core_describes_it";
+    let Some(lab) = lab(test) else { return };
+    let Some(c) = crash(lab, test) else { return };
+    xen_lab::pvh_seen_in(lab, &c.vmcore, &lab.xen_syms, &[]);
+}
+
 /// Xen 4.20's kexec crash path, driven by trixie's kexec-tools (bookworm's links
 /// libxenctrl.so.4.17, which no 4.20 toolstack has), writes a crash dump whose notes
 /// and pages agree with QEMU's dump.
@@ -501,6 +521,7 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(&["profile", s(&bare)]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+    let pvh_banner = format!("{:#x}", lab.pvh_banner_va.expect("the PVH guest's linux_banner"));
     let mut dumps = vec![lab.machine.clone()];
     if let Some(c) = crash(lab, test) {
         dumps.push(c.vmcore.clone());
@@ -516,6 +537,7 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
             vec!["domains", d, "--json"],
             vec!["p2m", d, "--domain", "0", "--check", "--json"],
             vec!["p2m", d, "--domain", "1", "--check", "--json"],
+            vec!["p2m", d, "--domain", "2", "--json"],
             vec!["m2p", d, "0x1000", "0x3f000", "0x3fc00", "--json"],
             vec![
                 d,
@@ -529,6 +551,7 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
                 "0xffff82d040200000",
                 "--json",
             ],
+            vec![d, "--domain", "2", "--vcpu", "0", "--va", &pvh_banner, "--va", "0xffffffff81000000", "--json"],
             vec![d, "--domain", "0", "--brief"],
         ] {
             let want = out_with(&args, &lab.xen_syms, None);
@@ -537,7 +560,7 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
             assert!(want.len() > 100, "{args:?}: {want}");
             compared += 1;
         }
-        assert_eq!(compared, 6);
+        assert_eq!(compared, 8);
         let info = |xs: &Path, p: Option<&Path>, src: &str| -> Vec<(String, u64)> {
             let v: serde_json::Value = serde_json::from_str(&out_with(&["info", d, "--json"], xs, p)).unwrap();
             let mut out = Vec::new();
@@ -570,6 +593,7 @@ fn xen_420_stripped_with_inference_alone_equals_dwarf() {
     let test = "xen_420_stripped_with_inference_alone_equals_dwarf";
     let Some(lab) = lab(test) else { return };
     let Some(bare) = stripped(lab, test) else { return };
+    let pvh_banner = format!("{:#x}", lab.pvh_banner_va.expect("the PVH guest's linux_banner"));
     let mut dumps = vec![lab.machine.clone()];
     let c = crash(lab, test);
     if let Some(c) = c {
@@ -582,6 +606,7 @@ fn xen_420_stripped_with_inference_alone_equals_dwarf() {
             vec!["domains", d, "--json"],
             vec!["p2m", d, "--domain", "0", "--check", "--json"],
             vec!["p2m", d, "--domain", "1", "--check", "--json"],
+            vec!["p2m", d, "--domain", "2", "--json"],
             vec!["m2p", d, "0x1000", "0x3f000", "0x3fc00", "--json"],
             vec![
                 d,
@@ -595,6 +620,7 @@ fn xen_420_stripped_with_inference_alone_equals_dwarf() {
                 "0xffff82d040200000",
                 "--json",
             ],
+            vec![d, "--domain", "2", "--vcpu", "0", "--va", &pvh_banner, "--va", "0xffffffff81000000", "--json"],
             vec![d, "--domain", "0", "--brief"],
             vec!["triage", d, "--json"],
         ] {
@@ -606,11 +632,13 @@ fn xen_420_stripped_with_inference_alone_equals_dwarf() {
             assert!(want.len() > 100, "{args:?}: {want}");
             compared += 1;
         }
-        assert_eq!(compared, 7);
+        assert_eq!(compared, 9);
     }
     xen_lab::machine_sees_the_guest_with(lab, &bare, &["--offsets-from", "infer"]);
+    xen_lab::pvh_seen_in(lab, &lab.machine, &bare, &["--offsets-from", "infer"]);
     if let Some(c) = c {
         xen_lab::vmcore_domains_and_p2m_with(lab, c, &bare, &["--offsets-from", "infer"]);
+        xen_lab::pvh_seen_in(lab, &c.vmcore, &bare, &["--offsets-from", "infer"]);
     }
 }
 
@@ -688,8 +716,9 @@ fn xen_420_vmcoreinfo_alone_is_not_enough_for_domains() {
 
 /// Offsets inferred from 4.20's memory alone (`--offsets-from infer`, the stripped
 /// xen-syms): every value inference establishes equals DWARF's, on QEMU's dump and on
-/// Xen's crash dump, and every member a PV machine holds is established (what only
-/// an HVM domain holds is refused and says so: both lab guests are PV).
+/// Xen's crash dump, and every member is established but `p2m_domain.ept`, which
+/// an SVM machine does not use (refused, saying so): the PV domains show the PV
+/// members, the PVH guest (domain 2) the HVM ones.
 #[test]
 fn xen_420_inferred_offsets_equal_dwarf() {
     let test = "xen_420_inferred_offsets_equal_dwarf";
@@ -715,16 +744,19 @@ fn xen_420_inferred_offsets_equal_dwarf() {
             }
         }
         eprintln!("{}: inferred {inferred:?}", d.display());
-        let hvm_only = [
-            "vcpu.arch.hvm.monitor_table",
-            "vcpu.arch.hvm.guest_cr",
-            "domain.arch.emulation_flags",
-            "p2m_domain.phys_table",
-            "p2m_domain.ept",
-        ];
-        for k in xenwalk::xen::infer::COVERED.iter().filter(|k| !hvm_only.contains(k)) {
+        // Everything: the PVH guest shows the HVM members, except the EPT pointer,
+        // which an SVM machine never uses (the p2m is the table phys_table names).
+        let vmx_only = ["p2m_domain.ept"];
+        for k in xenwalk::xen::infer::COVERED.iter().filter(|k| !vmx_only.contains(k)) {
             assert!(inferred.iter().any(|i| i == k), "{k} not inferred from {}: {inferred:?}", d.display());
         }
+        let r = run(&["info", s(d), "--xen-syms", s(&bare), "--offsets-from", "infer"]);
+        assert!(
+            r.stdout.contains("p2m_domain.ept: not inferred: not used on this machine: hvm_funcs.name is SVM"),
+            "{}",
+            r.stdout
+        );
+        let r = run(&["info", s(d), "--xen-syms", s(&bare), "--offsets-from", "infer", "--json"]);
         let sizes = r.json()[0]["xen"]["sizes"].as_array().unwrap().clone();
         let pi = sizes.iter().find(|o| o["key"] == "page_info").unwrap();
         assert_eq!(

@@ -10,6 +10,11 @@
 //! `run/qemu-info-tlb-cpu0.txt`). Dom0 also prints `linux_banner`'s address from its
 //! `/proc/kallsyms`.
 //!
+//! Under Xen 4.20 dom0 then boots a PVH guest (domain 2: the same kernel, 96 MiB, 1
+//! vCPU), pauses it and writes its `xl dump-core` (an HVM core, pages by gfn) onto a
+//! third disk; its console passes on `linux_banner`'s address from its own
+//! /proc/kallsyms (scripts/xen-lab.sh says why 4.17's lab has none).
+//!
 //! Part two, Xen's kexec crash dump: dom0 loads a crash kernel (`kexec -p`, into the
 //! region `crashkernel=` reserved) and makes Xen crash (debug key C); the crash
 //! kernel copies /proc/vmcore onto a second disk, and QEMU dumps the machine once
@@ -19,7 +24,8 @@
 //! its own lab and adds its version's own. The boot files come from
 //! `scripts/xen-lab.sh DIR VERSION` (Debian's packages, fetched with `apt-get
 //! download`, nothing installed); QEMU from `scripts/setup-writers.sh`. A lab runs
-//! once (about 80 seconds) and its results (2.2 GB) stay in
+//! once (about 80 seconds; 4.20's about 400, most of it `xl dump-core` of the PVH
+//! guest) and its results (2.2 GB; 4.20's 2.4 GB) stay in
 //! `target/tmp/<Spec::dir>/run` until the script or the boot command changes. When a
 //! piece is missing the tests say NOT RUN; under CI (`CI=true`) that is a failure.
 
@@ -56,9 +62,15 @@ pub struct Lab {
     /// `run/`: what the run left (`serial.log`, `qemu-info-tlb-cpu0.txt`, the dumps).
     pub run: PathBuf,
     pub core: PathBuf,
+    /// `xl dump-core` of the PVH guest (domain 2, Xen 4.20's lab only): an HVM core,
+    /// its pages by gfn.
+    pub pvh_core: PathBuf,
     pub machine: PathBuf,
     /// `linux_banner` from dom0's /proc/kallsyms.
     pub banner_va: u64,
+    /// `linux_banner` from the PVH guest's own /proc/kallsyms; None in a lab without
+    /// the PVH guest (4.17's: scripts/xen-lab.sh says why).
+    pub pvh_banner_va: Option<u64>,
     /// dom0's `uname -r` (the guest runs the same kernel).
     pub kernel: String,
     /// The hypervisor's symbols (Debian's -dbg package of the same version).
@@ -88,7 +100,7 @@ const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 loglvl=all guest_loglvl=
                            dom0_mem=384M,max:384M dom0_max_vcpus=1 crashkernel=192M@256M";
 const CPU: &str = "max,-smap,-smep";
 /// Bump when the lab's procedure changes in a way the key below cannot see.
-const LAB_VERSION: &str = "3";
+const LAB_VERSION: &str = "4";
 
 /// FNV-1a: a cache key that stays the same across Rust versions.
 fn fnv(bytes: &[u8]) -> u64 {
@@ -193,6 +205,8 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
         format!("file={},format=raw,if=virtio", run.join("disk.img").display()),
         "-drive".into(),
         format!("file={},format=raw,if=virtio", run.join("vmcore.img").display()),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", run.join("pvh.img").display()),
     ])
     .collect();
     let mut key_src = std::fs::read(&script).map_err(|e| e.to_string())?;
@@ -202,13 +216,15 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
     let key = format!("{:016x}", fnv(&key_src));
     let done = run.join("done");
     let crash_files = Crash { vmcore: run.join("vmcore.elf"), machine: run.join("machine-crash.kdump") };
-    let lab = |banner: u64, kernel: &str, crash: Result<Crash, String>| Lab {
+    let lab = |banner: u64, pvh_banner: Option<u64>, kernel: &str, crash: Result<Crash, String>| Lab {
         spec,
         run: run.clone(),
         tlb: run.join("qemu-info-tlb-cpu0.txt"),
         core: run.join("guest.core"),
+        pvh_core: run.join("pvh.core"),
         machine: run.join("machine.elf"),
         banner_va: banner,
+        pvh_banner_va: pvh_banner,
         kernel: kernel.to_string(),
         xen_syms: boot.join("xen-syms"),
         crash,
@@ -216,13 +232,14 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
     if let Ok(text) = std::fs::read_to_string(&done) {
         let mut lines = text.lines();
         if let (Some(first), Some(second)) = (lines.next(), lines.next()) {
-            if let [k, b, kernel] = first.split_whitespace().collect::<Vec<_>>()[..] {
+            if let [k, b, pb, kernel] = first.split_whitespace().collect::<Vec<_>>()[..] {
                 if let (true, Ok(b)) = (k == key, u64::from_str_radix(b, 16)) {
+                    let pb = u64::from_str_radix(pb, 16).ok();
                     let crash = match second.strip_prefix("crash failed: ") {
                         Some(why) => Err(why.to_string()),
                         None => Ok(crash_files),
                     };
-                    return Ok(lab(b, kernel, crash));
+                    return Ok(lab(b, pb, kernel, crash));
                 }
             }
         }
@@ -231,7 +248,7 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
     // Part one: Xen, dom0, the guest; dom0 writes the core to the first disk.
     let _ = std::fs::remove_dir_all(&run);
     std::fs::create_dir_all(&run).unwrap();
-    for (disk, size) in [("disk.img", 256u64 << 20), ("vmcore.img", 1200 << 20)] {
+    for (disk, size) in [("disk.img", 256u64 << 20), ("vmcore.img", 1200 << 20), ("pvh.img", 128 << 20)] {
         std::fs::File::create(run.join(disk)).and_then(|f| f.set_len(size)).unwrap();
     }
     let t0 = Instant::now();
@@ -245,6 +262,14 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
         .and_then(|b| b.split_whitespace().next().and_then(|x| u64::from_str_radix(x, 16).ok()))
         .expect("dom0 printed linux_banner's address");
     let kernel = marker(&log, "marker: kernel").expect("dom0 printed its kernel release");
+    // `marker: pvh RELEASE linux_banner VA`, from the PVH guest's console (4.20).
+    let pvh_banner = marker(&log, "marker: pvh").map(|pvh| {
+        match pvh.split_whitespace().collect::<Vec<_>>()[..] {
+            [release, "linux_banner", va] if release == kernel => u64::from_str_radix(va, 16).ok(),
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("the PVH guest's marker: {pvh:?}"))
+    });
     // The whole machine at this moment (the guest stays paused), then the core off
     // the disk.
     q.cmd(serde_json::json!({"execute": "stop"}));
@@ -255,7 +280,17 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
     let disk = std::fs::read(run.join("disk.img")).unwrap();
     let size = elf_end(&disk);
     std::fs::write(run.join("guest.core"), &disk[..size]).unwrap();
-    eprintln!("Xen {} lab: xl dump-core ({size} bytes) and the machine image made in {:?}", spec.version, t0.elapsed());
+    let mut pvh_size = 0;
+    if pvh_banner.is_some() {
+        let disk = std::fs::read(run.join("pvh.img")).unwrap();
+        pvh_size = elf_end(&disk);
+        std::fs::write(run.join("pvh.core"), &disk[..pvh_size]).unwrap();
+    }
+    eprintln!(
+        "Xen {} lab: xl dump-core ({size} bytes; the PVH guest's {pvh_size}) and the machine image made in {:?}",
+        spec.version,
+        t0.elapsed()
+    );
     for l in log.lines().filter(|l| l.starts_with("marker: note")) {
         eprintln!("Xen {} lab: {l}", spec.version);
     }
@@ -284,15 +319,16 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
         Err(e) => Err(format!("the crash part {e}; the console's end: {}", tail(&serial).replace('\n', " | "))),
     };
     drop(q);
-    for disk in ["disk.img", "vmcore.img"] {
+    for disk in ["disk.img", "vmcore.img", "pvh.img"] {
         std::fs::remove_file(run.join(disk)).unwrap();
     }
     let second = match &crash {
         Ok(_) => "crash ok".to_string(),
         Err(e) => format!("crash failed: {e}"),
     };
-    std::fs::write(&done, format!("{key} {banner:x} {kernel}\n{second}\n")).unwrap();
-    Ok(lab(banner, &kernel, crash))
+    let pb = pvh_banner.map_or("-".to_string(), |b| format!("{b:x}"));
+    std::fs::write(&done, format!("{key} {banner:x} {pb} {kernel}\n{second}\n")).unwrap();
+    Ok(lab(banner, pvh_banner, &kernel, crash))
 }
 
 /// The lab of `spec`, made by the first test that asks; None (with NOT RUN said)
@@ -799,4 +835,178 @@ pub fn filtered_x_reads_the_same_with_inference(
     }
     assert_eq!(compared, if ref_args.is_some() { 3 } else { 2 });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// The PVH guest: domain 2 ("pvh" in scripts/xen-lab.sh: 96 MiB, 1 vCPU, paused), an
+// HVM domain with HAP (QEMU's TCG emulates SVM with nested paging, and Xen's console
+// says "HVM: Hardware Assisted Paging (HAP) detected"). Its `xl dump-core` core
+// holds its pages by gfn, and its vCPU's CR3 as the guest set it: the answers below
+// come from it, from the guest's own /proc/kallsyms, and from the build's
+// System.map, not from xenwalk's reading of the hypervisor.
+
+/// The PVH guest's core: an HVM core of 1 vCPU.
+pub fn pvh_core(lab: &Lab) -> (Dump, XlCoreSummary) {
+    let core = open(&lab.pvh_core);
+    assert!(core.warnings.is_empty(), "{:?}", core.warnings);
+    let Format::XlCore(sum) = &core.format else { panic!("not an xl core: {}", core.format.name()) };
+    assert_eq!((sum.kind, sum.guest_width), (GuestKind::Hvm, 64));
+    assert_eq!(sum.vcpus.len(), 1, "vcpus = 1 in pvh.cfg");
+    let sum = (**sum).clone();
+    (core, sum)
+}
+
+/// The `--json` walk of one VA with `args`: (maddr, gpa), exit 0 required.
+fn walk_one(args: &[&str]) -> (Option<u64>, Option<u64>) {
+    let r = super::run(args);
+    assert_eq!(r.code, 0, "{args:?}: {}{}", r.stdout, r.stderr);
+    let w = r.json_of("walk").remove(0);
+    let get = |k: &str| w.get(k).and_then(|v| v.as_str()).map(|_| hex(&w[k]));
+    (get("maddr"), get("gpa"))
+}
+
+/// `domains DUMP --json` (+ `extra`): domain 2 is PVH with HAP, as its core says: its
+/// vCPUs, page count and guest CR3 (`.xen_prstatus`' ctrlreg[3], which the toolstack
+/// has from Xen's `arch_get_info_guest`: `guest_cr[3]` for HVM,
+/// `X:xen/arch/x86/domctl.c@4.20.0`); each vCPU with a monitor table and no PV root,
+/// its `arch.cr3` the monitor table (`make_cr3` in `hap_update_paging_modes`,
+/// `X:xen/arch/x86/mm/hap/hap.c@4.20.0`). Returns domain 2's record.
+pub fn pvh_in_domains(lab: &Lab, dump: &str, xs: &str, extra: &[&str]) -> serde_json::Value {
+    let (_, sum) = pvh_core(lab);
+    let mut args = vec!["domains", dump, "--xen-syms", xs, "--json"];
+    args.extend_from_slice(extra);
+    let r = super::run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doms = r.json_of("domain");
+    let d = doms.iter().find(|d| d["id"] == 2).unwrap_or_else(|| panic!("no domain 2: {}", r.stdout)).clone();
+    assert_eq!((d["kind"].as_str(), d["hap"].as_bool()), (Some("pvh"), Some(true)), "{d}");
+    // xc_domain_dumpcore's page count is the domain's (tot_pages).
+    assert_eq!(d["tot_pages"], sum.pages, "{d}");
+    let vcpus = d["vcpus"].as_array().unwrap();
+    assert_eq!(vcpus.len(), sum.vcpus.len(), "{d}");
+    for (v, c) in vcpus.iter().zip(&sum.vcpus) {
+        assert!(v["guest_table"].is_null() && v["guest_table_user"].is_null(), "{v}");
+        let mt = hex(&v["monitor_table"]);
+        assert_eq!(hex(&v["cr3"]) >> 12, mt, "{v}");
+        assert_eq!(Some(hex(&v["guest_cr3"])), c.cr3, "vCPU {}: {v}", c.vcpu);
+    }
+    d
+}
+
+/// The PVH vCPU's monitor table maps Xen as `idle_pg_table` does: `_start` (System.map)
+/// and domain 2's own `struct domain` (in the direct map) translate to the same
+/// machine address from either root.
+pub fn pvh_monitor_table_maps_xen(dom: &serde_json::Value, dump: &str, xs: &str) {
+    let start = format!("{:#x}", map_symbol_of(xs, "_start"));
+    let addr = dom["addr"].as_str().unwrap();
+    for v in dom["vcpus"].as_array().unwrap() {
+        let mt = v["monitor_table"].as_str().unwrap();
+        for va in [start.as_str(), addr] {
+            let (from_monitor, _) = walk_one(&[dump, "--xen-syms", xs, "--cr3-mfn", mt, "--va", va, "--json"]);
+            let (from_idle, _) = walk_one(&[dump, "--xen-syms", xs, "--va", va, "--json"]);
+            assert!(from_monitor.is_some(), "{va} from the monitor table {mt}");
+            assert_eq!(from_monitor, from_idle, "{va}: monitor table {mt} vs idle_pg_table");
+        }
+    }
+}
+
+/// `name`'s address in the build's own System.map (`xen-syms.map` beside `xs`, from
+/// the same -dbg package).
+fn map_symbol_of(xs: &str, name: &str) -> u64 {
+    let map = std::fs::read_to_string(Path::new(xs).with_extension("map")).unwrap();
+    map.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[2] == name).then(|| u64::from_str_radix(f[0].trim_start_matches("0x"), 16).unwrap())
+        })
+        .unwrap_or_else(|| panic!("{name} not in xen-syms.map"))
+}
+
+/// The guest's `linux_banner` (its own /proc/kallsyms) walked through its page
+/// tables and the NPT p2m (`--domain 2 --vcpu 0`): the machine address holds
+/// "Linux version <release> " in the dump, and the guest-physical address is the
+/// one the guest's core walks to, where the core holds the same bytes.
+pub fn pvh_walk_finds_the_banner(lab: &Lab, dump: &Path, xs: &str, extra: &[&str]) {
+    let (core, _) = pvh_core(lab);
+    let d = open(dump);
+    let va = format!("{:#x}", lab.pvh_banner_va.expect("the PVH guest's linux_banner"));
+    let mut args = vec![s(dump), "--xen-syms", xs, "--domain", "2", "--vcpu", "0", "--va", &va, "--json"];
+    args.extend_from_slice(extra);
+    let (maddr, gpa) = walk_one(&args);
+    let (maddr, gpa) = (maddr.expect("a machine address"), gpa.expect("a guest-physical address"));
+    let want = format!("Linux version {} ", lab.kernel);
+    let mut text = vec![0u8; want.len()];
+    d.mem.read(xenwalk::Maddr(maddr), &mut text).unwrap();
+    assert_eq!(String::from_utf8_lossy(&text), want, "{va} -> maddr {maddr:#x}");
+    let (_, core_gpa) = walk_one(&[s(&lab.pvh_core), "--vcpu", "0", "--va", &va, "--json"]);
+    assert_eq!(core_gpa, Some(gpa), "{va}: the core's walk");
+    let mut there = vec![0u8; want.len()];
+    core.mem.read(xenwalk::Maddr(gpa), &mut there).unwrap();
+    assert_eq!(text, there, "the core at gpa {gpa:#x}");
+}
+
+/// `p2m DUMP --domain 2 --json` (+ `extra`): the HVM p2m's (gfn, mfn) pairs.
+pub fn hvm_p2m(dump: &str, xs: &str, extra: &[&str]) -> Vec<(u64, u64)> {
+    let mut args = vec!["p2m", dump, "--xen-syms", xs, "--domain", "2", "--json"];
+    args.extend_from_slice(extra);
+    let r = super::run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut pairs = Vec::new();
+    for l in r.json_of("p2m_range") {
+        if l["entry_kind"].as_str().is_some_and(|k| k.starts_with("ram")) {
+            let (g, m) = (hex(&l["pfn"]), hex(&l["mfn"]));
+            pairs.extend((0..l["count"].as_u64().unwrap()).map(|i| (g + i, m + i)));
+        }
+    }
+    pairs
+}
+
+/// The PVH guest's p2m read from the dump's NPT table is the guest's core: every
+/// page the core holds (by gfn) is the dump's page at the mfn the p2m gives, and
+/// every 61st mfn (and the guest's CR3 frame) maps back to its gfn in the M2P, owned
+/// by domain 2.
+pub fn pvh_p2m_is_the_cores(lab: &Lab, dump: &Path, xs: &str, extra: &[&str]) {
+    let (core, sum) = pvh_core(lab);
+    let d = open(dump);
+    let pairs = hvm_p2m(s(dump), xs, extra);
+    let p2m: std::collections::BTreeMap<u64, u64> = pairs.iter().copied().collect();
+    assert_eq!(p2m.len(), pairs.len(), "a gfn listed twice");
+    let (mut same, mut differ, mut missing) = (0u64, Vec::new(), Vec::new());
+    for e in core.mem.extents().iter().filter(|e| e.present) {
+        for g in e.start.0 >> 12..(e.start.0 + e.len) >> 12 {
+            let Some(&m) = p2m.get(&g) else {
+                missing.push(g);
+                continue;
+            };
+            let a = core.mem.page(Mfn(g)).unwrap();
+            let b = d.mem.page(Mfn(m)).unwrap_or_else(|e| panic!("gfn {g:#x} -> mfn {m:#x}: {e}"));
+            if *a == *b { same += 1 } else { differ.push(g) }
+        }
+    }
+    eprintln!("{}: {same} of the PVH core's pages equal at the p2m's mfns; differ {differ:x?}", dump.display());
+    assert_eq!(missing, Vec::<u64>::new(), "gfns the core holds and the p2m does not map");
+    assert_eq!(differ, Vec::<u64>::new(), "pages of the paused PVH guest differ from its core");
+    assert_eq!(same, sum.pages - sum.invalid_entries, "every valid page of the core");
+    let cr3_gfn = sum.vcpus[0].cr3.unwrap() >> 12;
+    let mut sample: Vec<(u64, u64)> = pairs.iter().copied().step_by(61).collect();
+    sample.push((cr3_gfn, p2m[&cr3_gfn]));
+    let mut args = vec!["m2p".to_string(), s(dump).to_string(), "--xen-syms".into(), xs.into(), "--json".into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(sample.iter().map(|p| format!("{:#x}", p.1)));
+    let r = super::run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = r.json_of("m2p");
+    assert_eq!(lines.len(), sample.len());
+    for (l, &(g, m)) in lines.iter().zip(&sample) {
+        assert_eq!(hex(&l["mfn"]), m);
+        assert_eq!(hex(&l["m2p"]["pfn"]), g, "{l}");
+        assert_eq!(l["page"]["owner_id"], 2, "{l}");
+    }
+}
+
+/// Every PVH check on one whole-machine dump, with `xs` and `extra`.
+pub fn pvh_seen_in(lab: &Lab, dump: &Path, xs: &Path, extra: &[&str]) {
+    let dom = pvh_in_domains(lab, s(dump), s(xs), extra);
+    pvh_monitor_table_maps_xen(&dom, s(dump), s(&lab.xen_syms));
+    pvh_walk_finds_the_banner(lab, dump, s(xs), extra);
+    pvh_p2m_is_the_cores(lab, dump, s(xs), extra);
 }
