@@ -8,7 +8,7 @@
 //! touch; members of anonymous unions and structs are found as C finds them.
 
 use super::symbols::XenSyms;
-use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, UnitOffset};
+use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian, Section, UnitOffset};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -28,12 +28,15 @@ pub struct DieRef {
 /// without the caches a 1 GiB machine took 84 s with DWARF against 0.2 s with the
 /// built-in table. Every struct, member path and variable is therefore resolved once
 /// per run, and its answer (errors included) kept.
+/// Where each file-scope struct, typedef and variable is defined, filled unit by
+/// unit as lookups need it: a name asked for is searched in the units not yet read,
+/// and the scan stops at the first unit that defines it. `struct domain` and
+/// `struct vcpu` are defined by nearly every unit (they include sched.h), so a run
+/// reads a handful of units instead of indexing all of them at start (which cost
+/// as much as a whole `domains` command).
 #[derive(Debug, Default)]
 pub struct DwarfIndex {
-    structs: HashMap<String, DieRef>,
-    typedefs: HashMap<String, DieRef>,
-    vars: HashMap<String, DieRef>,
-    pub units: usize,
+    scan: Mutex<Scan>,
     struct_cache: Mutex<HashMap<String, Result<Type, DwarfError>>>,
     member_cache: Mutex<HashMap<(String, String), Result<Member, DwarfError>>>,
     var_cache: Mutex<HashMap<String, Result<Type, DwarfError>>>,
@@ -41,6 +44,92 @@ pub struct DwarfIndex {
 
 /// `cache[key]`, computing it with `f` the first time (a poisoned lock only means
 /// another thread panicked mid-insert: the map itself is still sound).
+#[derive(Debug, Default)]
+struct Scan {
+    structs: HashMap<String, DieRef>,
+    typedefs: HashMap<String, DieRef>,
+    vars: HashMap<String, DieRef>,
+    /// `.debug_info` offset of the next unit to read; `None` once all are read.
+    next: Option<usize>,
+    units: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Struct,
+    Typedef,
+    Var,
+}
+
+impl Scan {
+    fn get(&self, kind: Kind, name: &str) -> Option<DieRef> {
+        match kind {
+            Kind::Struct => self.structs.get(name),
+            Kind::Typedef => self.typedefs.get(name),
+            Kind::Var => self.vars.get(name),
+        }
+        .copied()
+    }
+
+    /// Read units until one defines `name` as `kind` (or none is left).
+    fn find(&mut self, dwarf: &gimli::Dwarf<R<'_>>, kind: Kind, name: &str) -> Result<Option<DieRef>, DwarfError> {
+        while self.get(kind, name).is_none() {
+            let Some(at) = self.next else { break };
+            let h = dwarf
+                .debug_info
+                .header_from_offset(DebugInfoOffset(at))
+                .map_err(|error| DwarfError::Unit { unit: at, error })?;
+            let next = at + h.length_including_self();
+            self.next = (next < dwarf.debug_info.reader().len()).then_some(next);
+            self.index_unit(dwarf, h, at)?;
+        }
+        Ok(self.get(kind, name))
+    }
+
+    fn index_unit(
+        &mut self,
+        dwarf: &gimli::Dwarf<R<'_>>,
+        h: gimli::UnitHeader<R<'_>>,
+        uoff: usize,
+    ) -> Result<(), DwarfError> {
+        let unit_error = |error| DwarfError::Unit { unit: uoff, error };
+        let unit = dwarf.unit(h).map_err(unit_error)?;
+        self.units += 1;
+        // Only the unit's own children: file-scope types and variables, which is
+        // where C puts every named struct, typedef and global. Function bodies, most
+        // of the DIEs, are skipped whole (gcc's DW_AT_sibling lets the cursor jump
+        // over them).
+        let mut cur = unit.entries();
+        if cur.next_dfs().map_err(unit_error)?.is_none() {
+            return Ok(());
+        }
+        let mut child = cur.next_dfs().map_err(unit_error)?.map(|_| ());
+        while child.is_some() {
+            if let Some(e) = cur.current() {
+                let map = match e.tag() {
+                    gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                        if e.attr_value(gimli::DW_AT_declaration).is_some()
+                            || e.attr_value(gimli::DW_AT_byte_size).is_none()
+                        {
+                            None
+                        } else {
+                            Some(&mut self.structs)
+                        }
+                    }
+                    gimli::DW_TAG_typedef => Some(&mut self.typedefs),
+                    gimli::DW_TAG_variable if e.attr_value(gimli::DW_AT_type).is_some() => Some(&mut self.vars),
+                    _ => None,
+                };
+                if let (Some(map), Some(name)) = (map, name_of(dwarf, &unit, e)) {
+                    map.entry(name).or_insert(DieRef { unit: uoff, die: e.offset().0 });
+                }
+            }
+            child = cur.next_sibling().map_err(unit_error)?.map(|_| ());
+        }
+        Ok(())
+    }
+}
+
 fn cached<K, V: Clone>(cache: &Mutex<HashMap<K, V>>, key: K, f: impl FnOnce() -> V) -> V
 where
     K: std::hash::Hash + Eq,
@@ -170,50 +259,24 @@ fn udata(e: &gimli::DebuggingInformationEntry<R<'_>>, at: gimli::DwAt) -> Option
 }
 
 impl DwarfIndex {
-    /// Index `syms`' DWARF.
+    /// An index of `syms`' DWARF, read on demand; the first unit header must be
+    /// readable.
     pub fn build(syms: &XenSyms) -> Result<DwarfIndex, DwarfError> {
         let dwarf = load(syms);
-        let mut idx = DwarfIndex::default();
         let mut headers = dwarf.units();
-        while let Some(h) = headers.next().map_err(DwarfError::UnitHeaders)? {
-            let Some(uoff) = h.offset().to_debug_info_offset(&h) else { continue };
-            let unit_error = |error| DwarfError::Unit { unit: uoff.0, error };
-            let unit = dwarf.unit(h).map_err(unit_error)?;
-            idx.units += 1;
-            // Only the unit's own children: file-scope types and variables, which is
-            // where C puts every named struct, typedef and global. Function bodies,
-            // most of the DIEs, are skipped whole (gcc's DW_AT_sibling lets the
-            // cursor jump over them), which makes indexing a 22 MB xen-syms several
-            // times faster than a full depth-first pass.
-            let mut cur = unit.entries();
-            if cur.next_dfs().map_err(unit_error)?.is_none() {
-                continue;
-            }
-            let mut child = cur.next_dfs().map_err(unit_error)?.map(|_| ());
-            while child.is_some() {
-                if let Some(e) = cur.current() {
-                    let map = match e.tag() {
-                        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                            if e.attr_value(gimli::DW_AT_declaration).is_some()
-                                || e.attr_value(gimli::DW_AT_byte_size).is_none()
-                            {
-                                None
-                            } else {
-                                Some(&mut idx.structs)
-                            }
-                        }
-                        gimli::DW_TAG_typedef => Some(&mut idx.typedefs),
-                        gimli::DW_TAG_variable if e.attr_value(gimli::DW_AT_type).is_some() => Some(&mut idx.vars),
-                        _ => None,
-                    };
-                    if let (Some(map), Some(name)) = (map, name_of(&dwarf, &unit, e)) {
-                        map.entry(name).or_insert(DieRef { unit: uoff.0, die: e.offset().0 });
-                    }
-                }
-                child = cur.next_sibling().map_err(unit_error)?.map(|_| ());
-            }
-        }
-        Ok(idx)
+        let first = headers.next().map_err(DwarfError::UnitHeaders)?;
+        let next = first.and_then(|h| h.offset().to_debug_info_offset(&h)).map(|o| o.0);
+        Ok(DwarfIndex { scan: Mutex::new(Scan { next, ..Scan::default() }), ..DwarfIndex::default() })
+    }
+
+    /// Units read so far.
+    pub fn units_read(&self) -> usize {
+        self.scan.lock().unwrap_or_else(|p| p.into_inner()).units
+    }
+
+    fn find(&self, syms: &XenSyms, kind: Kind, name: &str) -> Result<Option<DieRef>, DwarfError> {
+        let dwarf = load(syms);
+        self.scan.lock().unwrap_or_else(|p| p.into_inner()).find(&dwarf, kind, name)
     }
 
     /// `struct name` (or a typedef of one).
@@ -223,10 +286,10 @@ impl DwarfIndex {
 
     fn struct_type_uncached(&self, syms: &XenSyms, name: &str) -> Result<Type, DwarfError> {
         let dwarf = load(syms);
-        if let Some(&d) = self.structs.get(name) {
+        if let Some(d) = self.find(syms, Kind::Struct, name)? {
             return resolve(&dwarf, d);
         }
-        if let Some(&d) = self.typedefs.get(name) {
+        if let Some(d) = self.find(syms, Kind::Typedef, name)? {
             return resolve(&dwarf, d);
         }
         Err(DwarfError::NoStruct { name: name.to_string() })
@@ -239,7 +302,7 @@ impl DwarfIndex {
 
     fn var_type_uncached(&self, syms: &XenSyms, name: &str) -> Result<Type, DwarfError> {
         let dwarf = load(syms);
-        let d = *self.vars.get(name).ok_or_else(|| DwarfError::NoVariable { name: name.to_string() })?;
+        let d = self.find(syms, Kind::Var, name)?.ok_or_else(|| DwarfError::NoVariable { name: name.to_string() })?;
         let unit = unit_at(&dwarf, d.unit)?;
         let e = unit.entry(UnitOffset(d.die))?;
         let t = type_ref(&e, d.unit).ok_or_else(|| DwarfError::UntypedVariable { name: name.to_string() })?;
