@@ -294,10 +294,11 @@ if [ -f /etc/xen/pvh.cfg ]; then
     until grep -q "marker: PVH-UP" $pvhlog 2>/dev/null; do
         n=$((n + 1))
         [ $n -gt 300 ] && pvh_failed "the PVH guest did not come up"
-        # Shut down or crashed (state s or c) is final.
+        # Shut down or crashed (state s or c) is final; anything else, an
+        # unreadable state included (a tool that failed this once), is waited on.
         case "$(xl list pvh 2>/dev/null | awk 'NR == 2 { print substr($5, 4, 2) }')" in
-            --) ;;
-            *) pvh_failed "the PVH guest stopped" ;;
+            s? | ?c) pvh_failed "the PVH guest stopped" ;;
+            *) ;;
         esac
         sleep 1
     done

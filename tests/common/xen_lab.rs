@@ -245,19 +245,41 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
         }
     }
 
-    // Part one: Xen, dom0, the guest; dom0 writes the core to the first disk.
-    let _ = std::fs::remove_dir_all(&run);
-    std::fs::create_dir_all(&run).unwrap();
-    for (disk, size) in [("disk.img", 256u64 << 20), ("vmcore.img", 1200 << 20), ("pvh.img", 128 << 20)] {
-        std::fs::File::create(run.join(disk)).and_then(|f| f.set_len(size)).unwrap();
-    }
-    let t0 = Instant::now();
-    let mut cmd = Command::new(&qemu);
-    cmd.args(&args);
-    let mut q = Qemu::start(cmd, &run.join("qmp.sock"));
+    // Part one: Xen, dom0, the guests; dom0 writes the cores to the disks. QEMU's
+    // software CPU has been seen to make dom0's userland crash at random under load
+    // (busybox and xl segfaulting in libc while the lab waits for a guest): a first
+    // boot that fails is kept (`serial-failed.log`) and the boot is tried once more.
     let serial = run.join("serial.log");
-    let log = wait_for(&mut q, &serial, "marker: CORE-WRITTEN", Duration::from_secs(1200))
-        .map_err(|e| format!("the Xen {} lab {e}; the console's end:\n{}", spec.version, tail(&serial)))?;
+    let mut attempt = 0;
+    let (mut q, log, t0) = loop {
+        attempt += 1;
+        let _ = std::fs::remove_dir_all(&run);
+        std::fs::create_dir_all(&run).unwrap();
+        for (disk, size) in [("disk.img", 256u64 << 20), ("vmcore.img", 1200 << 20), ("pvh.img", 128 << 20)] {
+            std::fs::File::create(run.join(disk)).and_then(|f| f.set_len(size)).unwrap();
+        }
+        let t0 = Instant::now();
+        let mut cmd = Command::new(&qemu);
+        cmd.args(&args);
+        let mut q = Qemu::start(cmd, &run.join("qmp.sock"));
+        match wait_for(&mut q, &serial, "marker: CORE-WRITTEN", Duration::from_secs(1200)) {
+            Ok(log) => break (q, log, t0),
+            Err(e) => {
+                drop(q);
+                let why = format!("the Xen {} lab {e}; the console's end:\n{}", spec.version, tail(&serial));
+                if attempt >= 2 {
+                    return Err(why);
+                }
+                let kept = root.join("serial-failed.log");
+                let _ = std::fs::copy(&serial, &kept);
+                eprintln!(
+                    "Xen {} lab: the first boot failed ({e}); its console is in {}; booting once more",
+                    spec.version,
+                    kept.display()
+                );
+            }
+        }
+    };
     let banner = marker(&log, "marker: linux_banner")
         .and_then(|b| b.split_whitespace().next().and_then(|x| u64::from_str_radix(x, 16).ok()))
         .expect("dom0 printed linux_banner's address");
