@@ -489,6 +489,22 @@ fn stripped(lab: &Lab, test: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// The commands whose outputs a stripped xen-syms (with a profile, or with inference
+/// alone) must print as DWARF does, on dump `d`: domains, each domain's p2m, M2P
+/// entries, the PV and PVH guests' walks, dom0's listing.
+fn compared_commands<'a>(d: &'a str, pvh_banner: &'a str) -> Vec<Vec<&'a str>> {
+    vec![
+        vec!["domains", d, "--json"],
+        vec!["p2m", d, "--domain", "0", "--check", "--json"],
+        vec!["p2m", d, "--domain", "1", "--check", "--json"],
+        vec!["p2m", d, "--domain", "2", "--json"],
+        vec!["m2p", d, "0x1000", "0x3f000", "0x3fc00", "--json"],
+        vec![d, "--domain", "1", "--vcpu", "1", "--va", "0xffffffff81000000", "--va", "0xffff82d040200000", "--json"],
+        vec![d, "--domain", "2", "--vcpu", "0", "--va", pvh_banner, "--va", "0xffffffff81000000", "--json"],
+        vec![d, "--domain", "0", "--brief"],
+    ]
+}
+
 /// xenwalk's outputs with `args` + `--xen-syms XS` (+ `--profile P`): stdout, exit 0.
 fn out_with(args: &[&str], xs: &Path, profile: Option<&Path>) -> String {
     let mut a: Vec<&str> = args.to_vec();
@@ -533,27 +549,7 @@ fn xen_420_stripped_with_profile_equals_dwarf() {
         assert_eq!(r.code, 2, "{}", r.stdout);
         assert!(r.stderr.contains("unknown") && r.stderr.contains("--profile"), "{}", r.stderr);
         let mut compared = 0;
-        for args in [
-            vec!["domains", d, "--json"],
-            vec!["p2m", d, "--domain", "0", "--check", "--json"],
-            vec!["p2m", d, "--domain", "1", "--check", "--json"],
-            vec!["p2m", d, "--domain", "2", "--json"],
-            vec!["m2p", d, "0x1000", "0x3f000", "0x3fc00", "--json"],
-            vec![
-                d,
-                "--domain",
-                "1",
-                "--vcpu",
-                "1",
-                "--va",
-                "0xffffffff81000000",
-                "--va",
-                "0xffff82d040200000",
-                "--json",
-            ],
-            vec![d, "--domain", "2", "--vcpu", "0", "--va", &pvh_banner, "--va", "0xffffffff81000000", "--json"],
-            vec![d, "--domain", "0", "--brief"],
-        ] {
+        for args in compared_commands(d, &pvh_banner) {
             let want = out_with(&args, &lab.xen_syms, None);
             let got = out_with(&args, &bare, Some(&prof));
             assert!(want == got, "{args:?}: the stripped xen-syms with the profile differs from DWARF");
@@ -602,28 +598,9 @@ fn xen_420_stripped_with_inference_alone_equals_dwarf() {
     for d in &dumps {
         let d = s(d);
         let mut compared = 0;
-        for args in [
-            vec!["domains", d, "--json"],
-            vec!["p2m", d, "--domain", "0", "--check", "--json"],
-            vec!["p2m", d, "--domain", "1", "--check", "--json"],
-            vec!["p2m", d, "--domain", "2", "--json"],
-            vec!["m2p", d, "0x1000", "0x3f000", "0x3fc00", "--json"],
-            vec![
-                d,
-                "--domain",
-                "1",
-                "--vcpu",
-                "1",
-                "--va",
-                "0xffffffff81000000",
-                "--va",
-                "0xffff82d040200000",
-                "--json",
-            ],
-            vec![d, "--domain", "2", "--vcpu", "0", "--va", &pvh_banner, "--va", "0xffffffff81000000", "--json"],
-            vec![d, "--domain", "0", "--brief"],
-            vec!["triage", d, "--json"],
-        ] {
+        let mut commands = compared_commands(d, &pvh_banner);
+        commands.push(vec!["triage", d, "--json"]);
+        for args in commands {
             let want = out_with(&args, &lab.xen_syms, None);
             let mut inf = args.clone();
             inf.extend(["--offsets-from", "infer"]);

@@ -687,15 +687,14 @@ pub fn vmcore_domains_and_p2m_with(lab: &Lab, c: &Crash, xs: &Path, extra: &[&st
     assert!(alts.iter().any(|a| Some(hex(&a["fll"])) == fll && a["differing"] == 0), "{fll:x?}: {summary}");
 }
 
-/// makedumpfile's Xen mode on Xen's own dump: `-X` drops every page of the user
-/// domains and keeps Xen's and dom0's. The guest's frames must then be "excluded",
-/// said so when a walk needs them, and dom0's address space must list exactly as in
-/// the unfiltered vmcore.
-pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
+/// `makedumpfile -c -X -d 1` of Xen's crash dump into a temporary directory named
+/// for `dir_name`: (the directory, the filtered file), or None with NOT RUN said.
+fn makedumpfile_x(c: &Crash, dir_name: &str, test: &str) -> Option<(PathBuf, PathBuf)> {
     let Some(mdf) = find_in_path("makedumpfile") else {
-        return not_run(test, "needs makedumpfile (scripts/test.sh installs it)");
+        not_run(test, "needs makedumpfile (scripts/test.sh installs it)");
+        return None;
     };
-    let dir = super::tempdir("xen-lab-mdf");
+    let dir = super::tempdir(dir_name);
     let out = dir.join("xen-X.kdump");
     let o = Command::new(mdf)
         .args(["-c", "-X", "-d", "1", "--message-level", "1"])
@@ -704,6 +703,15 @@ pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
         .output()
         .unwrap();
     assert!(o.status.success(), "makedumpfile -X: {}", String::from_utf8_lossy(&o.stderr));
+    Some((dir, out))
+}
+
+/// makedumpfile's Xen mode on Xen's own dump: `-X` drops every page of the user
+/// domains and keeps Xen's and dom0's. The guest's frames must then be "excluded",
+/// said so when a walk needs them, and dom0's address space must list exactly as in
+/// the unfiltered vmcore.
+pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
+    let Some((dir, out)) = makedumpfile_x(c, "xen-lab-mdf", test) else { return };
     let (f, v, xs) = (s(&out), s(&c.vmcore), s(&lab.xen_syms));
     let filtered = open(&out);
     let info = &super::run(&["info", f, "--json"]).json()[0];
@@ -804,18 +812,7 @@ pub fn filtered_x_reads_the_same_with_inference(
     ref_args: Option<&[&str]>,
     inf_xs: &Path,
 ) {
-    let Some(mdf) = find_in_path("makedumpfile") else {
-        return not_run(test, "needs makedumpfile (scripts/test.sh installs it)");
-    };
-    let dir = super::tempdir(test);
-    let out = dir.join("xen-X.kdump");
-    let o = Command::new(mdf)
-        .args(["-c", "-X", "-d", "1", "--message-level", "1"])
-        .arg(&c.vmcore)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "makedumpfile -X: {}", String::from_utf8_lossy(&o.stderr));
+    let Some((dir, out)) = makedumpfile_x(c, test, test) else { return };
     let f = s(&out);
     // The guest's L4s are gone from this dump.
     let r = super::run(&["domains", f, "--xen-syms", s(ref_xs), "--json", "--offsets-from", "infer"]);

@@ -226,29 +226,11 @@ impl Machine<'_> {
     }
 
     pub(super) fn infer_state(&self, idle_dom: &Obj, doms: &[Dom], out: &mut Inferred) {
-        const ALL: &[&str] = &[
-            "page_info.count_info",
-            "page_info.u.inuse.type_info",
-            "page_info.v.inuse._domain",
-            "domain.tot_pages",
-            "domain.xenheap_pages",
-            "domain.max_pages",
-            "domain.shared_info",
-            "domain.options",
-            "domain.is_dying",
-            "domain.arch.emulation_flags",
-            "domain.arch.pv.is_32bit",
-            "domain.arch.p2m",
-            "p2m_domain.domain",
-            "p2m_domain.phys_table",
-            "p2m_domain.ept",
-            "vcpu.runstate.state",
-            "vcpu.is_running",
-            "vcpu.arch.flags",
-            "vcpu.arch.hvm.guest_cr",
-        ];
+        // The keys this pass establishes: COVERED from page_info on.
+        let first = super::COVERED.iter().position(|k| *k == "page_info.count_info").unwrap_or(0);
+        let all = &super::COVERED[first..];
         let Some(gt) = Self::found(out, "vcpu.arch.guest_table") else {
-            refuse(out, ALL, "needs vcpu.arch.guest_table, to tell PV domains from HVM ones");
+            refuse(out, all, "needs vcpu.arch.guest_table, to tell PV domains from HVM ones");
             return;
         };
         let gtu = Self::found(out, "vcpu.arch.guest_table_user");
