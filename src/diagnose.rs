@@ -305,6 +305,10 @@ fn absent_hint(why: Absent) -> String {
              0 pass --base"
                 .into()
         }
+        Absent::NoMachineMemory => "read the core as the guest's own memory: its vCPU's CR3 (`--vcpu N`) \
+             or `--cr3` with a guest-physical address; machine addresses are in a dump of the whole machine \
+             (Xen's kexec vmcore), with `--domain D`"
+            .into(),
         Absent::NotInP2m => "the guest's pointer is stale, or the frame is populate-on-demand or paged out: \
              `xenwalk p2m DUMP --domain D GFN` shows its p2m entry"
             .into(),
@@ -318,7 +322,7 @@ fn absent_next(why: Absent) -> Option<Next> {
             Some(Next::Info)
         }
         Absent::NotInGuestCore { .. } => Some(Next::Info),
-        Absent::NotInP2m => None,
+        Absent::NotInP2m | Absent::NoMachineMemory => None,
     }
 }
 
@@ -396,6 +400,9 @@ fn explain_stop<A: PhysAddr>(
                     (Reason::TableOutsideImage, "lies outside the image")
                 }
                 Absent::NotInP2m => (Reason::TableOutsideImage, "is a guest frame the p2m does not map"),
+                Absent::NoMachineMemory => {
+                    (Reason::TableOutsideImage, "is a machine address, which an HVM guest core has none of")
+                }
             };
             let mut explanation = format!(
                 "the {level} table at {} that {} points to {what}: {}. A tool that reads absent pages \

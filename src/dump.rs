@@ -80,6 +80,28 @@ pub enum OpenError {
     Raw(#[from] mem::raw::RawError),
 }
 
+/// What an `info` reader is told a dump holds: machine ranges, or an HVM guest
+/// core's guest-physical ones.
+pub enum Extents {
+    Machine(Vec<mem::Extent>),
+    GuestPhysical(Vec<mem::Extent<crate::addr::Gpa>>),
+}
+
+impl Extents {
+    /// `(start, len, present)` of each range, in address order.
+    pub fn ranges(&self) -> Vec<(u64, u64, bool)> {
+        match self {
+            Extents::Machine(v) => v.iter().map(|e| (e.start.0, e.len, e.present)).collect(),
+            Extents::GuestPhysical(v) => v.iter().map(|e| (e.start.0, e.len, e.present)).collect(),
+        }
+    }
+
+    /// Whether the addresses are guest-physical.
+    pub fn guest_physical(&self) -> bool {
+        matches!(self, Extents::GuestPhysical(_))
+    }
+}
+
 /// An opened dump: its memory and what its headers and notes say.
 pub struct Dump {
     pub path: PathBuf,
@@ -140,6 +162,15 @@ impl Dump {
     /// what the dump is.
     pub fn guest_core(&self) -> Option<&mem::xlcore::XlCore> {
         self.guest.as_deref()
+    }
+
+    /// The ranges the dump holds, in the only address kind it has: machine
+    /// addresses, or for an HVM guest core (no machine address in it) guest-physical.
+    pub fn extents(&self) -> Extents {
+        match self.guest.as_deref() {
+            Some(g) if g.kind() == mem::xlcore::GuestKind::Hvm => Extents::GuestPhysical(g.guest_extents()),
+            _ => Extents::Machine(self.mem.extents()),
+        }
     }
 
     /// Open `path` read-only. Opening maps the file and reads headers and notes only.

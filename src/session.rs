@@ -232,9 +232,23 @@ impl Session {
         Ok(match spec {
             RootSpec::Cr3(e) => {
                 let value = self.cr3_value(e)?;
-                machine(root::resolve(mem, RootInput::Cr3(value), "--cr3".into(), None, opts))
+                match self.hvm_core() {
+                    // An HVM core's only addresses are guest-physical: a CR3 given for
+                    // it is the guest's own (a gpa), read through the core's `.xen_pfn`.
+                    Some(g) => {
+                        let mem = GuestMemory::Core(HvmCore(g));
+                        let src = "--cr3 (HVM guest core: guest-physical)".to_string();
+                        AddressSpace::guest(root::resolve_in(&mem, RootInput::Cr3(value), src, None, opts), mem)
+                    }
+                    None => machine(root::resolve(mem, RootInput::Cr3(value), "--cr3".into(), None, opts)),
+                }
             }
-            RootSpec::Mfn(m) => machine(root::resolve(mem, RootInput::Mfn(*m), "--cr3-mfn".into(), None, opts)),
+            RootSpec::Mfn(m) => {
+                if self.hvm_core().is_some() {
+                    return Err(RootError::MfnInHvmCore { mfn: *m });
+                }
+                machine(root::resolve(mem, RootInput::Mfn(*m), "--cr3-mfn".into(), None, opts))
+            }
             RootSpec::Cpu(cpu) => machine(self.cpu_root(*cpu, opts)?),
             RootSpec::Domain { domain, vcpu, table } => self.domain_space(*domain, *vcpu, *table, opts)?,
             RootSpec::CoreVcpu { vcpu, table } => {
@@ -264,6 +278,12 @@ impl Session {
                 }
             }
         })
+    }
+
+    /// The dump's `xl dump-core` core when it is an HVM guest's: memory by guest
+    /// frame, with no machine address in it.
+    pub fn hvm_core(&self) -> Option<&crate::mem::xlcore::XlCore> {
+        self.dump.guest_core().filter(|g| g.kind() == GuestKind::Hvm)
     }
 
     /// CPU `cpu`'s CR3 from the dump's notes.
@@ -317,7 +337,7 @@ impl Session {
         let src = format!("vCPU {n}, .xen_prstatus ({what})");
         let space = match g.kind() {
             GuestKind::Hvm => {
-                let mem = GuestMemory::Core(HvmCore(self.mem()));
+                let mem = GuestMemory::Core(HvmCore(g));
                 let root = root::resolve_in(&mem, RootInput::Cr3(cr3), src, pcide, opts);
                 AddressSpace::guest(root, mem)
             }
@@ -539,6 +559,9 @@ pub enum RootError {
     NoSuchCoreVcpu { vcpu: usize, have: usize },
     #[error("vCPU {vcpu}: the CR3 of a 32-bit guest is not decoded")]
     Cr3NotDecoded { vcpu: usize },
+    /// A machine frame given as the root of an HVM guest core, which has none.
+    #[error("{mfn} is a machine frame, and an HVM guest core holds guest-physical frames only")]
+    MfnInHvmCore { mfn: Mfn },
     #[error("an HVM guest core holds the guest's own CR3 only, not its {} table", table.name())]
     HvmCoreTable { table: TableKind },
     #[error("vCPU {vcpu} has no user L4 (ctrlreg[1] is 0: the guest never set one)")]

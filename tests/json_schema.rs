@@ -219,7 +219,11 @@ struct SummaryLine {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct Extent {
-    maddr: Hex,
+    /// A machine address; an HVM guest core's ranges carry `gpa` instead.
+    #[serde(default)]
+    maddr: Option<Hex>,
+    #[serde(default)]
+    gpa: Option<Hex>,
     size: u64,
     present: bool,
 }
@@ -974,7 +978,12 @@ fn check_line(line: &str) -> String {
         "reserved_entry" => serde_json::from_value::<ReservedEntryLine>(v).map(drop),
         "summary" => serde_json::from_value::<SummaryLine>(v).map(drop),
         "stop" => serde_json::from_value::<Stop>(v).map(drop),
-        "info" => serde_json::from_value::<InfoLine>(v).map(|i| assert_eq!(i.schema, 2)),
+        "info" => serde_json::from_value::<InfoLine>(v).map(|i| {
+            assert_eq!(i.schema, 2);
+            // Each range is in one address kind: machine, or an HVM core's gpa.
+            let gpa = i.xl_core.as_ref().is_some_and(|x| x.kind == "hvm");
+            assert!(i.extents.iter().all(|e| e.maddr.is_some() != gpa && e.gpa.is_some() == gpa), "{:?}", i.extents);
+        }),
         "table" => serde_json::from_value::<TableLine>(v).map(drop),
         "v2m" => serde_json::from_value::<V2mLine>(v).map(drop),
         "m2v" => serde_json::from_value::<M2vLine>(v).map(drop),
@@ -1117,6 +1126,7 @@ fn every_line_type_matches_the_documented_schema() {
         vec!["info".into(), p(&kdump), "--json".into()],
         vec![p(&kdump), "--cr3".into(), pv.clone(), "--json".into()],
         vec![p(&hvm_core), "--json".into()],
+        vec!["info".into(), p(&hvm_core), "--json".into()],
         vec![
             p(&hvm_core),
             "--json".into(),

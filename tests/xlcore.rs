@@ -21,8 +21,8 @@ use xenwalk::fixture::xlcore::XlCoreOptions;
 use xenwalk::fixture::{CpuRegs, GUEST_TABLE, Machine, PageTables};
 use xenwalk::mem::xlcore::GuestKind;
 use xenwalk::mem::{Absent, PhysMem, ReadError};
-use xenwalk::paging::{Event, Leaf, Level, WalkOptions, enumerate, walk};
-use xenwalk::{Maddr, Mfn, Pfn, Vaddr};
+use xenwalk::paging::{Event, Leaf, Level, WalkOptions, enumerate, walk, walk_in};
+use xenwalk::{Gfn, Gpa, Maddr, Mfn, Pfn, Vaddr};
 
 const PRESENT: u64 = 1;
 const PS: u64 = 1 << 7;
@@ -287,13 +287,25 @@ fn hvm_core_is_guest_physical() {
     let Format::XlCore(s) = &d.format else { panic!() };
     assert_eq!(s.kind, GuestKind::Hvm);
     assert_eq!(d.guest_core().unwrap().pfn_to_mfn(Pfn(0)), Err(xenwalk::mem::xlcore::P2mError::Hvm));
+    // The core's pages are guest-physical: read through its guest view they walk as
+    // the guest's own memory image (the raw file the core was written from) does.
+    let g = xenwalk::xen::hvm::HvmCore(d.guest_core().unwrap());
     for va in [0xffff_8880_0012_3456u64, 0x40_1008] {
-        let a = walk(d.mem.as_ref(), pt.root, Vaddr(va), WalkOptions::default());
+        let a = walk_in(&g, Gpa(pt.root.0), Vaddr(va), WalkOptions::default());
         let b = walk(open(&raw).mem.as_ref(), pt.root, Vaddr(va), WalkOptions::default());
-        assert_eq!(a.mapping().map(|m| m.maddr), b.mapping().map(|m| m.maddr), "{va:#x}");
+        assert_eq!(a.mapping().map(|m| m.maddr.0), b.mapping().map(|m| m.maddr.0), "{va:#x}");
         assert!(a.mapping().is_some());
     }
-    assert!(matches!(d.mem.page(Mfn(0x700)), Err(ReadError::Absent { why: Absent::NotInGuestCore { hvm: true }, .. })));
+    assert!(matches!(
+        d.guest_core().unwrap().guest_page(Gfn(0x700)),
+        Err(ReadError::GuestAbsent { why: Absent::NotInGuestCore { hvm: true }, .. })
+    ));
+    // It holds no machine address: a machine read is refused, never answered with
+    // the page of the same-numbered guest frame.
+    let present = Mfn(pt.root.0 >> 12);
+    assert!(g.0.guest_page(Gfn(present.0)).is_ok());
+    assert!(matches!(d.mem.page(present), Err(ReadError::Absent { why: Absent::NoMachineMemory, .. })));
+    assert!(d.mem.extents().is_empty());
     let c = core.to_str().unwrap();
     let r = run(&[c, "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -326,6 +338,22 @@ fn hvm_core_is_guest_physical() {
     assert!(r.stderr.contains("HVM"), "{}", r.stderr);
     let h = run(&["info", c]);
     assert!(h.stdout.contains("HVM guest"), "{}", h.stdout);
+    assert!(h.stdout.contains("memory:  guest-physical"), "{}", h.stdout);
+    let h = run(&["info", c, "--json"]);
+    let ext = h.json_of("info")[0]["extents"].as_array().unwrap().clone();
+    let want: Vec<String> = g.0.guest_extents().iter().map(|e| format!("{}", e.start)).collect();
+    assert!(!want.is_empty());
+    assert_eq!(ext.iter().map(|e| e["gpa"].as_str().unwrap().to_string()).collect::<Vec<_>>(), want);
+    assert!(ext.iter().all(|e| e.get("maddr").is_none()), "an HVM core's ranges are gpas: {ext:?}");
+    // A CR3 given for the core is the guest's own (a gpa), as vCPU 0's is.
+    let root = format!("{}", pt.root);
+    let r = run(&[c, "--cr3", &root, "--va", "0x401008", "--brief", "--gpa"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "0x401008 0x3008\n"), "{}", r.stderr);
+    let r = run(&[c, "--cr3", &root, "--va", "0x401008", "--json"]);
+    assert!(r.json_of("walk")[0]["maddr"].is_null(), "{}", r.stdout);
+    let r = run(&[c, "--cr3-mfn", &format!("{:#x}", pt.root.0 >> 12), "--va", "0x401008"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("guest-physical frames only") && r.stderr.contains("--cr3"), "{}", r.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -180,6 +180,11 @@ fn root_error(s: &Session, spec: &RootSpec, e: RootError) -> anyhow::Error {
             format!("--vcpu {vcpu}: .xen_prstatus holds {have} vCPU context(s) (0..{have})")
         }
         RootError::Cr3NotDecoded { vcpu } => format!("vCPU {vcpu}: the CR3 of a 32-bit guest is not decoded; pass --cr3"),
+        RootError::MfnInHvmCore { mfn } => format!(
+            "--cr3-mfn {:#x}: an HVM guest core holds guest-physical frames only (.xen_pfn, no p2m); give the guest's CR3 as --cr3 {:#x}, or --vcpu N",
+            mfn.0,
+            mfn.maddr().0
+        ),
         RootError::HvmCoreTable { table } => format!(
             "--table {}: an HVM guest core holds the guest's own CR3 only (the monitor table is Xen's: give the whole machine with --domain)",
             table.name()

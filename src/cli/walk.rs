@@ -523,7 +523,7 @@ fn guest_list(
                     let r = if a.output.json {
                         json::guest_event_line(out, other, mem)
                     } else {
-                        human::guest_event(out, other, ui.paint)
+                        human::event(out, other, ui.paint)
                     };
                     if let Err(e) = r {
                         res = Err(e);

@@ -71,6 +71,10 @@ pub enum Absent {
     /// guest's machine frame it did not own (Xen's tables, another domain's page), or
     /// an HVM guest-physical frame that is not guest RAM or was not dumped.
     NotInGuestCore { hvm: bool },
+    /// A machine address asked of an HVM `xl dump-core` core: the core holds the
+    /// guest's pages by guest-physical frame and no p2m (reference §7c), so no machine
+    /// address is in it. Its pages are read as guest-physical memory.
+    NoMachineMemory,
 }
 
 impl Absent {
@@ -83,6 +87,7 @@ impl Absent {
             Absent::Excluded { .. } => "excluded",
             Absent::NotInP2m => "p2m_unmapped",
             Absent::NotInGuestCore { .. } => "not_in_guest_core",
+            Absent::NoMachineMemory => "no_machine_memory",
         }
     }
 
@@ -131,6 +136,11 @@ impl fmt::Display for Absent {
                 f,
                 "not in this guest core: no page of .xen_pfn has this guest-physical frame (not guest RAM, \
                  or not dumped)"
+            ),
+            Absent::NoMachineMemory => write!(
+                f,
+                "a machine address, and this HVM guest core holds guest-physical frames only (.xen_pfn, \
+                 no p2m): no machine address is in it"
             ),
         }
     }
@@ -197,11 +207,12 @@ impl Page<'_> {
     }
 }
 
-/// What part of the machine-address space a source describes, for `info` and for
-/// diagnosis ("the image covers ...").
+/// What part of an address space a source describes, for `info` and for diagnosis
+/// ("the image covers ..."): machine addresses, or guest-physical ones for an HVM
+/// guest core's pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Extent {
-    pub start: Maddr,
+pub struct Extent<A: PhysAddr = Maddr> {
+    pub start: A,
     pub len: u64,
     /// True when the bytes are in the file; false for described-but-absent memory.
     pub present: bool,

@@ -46,7 +46,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
 
 use super::{Absent, Extent, Malformed, Page, PhysMem, ReadError};
-use crate::addr::{Maddr, Mfn, PAGE_SIZE, Pfn, hex, hex_opt};
+use crate::addr::{Gfn, Gpa, Maddr, Mfn, PAGE_SIZE, Pfn, hex, hex_opt};
 use crate::notes::{self, RawNote};
 use memmap2::Mmap;
 use object::LittleEndian as LE;
@@ -604,12 +604,90 @@ impl XlCore {
     }
 }
 
+/// Guest-physical reads: the pages the guest's own tables name. An HVM core stores
+/// its pages by guest frame (`.xen_pfn`); a PV core by machine frame, reached from a
+/// guest frame through `.xen_p2m`.
+impl XlCore {
+    /// The core's frame key (see `by_frame`) behind guest frame `gfn`.
+    fn guest_frame(&self, gfn: Gfn) -> Option<u64> {
+        match self.kind() {
+            GuestKind::Hvm => Some(gfn.0),
+            GuestKind::Pv => self.pfn_to_mfn(Pfn(gfn.0)).ok().map(|m| m.0),
+        }
+    }
+
+    /// The page of guest frame `gfn`, borrowed from the map.
+    pub fn guest_page(&self, gfn: Gfn) -> Result<Page<'_>, ReadError> {
+        self.guest_frame(gfn)
+            .and_then(|f| self.frame_page(f))
+            .map(Page::Borrowed)
+            .ok_or(ReadError::GuestAbsent { gpa: gfn.gpa(), why: self.absent() })
+    }
+
+    /// Fill `buf` with the guest-physical bytes at `gpa` (across pages when it must).
+    pub fn guest_read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), ReadError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a =
+                gpa.0.checked_add(done as u64).map(Gpa).ok_or(ReadError::GuestAbsent { gpa, why: self.absent() })?;
+            let page = self.guest_page(a.gfn())?;
+            let off = a.page_offset() as usize;
+            let n = (PAGE - off).min(buf.len() - done);
+            if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), page.get(off..off + n)) {
+                dst.copy_from_slice(src);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The little-endian u64 (a page-table entry) at guest-physical `gpa`.
+    pub fn guest_read_u64(&self, gpa: Gpa) -> Result<u64, ReadError> {
+        let mut b = [0u8; 8];
+        self.guest_read(gpa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Whether the core holds guest-physical `gpa`, or why not.
+    pub fn guest_locate(&self, gpa: Gpa) -> Result<(), Absent> {
+        self.guest_frame(gpa.gfn()).and_then(|f| self.frame_index(f)).map(|_| ()).ok_or(self.absent())
+    }
+
+    /// Runs of consecutive guest frames the core holds, in guest-physical order.
+    pub fn guest_extents(&self) -> Vec<Extent<Gpa>> {
+        let mut gfns: Vec<u64> = match self.kind() {
+            GuestKind::Hvm => self.by_frame.iter().map(|e| e.0).collect(),
+            GuestKind::Pv => self.p2m.iter().map(|e| e.0).collect(),
+        };
+        gfns.sort_unstable();
+        let mut out: Vec<Extent<Gpa>> = Vec::new();
+        for g in gfns {
+            let start = Gfn(g).gpa();
+            match out.last_mut() {
+                Some(e) if e.start.0 + e.len == start.0 => e.len += PAGE_SIZE,
+                _ => out.push(Extent { start, len: PAGE_SIZE, present: true }),
+            }
+        }
+        out
+    }
+}
+
+/// Machine memory: a PV core's pages by machine frame (the inverted `.xen_p2m`). An
+/// HVM core holds no machine address at all (no p2m: reference §7c), so every machine
+/// read of it is [`Absent::NoMachineMemory`]; its pages are read as guest-physical
+/// memory ([`XlCore::guest_page`]), never as machine frames.
 impl PhysMem for XlCore {
     fn page(&self, mfn: Mfn) -> Result<Page<'_>, ReadError> {
+        if self.kind() == GuestKind::Hvm {
+            return Err(ReadError::Absent { addr: mfn.maddr(), why: Absent::NoMachineMemory });
+        }
         self.frame_page(mfn.0).map(Page::Borrowed).ok_or(ReadError::Absent { addr: mfn.maddr(), why: self.absent() })
     }
 
     fn read(&self, addr: Maddr, buf: &mut [u8]) -> Result<(), ReadError> {
+        if self.kind() == GuestKind::Hvm {
+            return Err(ReadError::Absent { addr, why: Absent::NoMachineMemory });
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let a = addr.checked_add(done as u64).ok_or(ReadError::Absent { addr, why: self.absent() })?;
@@ -625,11 +703,17 @@ impl PhysMem for XlCore {
     }
 
     fn locate(&self, addr: Maddr) -> Result<(), Absent> {
+        if self.kind() == GuestKind::Hvm {
+            return Err(Absent::NoMachineMemory);
+        }
         self.frame_index(addr.mfn().0).map(|_| ()).ok_or(self.absent())
     }
 
-    /// Runs of consecutive frames the core holds.
+    /// Runs of consecutive machine frames the core holds (none in an HVM core).
     fn extents(&self) -> Vec<Extent> {
+        if self.kind() == GuestKind::Hvm {
+            return Vec::new();
+        }
         let mut out: Vec<Extent> = Vec::new();
         for &(frame, _, _) in &self.by_frame {
             let start = Mfn(frame).maddr();

@@ -248,18 +248,12 @@ impl<'a> Ept<'a> {
             let (level, shift) = (d.level, d.shift);
             let index = ((gpa >> shift) & 0x1ff) as u16;
             let entry_maddr = table.wrapping_add(u64::from(index) * 8);
+            // A walk that stops: no frame, the last entry read and why.
+            let stopped =
+                |steps, last, why: String| EptWalk { gfn, steps, mfn: None, page_size: None, last, stop: Some(why) };
             let e = match self.mem.read_u64(entry_maddr) {
                 Ok(v) => EptEntry(v),
-                Err(err) => {
-                    return EptWalk {
-                        gfn,
-                        steps,
-                        mfn: None,
-                        page_size: None,
-                        last: 0,
-                        stop: Some(format!("L{level} EPT table: {err}")),
-                    };
-                }
+                Err(err) => return stopped(steps, 0, format!("L{level} EPT table: {err}")),
             };
             steps.push(EptStep { level, index, entry_maddr, entry: e.0 });
             if !e.present() {
@@ -270,24 +264,10 @@ impl<'a> Ept<'a> {
                 } else {
                     format!("not present ({:#018x})", e.0)
                 };
-                return EptWalk {
-                    gfn,
-                    steps,
-                    mfn: None,
-                    page_size: None,
-                    last: e.0,
-                    stop: Some(format!("L{level}: {why}")),
-                };
+                return stopped(steps, e.0, format!("L{level}: {why}"));
             }
             if let Some(m) = e.misconfig_at(d, self.maxphyaddr) {
-                return EptWalk {
-                    gfn,
-                    steps,
-                    mfn: None,
-                    page_size: None,
-                    last: e.0,
-                    stop: Some(format!("L{level}: EPT misconfiguration: {m}")),
-                };
+                return stopped(steps, e.0, format!("L{level}: EPT misconfiguration: {m}"));
             }
             let leaf = level == 1 || (d.superpage_allowed && e.superpage());
             if leaf {

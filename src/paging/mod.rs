@@ -19,4 +19,4 @@ pub use enumerate::{
     enumerate_tables, enumerate_tables_with, enumerate_with,
 };
 pub use root::{Root, RootInput, RootProblem, resolve};
-pub use walk::{Mapping, Outcome, Resolved, Step, Stop, StopCode, StopKind, Walk, WalkOptions, walk};
+pub use walk::{Mapping, Outcome, Resolved, Step, Stop, StopCode, StopKind, Walk, WalkOptions, walk, walk_in};

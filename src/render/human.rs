@@ -308,26 +308,6 @@ pub fn guest_range(out: &mut dyn Write, r: &GuestRange) -> io::Result<()> {
     }
 }
 
-/// A non-leaf event of a guest's listing: its addresses are guest-physical.
-pub fn guest_event(out: &mut dyn Write, ev: &Event<'_, crate::addr::Gpa>, paint: Paint) -> io::Result<()> {
-    match ev {
-        Event::Leaf(_) => Ok(()),
-        Event::Unreadable { level, table, va, error, partial } => writeln!(
-            out,
-            "{}",
-            paint.warn(&format!(
-                "!! {level} table at gpa {table} (under VA {va}) {}: {error}",
-                if *partial { "is partly absent" } else { "is not readable" }
-            ))
-        ),
-        Event::Reserved { level, va, entry_maddr, entry, bits } => writeln!(
-            out,
-            "!! {level} entry at gpa {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
-            entry.0
-        ),
-    }
-}
-
 /// Column header of a listing.
 pub fn ranges_header(out: &mut dyn Write, regions: bool) -> io::Result<()> {
     writeln!(
@@ -362,21 +342,23 @@ pub fn range(out: &mut dyn Write, r: &Range, region: Option<&str>) -> io::Result
     }
 }
 
-/// A non-leaf event of a listing.
-pub fn event(out: &mut dyn Write, ev: &Event<'_>, paint: Paint) -> io::Result<()> {
+/// A non-leaf event of a listing; a guest's own tables' addresses are guest-physical
+/// and say so (`at gpa …`).
+pub fn event<A: crate::addr::PhysAddr>(out: &mut dyn Write, ev: &Event<'_, A>, paint: Paint) -> io::Result<()> {
+    let at = if A::NAME == "gpa" { "at gpa" } else { "at" };
     match ev {
         Event::Leaf(_) => Ok(()),
         Event::Unreadable { level, table, va, error, partial } => writeln!(
             out,
             "{}",
             paint.warn(&format!(
-                "!! {level} table at {table} (under VA {va}) {}: {error}",
+                "!! {level} table {at} {table} (under VA {va}) {}: {error}",
                 if *partial { "is partly absent" } else { "is not readable" }
             ))
         ),
         Event::Reserved { level, va, entry_maddr, entry, bits } => writeln!(
             out,
-            "!! {level} entry at {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
+            "!! {level} entry {at} {entry_maddr} = {:#018x} (VA {va}) has reserved bits {bits:#x}: the CPU faults below it",
             entry.0
         ),
     }
@@ -486,7 +468,7 @@ fn kdump_info(out: &mut dyn Write, k: &KdumpSummary, census: Option<Census>) -> 
 fn xl_core_info(out: &mut dyn Write, x: &XlCoreSummary) -> io::Result<()> {
     let (space, table) = match x.kind {
         GuestKind::Pv => ("machine frames (the inverted .xen_p2m)", ".xen_p2m"),
-        GuestKind::Hvm => ("guest-physical frames (.xen_pfn): \"maddr\" below means gpa", ".xen_pfn"),
+        GuestKind::Hvm => ("guest-physical frames (.xen_pfn; no p2m, so no machine address)", ".xen_pfn"),
     };
     writeln!(
         out,
@@ -562,14 +544,16 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
         Format::Kdump(k) => kdump_info(out, k, d.kdump_census())?,
         Format::XlCore(x) => xl_core_info(out, x)?,
     }
-    let ext = d.mem.extents();
-    let present: u64 = ext.iter().filter(|e| e.present).map(|e| e.len).sum();
-    let absent: u64 = ext.iter().filter(|e| !e.present).map(|e| e.len).sum();
+    let extents = d.extents();
+    let ext = extents.ranges();
+    let present: u64 = ext.iter().filter(|e| e.2).map(|e| e.1).sum();
+    let absent: u64 = ext.iter().filter(|e| !e.2).map(|e| e.1).sum();
     let holes: Vec<u64> =
-        ext.windows(2).filter_map(|w| w[1].start.0.checked_sub(w[0].start.0 + w[0].len)).filter(|&g| g > 0).collect();
+        ext.windows(2).filter_map(|w| w[1].0.checked_sub(w[0].0 + w[0].1)).filter(|&g| g > 0).collect();
     writeln!(
         out,
-        "memory:  {} ranges: {} in the dump, {} described but absent; {} holes between them ({})",
+        "memory:  {}{} ranges: {} in the dump, {} described but absent; {} holes between them ({})",
+        if extents.guest_physical() { "guest-physical (no machine address in an HVM core), " } else { "" },
         ext.len(),
         size_name(present),
         size_name(absent),
@@ -577,14 +561,14 @@ pub fn info(out: &mut dyn Write, d: &Dump) -> io::Result<()> {
         size_name(holes.iter().sum())
     )?;
     const SHOW: usize = 16;
-    for e in ext.iter().take(SHOW) {
+    for &(start, len, present) in ext.iter().take(SHOW) {
         writeln!(
             out,
             "  {:#014x}-{:#014x}  {:>9}  {}",
-            e.start.0,
-            e.start.0 + e.len - 1,
-            size_name(e.len),
-            if e.present {
+            start,
+            start + len - 1,
+            size_name(len),
+            if present {
                 "present"
             } else if matches!(d.format, Format::Kdump(_)) {
                 "absent (excluded)"

@@ -13,6 +13,7 @@
 use super::domains::{DomainError, DomainInfo, Fields};
 use super::p2m::P2mError;
 use crate::addr::{Gfn, Gpa, Maddr, Mfn, PAGE_SIZE, Vaddr};
+use crate::mem::xlcore::XlCore;
 use crate::mem::{Absent, Page, PhysMem, ReadError, TableMem};
 use crate::paging::enumerate::Leaf;
 use crate::paging::ept::{Ept, EptWalk};
@@ -176,31 +177,21 @@ impl TableMem<Gpa> for GuestPhys<'_> {
     }
 }
 
-/// An HVM guest's `xl dump-core` core seen as guest-physical memory. The core's
-/// memory source is indexed by its `.xen_pfn` (guest frames: reference §7c); this
-/// adapter is the one place that asks it by a guest-physical address, and nothing
-/// read through it has a machine address.
+/// An HVM guest's `xl dump-core` core seen as guest-physical memory: its pages are
+/// indexed by `.xen_pfn` (guest frames: reference §7c), and nothing read through it
+/// has a machine address (the core's machine view, [`PhysMem`], holds none).
 #[derive(Clone, Copy)]
-pub struct HvmCore<'a>(pub &'a dyn PhysMem);
-
-impl HvmCore<'_> {
-    fn guest(gpa: Gpa, e: ReadError) -> ReadError {
-        match e {
-            ReadError::Absent { why, .. } => ReadError::GuestAbsent { gpa, why },
-            other => other,
-        }
-    }
-}
+pub struct HvmCore<'a>(pub &'a XlCore);
 
 impl TableMem<Gpa> for HvmCore<'_> {
     fn read_u64(&self, gpa: Gpa) -> Result<u64, ReadError> {
-        self.0.read_u64(Maddr(gpa.0)).map_err(|e| HvmCore::guest(gpa, e))
+        self.0.guest_read_u64(gpa)
     }
     fn page_at(&self, gpa: Gpa) -> Result<Page<'_>, ReadError> {
-        self.0.page(Mfn(gpa.gfn().0)).map_err(|e| HvmCore::guest(gpa, e))
+        self.0.guest_page(gpa.gfn())
     }
     fn locate_at(&self, gpa: Gpa) -> Result<(), Absent> {
-        self.0.locate(Maddr(gpa.0))
+        self.0.guest_locate(gpa)
     }
 }
 

@@ -945,7 +945,7 @@ fn map_symbol_of(xs: &str, name: &str) -> u64 {
 /// "Linux version <release> " in the dump, and the guest-physical address is the
 /// one the guest's core walks to, where the core holds the same bytes.
 pub fn pvh_walk_finds_the_banner(lab: &Lab, dump: &Path, xs: &str, extra: &[&str]) {
-    let (core, _) = pvh_core(lab);
+    let (core, sum) = pvh_core(lab);
     let d = open(dump);
     let va = format!("{:#x}", lab.pvh_banner_va.expect("the PVH guest's linux_banner"));
     let mut args = vec![s(dump), "--xen-syms", xs, "--domain", "2", "--vcpu", "0", "--va", &va, "--json"];
@@ -956,10 +956,16 @@ pub fn pvh_walk_finds_the_banner(lab: &Lab, dump: &Path, xs: &str, extra: &[&str
     let mut text = vec![0u8; want.len()];
     d.mem.read(xenwalk::Maddr(maddr), &mut text).unwrap();
     assert_eq!(String::from_utf8_lossy(&text), want, "{va} -> maddr {maddr:#x}");
-    let (_, core_gpa) = walk_one(&[s(&lab.pvh_core), "--vcpu", "0", "--va", &va, "--json"]);
-    assert_eq!(core_gpa, Some(gpa), "{va}: the core's walk");
+    let (core_maddr, core_gpa) = walk_one(&[s(&lab.pvh_core), "--vcpu", "0", "--va", &va, "--json"]);
+    assert_eq!((core_maddr, core_gpa), (None, Some(gpa)), "{va}: the core's walk (no p2m: no machine address)");
+    // A CR3 given for the core is the guest's own, a gpa: the same walk as --vcpu 0.
+    let cr3 = format!("{:#x}", sum.vcpus[0].cr3.expect("vCPU 0's CR3"));
+    let by_cr3 = walk_one(&[s(&lab.pvh_core), "--cr3", &cr3, "--va", &va, "--json"]);
+    assert_eq!(by_cr3, (None, Some(gpa)), "{va}: the core walked from --cr3 {cr3}");
+    let g = core.guest_core().expect("an xl dump-core core");
+    assert!(core.mem.extents().is_empty(), "an HVM core holds no machine address");
     let mut there = vec![0u8; want.len()];
-    core.mem.read(xenwalk::Maddr(gpa), &mut there).unwrap();
+    g.guest_read(xenwalk::Gpa(gpa), &mut there).unwrap();
     assert_eq!(text, there, "the core at gpa {gpa:#x}");
 }
 
@@ -990,13 +996,14 @@ pub fn pvh_p2m_is_the_cores(lab: &Lab, dump: &Path, xs: &str, extra: &[&str]) {
     let p2m: std::collections::BTreeMap<u64, u64> = pairs.iter().copied().collect();
     assert_eq!(p2m.len(), pairs.len(), "a gfn listed twice");
     let (mut same, mut differ, mut missing) = (0u64, Vec::new(), Vec::new());
-    for e in core.mem.extents().iter().filter(|e| e.present) {
+    let gc = core.guest_core().expect("an xl dump-core core");
+    for e in gc.guest_extents().iter().filter(|e| e.present) {
         for g in e.start.0 >> 12..(e.start.0 + e.len) >> 12 {
             let Some(&m) = p2m.get(&g) else {
                 missing.push(g);
                 continue;
             };
-            let a = core.mem.page(Mfn(g)).unwrap();
+            let a = gc.guest_page(xenwalk::Gfn(g)).unwrap();
             let b = d.mem.page(Mfn(m)).unwrap_or_else(|e| panic!("gfn {g:#x} -> mfn {m:#x}: {e}"));
             if *a == *b { same += 1 } else { differ.push(g) }
         }

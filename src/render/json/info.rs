@@ -5,7 +5,12 @@ use super::*;
 
 #[derive(Serialize)]
 pub struct SegmentJson {
-    pub maddr: Maddr,
+    /// Machine address: every format but an HVM guest core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maddr: Option<Maddr>,
+    /// Guest-physical address: an HVM guest core's ranges (it holds no machine one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpa: Option<crate::addr::Gpa>,
     pub size: u64,
     pub present: bool,
 }
@@ -156,15 +161,17 @@ impl KdumpJson {
 
 impl<'a> InfoLine<'a> {
     pub fn new(d: &'a Dump) -> Self {
-        let ext = d.mem.extents();
+        let extents = d.extents();
+        let ext = extents.ranges();
         let (mut present, mut absent) = (0u64, 0u64);
-        for e in &ext {
-            if e.present {
-                present += e.len;
+        for &(_, len, p) in &ext {
+            if p {
+                present += len;
             } else {
-                absent += e.len;
+                absent += len;
             }
         }
+        let gp = extents.guest_physical();
         let (base, phoff, phnum) = match &d.format {
             Format::Raw { base } => (Some(*base), None, None),
             Format::Elf(s) => (None, Some(s.phoff), Some(s.phnum)),
@@ -187,7 +194,15 @@ impl<'a> InfoLine<'a> {
             base,
             phoff,
             program_headers: phnum,
-            extents: ext.iter().map(|e| SegmentJson { maddr: e.start, size: e.len, present: e.present }).collect(),
+            extents: ext
+                .iter()
+                .map(|&(start, size, present)| SegmentJson {
+                    maddr: (!gp).then_some(Maddr(start)),
+                    gpa: gp.then_some(crate::addr::Gpa(start)),
+                    size,
+                    present,
+                })
+                .collect(),
             bytes_present: present,
             bytes_absent: absent,
             kdump,
