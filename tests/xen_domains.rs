@@ -573,6 +573,40 @@ fn hex_u(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap()
 }
 
+/// A host p2m whose root's last entry names the root again (EPT and NPT): `p2m
+/// --domain 1` lists every gfn the model maps, each table read once, and reports the
+/// entry where the loop closes as a finding (exit 1). Followed as x86 paging is, the
+/// NPT root would be read again as an L3, L2 and L1 and list its own tables as guest
+/// pages.
+#[test]
+fn synthetic_host_p2m_loops_are_listed_once_and_reported() {
+    for npt in [false, true] {
+        let test = if npt { "p2m_loop_npt" } else { "p2m_loop_ept" };
+        let Some(s) = synth(test, Breakage { npt, p2m_loop: true, ..Breakage::default() }) else { return };
+        let m = &s.model;
+        let out = xw(&s, &["p2m", "--domain", "1", "--json"]);
+        assert_eq!(out.code, 1, "{test}: {}", out.stderr);
+        assert!(out.stderr.contains("L4 entry at") && out.stderr.contains("already reached"), "{test}: {}", out.stderr);
+        let mut got = std::collections::BTreeMap::new();
+        for r in out.json_of("p2m_range") {
+            if r["mfn"].is_null() || r["entry_kind"] == "misconfigured" {
+                continue;
+            }
+            for i in 0..r["count"].as_u64().unwrap() {
+                got.insert(hex(&r["pfn"]) + i, hex(&r["mfn"]) + i);
+            }
+        }
+        let mut want = m.domu_p2m.clone();
+        if npt {
+            want.insert(m.domu_bad_gfn, 0xf_0000_0000 >> 12);
+        }
+        assert_eq!(got, want, "{test}");
+        // Translations of mapped gfns are unaffected.
+        let out = xw(&s, &["p2m", "--domain", "1", "--json", "0x8"]);
+        assert_eq!((out.code, hex(&out.json_of("hvm_p2m")[0]["mfn"])), (0, m.domu_p2m[&8]), "{test}");
+    }
+}
+
 /// The same HVM guest with an NPT (AMD HAP) p2m: an x86-64 table indexed by gpa.
 #[test]
 fn synthetic_hvm_with_npt_p2m() {

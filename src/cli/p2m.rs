@@ -590,52 +590,17 @@ fn hvm_p2m(
         }
         runs.push(gfn.0, mfn, kind, frames);
     };
+    let listed = p2m
+        .leaves(|l| push(l.gfn, l.mfn, l.kind, l.frames))
+        .map_err(|e| anyhow::anyhow!("{path}: domain {}: the p2m's root: {e}", d.id))?;
     let root_desc = match &p2m {
         HostP2m::Ept(ept) => {
-            let res = ept.leaves(|gfn, e, frames| {
-                let kind: &'static str = if !e.present() {
-                    e.p2m_type_name()
-                } else if e.misconfig(1, 52).is_some()
-                    && (e.mem_type() == 2 || e.mem_type() == 3 || e.write() && !e.read())
-                {
-                    "misconfigured"
-                } else {
-                    e.p2m_type_name()
-                };
-                push(gfn, e.present().then(|| e.mfn()), kind, frames);
-            });
-            res.map_err(|e| anyhow::anyhow!("{path}: domain {}: EPT root: {e}", d.id))?;
-            format!("EPT root {}", ept.root)
+            format!("EPT root {} ({} tables read, {} not in the dump)", ept.root, listed.tables, listed.unreadable)
         }
-        HostP2m::Pt { mem, root } => {
-            // NPT (and shadow-mode) p2m: an x86-64 table indexed by gpa; the p2m type
-            // is in bits 58:52 of the leaf (`p2m_flags_to_type`, reference "NPT and
-            // shadow-mode p2m", X:xen/arch/x86/mm/p2m-pt.c@4.17.0). Entries not present
-            // hold no frame and are counted, not listed.
-            let mut unreadable = 0u64;
-            let sum = crate::paging::enumerate(*mem, *root, crate::paging::WalkOptions::default(), |ev| {
-                match ev {
-                    crate::paging::Event::Leaf(l) => {
-                        let gpa = l.va.0 & 0x0000_ffff_ffff_ffff;
-                        let t = ((l.entry.0 >> 52) & 0x7f) as usize;
-                        let kind = crate::paging::ept::P2M_TYPES.get(t).copied().unwrap_or("unknown");
-                        push(crate::addr::Gfn(gpa >> 12), Some(l.page.mfn()), kind, l.size() >> 12);
-                    }
-                    crate::paging::Event::Unreadable { .. } => unreadable += 1,
-                    crate::paging::Event::Reserved { va, level, .. } => {
-                        let frames = level.page_size() >> 12;
-                        push(crate::addr::Gfn((va.0 & 0x0000_ffff_ffff_ffff) >> 12), None, "misconfigured", frames);
-                    }
-                }
-                std::ops::ControlFlow::Continue(())
-            });
-            format!(
-                "NPT root {root} ({} tables read, {} not in the dump, {} non-present entries with bits set not listed)",
-                sum.tables.l4 + sum.tables.l3 + sum.tables.l2 + sum.tables.l1,
-                unreadable,
-                sum.not_present_nonzero
-            )
-        }
+        HostP2m::Pt { root, .. } => format!(
+            "NPT root {root} ({} tables read, {} not in the dump, {} non-present entries with bits set not listed)",
+            listed.tables, listed.unreadable, listed.not_present_nonzero
+        ),
     };
     runs.finish()?;
     if !a.output.json {
@@ -647,5 +612,11 @@ fn hvm_p2m(
         )?;
     }
     out.flush()?;
+    // A loop in the p2m's tables is a finding about the dump: the listing above went
+    // on without following it again.
+    if let Some(l) = listed.first_loop {
+        eprintln!("xenwalk: {path}: domain {}: {l}", d.id);
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

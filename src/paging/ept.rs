@@ -286,26 +286,29 @@ impl<'a> Ept<'a> {
     /// table reached a second time (an entry pointing back at its own table or an
     /// ancestor, or two entries at one table) is corruption. It is not followed again
     /// (else a table whose entries point at itself would make 512^3 visits), the
-    /// listing goes on, and the first such entry is the error at the end.
-    pub fn leaves(&self, mut f: impl FnMut(Gfn, EptEntry, u64)) -> Result<(), LeavesError> {
+    /// listing goes on, and the first such entry is [`Listed::first_loop`]. Only an
+    /// unreadable root is an error.
+    pub fn leaves(&self, mut f: impl FnMut(Gfn, EptEntry, u64)) -> Result<Listed, ReadError> {
         let mut seen = HashSet::from([self.root.mfn().0]);
-        let mut first_loop = None;
-        self.visit(self.root, 4, 0, &mut f, &mut seen, &mut first_loop)?;
-        first_loop.map_or(Ok(()), Err)
+        let mut out = Listed { tables: 1, ..Listed::default() };
+        let page = self.mem.page(self.root.mfn())?;
+        self.visit(&page, self.root, 4, 0, &mut f, &mut seen, &mut out);
+        Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn visit(
         &self,
+        page: &crate::mem::Page<'_>,
         table: Maddr,
         level: u8,
         base: u64,
         f: &mut impl FnMut(Gfn, EptEntry, u64),
         seen: &mut HashSet<u64>,
-        first_loop: &mut Option<LeavesError>,
-    ) -> Result<(), ReadError> {
-        let page = self.mem.page(table.mfn())?;
+        out: &mut Listed,
+    ) {
         let desc = EptDesc::new(self.maxphyaddr);
-        let Some(d) = desc.level(level) else { return Ok(()) };
+        let Some(d) = desc.level(level) else { return };
         // In frames: the gfn span of one entry of this level.
         let shift = d.shift - 12;
         for i in 0..512u64 {
@@ -324,33 +327,51 @@ impl<'a> Ept<'a> {
             if level == 1 || (d.superpage_allowed && e.superpage()) {
                 f(Gfn(gfn), e, 1 << shift);
             } else if !seen.insert(e.mfn().0) {
-                first_loop.get_or_insert(LeavesError::Loop {
+                out.first_loop.get_or_insert(TableLoop {
                     level,
                     entry: table.wrapping_add(i * 8),
                     table: e.mfn().maddr(),
                 });
             } else {
-                // A table the dump lacks ends that branch, reported by the caller as a gap.
-                let _ = self.visit(Maddr(e.0 & d.frame), level - 1, gfn, f, seen, first_loop);
+                let next = Maddr(e.0 & d.frame);
+                match self.mem.page(next.mfn()) {
+                    Ok(p) => {
+                        out.tables += 1;
+                        self.visit(&p, next, level - 1, gfn, f, seen, out);
+                    }
+                    // A table the dump lacks ends that branch, counted.
+                    Err(_) => out.unreadable += 1,
+                }
             }
         }
-        Ok(())
     }
 }
 
-/// Why [`Ept::leaves`] could not list every leaf.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LeavesError {
-    /// The root table cannot be read.
-    #[error(transparent)]
-    Root(#[from] ReadError),
-    /// The L`level` entry at `entry` points at `table`, a table the listing had
-    /// already reached: where the tables' loop closes.
-    #[error(
-        "the L{level} entry at {entry} points at the table {table}, already reached: the EPT tables loop (or share a table, which Xen never does); not followed again"
-    )]
-    Loop { level: u8, entry: Maddr, table: Maddr },
+/// What a listing of a host p2m's tables (EPT, or the NPT/shadow x86-64 table) read
+/// besides its leaves, and where its tables loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// Tables read.
+    pub tables: u64,
+    /// Tables the dump lacks: their branches are not listed.
+    pub unreadable: u64,
+    /// Not-present entries with bits set (NPT only: not listed).
+    pub not_present_nonzero: u64,
+    /// The first entry that points at a table the listing had already reached.
+    pub first_loop: Option<TableLoop>,
+}
+
+/// The L`level` entry at `entry` points at `table`, a table the listing had already
+/// reached: where the p2m's tables loop (or share a table, which Xen's p2m code never
+/// does). The entry is not followed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the L{level} entry at {entry} points at the table {table}, already reached: the p2m's tables loop (or share a table, which Xen never does); not followed again"
+)]
+pub struct TableLoop {
+    pub level: u8,
+    pub entry: Maddr,
+    pub table: Maddr,
 }
 
 #[cfg(test)]
@@ -396,8 +417,8 @@ mod tests {
         }
         let ept = Ept::from_eptp(&m, 0x1000 | 3 << 3 | 6, 17).unwrap();
         let mut n = 0;
-        let r = ept.leaves(|_, _, _| n += 1);
-        assert_eq!(r, Err(LeavesError::Loop { level: 4, entry: Maddr(0x1000), table: Maddr(0x1000) }));
-        assert_eq!(n, 0);
+        let r = ept.leaves(|_, _, _| n += 1).unwrap();
+        assert_eq!(r.first_loop, Some(TableLoop { level: 4, entry: Maddr(0x1000), table: Maddr(0x1000) }));
+        assert_eq!((n, r.tables), (0, 1));
     }
 }

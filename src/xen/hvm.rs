@@ -15,11 +15,13 @@ use super::p2m::P2mError;
 use crate::addr::{Gfn, Gpa, Maddr, Mfn, PAGE_SIZE, Vaddr};
 use crate::mem::xlcore::XlCore;
 use crate::mem::{Absent, Page, PhysMem, ReadError, TableMem};
+use crate::paging::PagingDesc;
 use crate::paging::enumerate::Leaf;
-use crate::paging::ept::{Ept, EptWalk};
+use crate::paging::ept::{Ept, EptWalk, Listed, TableLoop};
 use crate::paging::{Entry, Level, Rights};
 use crate::paging::{WalkOptions, walk};
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// How one guest frame translates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -100,6 +102,107 @@ impl<'a> HostP2m<'a> {
                         P2mHit { gfn, mfn: None, page_size: None, p2m_type: None, stop }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One run of guest frames a host p2m entry covers, as a listing reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct P2mLeaf {
+    pub gfn: Gfn,
+    /// The first machine frame (`None`: a valid entry without one, or misconfigured).
+    pub mfn: Option<Mfn>,
+    /// Xen's p2m type name, or `misconfigured` (the MMU faults on the entry).
+    pub kind: &'static str,
+    /// Frames the entry covers.
+    pub frames: u64,
+}
+
+impl HostP2m<'_> {
+    /// Every entry that maps or types guest frames, in gfn order. Each table is read
+    /// once: Xen's p2m code never shares a table between two entries (EPT and the
+    /// NPT/shadow table alike: each intermediate table is a page of its own from
+    /// `p2m_alloc_ptp`, `X:xen/arch/x86/mm/p2m.c@4.17.0`), so a table reached a
+    /// second time — an entry pointing back at its own table or an ancestor — is
+    /// corruption. It is not followed again (a table whose 512 entries point at
+    /// itself would otherwise make 512^3 visits and 2^36 leaves), the listing goes on,
+    /// and the first entry where the loop closes is [`Listed::first_loop`]. Only an
+    /// unreadable root is an error.
+    pub fn leaves(&self, mut f: impl FnMut(P2mLeaf)) -> Result<Listed, ReadError> {
+        match self {
+            HostP2m::Ept(ept) => ept.leaves(|gfn, e, frames| {
+                let kind: &'static str = if !e.present() {
+                    e.p2m_type_name()
+                } else if e.misconfig(1, 52).is_some()
+                    && (e.mem_type() == 2 || e.mem_type() == 3 || e.write() && !e.read())
+                {
+                    "misconfigured"
+                } else {
+                    e.p2m_type_name()
+                };
+                f(P2mLeaf { gfn, mfn: e.present().then(|| e.mfn()), kind, frames });
+            }),
+            HostP2m::Pt { mem, root } => {
+                let desc = PagingDesc::x86_64(WalkOptions::default());
+                let page = mem.page(root.mfn())?;
+                let mut n = Npt { mem: *mem, desc, seen: HashSet::from([root.mfn()]), out: Listed::default() };
+                n.out.tables = 1;
+                n.table(&page, *root, Level::L4, 0, &mut f);
+                Ok(n.out)
+            }
+        }
+    }
+}
+
+/// The NPT/shadow p2m listing: an x86-64 table indexed by gpa, its p2m type in bits
+/// 58:52 of each leaf (`p2m_flags_to_type`, reference "NPT and shadow-mode p2m",
+/// `X:xen/arch/x86/mm/p2m-pt.c@4.17.0`).
+struct Npt<'m> {
+    mem: &'m dyn PhysMem,
+    desc: PagingDesc,
+    seen: HashSet<Mfn>,
+    out: Listed,
+}
+
+impl Npt<'_> {
+    fn table(&mut self, page: &Page<'_>, table: Maddr, level: Level, base: u64, f: &mut impl FnMut(P2mLeaf)) {
+        let d = *self.desc.level(level);
+        let frames = d.page_size >> 12;
+        for i in 0..512u64 {
+            let e = page.entry(i as usize);
+            // In frames: the gfn of the entry's first page (gpa bits 47:12).
+            let gfn = Gfn(base | (i << (d.shift - 12)));
+            if e & self.desc.present == 0 {
+                self.out.not_present_nonzero += u64::from(e != 0);
+                continue;
+            }
+            if d.reserved(e) != 0 {
+                f(P2mLeaf { gfn, mfn: None, kind: "misconfigured", frames });
+                continue;
+            }
+            let (Some(below), false) = (level.below(), d.is_leaf(e)) else {
+                let t = ((e >> 52) & 0x7f) as usize;
+                let kind = crate::paging::ept::P2M_TYPES.get(t).copied().unwrap_or("unknown");
+                f(P2mLeaf { gfn, mfn: Some(Maddr(d.addr(e)).mfn()), kind, frames });
+                continue;
+            };
+            let next = Maddr(d.addr(e));
+            if !self.seen.insert(next.mfn()) {
+                self.out.first_loop.get_or_insert(TableLoop {
+                    level: level.number(),
+                    entry: table.wrapping_add(i * 8),
+                    table: next,
+                });
+                continue;
+            }
+            match self.mem.page(next.mfn()) {
+                Ok(p) => {
+                    self.out.tables += 1;
+                    self.table(&p, next, below, gfn.0, f);
+                }
+                // A table the dump lacks ends that branch, counted.
+                Err(_) => self.out.unreadable += 1,
             }
         }
     }
