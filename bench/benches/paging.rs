@@ -13,6 +13,8 @@
 //!   --vas N          random VAs per run (default 1,000,000)
 //!   --reps N         warm repetitions, the median is shown (default 5)
 //!   --no-memflow     xenwalk only
+//!   --baseline BIN   another build's xenwalk binary, timed on the same CLI commands,
+//!                    interleaved with this build's (before/after; XENWALK_BENCH_BASELINE)
 //!   --dir DIR        where synthetic images are built and kept (default target/bench-images)
 //! The same settings as environment variables: XENWALK_BENCH_ONLY, XENWALK_BENCH_IMAGE,
 //! XENWALK_BENCH_CR3, XENWALK_BENCH_VAS_FILE, XENWALK_BENCH_VAS, XENWALK_BENCH_REPS,

@@ -2,7 +2,7 @@
 //! memory-mapped raw file, timed like the xenwalk child, and its answers checked
 //! against xenwalk's.
 
-use crate::measure::{median, secs};
+use crate::measure::{report, secs};
 use crate::{Res, err};
 use std::fs::File;
 use std::path::Path;
@@ -40,7 +40,7 @@ pub fn memflow_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
         opens.push(t.elapsed());
         drop(v);
     }
-    println!("open_s {}", secs(median(opens)));
+    report("open_s", opens);
     let to_ranges = |v: &[u64]| v.iter().map(|&a| CTup2(Address::from(a), 1 as umem)).collect::<Vec<_>>();
     let random_r = to_ranges(random);
     let seq_r = to_ranges(seq);
@@ -84,7 +84,7 @@ pub fn memflow_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("random_warm_s {}", secs(median(warm)));
+    report("random_warm_s", warm);
     // The same VAs in batches of MF_BATCH (fewer answers).
     let chunk = MF_BATCH;
     let run_batched = |vm: &mut VirtualDma<_, _, _>, r: &[VtopRange]| {
@@ -122,7 +122,7 @@ pub fn memflow_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("seq_warm_s {}", secs(median(warm)));
+    report("seq_warm_s", warm);
 
     // Whole space: memflow's range translation, one callback per leaf it finds.
     let mut vm = open()?;
@@ -143,7 +143,7 @@ pub fn memflow_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
     let (cold, leaves) = count(&mut vm);
     println!("enum_cold_s {}", secs(cold));
     println!("leaves {leaves}");
-    println!("enum_warm_s {}", secs(median((0..reps).map(|_| count(&mut vm).0).collect())));
+    report("enum_warm_s", (0..reps).map(|_| count(&mut vm).0).collect());
     println!("peak_rss {}", resident::rss().map_or(0, |r| r.peak));
 
     // Not timed: do memflow's answers agree with xenwalk's where it gives one?

@@ -1,7 +1,7 @@
 //! The xenwalk child: opens, translations (batched, lean, one at a time, plain walks)
 //! and whole-space enumeration, timed cold and warm, with peak resident memory.
 
-use crate::measure::{median, secs};
+use crate::measure::{report, secs};
 use crate::{Res, err};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -27,7 +27,7 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
         opens.push(t.elapsed());
         drop(d);
     }
-    println!("open_s {}", secs(median(opens)));
+    report("open_s", opens);
 
     // Random VAs: a fresh dump and translator (cold), then warm passes.
     let run = |t: &mut Translator<'_>, vas: &[Vaddr]| {
@@ -53,7 +53,7 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("random_warm_s {}", secs(median(warm)));
+    report("random_warm_s", warm);
     println!("random_releases {}", t.releases());
     let mut one = Translator::new(mem, root, opts);
     let single = (0..reps.min(3))
@@ -69,7 +69,7 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("random_single_s {}", secs(median(single)));
+    report("random_single_s", single);
     drop(one);
     drop(t);
     drop(dump);
@@ -104,7 +104,7 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("lean_warm_s {}", secs(median(warm)));
+    report("lean_warm_s", warm);
     // Not timed: the two paths agree VA for VA (a matching checksum is not enough);
     // the first VA where they differ aborts the run.
     t.translate_many(&random, &mut out);
@@ -136,7 +136,7 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("seq_warm_s {}", secs(median(warm)));
+    report("seq_warm_s", warm);
     drop(t);
     drop(dump);
 
@@ -177,18 +177,18 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
     let (cold, leaves) = tables(true);
     println!("enum_cold_s {}", secs(cold));
     println!("leaves {leaves}");
-    println!("enum_warm_s {}", secs(median((0..reps).map(|_| tables(true).0).collect())));
-    println!("enum_seq_budget_s {}", secs(median((0..reps.min(3)).map(|_| tables(false).0).collect())));
+    report("enum_warm_s", (0..reps).map(|_| tables(true).0).collect());
+    report("enum_seq_budget_s", (0..reps.min(3)).map(|_| tables(false).0).collect());
     // One callback per leaf (enumerate_with), as before: the same leaves.
     let (t, per_leaf) = count(true, false);
     if per_leaf != leaves {
         return Err(format!("per-leaf enumeration found {per_leaf} leaves, the table-at-a-time one {leaves}"));
     }
-    println!("enum_leaf_warm_s {}", secs(median((0..reps).map(|_| count(true, false).0).chain([t]).collect())));
+    report("enum_leaf_warm_s", (0..reps).map(|_| count(true, false).0).chain([t]).collect());
     // Everything above runs under the default residency budget: its peak.
     println!("peak_rss {}", resident::rss().map_or(0, |r| r.peak));
     // References without the budget (they map every table page they read).
-    println!("enum_seq_s {}", secs(median((0..reps.min(3)).map(|_| count(false, true).0).collect())));
+    report("enum_seq_s", (0..reps.min(3)).map(|_| count(false, true).0).collect());
     let walks = (0..reps.min(3))
         .map(|_| {
             let s = Instant::now();
@@ -202,6 +202,6 @@ pub fn xenwalk_child(image: &Path, cr3: u64, random: &[u64], seq: &[u64], reps: 
             s.elapsed()
         })
         .collect();
-    println!("random_walk_s {}", secs(median(walks)));
+    report("random_walk_s", walks);
     Ok(())
 }

@@ -102,7 +102,7 @@ pub fn run(raw: &Path, shared: &Path, dir: &Path, reps: usize) -> Res<()> {
         ),
     ];
     println!("\n== struct offsets from every source (real dom0 image; CLI end to end, median of {reps})");
-    println!("{:<24} {:<16} {:>9} {:>8}  output", "command", "source", "seconds", "ratio");
+    println!("{:<24} {:<16} {:>9} {:>7} {:>8}  output", "command", "source", "seconds", "spread", "ratio");
     for (name, cmd) in &commands {
         let mut base: Option<(f64, String)> = None;
         for (src, extra) in &sources {
@@ -114,8 +114,8 @@ pub fn run(raw: &Path, shared: &Path, dir: &Path, reps: usize) -> Res<()> {
                 args.extend(["--xen-phys-start".into(), phys.clone()]);
             }
             let text = out(&args)?;
-            let (t, _, code) = cli(&args, reps)?;
-            let t = secs(t);
+            let run = cli(&args, reps)?;
+            let (t, code) = (secs(run.time), run.code);
             let (ratio, same) = match &base {
                 None => {
                     base = Some((t, text.clone()));
@@ -132,7 +132,8 @@ pub fn run(raw: &Path, shared: &Path, dir: &Path, reps: usize) -> Res<()> {
             }
             let flag = if ratio > 2.0 { "  OVER 2x" } else { "" };
             let verdict = if other_build { format!("other build, exit {code}, not compared") } else { "same".into() };
-            println!("{name:<24} {src:<16} {t:>9.3} {ratio:>7.2}x  {verdict}{flag}");
+            let sp = format!("±{:.0}%", run.spread * 100.0);
+            println!("{name:<24} {src:<16} {t:>9.3} {sp:>7} {ratio:>7.2}x  {verdict}{flag}");
         }
     }
     Ok(())

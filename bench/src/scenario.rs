@@ -3,7 +3,7 @@
 
 use crate::Res;
 use crate::child_memflow::MF_BATCH;
-use crate::measure::{Figures, cli, measure, secs};
+use crate::measure::{Figures, cli_pair, measure, secs};
 use crate::report::{group, human, mib, on_disk};
 use crate::settings::Settings;
 use crate::vas::va_sets;
@@ -51,24 +51,35 @@ pub fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>)
     };
     let img = sc.image.display().to_string();
     let cr3 = format!("{:#x}", sc.cr3);
-    let (t_va, rss_va, code_va) = cli(
-        &[
-            img.clone(),
-            "--cr3".into(),
-            cr3.clone(),
-            "--brief".into(),
-            "--va-file".into(),
-            vas.random_txt.display().to_string(),
-        ],
-        3,
-    )?;
-    let (t_list, rss_list, code_list) = cli(&[img, "--cr3".into(), cr3, "--brief".into()], 3)?;
+    let va_args = vec![
+        img.clone(),
+        "--cr3".into(),
+        cr3.clone(),
+        "--brief".into(),
+        "--va-file".into(),
+        vas.random_txt.display().to_string(),
+    ];
+    let list_args = vec![img, "--cr3".into(), cr3, "--brief".into()];
+    let base = s.baseline.as_deref();
+    let va = cli_pair(&va_args, s.reps, base)?;
+    let list = cli_pair(&list_args, s.reps, base)?;
+    let (t_va, rss_va, code_va) = (va[0].time, va[0].rss, va[0].code);
+    let (t_list, rss_list, code_list) = (list[0].time, list[0].rss, list[0].code);
 
     let mut f = xw.clone();
     f.x.insert("cli_va_s".into(), secs(t_va));
+    f.x.insert("cli_va_s_spread".into(), va[0].spread);
     f.x.insert("cli_va_rss".into(), rss_va as f64);
     f.x.insert("cli_list_s".into(), secs(t_list));
+    f.x.insert("cli_list_s_spread".into(), list[0].spread);
     f.x.insert("cli_list_rss".into(), rss_list as f64);
+    for (key, runs) in [("cli_va_s", &va), ("cli_list_s", &list)] {
+        if let Some(b) = runs.get(1) {
+            f.x.insert(format!("base_{key}"), secs(b.time));
+            f.x.insert(format!("base_{key}_spread"), b.spread);
+            f.x.insert(format!("base_{key}_code"), f64::from(b.code));
+        }
+    }
     if let Some(m) = &mf {
         for (k, v) in &m.x {
             f.x.insert(format!("mf_{k}"), *v);
@@ -86,6 +97,14 @@ pub fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>)
         println!("  {name:<42} {:>16} {:>16} {:>10}", fmt(a), fmt(b), ratio);
     };
     println!("  {:<42} {:>16} {:>16} {:>10}", "", "xenwalk", "memflow", "xw/mf");
+    // The repetitions' spread ((max - min) / median of the times) of each warm figure.
+    let spreads: Vec<String> = ["random_warm_s", "lean_warm_s", "seq_warm_s", "enum_warm_s", "enum_leaf_warm_s"]
+        .iter()
+        .filter_map(|k| {
+            xw.get(&format!("{k}_spread")).map(|v| format!("{} ±{:.0}%", k.trim_end_matches("_s"), v * 100.0))
+        })
+        .collect();
+    println!("  spread of {} warm repetitions: {}", s.reps, spreads.join(", "));
     let mfv = |k: &str| mf.as_ref().and_then(|m| m.get(k));
     row("open (ms)", xw.get("open_s").map(|t| t * 1e3), mfv("open_s").map(|t| t * 1e3), "ms");
     row(
@@ -183,17 +202,42 @@ pub fn run_scenario(s: &Settings, sc: &Scenario, done: &BTreeMap<&str, Figures>)
         mf.as_ref().map_or("-".into(), |m| mib(m.get("harness_rss")))
     );
     println!(
-        "  CLI --brief --va-file ({} VAs) > /dev/null: {:.3} s ({:.2} M VAs/s), peak RSS {} MiB, exit {code_va}",
+        "  CLI --brief --va-file ({} VAs) > /dev/null: {:.3} s ±{:.0}% ({:.2} M VAs/s), peak RSS {} MiB, exit {code_va}",
         group(n as u64),
         secs(t_va),
+        va[0].spread * 100.0,
         n / secs(t_va) / 1e6,
         mib(Some(rss_va as f64))
     );
     println!(
-        "  CLI --brief whole-space listing > /dev/null: {:.3} s, peak RSS {} MiB, exit {code_list}",
+        "  CLI --brief whole-space listing > /dev/null: {:.3} s ±{:.0}%, peak RSS {} MiB, exit {code_list}",
         secs(t_list),
+        list[0].spread * 100.0,
         mib(Some(rss_list as f64))
     );
+    // Before/after: the baseline build on the same commands, interleaved. A difference
+    // is claimed only beyond the sum of both spreads.
+    for (what, runs) in [("--va-file", &va), ("listing", &list)] {
+        if let Some(b) = runs.get(1) {
+            let (after, before) = (secs(runs[0].time), secs(b.time));
+            let noise = runs[0].spread + b.spread;
+            let change = (after - before) / before;
+            let verdict = if change.abs() <= noise {
+                "within the noise".to_string()
+            } else if change < 0.0 {
+                format!("{:.2}x faster", before / after)
+            } else {
+                format!("{:.2}x slower", after / before)
+            };
+            println!(
+                "  CLI {what}: baseline {before:.3} s ±{:.0}% (exit {}), this build {after:.3} s ±{:.0}%: {verdict} (noise {:.0}%)",
+                b.spread * 100.0,
+                b.code,
+                runs[0].spread * 100.0,
+                noise * 100.0
+            );
+        }
+    }
     if let Some(t) = mfv("random_cold_s") {
         println!(
             "  CLI end to end vs memflow in-process, same VAs (cold): {:.2}x (>= 1 means the CLI is as fast or faster)",

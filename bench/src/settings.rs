@@ -11,6 +11,9 @@ pub struct Settings {
     pub reps: usize,
     pub memflow: bool,
     pub dir: PathBuf,
+    /// Another build's `xenwalk` binary, timed on the same CLI commands in the same
+    /// run (before/after).
+    pub baseline: Option<PathBuf>,
 }
 
 pub fn settings() -> Res<Settings> {
@@ -31,13 +34,19 @@ pub fn settings() -> Res<Settings> {
     let reps = take("--reps", "XENWALK_BENCH_REPS").map_or(Ok(5), |v| v.parse().map_err(err("--reps")))?;
     let dir =
         take("--dir", "XENWALK_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir().join("bench-images"));
+    let baseline = take("--baseline", "XENWALK_BENCH_BASELINE").map(PathBuf::from);
     let memflow = !args.iter().any(|a| a == "--no-memflow");
     let image = match (image, cr3) {
         (Some(i), Some(c)) => Some((PathBuf::from(i), xenwalk::parse::hex_u64(&c)?, va_file.map(PathBuf::from))),
         (Some(_), None) => return Err("--image needs --cr3".into()),
         _ => None,
     };
-    Ok(Settings { only, image, vas, reps: reps.max(1), memflow, dir })
+    if let Some(b) = &baseline {
+        if !b.is_file() {
+            return Err(format!("--baseline {}: no such file", b.display()));
+        }
+    }
+    Ok(Settings { only, image, vas, reps: reps.max(1), memflow, dir, baseline })
 }
 
 pub fn target_dir() -> PathBuf {
