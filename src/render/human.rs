@@ -756,7 +756,7 @@ pub fn xen_info(out: &mut dyn Write, x: &Xen, d: &Dump) -> io::Result<()> {
     if x.offsets.asks(crate::xen::offsets::OffsetSource::Infer) {
         for k in crate::xen::infer::COVERED {
             if offs.offset(k).is_err() {
-                let why = x.inferred(&*d.mem).get(k).err().unwrap_or_default();
+                let why = x.inferred(&*d.mem).get(k).err().map(|e| e.to_string()).unwrap_or_default();
                 writeln!(out, "  [I] {k}: not inferred: {why}")?;
             }
         }

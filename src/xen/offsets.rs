@@ -7,6 +7,7 @@
 //! `page_info.v.inuse._domain`); sizes are `sizeof(struct name)`.
 
 use super::dwarf::DwarfError;
+use super::infer::InferError;
 use super::profile::Profile;
 use super::symbols::XenSyms;
 use super::{Source, Sourced, Xen};
@@ -25,13 +26,13 @@ pub enum OffsetError {
     /// No source knows the offset of `key`: what DWARF said (when there is a
     /// `xen-syms`), and which built-in table was asked (`what` of the table), if any.
     /// The CLI adds how to give the value (`--offset`, `--profile`).
-    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin, inferred: inferred.as_deref().map(String::as_str), sources, profiles: *profiles })]
+    #[error("offset of {key} unknown: {}", UnknownWhy { dwarf, builtin, inferred: inferred.as_deref(), sources, profiles: *profiles })]
     UnknownOffset {
         key: String,
         dwarf: Option<DwarfError>,
         builtin: Option<&'static str>,
         /// Why inference refused the key, when it was asked (boxed: errors stay small).
-        inferred: Option<Box<String>>,
+        inferred: Option<Box<InferError>>,
         /// The sources asked, in order.
         sources: Vec<OffsetSource>,
         /// How many profiles were given.
@@ -111,7 +112,7 @@ impl OffsetConfig {
 struct UnknownWhy<'a> {
     dwarf: &'a Option<DwarfError>,
     builtin: &'a Option<&'static str>,
-    inferred: Option<&'a str>,
+    inferred: Option<&'a InferError>,
     sources: &'a [OffsetSource],
     profiles: usize,
 }
