@@ -29,6 +29,11 @@
 # kernel is the same Linux, booted natively by Xen's kexec path, with an initramfs
 # of busybox and the virtio modules.
 #
+# The same boot files make a second lab, the dom0-panic one: when the harness has
+# written SQ into /dev/vda's last sector before booting, /init creates no guest and,
+# on GO, makes dom0's own kernel panic (`echo c > /proc/sysrq-trigger`) instead, so
+# that Xen crashes into the crash kernel on dom0's behalf.
+#
 # Xen 4.20: the hypervisor, its -dbg package (whose xen-syms, unlike 4.17's, has
 # DWARF), the toolstack (xen-utils-4.20 and its libraries), kexec-tools and the C
 # library they are built against come from trixie; Linux and busybox stay Debian
@@ -258,6 +263,41 @@ xenconsoled --pid-file=/var/run/xenconsoled.pid --log=guest --log-dir=/var/log/x
 # cancels its reader thread; seen once in a few runs, under load), sometimes after
 # doing its work: each step is judged by its result and tried again if need be.
 note() { echo "marker: note $*"; }
+# The crash: the harness first has QEMU dump the machine as it is now, then writes
+# GO into the last sector of /dev/vda. Then a crash kernel is loaded into the region
+# Xen reserved (crashkernel=) and Xen crashes into it: Xen's kexec path writes its
+# crash notes and jumps to the crash kernel, whose /init copies /proc/vmcore onto
+# /dev/vdb. Made to crash by `$1`: `xen` (debug key C: Xen's own crash) or `dom0`
+# (dom0's kernel panics, `echo c > /proc/sysrq-trigger`; its panic notifier asks
+# Xen to shut dom0 down as crashed, and Xen's hwdom_shutdown crashes into kexec on
+# its behalf: "Hardware Dom0 crashed", X:xen/common/shutdown.c@4.17.0).
+last=$(( $(cat /sys/block/vda/size) - 1 ))
+sector() { dd if=/dev/vda bs=512 skip=$last count=1 iflag=direct 2>/dev/null | head -c 2; }
+crash() {
+    until [ "$(sector)" = GO ]; do sleep 0.5; done
+    step kexec
+    kexec -p /boot/vmlinuz --initrd=/boot/crash-initrd.gz \
+        --append="console=ttyS0,115200 irqpoll nr_cpus=1 reset_devices rdinit=/init" || fail "kexec -p"
+    step crash "$1"
+    for n in 1 2 3; do
+        if [ "$1" = dom0 ]; then
+            echo c >/proc/sysrq-trigger
+        else
+            xl debug-keys C || note "xl debug-keys exited with status $?"
+        fi
+        sleep 20
+    done
+    fail "Xen did not crash into the crash kernel"
+}
+# The harness asks for the dom0-panic lab with SQ in that sector at boot: no guests
+# then, only dom0 and the crash.
+if [ "$(sector)" = SQ ]; then
+    echo "marker: kernel $(uname -r)"
+    echo 0 > /proc/sys/kernel/kptr_restrict
+    echo "marker: linux_banner $(grep ' linux_banner$' /proc/kallsyms)"
+    echo "marker: CORE-WRITTEN"
+    crash dom0
+fi
 step xl create
 n=0
 until xl list guest >/dev/null 2>&1; do
@@ -338,22 +378,7 @@ if [ -f /etc/xen/pvh.cfg ]; then
 fi
 sync
 echo "marker: CORE-WRITTEN"
-# The crash: the harness first has QEMU dump the machine as it is now, then writes
-# GO into the last sector of /dev/vda. Then a crash kernel is loaded into the region
-# Xen reserved (crashkernel=) and Xen is made to crash (debug key C): Xen's kexec
-# path writes its crash notes and jumps to the crash kernel, whose /init copies
-# /proc/vmcore onto /dev/vdb.
-last=$(( $(cat /sys/block/vda/size) - 1 ))
-until [ "$(dd if=/dev/vda bs=512 skip=$last count=1 iflag=direct 2>/dev/null | head -c 2)" = GO ]; do sleep 0.5; done
-step kexec
-kexec -p /boot/vmlinuz --initrd=/boot/crash-initrd.gz \
-    --append="console=ttyS0,115200 irqpoll nr_cpus=1 reset_devices rdinit=/init" || fail "kexec -p"
-step crash
-for n in 1 2 3; do
-    xl debug-keys C || note "xl debug-keys exited with status $?"
-    sleep 20
-done
-fail "Xen did not crash into the crash kernel"
+crash xen
 INIT
 # The crash kernel's initramfs: busybox and the virtio modules.
 ck="$out/crash-initrd"

@@ -44,8 +44,30 @@ pub struct Console {
     pub faults: Vec<FaultMsg>,
     /// `Pagetable walk from` blocks.
     pub walks: Vec<ConsoleWalk>,
+    /// `Hardware Dom0 crashed:` (`Domain 0 crashed:` before Xen 4.5): the hardware
+    /// domain asked to be shut down as crashed (Linux's panic notifier does), and Xen,
+    /// with a crash kernel loaded, crashed into it on the domain's behalf
+    /// (`hwdom_shutdown`, `X:xen/common/shutdown.c@4.17.0`): the crash is the domain's,
+    /// not Xen's.
+    pub hwdom_crash: Option<HwdomCrash>,
+    /// `Kernel panic - not syncing: MSG`: a Linux kernel's panic, as dom0's reaches
+    /// Xen's console through hvc0.
+    pub kernel_panics: Vec<KernelPanic>,
     /// What was noticed and ignored (a block cut short, an unparsable walk line).
     pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HwdomCrash {
+    pub line: usize,
+    /// The hardware domain's id (0 unless a late hardware domain was built).
+    pub domain: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelPanic {
+    pub line: usize,
+    pub message: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -285,6 +307,19 @@ pub fn parse(text: &str) -> Console {
                 r.cr2 = r.cr2.or(cr2);
             }
         }
+        if c.hwdom_crash.is_none() {
+            let id = tt
+                .strip_prefix("Hardware Dom")
+                .and_then(|r| r.split_once(" crashed:"))
+                .and_then(|(d, _)| d.parse().ok())
+                .or_else(|| tt.starts_with("Domain 0 crashed:").then_some(0));
+            if let Some(domain) = id {
+                c.hwdom_crash = Some(HwdomCrash { line: n, domain });
+            }
+        }
+        if let Some((_, msg)) = tt.split_once("Kernel panic - not syncing: ") {
+            c.kernel_panics.push(KernelPanic { line: n, message: msg.trim().to_string() });
+        }
         // Page-fault error codes: `[error_code=0002]` (a fatal fault), `#PF[0002]`.
         for (pat, close) in [("[error_code=", ']'), ("#PF[", ']')] {
             if let Some((_, r)) = tt.split_once(pat) {
@@ -325,6 +360,22 @@ mod tests {
         (XEN) [error_code=0002]\r\n\
         (XEN) Faulting linear address: 0000000000000010\r\n\
         (XEN) ****************************************\r\n";
+
+    /// dom0's panic as the 4.17 lab's serial log has it: Linux's line through hvc0
+    /// (a timestamp, no prefix), then Xen's.
+    #[test]
+    fn a_dom0_panic_and_xens_crash_on_its_behalf() {
+        let log = "[   41.023456] sysrq: Trigger a crash\r\n\
+            [   41.024001] Kernel panic - not syncing: sysrq triggered crash\r\n\
+            (XEN) Hardware Dom0 crashed: Executing kexec image on cpu0\r\n";
+        let c = parse(log);
+        assert_eq!(c.kernel_panics.len(), 1);
+        assert_eq!((c.kernel_panics[0].line, c.kernel_panics[0].message.as_str()), (2, "sysrq triggered crash"));
+        let h = c.hwdom_crash.expect("Hardware Dom0 crashed");
+        assert_eq!((h.line, h.domain), (3, 0));
+        assert!(parse("(XEN) Domain 0 crashed: rebooting machine in 5 seconds.").hwdom_crash.is_some());
+        assert!(parse(LOG).hwdom_crash.is_none() && parse(LOG).kernel_panics.is_empty());
+    }
 
     #[test]
     fn a_fatal_page_fault_with_crlf_colours_and_timestamps() {

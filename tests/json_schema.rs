@@ -793,7 +793,25 @@ struct ConsoleLine {
     regs: Vec<ConsoleRegs>,
     faults: Vec<ConsoleFault>,
     walks: Vec<ConsoleWalk>,
+    hwdom_crash: Option<ConsoleHwdomCrash>,
+    kernel_panics: Vec<ConsoleKernelPanic>,
     notes: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleHwdomCrash {
+    line: usize,
+    domain: u32,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ConsoleKernelPanic {
+    line: usize,
+    message: String,
 }
 
 #[derive(Deserialize, Debug)]

@@ -151,6 +151,16 @@ fn human(out: &mut dyn Write, r: &Report, input: &DumpArgs, path: String) -> io:
                 p.message.join(" / ")
             )?;
         }
+        for k in &con.kernel_panics {
+            writeln!(out, "  line {}: a Linux kernel panicked: {}", k.line, k.message)?;
+        }
+        if let Some(h) = &con.hwdom_crash {
+            writeln!(
+                out,
+                "  line {}: Hardware Dom{} crashed: Xen crashed into the crash kernel on dom{}'s behalf (the crash is the domain's, not Xen's)",
+                h.line, h.domain, h.domain
+            )?;
+        }
         for f in &con.faults {
             writeln!(
                 out,

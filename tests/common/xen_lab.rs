@@ -49,12 +49,22 @@ pub struct Spec {
     pub minor: u64,
     /// Under `CARGO_TARGET_TMPDIR`: `boot/` (the script's files) and `run/` (results).
     pub dir: &'static str,
+    /// The results' folder in `dir` (the boot files are shared by the labs of a version).
+    pub run: &'static str,
+    /// The dom0-panic lab: no guests, and dom0's own kernel panics
+    /// (`echo c > /proc/sysrq-trigger`), so that Xen crashes into the crash kernel on
+    /// its behalf (scripts/xen-lab.sh).
+    pub dom0_panic: bool,
 }
 
 /// Debian 12's Xen 4.17 (xen-syms without DWARF).
-pub const XEN_4_17: Spec = Spec { version: "4.17", major: 4, minor: 17, dir: "xen-lab" };
+pub const XEN_4_17: Spec = Spec { version: "4.17", major: 4, minor: 17, dir: "xen-lab", run: "run", dom0_panic: false };
+/// The same Xen, crashed by dom0's kernel panic.
+pub const XEN_4_17_DOM0_PANIC: Spec =
+    Spec { version: "4.17", major: 4, minor: 17, dir: "xen-lab", run: "run-dom0-panic", dom0_panic: true };
 /// Debian 13's Xen 4.20 (xen-syms with DWARF), with Debian 12's Linux.
-pub const XEN_4_20: Spec = Spec { version: "4.20", major: 4, minor: 20, dir: "xen-lab-4.20" };
+pub const XEN_4_20: Spec =
+    Spec { version: "4.20", major: 4, minor: 20, dir: "xen-lab-4.20", run: "run", dom0_panic: false };
 
 /// What one lab run produced.
 pub struct Lab {
@@ -114,7 +124,15 @@ pub fn marker(log: &str, prefix: &str) -> Option<String> {
 
 /// Wait until the console shows `want`; Err with the console's end when the lab
 /// says FAILED, QEMU ends, or `limit` passes.
-fn wait_for(q: &mut Qemu, serial: &Path, want: &str, limit: Duration) -> Result<String, String> {
+/// Wait for `want` on the console. Xen's or dom0's crash ends the wait as a failure,
+/// but for dom0's in the dom0-panic lab's crash part (`dom0_crash_expected`).
+fn wait_for(
+    q: &mut Qemu,
+    serial: &Path,
+    want: &str,
+    limit: Duration,
+    dom0_crash_expected: bool,
+) -> Result<String, String> {
     let t0 = Instant::now();
     loop {
         let log = std::fs::read_to_string(serial).unwrap_or_default();
@@ -122,7 +140,7 @@ fn wait_for(q: &mut Qemu, serial: &Path, want: &str, limit: Duration) -> Result<
             return Ok(log);
         } else if let Some(f) = marker(&log, "marker: FAILED") {
             return Err(format!("failed at {f}"));
-        } else if log.contains("Dom0 crashed") || log.contains("Panic on CPU") {
+        } else if (log.contains("Dom0 crashed") && !dom0_crash_expected) || log.contains("Panic on CPU") {
             return Err("Xen or dom0 crashed".into());
         } else if q.exited() {
             return Err("QEMU ended".into());
@@ -142,6 +160,16 @@ fn elf_end(d: &[u8]) -> usize {
     (0..shnum).map(|i| u(shoff + 64 * i + 0x18, 8) + u(shoff + 64 * i + 0x20, 8)).fold(shoff + 64 * shnum, usize::max)
 }
 
+/// `word` at the start of the last sector of the lab's first disk (256 MiB), where
+/// /init looks for the harness's word (scripts/xen-lab.sh).
+fn write_last_sector(disk: &Path, word: &[u8]) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().write(true).open(disk).unwrap();
+    f.seek(SeekFrom::Start((256 << 20) - 512)).unwrap();
+    f.write_all(word).unwrap();
+    f.sync_all().unwrap();
+}
+
 /// The console's last lines, for a failure message.
 pub fn tail(serial: &Path) -> String {
     let log = std::fs::read_to_string(serial).unwrap_or_default();
@@ -155,7 +183,7 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
         .ok_or("needs qemu-system-x86_64 (Debian's qemu-system-x86; scripts/test.sh installs it)")?;
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(spec.dir);
     let boot = root.join("boot");
-    let run = root.join("run");
+    let run = root.join(spec.run);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/xen-lab.sh");
     let out = Command::new(&script)
         .arg(&boot)
@@ -213,6 +241,7 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
     key_src.extend(args.join(" ").bytes());
     key_src.extend(LAB_VERSION.bytes());
     key_src.extend(spec.version.bytes());
+    key_src.extend(format!("{} {}", spec.run, spec.dom0_panic).bytes());
     let key = format!("{:016x}", fnv(&key_src));
     let done = run.join("done");
     let crash_files = Crash { vmcore: run.join("vmcore.elf"), machine: run.join("machine-crash.kdump") };
@@ -258,11 +287,15 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
         for (disk, size) in [("disk.img", 256u64 << 20), ("vmcore.img", 1200 << 20), ("pvh.img", 128 << 20)] {
             std::fs::File::create(run.join(disk)).and_then(|f| f.set_len(size)).unwrap();
         }
+        if spec.dom0_panic {
+            // The dom0-panic lab: SQ in the first disk's last sector, read by /init.
+            write_last_sector(&run.join("disk.img"), b"SQ");
+        }
         let t0 = Instant::now();
         let mut cmd = Command::new(&qemu);
         cmd.args(&args);
         let mut q = Qemu::start(cmd, &run.join("qmp.sock"));
-        match wait_for(&mut q, &serial, "marker: CORE-WRITTEN", Duration::from_secs(1200)) {
+        match wait_for(&mut q, &serial, "marker: CORE-WRITTEN", Duration::from_secs(1200), false) {
             Ok(log) => break (q, log, t0),
             Err(e) => {
                 drop(q);
@@ -299,9 +332,12 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
     // QEMU's own walk of CPU 0's CR3 at that moment (dom0's, which holds Xen's slots).
     let tlb = q.cmd(serde_json::json!({"execute": "human-monitor-command", "arguments": {"command-line": "info tlb"}}));
     std::fs::write(run.join("qemu-info-tlb-cpu0.txt"), tlb.as_str().expect("info tlb's text")).unwrap();
-    let disk = std::fs::read(run.join("disk.img")).unwrap();
-    let size = elf_end(&disk);
-    std::fs::write(run.join("guest.core"), &disk[..size]).unwrap();
+    let mut size = 0;
+    if !spec.dom0_panic {
+        let disk = std::fs::read(run.join("disk.img")).unwrap();
+        size = elf_end(&disk);
+        std::fs::write(run.join("guest.core"), &disk[..size]).unwrap();
+    }
     let mut pvh_size = 0;
     if pvh_banner.is_some() {
         let disk = std::fs::read(run.join("pvh.img")).unwrap();
@@ -319,14 +355,9 @@ fn make_lab(spec: &'static Spec) -> Result<Lab, String> {
 
     // Part two: GO in the disk's last sector; dom0 loads the crash kernel and makes
     // Xen crash into it; the crash kernel copies /proc/vmcore to the second disk.
-    let mut f = std::fs::OpenOptions::new().write(true).open(run.join("disk.img")).unwrap();
-    use std::io::{Seek, SeekFrom};
-    f.seek(SeekFrom::Start((256 << 20) - 512)).unwrap();
-    f.write_all(b"GO").unwrap();
-    f.sync_all().unwrap();
-    drop(f);
+    write_last_sector(&run.join("disk.img"), b"GO");
     q.cmd(serde_json::json!({"execute": "cont"}));
-    let crash = match wait_for(&mut q, &serial, "marker: VMCORE-WRITTEN", Duration::from_secs(900)) {
+    let crash = match wait_for(&mut q, &serial, "marker: VMCORE-WRITTEN", Duration::from_secs(900), spec.dom0_panic) {
         Ok(log) => {
             let size: usize = marker(&log, "marker: VMCORE-WRITTEN").unwrap().parse().expect("the vmcore's size");
             q.cmd(serde_json::json!({"execute": "stop"}));
@@ -689,7 +720,7 @@ pub fn vmcore_domains_and_p2m_with(lab: &Lab, c: &Crash, xs: &Path, extra: &[&st
 
 /// `makedumpfile -c -X -d 1` of Xen's crash dump into a temporary directory named
 /// for `dir_name`: (the directory, the filtered file), or None with NOT RUN said.
-fn makedumpfile_x(c: &Crash, dir_name: &str, test: &str) -> Option<(PathBuf, PathBuf)> {
+pub fn makedumpfile_x(c: &Crash, dir_name: &str, test: &str) -> Option<(PathBuf, PathBuf)> {
     let Some(mdf) = find_in_path("makedumpfile") else {
         not_run(test, "needs makedumpfile (scripts/test.sh installs it)");
         return None;
