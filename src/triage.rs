@@ -459,30 +459,21 @@ pub fn triage(s: &Session, console: Option<crate::console::Console>) -> Report {
                 if !seen.insert(r.mfn.0) {
                     continue;
                 }
+                // A lookup's answer in words: the entry, or why there is none.
+                fn said<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) -> String {
+                    r.map_or_else(|e| e.to_string(), |e| format!("{e:?}"))
+                }
+                let root = format!("vCPU {} {}", r.vcpu, r.table);
                 match m2p.get(r.mfn) {
                     Ok(crate::xen::p2m::M2pEntry::Pfn(pfn)) => match p2m.get(pfn) {
                         Ok(e) if e.mfn() == Some(r.mfn) => ok += 1,
                         other => bad.push(format!(
-                            "vCPU {} {}: M2P says pfn {pfn} for frame {:#x}, whose p2m entry is {}",
-                            r.vcpu,
-                            r.table,
+                            "{root}: M2P says pfn {pfn} for frame {:#x}, whose p2m entry is {}",
                             r.mfn.0,
-                            match other {
-                                Ok(e) => format!("{e:?}"),
-                                Err(e) => e.to_string(),
-                            }
+                            said(other)
                         )),
                     },
-                    other => bad.push(format!(
-                        "vCPU {} {}: M2P of frame {:#x} is {}",
-                        r.vcpu,
-                        r.table,
-                        r.mfn.0,
-                        match other {
-                            Ok(e) => format!("{e:?}"),
-                            Err(e) => e.to_string(),
-                        }
-                    )),
+                    other => bad.push(format!("{root}: M2P of frame {:#x} is {}", r.mfn.0, said(other))),
                 }
             }
             if bad.is_empty() {

@@ -154,13 +154,7 @@ pub(super) fn walks(
     }
     w.flush()?;
     w.out.flush()?;
-    Ok(if bad_input {
-        ExitCode::from(2)
-    } else if w.failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::va_exit(bad_input, w.failed))
 }
 
 /// The whole address space: `VA MADDR SIZE` per coalesced range (per leaf with

@@ -404,3 +404,15 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// The exit status of a run over VAs (README "Exit status"): 2 when a line of the VA
+/// list could not be read (the others still ran), else 1 when a VA did not translate.
+fn va_exit(bad_input: bool, any_failed: bool) -> ExitCode {
+    if bad_input {
+        ExitCode::from(2)
+    } else if any_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

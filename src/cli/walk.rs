@@ -173,13 +173,7 @@ pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
     }
     flush(&mut out, &mut batch)?;
     out.flush()?;
-    Ok(if bad_input {
-        ExitCode::from(2)
-    } else if any_failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::va_exit(bad_input, any_failed))
 }
 
 /// What walks of a machine-memory space read: the dump's machine memory, with the
@@ -441,13 +435,7 @@ fn guest(
         }
     }
     out.flush()?;
-    Ok(if bad_input {
-        ExitCode::from(2)
-    } else if any_failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::va_exit(bad_input, any_failed))
 }
 
 /// The listing of a guest's own tables: ranges coalesced by machine contiguity
