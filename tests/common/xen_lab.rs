@@ -780,8 +780,21 @@ pub fn vmcore_filtered_by_makedumpfile_x(lab: &Lab, c: &Crash, test: &str) {
     // owner the frame table names (the guest, which -X drops).
     assert!(what.contains("excluded by the kdump writer (dump level 1: zero pages excluded)"), "{what}");
     assert!(what.contains("pages domain 1 owns (frame table)"), "{what}");
+    // Exactly the guest's roots: -X drops its L4s, so the walks stop there, and what
+    // is missing is each distinct L4 frame the real writer's core names for its
+    // vCPUs (`.xen_prstatus`: ctrlreg[3], the kernel L4, and ctrlreg[1], the user L4).
+    let Format::XlCore(sum) = &core.format else { panic!("not an xl core") };
+    let l4s: std::collections::BTreeSet<u64> =
+        sum.vcpus.iter().flat_map(|v| [v.cr3, v.user_cr3]).flatten().map(|a| a >> 12).collect();
+    let n = l4s.len();
+    assert!(n >= 2, "{l4s:x?}");
+    assert!(
+        what.starts_with(&format!("{n} of its {n} page-table pages are not in the dump")),
+        "{what}: want the {n} L4s {l4s:x?}"
+    );
     let frame =
         what.split("frame 0x").nth(1).and_then(|t| t.split(':').next()).map(|h| u64::from_str_radix(h, 16).unwrap());
+    assert!(frame.is_some_and(|m| l4s.contains(&m)), "{what}: the first missing frame is not one of the L4s {l4s:x?}");
     let guest: std::collections::HashSet<u64> = core_p2m(&core).into_iter().map(|(_, m)| m).collect();
     assert!(frame.is_some_and(|m| guest.contains(&m)), "{what}: not one of the guest's frames");
     let _ = std::fs::remove_dir_all(&dir);
