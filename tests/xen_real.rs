@@ -394,6 +394,25 @@ fn synthetic_vmcores_every_xen_phys_start_source_and_pdx() {
     assert_eq!(x.xen_phys_start.as_ref().map(|v| v.value), Some(0));
     assert!(x.discovery.as_ref().unwrap().why.contains("before relocation"));
 
+    // 2b. An image above 4 GiB (where an EFI loader may put it; a multiboot Xen
+    // relocates below 4 GiB, reference §3.2), in a dump without CRASH_INFO: the search
+    // below 4 GiB finds no live copy, so it goes on above.
+    let high = (8u64 << 30) + 32 * mib;
+    let spec = RealSpec {
+        ram: vec![(0, 64 * mib), (8 << 30, (8 << 30) + 64 * mib)],
+        xen_phys_start: high,
+        variable: high,
+        pdx: None,
+    };
+    let fx = from_syms(&syms, &spec).unwrap();
+    let elf = dir.join("high.elf");
+    fx.machine.write_elf(&elf, &[], &[], ElfLayout::Classic).unwrap();
+    let dump = Dump::open(&elf, OpenOptions::default()).unwrap();
+    let x = Xen::new(&dump, Some(XenSyms::load(&r.syms).unwrap()), &XenOptions::default());
+    let xps = x.xen_phys_start.as_ref().unwrap();
+    assert_eq!((xps.value, &xps.source), (high, &Source::Discovered), "{:?}", x.discovery);
+    assert!(x.image_check.as_ref().unwrap().ok);
+
     // 3. PDX compression (reference §3.5/§3.7 rules): RAM at 0-64 MiB and 1 TiB-1 TiB+64 MiB.
     // OR of the ranges' bases and varying pfn bits = bits 0..13 and 28; the widest
     // zero run above pfn bit 18 is bits 19..27: shift 9.
