@@ -55,7 +55,8 @@ fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
     // Split the invocation into the dump, kept options and the dropped ones.
     let mut dump: Option<&str> = None;
     let mut kept: Vec<&str> = Vec::new();
-    let mut syms: Vec<&str> = Vec::new();
+    // The kept options as (long name, its tokens), for commands with other options.
+    let mut kept_opts: Vec<(&str, &[String])> = Vec::new();
     let mut i = 0;
     while i < argv.len() {
         let a = argv[i].as_str();
@@ -65,13 +66,11 @@ fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
         let drop = flags.is_root(name) || VA_OPTS.contains(&name) || name == "--json";
         let n = if takes_value && !inline { 2 } else { 1 };
         let part = &argv[i..(i + n).min(argv.len())];
-        if name == "--xen-syms" {
-            syms.extend(part.iter().map(String::as_str));
-        }
         if !a.starts_with('-') && dump.is_none() {
             dump = Some(a);
         } else if !drop {
             kept.extend(part.iter().map(String::as_str));
+            kept_opts.push((name, part));
         }
         i += n;
     }
@@ -108,8 +107,15 @@ fn command_from(argv: &[String], next: &Next, va: Option<Vaddr>) -> String {
         Next::Va(v) => join(&["xenwalk", &dump, &keep, &root, &format!("--va {:#x}", v.0)]),
         Next::Listing => join(&["xenwalk", &dump, &keep, &root]),
         Next::Info => {
-            let syms = syms.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" ");
-            join(&["xenwalk info", &dump, &syms])
+            // The options `info` has too (--xen-syms, --offsets-from, --xen-phys-start,
+            // --format, …), as clap defines it; the others are the walk's own.
+            let info = cli.find_subcommand("info").map(|c| longs(c, |_| true)).unwrap_or_default();
+            let opts: Vec<String> = kept_opts
+                .iter()
+                .filter(|(name, _)| info.iter().any(|l| l == name))
+                .flat_map(|(_, part)| part.iter().map(|t| quote(t)))
+                .collect();
+            join(&["xenwalk info", &dump, &opts.join(" ")])
         }
         Next::Explain { entry, level } => format!("xenwalk explain {entry:#018x} --level {}", level.number()),
     }
@@ -161,6 +167,14 @@ mod tests {
     fn info_listing_and_explain() {
         let a = argv("d.core --xen-syms x --cpu 1 --va 0x1000");
         assert_eq!(command_from(&a, &Next::Info, Some(Vaddr(0x1000))), "xenwalk info d.core --xen-syms x");
+        // What `info` takes too stays (the offsets' source and the image's base change
+        // what it says); the walk's own options go.
+        let b =
+            argv("d.raw --xen-syms x --offsets-from infer --xen-phys-start 3f800000 --maxphyaddr 46 --domain 1 --va 1");
+        assert_eq!(
+            command_from(&b, &Next::Info, None),
+            "xenwalk info d.raw --xen-syms x --offsets-from infer --xen-phys-start 3f800000"
+        );
         assert_eq!(command_from(&a, &Next::Listing, Some(Vaddr(0x1000))), "xenwalk d.core --xen-syms x --cpu 1");
         assert_eq!(
             command_from(&a, &Next::Explain { entry: 0x8000_0000_0000_0080, level: Level::L4 }, None),
