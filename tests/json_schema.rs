@@ -207,6 +207,8 @@ struct SummaryLine {
     #[serde(default)]
     root_gpa: Option<Hex>,
     ranges: u64,
+    /// Null unless the listing stopped at `--max-leaves`.
+    leaf_limit_reached: Option<u64>,
     tables: PerLevel,
     distinct_tables: u64,
     leaves: PerLevel,

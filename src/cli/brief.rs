@@ -164,6 +164,7 @@ pub(super) fn list(
     root: &Root,
     opts: WalkOptions,
     leaves: bool,
+    mut limit: crate::paging::enumerate::LeafLimit,
     out: &mut dyn Write,
     ui: super::Ui,
 ) -> Result<ExitCode> {
@@ -182,6 +183,9 @@ pub(super) fn list(
     let mut co = Coalescer::default();
     let mut result: io::Result<()> = Ok(());
     let summary = enumerate_with(mem, root.maddr, opts, &o, |ev| {
+        if matches!(ev, Event::Leaf(_)) {
+            limit.take()?;
+        }
         let closed = match ev {
             Event::Leaf(l) if leaves => Some(Range::single(l)),
             Event::Leaf(l) => co.push(l),
@@ -204,6 +208,10 @@ pub(super) fn list(
             "note: {unreadable} table(s) the dump lacks and {reserved} entr(ies) with reserved bits are not in a \
              --brief listing (the full listing shows them)"
         ));
+    }
+    if let Some(max) = limit.reached() {
+        super::leaf_limit_note(max);
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,10 +32,12 @@ pub struct MapArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub paging: PagingArgs,
+    #[command(flatten)]
+    pub list: super::ListArgs,
 }
 
 pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
-    let MapArgs { input, root, svg, html, output, paging } = m;
+    let MapArgs { input, root, svg, html, output, paging, list } = m;
     let (as_json, maxphyaddr) = (output.json, paging.maxphyaddr);
     let s = input.open(ui)?;
     let opts = WalkOptions { maxphyaddr, ..WalkOptions::default() };
@@ -59,7 +61,7 @@ pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
         eprintln!("xenwalk: cannot map this root: {}: {}{next}", d.reason.code(), d.explanation);
         return Ok(ExitCode::from(1));
     }
-    let map = crate::paging::map::build(view.mem, root.maddr, opts);
+    let map = crate::paging::map::build(view.mem, root.maddr, opts, list.limit());
     let (mem, xen, root_maddr) = (view.mem, view.xen, root.maddr);
     let labeler = move |va: crate::addr::Vaddr| -> Option<RegionLabel> {
         match xen {
@@ -99,5 +101,9 @@ pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
         draw::text(&mut out, &map, &labeler, width)?;
     }
     out.flush()?;
+    if let Some(max) = map.leaf_limit_reached {
+        super::leaf_limit_note(max);
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

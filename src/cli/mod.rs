@@ -209,6 +209,31 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+/// How much a listing may list.
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    /// A listing stops after N leaves and says so (exit 1): every path through the
+    /// tables is followed, so tables that alias (a corrupt or hostile dump) can map
+    /// all 2^36 pages of the address space.
+    #[arg(long, value_name = "N", default_value_t = crate::paging::enumerate::LeafLimit::DEFAULT)]
+    pub max_leaves: u64,
+}
+
+impl ListArgs {
+    pub fn limit(&self) -> crate::paging::enumerate::LeafLimit {
+        crate::paging::enumerate::LeafLimit::new(self.max_leaves)
+    }
+}
+
+/// The one sentence said (stderr) when a listing stopped at its leaf limit.
+fn leaf_limit_note(max: u64) {
+    eprintln!(
+        "xenwalk: the listing stopped after {max} leaves (--max-leaves {max}): this root maps more, \
+         which on a real machine usually means its tables alias (one table under many entries); \
+         pass a larger --max-leaves to go on"
+    );
+}
+
 /// How the machine's paging is read.
 #[derive(Args, Debug, Clone)]
 pub struct PagingArgs {

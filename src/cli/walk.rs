@@ -66,6 +66,8 @@ pub struct WalkArgs {
     pub gpa: bool,
     #[command(flatten)]
     pub paging: PagingArgs,
+    #[command(flatten)]
+    pub list: super::ListArgs,
 }
 
 /// VAs of a full (not `--brief`) walk translated together: enough for the
@@ -105,7 +107,7 @@ pub(super) fn run(a: WalkArgs, ui: super::Ui) -> Result<ExitCode> {
     }
     if a.brief {
         return if vas.is_empty() && va_list.is_none() {
-            brief::list(view.mem, root, opts, a.leaves, &mut out, ui)
+            brief::list(view.mem, root, opts, a.leaves, a.list.limit(), &mut out, ui)
         } else {
             brief::walks(&s, view.mem, root, opts, &vas, va_list, &mut out)
         };
@@ -303,9 +305,11 @@ fn list(
         progress: if bar.enabled() { Some(&progress) } else { None },
         ..EnumerateOptions::default()
     };
+    let mut limit = a.list.limit();
     let summary = enumerate::enumerate_with(v.mem, root.maddr, opts, &o, |ev| {
         let res = match &ev {
             Event::Leaf(leaf) => {
+                limit.take()?;
                 if a.leaves {
                     emit(out, &Range::single(leaf))
                 } else {
@@ -341,13 +345,28 @@ fn list(
     if a.output.json {
         serde_json::to_writer(
             &mut *out,
-            &json::SummaryLine { kind: "summary", root: Some(root.maddr), root_gpa: None, ranges, summary: &summary },
+            &json::SummaryLine {
+                kind: "summary",
+                root: Some(root.maddr),
+                root_gpa: None,
+                ranges,
+                leaf_limit_reached: limit.reached(),
+                summary: &summary,
+            },
         )?;
         writeln!(out)?;
     } else {
         human::summary(out, &summary, ranges)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(leaf_limit_exit(out, limit)?)
+}
+
+/// A listing that stopped at its leaf limit says so and exits 1.
+fn leaf_limit_exit(out: &mut dyn Write, limit: enumerate::LeafLimit) -> io::Result<ExitCode> {
+    let Some(max) = limit.reached() else { return Ok(ExitCode::SUCCESS) };
+    out.flush()?;
+    super::leaf_limit_note(max);
+    Ok(ExitCode::from(1))
 }
 
 /// Fill in a diagnosis' next command against this invocation.
@@ -494,8 +513,10 @@ fn guest_list(
             human::guest_range(out, &r)
         }
     };
+    let mut limit = a.list.limit();
     let summary = enumerate::enumerate_in(mem, root.maddr, opts, |ev| {
         match &ev {
+            Event::Leaf(_) if limit.take().is_break() => return ControlFlow::Break(()),
             Event::Leaf(leaf) => co.push(mem, leaf, |r| {
                 if res.is_ok() {
                     res = emit(out, r);
@@ -539,6 +560,7 @@ fn guest_list(
             root: mem.machine(root.maddr).maddr(),
             root_gpa: Some(root.maddr),
             ranges,
+            leaf_limit_reached: limit.reached(),
             summary: &summary,
         };
         serde_json::to_writer(&mut *out, &line)?;
@@ -546,5 +568,5 @@ fn guest_list(
     } else {
         human::summary(out, &summary, ranges)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(leaf_limit_exit(out, limit)?)
 }

@@ -5,7 +5,7 @@
 //! [`enumerate`], so its memory is bounded by the cells used, not by the leaves.
 
 use super::WalkOptions;
-use super::enumerate::{Coalescer, Event, Range, enumerate};
+use super::enumerate::{Coalescer, Event, LeafLimit, Range, enumerate};
 use crate::addr::{Maddr, Vaddr};
 use crate::mem::PhysMem;
 use std::collections::BTreeMap;
@@ -89,6 +89,8 @@ pub struct AddressMap {
     pub reserved_entries: u64,
     /// Whether the L4 itself could be read.
     pub l4_readable: bool,
+    /// The leaf limit, when the map stopped at it (the tables alias: [`LeafLimit`]).
+    pub leaf_limit_reached: Option<u64>,
 }
 
 /// First VA of L4 slot `i`.
@@ -136,13 +138,14 @@ impl Builder {
     }
 }
 
-/// Build the map of `root` in one pass.
-pub fn build(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions) -> AddressMap {
+/// Build the map of `root` in one pass, of at most `limit`'s leaves.
+pub fn build(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions, mut limit: LeafLimit) -> AddressMap {
     let mut b = Builder::default();
     let mut co = Coalescer::default();
     let summary = enumerate(mem, root, opts, |ev| {
         match ev {
             Event::Leaf(l) => {
+                limit.take()?;
                 if let Some(r) = co.push(l) {
                     b.range(&r);
                 }
@@ -198,6 +201,7 @@ pub fn build(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions) -> AddressMap {
         unreadable_tables: summary.unreadable_tables,
         reserved_entries: summary.reserved_entries,
         l4_readable: l4.is_some(),
+        leaf_limit_reached: limit.reached(),
         slots,
     }
 }
@@ -226,7 +230,7 @@ mod tests {
         // Slot 7: present, maps nothing.
         let l3 = m.alloc();
         m.write_u64(Maddr(pt.root.0 + 7 * 8), l3.0 | XEN_TABLE);
-        let map = build(&m, pt.root, WalkOptions::default());
+        let map = build(&m, pt.root, WalkOptions::default(), LeafLimit::default());
         assert_eq!(map.slots.iter().map(|s| s.index).collect::<Vec<_>>(), [1, 7, 300]);
         let s = &map.slots[0];
         assert_eq!(s.mapped, BySize { page_4k: 0x3000, page_2m: 2 << 20, page_1g: 0 });

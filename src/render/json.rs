@@ -556,6 +556,9 @@ pub struct SummaryLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_gpa: Option<Gpa>,
     pub ranges: u64,
+    /// The leaf limit (`--max-leaves`) when the listing stopped at it; null when it
+    /// listed everything.
+    pub leaf_limit_reached: Option<u64>,
     #[serde(flatten)]
     pub summary: &'a Summary,
 }

@@ -133,6 +133,51 @@ pub struct Summary {
     pub unreadable_tables: u64,
 }
 
+/// At most how many leaves a listing delivers. Every path is followed (an address
+/// space whose tables are shared is listed as the MMU sees it), so a root whose
+/// tables alias everywhere — 512 L4 entries naming one L3 whose 512 entries name one
+/// L2, and so on, which a corrupt or hostile dump can hold — maps every one of the
+/// 2^36 4 KiB pages of the address space: streamed in bounded memory, but for hours.
+/// A listing counts its leaves here and stops at the limit, saying so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafLimit {
+    max: u64,
+    delivered: u64,
+    reached: bool,
+}
+
+impl LeafLimit {
+    /// The default: 2^28 leaves (a 1 TiB direct map in 4 KiB pages; the real machines
+    /// met so far list 16,416 to 16.8 million).
+    pub const DEFAULT: u64 = 1 << 28;
+
+    pub fn new(max: u64) -> LeafLimit {
+        LeafLimit { max, delivered: 0, reached: false }
+    }
+
+    /// One more leaf: `Break` (and the leaf is not to be delivered) once `max` were.
+    #[inline]
+    pub fn take(&mut self) -> ControlFlow<()> {
+        if self.delivered >= self.max {
+            self.reached = true;
+            return ControlFlow::Break(());
+        }
+        self.delivered += 1;
+        ControlFlow::Continue(())
+    }
+
+    /// The limit, when the listing stopped at it.
+    pub fn reached(&self) -> Option<u64> {
+        self.reached.then_some(self.max)
+    }
+}
+
+impl Default for LeafLimit {
+    fn default() -> Self {
+        LeafLimit::new(LeafLimit::DEFAULT)
+    }
+}
+
 /// Enumerate every leaf under the L4 at `root`, calling `f` for each event in VA
 /// order. `f` may stop the enumeration by returning `Break`.
 pub fn enumerate<F>(mem: &dyn PhysMem, root: Maddr, opts: WalkOptions, mut f: F) -> Summary
