@@ -235,11 +235,7 @@ impl Session {
                 match self.hvm_core() {
                     // An HVM core's only addresses are guest-physical: a CR3 given for
                     // it is the guest's own (a gpa), read through the core's `.xen_pfn`.
-                    Some(g) => {
-                        let mem = GuestMemory::Core(HvmCore(g));
-                        let src = "--cr3 (HVM guest core: guest-physical)".to_string();
-                        AddressSpace::guest(root::resolve_in(&mem, RootInput::Cr3(value), src, None, opts), mem)
-                    }
+                    Some(g) => hvm_core_space(g, value, "--cr3 (HVM guest core: guest-physical)".into(), None, opts),
                     None => machine(root::resolve(mem, RootInput::Cr3(value), "--cr3".into(), None, opts)),
                 }
             }
@@ -336,11 +332,7 @@ impl Session {
         let pcide = v.cr4.map(|cr4| cr4 & (1 << 17) != 0);
         let src = format!("vCPU {n}, .xen_prstatus ({what})");
         let space = match g.kind() {
-            GuestKind::Hvm => {
-                let mem = GuestMemory::Core(HvmCore(g));
-                let root = root::resolve_in(&mem, RootInput::Cr3(cr3), src, pcide, opts);
-                AddressSpace::guest(root, mem)
-            }
+            GuestKind::Hvm => hvm_core_space(g, cr3, src, pcide, opts),
             GuestKind::Pv => AddressSpace::machine(
                 root::resolve(self.mem(), RootInput::Cr3(cr3), src, pcide, opts),
                 self.xen.as_ref(),
@@ -576,6 +568,19 @@ pub enum RootError {
 
 fn list(v: &[DomainSel]) -> String {
     v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The guest's own tables from CR3 `cr3` in an HVM guest core: its pages by guest
+/// frame, no p2m and so no machine address.
+fn hvm_core_space(
+    g: &crate::mem::xlcore::XlCore,
+    cr3: u64,
+    src: String,
+    pcide: Option<bool>,
+    opts: WalkOptions,
+) -> AddressSpace<'_> {
+    let mem = GuestMemory::Core(HvmCore(g));
+    AddressSpace::guest(root::resolve_in(&mem, RootInput::Cr3(cr3), src, pcide, opts), mem)
 }
 
 /// Why an address expression has no value.

@@ -209,11 +209,7 @@ pub(super) fn list(
              --brief listing (the full listing shows them)"
         ));
     }
-    if let Some(max) = limit.reached() {
-        super::leaf_limit_note(max);
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::leaf_limit_exit(out, limit.reached())?)
 }
 
 #[cfg(test)]

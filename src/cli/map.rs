@@ -100,10 +100,5 @@ pub(super) fn run(m: MapArgs, ui: super::Ui) -> Result<ExitCode> {
         writeln!(out, "root: {root_name}")?;
         draw::text(&mut out, &map, &labeler, width)?;
     }
-    out.flush()?;
-    if let Some(max) = map.leaf_limit_reached {
-        super::leaf_limit_note(max);
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::leaf_limit_exit(&mut out, map.leaf_limit_reached)?)
 }

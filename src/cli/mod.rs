@@ -225,13 +225,17 @@ impl ListArgs {
     }
 }
 
-/// The one sentence said (stderr) when a listing stopped at its leaf limit.
-fn leaf_limit_note(max: u64) {
+/// A listing's exit status by its leaf limit, its output flushed first: 1, said on
+/// stderr, when it stopped there; else success.
+fn leaf_limit_exit(out: &mut dyn io::Write, limit: Option<u64>) -> io::Result<ExitCode> {
+    out.flush()?;
+    let Some(max) = limit else { return Ok(ExitCode::SUCCESS) };
     eprintln!(
         "xenwalk: the listing stopped after {max} leaves (--max-leaves {max}): this root maps more, \
          which on a real machine usually means its tables alias (one table under many entries); \
          pass a larger --max-leaves to go on"
     );
+    Ok(ExitCode::from(1))
 }
 
 /// How the machine's paging is read.

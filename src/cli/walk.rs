@@ -358,15 +358,7 @@ fn list(
     } else {
         human::summary(out, &summary, ranges)?;
     }
-    Ok(leaf_limit_exit(out, limit)?)
-}
-
-/// A listing that stopped at its leaf limit says so and exits 1.
-fn leaf_limit_exit(out: &mut dyn Write, limit: enumerate::LeafLimit) -> io::Result<ExitCode> {
-    let Some(max) = limit.reached() else { return Ok(ExitCode::SUCCESS) };
-    out.flush()?;
-    super::leaf_limit_note(max);
-    Ok(ExitCode::from(1))
+    Ok(super::leaf_limit_exit(out, limit.reached())?)
 }
 
 /// Fill in a diagnosis' next command against this invocation.
@@ -568,5 +560,5 @@ fn guest_list(
     } else {
         human::summary(out, &summary, ranges)?;
     }
-    Ok(leaf_limit_exit(out, limit)?)
+    Ok(super::leaf_limit_exit(out, limit.reached())?)
 }

@@ -604,6 +604,41 @@ impl XlCore {
     }
 }
 
+/// Copy the bytes at `start` into `buf`, page by page: `page(addr)` gives the page
+/// holding `addr`, or the error for it (machine and guest-physical reads alike).
+fn copy_pages<'a>(
+    start: u64,
+    buf: &mut [u8],
+    overflow: ReadError,
+    page: impl Fn(u64) -> Result<&'a [u8; PAGE], ReadError>,
+) -> Result<(), ReadError> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let a = start.checked_add(done as u64).ok_or(overflow)?;
+        let off = (a % PAGE_SIZE) as usize;
+        let n = (PAGE - off).min(buf.len() - done);
+        let p = page(a)?;
+        if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), p.get(off..off + n)) {
+            dst.copy_from_slice(src);
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Runs of consecutive frames, from frame numbers in ascending order.
+fn runs<A: crate::addr::PhysAddr>(frames: impl Iterator<Item = u64>) -> Vec<Extent<A>> {
+    let mut out: Vec<Extent<A>> = Vec::new();
+    for f in frames {
+        let start = f << 12;
+        match out.last_mut() {
+            Some(e) if e.start.raw() + e.len == start => e.len += PAGE_SIZE,
+            _ => out.push(Extent { start: A::at(start), len: PAGE_SIZE, present: true }),
+        }
+    }
+    out
+}
+
 /// Guest-physical reads: the pages the guest's own tables name. An HVM core stores
 /// its pages by guest frame (`.xen_pfn`); a PV core by machine frame, reached from a
 /// guest frame through `.xen_p2m`.
@@ -626,19 +661,12 @@ impl XlCore {
 
     /// Fill `buf` with the guest-physical bytes at `gpa` (across pages when it must).
     pub fn guest_read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), ReadError> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let a =
-                gpa.0.checked_add(done as u64).map(Gpa).ok_or(ReadError::GuestAbsent { gpa, why: self.absent() })?;
-            let page = self.guest_page(a.gfn())?;
-            let off = a.page_offset() as usize;
-            let n = (PAGE - off).min(buf.len() - done);
-            if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), page.get(off..off + n)) {
-                dst.copy_from_slice(src);
-            }
-            done += n;
-        }
-        Ok(())
+        let overflow = ReadError::GuestAbsent { gpa, why: self.absent() };
+        copy_pages(gpa.0, buf, overflow, |a| {
+            self.guest_frame(Gpa(a).gfn())
+                .and_then(|f| self.frame_page(f))
+                .ok_or(ReadError::GuestAbsent { gpa: Gpa(a), why: self.absent() })
+        })
     }
 
     /// The little-endian u64 (a page-table entry) at guest-physical `gpa`.
@@ -660,15 +688,7 @@ impl XlCore {
             GuestKind::Pv => self.p2m.iter().map(|e| e.0).collect(),
         };
         gfns.sort_unstable();
-        let mut out: Vec<Extent<Gpa>> = Vec::new();
-        for g in gfns {
-            let start = Gfn(g).gpa();
-            match out.last_mut() {
-                Some(e) if e.start.0 + e.len == start.0 => e.len += PAGE_SIZE,
-                _ => out.push(Extent { start, len: PAGE_SIZE, present: true }),
-            }
-        }
-        out
+        runs(gfns.into_iter())
     }
 }
 
@@ -688,18 +708,9 @@ impl PhysMem for XlCore {
         if self.kind() == GuestKind::Hvm {
             return Err(ReadError::Absent { addr, why: Absent::NoMachineMemory });
         }
-        let mut done = 0usize;
-        while done < buf.len() {
-            let a = addr.checked_add(done as u64).ok_or(ReadError::Absent { addr, why: self.absent() })?;
-            let off = a.page_offset() as usize;
-            let n = (PAGE - off).min(buf.len() - done);
-            let page = self.frame_page(a.mfn().0).ok_or(ReadError::Absent { addr: a, why: self.absent() })?;
-            if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), page.get(off..off + n)) {
-                dst.copy_from_slice(src);
-            }
-            done += n;
-        }
-        Ok(())
+        copy_pages(addr.0, buf, ReadError::Absent { addr, why: self.absent() }, |a| {
+            self.frame_page(a >> 12).ok_or(ReadError::Absent { addr: Maddr(a), why: self.absent() })
+        })
     }
 
     fn locate(&self, addr: Maddr) -> Result<(), Absent> {
@@ -714,14 +725,6 @@ impl PhysMem for XlCore {
         if self.kind() == GuestKind::Hvm {
             return Vec::new();
         }
-        let mut out: Vec<Extent> = Vec::new();
-        for &(frame, _, _) in &self.by_frame {
-            let start = Mfn(frame).maddr();
-            match out.last_mut() {
-                Some(e) if e.start.0 + e.len == start.0 => e.len += PAGE_SIZE,
-                _ => out.push(Extent { start, len: PAGE_SIZE, present: true }),
-            }
-        }
-        out
+        runs(self.by_frame.iter().map(|e| e.0))
     }
 }
